@@ -1,4 +1,5 @@
 #include "hw/cpu/guest_op.h"
+#include "hw/cpu/vm_exit.h"
 
 namespace cvmsim {
 
@@ -9,6 +10,15 @@ std::string_view name_of(OpKind k) {
     case OpKind::kCompute: return "compute";
     case OpKind::kFence: return "fence";
     case OpKind::kHypercall: return "hypercall";
+  }
+  return "?";
+}
+
+std::string_view name_of(ExitReason r) {
+  switch (r) {
+    case ExitReason::kStage2Fault: return "stage2_fault";
+    case ExitReason::kHypercall: return "hypercall";
+    case ExitReason::kBusError: return "bus_error";
   }
   return "?";
 }

@@ -1,1 +1,142 @@
-int main() { return 0; }
+// The cvmsim command (sim/cli). Exit status: 0 success, 1 expectations not met, 2 bad input.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "sim/cli/list.h"
+#include "sim/config/loader.h"
+#include "sim/platform/run.h"
+#include "sim/version.h"
+
+namespace fs = std::filesystem;
+using namespace cvmsim;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitExpectations = 1;
+constexpr int kExitBadInput = 2;
+
+const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv", "trace.txt"};
+
+// Writes `text` to dir/name through a temporary file and a rename, so that a file that exists is
+// always complete.
+void write_atomically(const fs::path& dir, const std::string& name, const std::string& text) {
+  const fs::path tmp = dir / ("." + name + ".tmp");
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    if (!o) throw std::runtime_error("cannot write " + tmp.string());
+    o << text;
+    if (!o.flush()) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  fs::rename(tmp, dir / name);
+}
+
+int do_run(const std::string& scenario, const std::string& out, std::optional<uint64_t> seed,
+           const std::vector<std::string>& sets, bool quiet) {
+  config::LoadOptions lo;
+  lo.overrides = sets;
+  lo.seed = seed;
+  config::LoadedScenario s;
+  try {
+    s = config::load_scenario(scenario, lo);
+  } catch (const config::ConfigError& e) {
+    std::fprintf(stderr, "cvmsim: error: %s: %s\n", scenario.empty() ? "<built-in default>" : scenario.c_str(), e.what());
+    return kExitBadInput;
+  }
+  fs::path dir;
+  RunOptions ro;
+  ro.progress = !quiet && isatty(STDERR_FILENO);
+  if (!out.empty()) {
+    dir = out;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) {
+      std::fprintf(stderr, "cvmsim: error: --out %s: cannot create the output directory (%s)\n", out.c_str(),
+                   ec ? ec.message().c_str() : "not a directory");
+      return kExitBadInput;
+    }
+    // Remove results of an earlier run first, so that a failed run never leaves old files that
+    // look like its own.
+    for (const char* f : kOutputs) fs::remove(dir / f, ec);
+    if (s.config.run.trace) ro.trace_path = (dir / "trace.txt").string();
+  }
+  RunReport r;
+  try {
+    r = run_scenario(s, ro);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cvmsim: internal error: %s\n", e.what());
+    return 3;
+  }
+  if (!out.empty()) {
+    write_atomically(dir, "effective_config.json", config::effective_config(s).dump(2) + "\n");
+    write_atomically(dir, "stats.csv", r.stats_csv);
+    write_atomically(dir, "stats.json", r.stats_json);  // last: its presence marks a complete run
+  }
+  if (!quiet) std::fputs(r.summary.c_str(), stdout);
+  for (const auto& p : r.problems) std::fprintf(stderr, "cvmsim: %s\n", p.c_str());
+  return r.problems.empty() ? kExitOk : kExitExpectations;
+}
+
+int do_validate(const std::string& scenario, const std::vector<std::string>& sets) {
+  config::LoadOptions lo;
+  lo.overrides = sets;
+  try {
+    auto s = config::load_scenario(scenario, lo);
+    std::printf("%s: valid (%zu VM(s), %zu workload(s))\n", scenario.c_str(), s.config.vms.size(),
+                s.config.workloads.size());
+    return kExitOk;
+  } catch (const config::ConfigError& e) {
+    std::fprintf(stderr, "cvmsim: error: %s: %s\n", scenario.c_str(), e.what());
+    return kExitBadInput;
+  }
+}
+
+}  // namespace
+
+// libsystemc references sc_main; cvmsim drives the kernel from its own main instead, so that it
+// can parse its command line and silence the banner before SystemC starts.
+extern "C" int sc_main(int, char**) { return 0; }
+
+int main(int argc, char** argv) {
+  setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 1);  // keep stdout for our summary
+  CLI::App app{"cvmsim: a full-system simulator of confidential-VM memory isolation"};
+  app.set_version_flag("--version", std::string(kVersion) + " (" + kGitDescribe + ")");
+  app.require_subcommand(1);
+
+  std::string scenario, out;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> sets;
+  bool quiet = false;
+  auto* run = app.add_subcommand("run", "simulate a scenario (the built-in default if none is given)");
+  run->add_option("scenario", scenario, "scenario JSON file");
+  run->add_option("--out,-o", out, "directory for stats.json, stats.csv, effective_config.json (and trace.txt)");
+  run->add_option("--seed", seed, "master seed (overrides the scenario's)");
+  run->add_option("--set", sets, "override a field: --set platform.mmu.tlb.ways=8 (repeatable)")->take_all();
+  run->add_flag("--quiet,-q", quiet, "print nothing but errors");
+
+  bool markdown = false;
+  auto* list = app.add_subcommand("list", "list components, parameters with their defaults, and statistics");
+  list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
+
+  std::string vscenario;
+  std::vector<std::string> vsets;
+  auto* validate = app.add_subcommand("validate", "check a scenario file without running it");
+  validate->add_option("scenario", vscenario, "scenario JSON file")->required();
+  validate->add_option("--set", vsets, "override a field (repeatable)")->take_all();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitBadInput;
+  }
+  if (*run) return do_run(scenario, out, seed, sets, quiet);
+  if (*list) return print_list(markdown);
+  if (*validate) return do_validate(vscenario, vsets);
+  return kExitBadInput;
+}

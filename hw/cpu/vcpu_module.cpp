@@ -1,0 +1,302 @@
+#include "hw/cpu/vcpu_module.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+namespace cvmsim {
+
+VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, Stage2Table& stage2,
+                       ExitHandler& exits, std::unique_ptr<GuestProgram> program, TraceSink& trace,
+                       Progress* progress)
+    : sc_module(name),
+      socket("socket"),
+      p_(params),
+      clock_(params.frequency_hz),
+      ps_per_cycle_(1'000'000'000'000ull % params.frequency_hz == 0 ? 1'000'000'000'000ull / params.frequency_hz : 0),
+      stage2_(stage2),
+      exits_(exits),
+      program_(std::move(program)),
+      trace_(trace),
+      progress_(progress),
+      tlb_(TlbConfig{params.tlb_sets, params.tlb_ways}),
+      pwc_(PwcConfig{params.pwc_entries, params.pwc_ways}),
+      walker_(pwc_) {
+  socket.register_invalidate_direct_mem_ptr(this, &VcpuModule::invalidate_direct_mem_ptr);
+  tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_core::sc_time::from_value(clock_.to_ps(params.quantum)));
+  qk_.reset();
+  ext_.who = params.who;
+  ext_.key = params.key;
+  ext_.initiator = Initiator::kCpu;
+  gp_.set_extension(&ext_);
+  gp_.set_streaming_width(0);
+  gp_.set_byte_enable_ptr(nullptr);
+  gp_.set_dmi_allowed(false);
+  SC_THREAD(run);
+}
+
+void VcpuModule::charge(Cycles c) {
+  stats_.busy_cycles += c.count();
+  const uint64_t ps = ps_per_cycle_ ? c.count() * ps_per_cycle_ : clock_.to_ps(c);
+  qk_.inc(sc_core::sc_time::from_value(ps));
+}
+
+void VcpuModule::trace(std::string_view event, const std::string& details) {
+  if (!trace_.enabled()) return;
+  trace_.event((sc_core::sc_time_stamp() + qk_.get_local_time()).value(), name(), event, details);
+}
+
+void VcpuModule::run() {
+  GuestOp op;
+  uint64_t since_sync = 0;
+  if (program_) {
+    while (program_->next(op)) {
+      ++stats_.ops;
+      ++since_sync;
+      bool ok = true;
+      switch (op.kind) {
+        case OpKind::kLoad:
+        case OpKind::kStore: ok = access(op); break;
+        case OpKind::kCompute:
+          ++stats_.computes;
+          charge(Cycles(op.cycles));
+          break;
+        case OpKind::kFence:
+          ++stats_.fences;
+          charge(p_.costs.fence);
+          qk_.sync();
+          ++stats_.syncs;
+          break;
+        case OpKind::kHypercall: {
+          ++stats_.hypercalls;
+          VmExit e;
+          e.reason = ExitReason::kHypercall;
+          e.nr = op.nr;
+          std::memcpy(e.args, op.args, sizeof e.args);
+          ok = handle_exit(e);
+          break;
+        }
+      }
+      if (!ok) break;
+      if (qk_.need_sync()) {
+        qk_.sync();
+        ++stats_.syncs;
+        if (progress_) progress_->advance(since_sync);
+        since_sync = 0;
+      }
+    }
+  }
+  if (progress_) progress_->advance(since_sync);
+  qk_.sync();
+  finished_ = stop_reason_.empty();
+  stats_.finish_time_ps = sc_core::sc_time_stamp().value();
+  trace(finished_ ? "finished" : "stopped", stop_reason_);
+}
+
+bool VcpuModule::access(const GuestOp& op) {
+  const bool write = op.kind == OpKind::kStore;
+  const uint32_t len = op.size;
+  if (write) {
+    ++stats_.stores;
+    stats_.bytes_stored += len;
+    fill_pattern(op.pattern, op.value, op.gpa.value(), std::span<uint8_t>(buf_.data(), len));
+  } else {
+    ++stats_.loads;
+    stats_.bytes_loaded += len;
+  }
+  // Split at 4 KiB boundaries: each piece is translated on its own.
+  uint32_t done = 0;
+  while (done < len) {
+    const Gpa g = op.gpa + done;
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, kPageBytes - g.page_offset()));
+    if (done) ++stats_.page_crossings;
+    if (!access_piece(g, buf_.data() + done, n, write)) return false;
+    done += n;
+  }
+  if (!write && op.verify) {
+    if (auto bad = check_pattern(op.pattern, op.value, op.gpa.value(), std::span<const uint8_t>(buf_.data(), len))) {
+      if (stats_.verify_failures++ == 0) {
+        char m[160];
+        std::snprintf(m, sizeof m, "gpa 0x%" PRIx64 " read 0x%02x, expected 0x%02x", op.gpa.value() + *bad,
+                      buf_[*bad], pattern_byte(op.pattern, op.value, op.gpa.value() + *bad));
+        first_verify_failure_ = m;
+      }
+    }
+  }
+  return true;
+}
+
+bool VcpuModule::translate(Gpa gpa, bool write, Xlate& out) {
+  const Perms need = write ? kPermsW : kPermsR;
+  for (unsigned attempt = 0;; ++attempt) {
+    if (const TlbEntry* e = tlb_.lookup(p_.asid, gpa)) {
+      charge(p_.costs.tlb_hit);
+      stats_.translate_cycles += p_.costs.tlb_hit.count();
+      if (e->perms.allows(need)) {
+        out.pfn = e->pfn_for(gpa);
+        out.host = nullptr;
+        return true;
+      }
+      // A permission fault on a cached entry: drop it and walk, as hardware re-walks on a fault.
+      tlb_.invalidate_addr(p_.asid, gpa);
+    }
+    const uint64_t pwc_hits_before = pwc_.stats().hits;
+    const WalkResult w = walker_.walk(stage2_, gpa, p_.asid, need);
+    const Cycles cost = p_.costs.walk_ref * w.mem_refs + p_.costs.pwc_hit * (pwc_.stats().hits - pwc_hits_before);
+    charge(cost);
+    stats_.translate_cycles += cost.count();
+    if (w.fault == WalkFault::kNone) {
+      tlb_.fill(p_.asid, gpa, w.pfn, w.size, w.perms, w.sw);
+      out.pfn = w.pfn_for(gpa);
+      out.host = nullptr;
+      return true;
+    }
+    if (attempt >= p_.max_fault_retries) {
+      char m[160];
+      std::snprintf(m, sizeof m, "%s: access to gpa 0x%" PRIx64 " still faults after %u handled exits", name(),
+                    gpa.value(), attempt);
+      stop_reason_ = m;
+      return false;
+    }
+    VmExit e;
+    e.reason = ExitReason::kStage2Fault;
+    e.gpa = gpa;
+    e.write = write;
+    e.present = w.fault == WalkFault::kPermission;
+    if (!handle_exit(e)) return false;
+    ++stats_.fault_retries;
+  }
+}
+
+bool VcpuModule::handle_exit(const VmExit& e) {
+  switch (e.reason) {
+    case ExitReason::kStage2Fault: ++stats_.exits_stage2; break;
+    case ExitReason::kHypercall: ++stats_.exits_hypercall; break;
+    case ExitReason::kBusError: ++stats_.exits_bus_error; break;
+  }
+  if (trace_.enabled()) {
+    char d[120];
+    std::snprintf(d, sizeof d, "%s gpa=0x%" PRIx64 " %s nr=%" PRIu64, std::string(name_of(e.reason)).c_str(),
+                  e.gpa.value(), e.write ? "write" : "read", e.nr);
+    trace("vm_exit", d);
+  }
+  const ExitAction a = exits_.handle_exit(p_.id, e);
+  const Cycles cost = p_.costs.vm_exit_round_trip + a.cost;
+  charge(cost);
+  stats_.exit_cycles += cost.count();
+  if (a.kind == ExitAction::kStop) {
+    stop_reason_ = a.reason.empty() ? std::string(name()) + ": stopped by the exit handler" : a.reason;
+    return false;
+  }
+  return true;
+}
+
+uint8_t* VcpuModule::dmi_lookup(Pfn pfn) {
+  const DmiSlot& s = dmi_[pfn.value() & (kDmiSlots - 1)];
+  return s.pfn == pfn.value() ? s.ptr : nullptr;
+}
+
+void VcpuModule::dmi_request(Pfn pfn) {
+  tlm::tlm_dmi dmi;
+  gp_.set_address(pfn_to_hpa(pfn).value());
+  gp_.set_command(tlm::TLM_READ_COMMAND);
+  if (!socket->get_direct_mem_ptr(gp_, dmi)) return;
+  // Only whole-frame grants are cached: one frame per slot.
+  if (dmi.get_start_address() > pfn_to_hpa(pfn).value() ||
+      dmi.get_end_address() < pfn_to_hpa(pfn).value() + kPageBytes - 1 || !dmi.is_read_write_allowed())
+    return;
+  DmiSlot& s = dmi_[pfn.value() & (kDmiSlots - 1)];
+  s.pfn = pfn.value();
+  s.ptr = dmi.get_dmi_ptr() + (pfn_to_hpa(pfn).value() - dmi.get_start_address());
+}
+
+void VcpuModule::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
+  const uint64_t first = start >> kPageShift, last = end >> kPageShift;
+  if (last - first >= kDmiSlots) {
+    for (auto& s : dmi_) s = DmiSlot{};
+  } else {
+    for (uint64_t f = first; f <= last; ++f) {
+      DmiSlot& s = dmi_[f & (kDmiSlots - 1)];
+      if (s.pfn == f) s = DmiSlot{};
+    }
+  }
+  ++stats_.dmi_invalidations;
+}
+
+bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write) {
+  Xlate x;
+  if (!translate(gpa, write, x)) return false;
+  const uint64_t off = gpa.page_offset();
+  if (uint8_t* host = dmi_lookup(x.pfn)) {
+    // DMI: the memory granted this frame because its state is stable for us (same key, our own
+    // data, no integrity state): the check it would make has a known outcome.
+    if (write)
+      std::memcpy(host + off, buf, len);
+    else
+      std::memcpy(buf, host + off, len);
+    ++stats_.dmi_accesses;
+    const uint64_t extra = len > 64 ? (len - 64 + p_.costs.mem_bytes_per_cycle - 1) / p_.costs.mem_bytes_per_cycle : 0;
+    const Cycles c = p_.costs.mem_access + Cycles(extra);
+    charge(c);
+    stats_.memory_cycles += c.count();
+    return true;
+  }
+  gp_.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
+  gp_.set_address(pfn_to_hpa(x.pfn).value() + off);
+  gp_.set_data_ptr(buf);
+  gp_.set_data_length(len);
+  gp_.set_streaming_width(len);
+  gp_.set_dmi_allowed(false);
+  gp_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+  sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
+  socket->b_transport(gp_, delay);
+  ++stats_.transport_accesses;
+  qk_.inc(delay);
+  stats_.memory_cycles += clock_.from_ps(delay.value()).count();
+  stats_.busy_cycles += clock_.from_ps(delay.value()).count();
+  if (!gp_.is_response_ok()) {
+    VmExit e;
+    e.reason = ExitReason::kBusError;
+    e.gpa = gpa;
+    e.write = write;
+    handle_exit(e);
+    if (stop_reason_.empty()) stop_reason_ = std::string(name()) + ": bus error (" + gp_.get_response_string() + ")";
+    return false;
+  }
+  if (gp_.is_dmi_allowed()) dmi_request(x.pfn);
+  return true;
+}
+
+void VcpuModule::describe_stats(StatVisitor& v) const {
+  v.counter("ops", stats_.ops, "ops", "guest operations executed");
+  v.counter("loads", stats_.loads, "accesses", "guest loads");
+  v.counter("stores", stats_.stores, "accesses", "guest stores");
+  v.counter("computes", stats_.computes, "ops", "compute operations");
+  v.counter("fences", stats_.fences, "ops", "fences (each synchronises with simulated time)");
+  v.counter("hypercalls", stats_.hypercalls, "ops", "hypercall operations");
+  v.counter("bytes_loaded", stats_.bytes_loaded, "bytes", "bytes read by guest loads");
+  v.counter("bytes_stored", stats_.bytes_stored, "bytes", "bytes written by guest stores");
+  v.counter("page_crossings", stats_.page_crossings, "count", "extra 4 KiB pieces from accesses that crossed a page boundary");
+  v.counter("dmi_accesses", stats_.dmi_accesses, "accesses", "access pieces served through a DMI pointer");
+  v.counter("transport_accesses", stats_.transport_accesses, "accesses", "access pieces served through b_transport");
+  v.counter("dmi_invalidations", stats_.dmi_invalidations, "count", "DMI invalidations received");
+  v.counter("exits_stage2", stats_.exits_stage2, "exits", "VM exits for stage-2 faults");
+  v.counter("exits_hypercall", stats_.exits_hypercall, "exits", "VM exits for hypercalls");
+  v.counter("exits_bus_error", stats_.exits_bus_error, "exits", "accesses the memory system refused");
+  v.counter("fault_retries", stats_.fault_retries, "count", "accesses retried after a handled stage-2 fault");
+  v.counter("verify_failures", stats_.verify_failures, "loads", "verified loads that did not read back the expected pattern");
+  v.counter("busy_cycles", stats_.busy_cycles, "cycles", "cycles charged for all operations");
+  v.counter("translate_cycles", stats_.translate_cycles, "cycles", "cycles spent in TLB lookups and stage-2 walks");
+  v.counter("memory_cycles", stats_.memory_cycles, "cycles", "cycles spent moving data once translated");
+  v.counter("exit_cycles", stats_.exit_cycles, "cycles", "cycles spent in VM exits and their handlers");
+  v.counter("syncs", stats_.syncs, "count", "synchronisations with the SystemC kernel (quantum expiries and fences)");
+  v.counter("finish_time_ps", stats_.finish_time_ps, "ps", "simulated time at which the vCPU finished or stopped");
+  PrefixedStats tlb(v, "tlb");
+  tlb_.describe_stats(tlb);
+  PrefixedStats pwc(v, "pwc");
+  pwc_.describe_stats(pwc);
+  PrefixedStats walker(v, "walker");
+  walker_.describe_stats(walker);
+}
+
+}  // namespace cvmsim

@@ -1,0 +1,6 @@
+#pragma once
+namespace cvmsim {
+// `cvmsim list`: components, every scenario parameter with its default, and (with --markdown)
+// the reference tables of docs/scenario-format.md.
+int print_list(bool markdown);
+}  // namespace cvmsim

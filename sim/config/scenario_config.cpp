@@ -1,0 +1,188 @@
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "sim/config/loader.h"
+#include "sim/version.h"
+
+namespace cvmsim::config {
+
+void MemRegionConfig::validate(const std::string& ptr) const {
+  const uint64_t align = bytes_of(page_size);
+  if (gpa % align != 0)
+    throw ConfigError(ptr + "/gpa", "value " + std::to_string(gpa) + " is not aligned to the region's page_size " + format_size(align));
+  if (size % align != 0)
+    throw ConfigError(ptr + "/size", "value " + std::to_string(size) + " is not a multiple of the region's page_size " + format_size(align));
+  if (gpa + size < gpa) throw ConfigError(ptr + "/size", "region wraps around the address space");
+}
+
+namespace {
+uint64_t max_gpa_bits(MmuFormat f) {
+  return (f == MmuFormat::kEpt5 || f == MmuFormat::kNpt5) ? 57 : 48;
+}
+}  // namespace
+
+void ScenarioConfig::validate(const std::string& ptr) const {
+  const uint64_t gpa_limit = uint64_t{1} << max_gpa_bits(platform.mmu.format);
+  uint64_t total_guest = 0;
+  for (size_t i = 0; i < vms.size(); ++i) {
+    const std::string vp = ptr + "/vms/" + std::to_string(i);
+    for (size_t j = 0; j < i; ++j)
+      if (vms[j].name == vms[i].name)
+        throw ConfigError(vp + "/name", "duplicate VM name \"" + vms[i].name + "\" (also /vms/" + std::to_string(j) + ")");
+    const auto& regs = vms[i].memory;
+    for (size_t r = 0; r < regs.size(); ++r) {
+      const std::string rp = vp + "/memory/" + std::to_string(r);
+      if (regs[r].gpa + regs[r].size > gpa_limit)
+        throw ConfigError(rp + "/size", "region ends beyond the " + std::to_string(max_gpa_bits(platform.mmu.format)) + "-bit guest physical address space of " + std::string(enum_to_name<MmuFormat>(kMmuFormatNames, platform.mmu.format)));
+      for (size_t q = 0; q < r; ++q) {
+        const bool overlap = regs[r].gpa < regs[q].gpa + regs[q].size && regs[q].gpa < regs[r].gpa + regs[r].size;
+        if (overlap) throw ConfigError(rp, "overlaps " + vp + "/memory/" + std::to_string(q));
+      }
+      total_guest += regs[r].size;
+    }
+  }
+  if (total_guest > platform.memory.size)
+    throw ConfigError(ptr + "/vms", "guest memory (" + format_size(total_guest) + " in all) does not fit in host memory (/platform/memory/size = " + format_size(platform.memory.size) + ")");
+
+  std::vector<std::pair<size_t, uint64_t>> used;  // (vm index, vcpu)
+  for (size_t w = 0; w < workloads.size(); ++w) {
+    const auto& wl = workloads[w];
+    const std::string wp = ptr + "/workloads/" + std::to_string(w);
+    auto it = std::find_if(vms.begin(), vms.end(), [&](const VmConfig& vm) { return vm.name == wl.vm; });
+    if (it == vms.end()) throw ConfigError(wp + "/vm", "no VM named \"" + wl.vm + "\" is declared in /vms");
+    const size_t vm_index = static_cast<size_t>(it - vms.begin());
+    if (wl.vcpu >= it->vcpus)
+      throw ConfigError(wp + "/vcpu", "VM \"" + wl.vm + "\" has " + std::to_string(it->vcpus) + " vCPU(s); index " + std::to_string(wl.vcpu) + " is out of range");
+    for (const auto& u : used)
+      if (u.first == vm_index && u.second == wl.vcpu)
+        throw ConfigError(wp + "/vcpu", "vCPU " + std::to_string(wl.vcpu) + " of VM \"" + wl.vm + "\" already runs another workload");
+    used.emplace_back(vm_index, wl.vcpu);
+    if (wl.kind != WorkloadKind::kTrace && wl.access_size > wl.footprint)
+      throw ConfigError(wp + "/access_size", "access_size " + std::to_string(wl.access_size) + " is larger than footprint " + std::to_string(wl.footprint));
+    if (wl.base + wl.footprint < wl.base || wl.base + wl.footprint > gpa_limit)
+      throw ConfigError(wp + "/footprint", "footprint runs beyond the guest physical address space");
+    if (wl.kind == WorkloadKind::kTrace && wl.trace.empty())
+      throw ConfigError(wp + "/trace", "a trace workload needs the path of a trace file");
+    if (wl.kind != WorkloadKind::kTrace && wl.ops == 0)
+      throw ConfigError(wp + "/ops", "must be at least 1 for generated workloads");
+    if (wl.verify_loads && platform.memory.mode == MemoryMode::kMetadata)
+      throw ConfigError(wp + "/verify_loads", "cannot verify loads when /platform/memory/mode is \"metadata\" (no bytes are stored)");
+  }
+}
+
+WorkloadSpec workload_spec(const WorkloadConfig& w) {
+  WorkloadSpec s;
+  s.kind = w.kind;
+  s.base = Gpa(w.base);
+  s.footprint_bytes = w.footprint;
+  s.access_size = static_cast<uint32_t>(w.access_size);
+  s.ops = w.ops;
+  s.read_fraction = w.read_fraction;
+  s.stride_bytes = w.stride;
+  s.zipf_theta = w.zipf_exponent;
+  s.hot_fraction = w.hot_fraction;
+  s.hot_probability = w.hot_probability;
+  s.compute_cycles_between = w.compute_cycles;
+  s.store_pattern = w.pattern;
+  s.store_value = w.value;
+  s.verify_loads = w.verify_loads;
+  s.trace_path = w.trace;
+  s.trace_format = w.trace_format;
+  s.trace_instr_fetches = w.trace_instructions;
+  s.trace_repeat = w.trace_repeat;
+  return s;
+}
+
+namespace {
+// WorkloadSpec member names (in the generator's messages) -> scenario keys.
+std::string workload_key(const std::string& member) {
+  static const std::pair<const char*, const char*> kMap[] = {
+      {"footprint_bytes", "footprint"}, {"stride_bytes", "stride"}, {"zipf_theta", "zipf_exponent"},
+      {"compute_cycles_between", "compute_cycles"}, {"store_pattern", "pattern"}, {"store_value", "value"},
+      {"trace_path", "trace"}, {"trace_instr_fetches", "trace_instructions"}};
+  for (const auto& [m, k] : kMap)
+    if (member == m) return k;
+  return member;
+}
+
+// Runs the generator's own checks (and, for traces, parses the whole file) so that every problem
+// is reported as bad input before the run starts.
+void check_workload(const WorkloadConfig& w, const std::string& ptr, uint64_t seed) {
+  auto made = make_workload(workload_spec(w), Rng(seed, "validate"));
+  if (made.ok()) return;
+  const std::string& e = made.error;
+  const auto colon = e.find(':');
+  if (colon != std::string::npos && colon < 40 && e.find(' ') > colon)
+    throw ConfigError(ptr + "/" + workload_key(e.substr(0, colon)), e.substr(colon + 1 + (e[colon + 1] == ' ')));
+  throw ConfigError(ptr, e);
+}
+}  // namespace
+
+const char* default_scenario_json() {
+  return R"({
+  "name": "default",
+  "description": "Built-in default: one 2-vCPU VM with 256 MiB of guest memory mapped by a 4-level EPT at 4 KiB; vCPU 0 runs a Zipf workload over 64 MiB, vCPU 1 a sequential sweep over 128 MiB.",
+  "vms": [ { "name": "vm0", "vcpus": 2, "memory": [ { "gpa": 0, "size": "256MiB", "page_size": "4K" } ] } ],
+  "workloads": [
+    { "vm": "vm0", "vcpu": 0, "kind": "zipf", "footprint": "64MiB", "ops": 200000, "read_fraction": 0.7 },
+    { "vm": "vm0", "vcpu": 1, "kind": "sequential", "base": "128MiB", "footprint": "128MiB", "access_size": 64, "ops": 200000, "read_fraction": 0.5 }
+  ]
+})";
+}
+
+LoadedScenario load_scenario_text(const std::string& text, const std::string& source_name,
+                                  const std::string& base_dir, const LoadOptions& opts) {
+  Json doc;
+  try {
+    doc = Json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const Json::parse_error& e) {
+    // nlohmann's message already says "at line L, column C".
+    std::string what = e.what();
+    const auto p = what.find("parse error");
+    throw ConfigError(source_name, "not valid JSON: " + (p == std::string::npos ? what : what.substr(p)));
+  }
+  for (const auto& o : opts.overrides) apply_override(doc, o);
+  if (opts.seed) doc["seed"] = *opts.seed;
+  LoadedScenario s;
+  s.source = source_name;
+  s.base_dir = base_dir;
+  read_object(doc, "", s.config);
+  // Resolve and check trace files now, so a missing file is bad input, not a failed run.
+  for (size_t w = 0; w < s.config.workloads.size(); ++w) {
+    auto& wl = s.config.workloads[w];
+    if (wl.kind != WorkloadKind::kTrace) continue;
+    std::filesystem::path p(wl.trace);
+    if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec))
+      throw ConfigError("/workloads/" + std::to_string(w) + "/trace", "no such file: " + p.string());
+    wl.trace = p.lexically_normal().string();
+  }
+  for (size_t w = 0; w < s.config.workloads.size(); ++w)
+    check_workload(s.config.workloads[w], "/workloads/" + std::to_string(w), s.config.seed);
+  return s;
+}
+
+LoadedScenario load_scenario(const std::string& path, const LoadOptions& opts) {
+  if (path.empty()) return load_scenario_text(default_scenario_json(), "<built-in default>", ".", opts);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw ConfigError(path, "no such scenario file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path, "cannot open the scenario file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return load_scenario_text(ss.str(), path, dir.empty() ? "." : dir, opts);
+}
+
+Json effective_config(const LoadedScenario& s) {
+  Json j;
+  j["cvmsim_version"] = std::string(kVersion) + " (" + kGitDescribe + ")";
+  j["source"] = s.source;
+  j["scenario"] = JsonWriter::write_object(const_cast<ScenarioConfig&>(s.config));
+  return j;
+}
+
+}  // namespace cvmsim::config

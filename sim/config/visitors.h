@@ -1,0 +1,195 @@
+// The three visitors over a schema (schema.h): read JSON with validation, write the effective
+// configuration, and list every field for `cvmsim list` and the documentation.
+#pragma once
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sim/config/schema.h"
+
+namespace cvmsim::config {
+
+using Json = nlohmann::ordered_json;
+
+std::string json_type_name(const Json& j);
+std::string pointer_join(const std::string& base, std::string_view key);
+std::string pointer_join(const std::string& base, size_t index);
+std::string short_dump(const Json& j);
+
+// ---- Reading ----
+template <class S>
+void read_object(const Json& j, const std::string& ptr, S& s);
+
+class JsonReader {
+ public:
+  JsonReader(const Json& j, std::string ptr) : j_(j), ptr_(std::move(ptr)) {}
+
+  void operator()(const UintField& f);
+  void operator()(const DoubleField& f);
+  void operator()(const BoolField& f);
+  void operator()(const StringField& f);
+
+  template <class E>
+  void operator()(const EnumField<E>& f) {
+    const Json* v = take(f.name);
+    if (!v) return;
+    const std::string p = pointer_join(ptr_, f.name);
+    if (!v->is_string()) throw ConfigError(p, "expected a string naming one of " + allowed(f.names) + ", got " + json_type_name(*v));
+    const auto s = v->template get<std::string>();
+    for (const auto& n : f.names) {
+      if (n.name == s) {
+        *f.ref = n.value;
+        return;
+      }
+    }
+    throw ConfigError(p, "unknown value \"" + s + "\"; allowed: " + allowed(f.names));
+  }
+
+  template <class S>
+  void operator()(const ObjectField<S>& f) {
+    const Json* v = take(f.name);
+    if (!v) return;
+    read_object(*v, pointer_join(ptr_, f.name), *f.ref);
+  }
+
+  template <class S>
+  void operator()(const ArrayField<S>& f) {
+    const Json* v = take(f.name);
+    if (!v) return;
+    const std::string p = pointer_join(ptr_, f.name);
+    if (!v->is_array()) throw ConfigError(p, "expected an array, got " + json_type_name(*v));
+    if (v->size() < f.min_items)
+      throw ConfigError(p, "expected at least " + std::to_string(f.min_items) + " item(s), got " + std::to_string(v->size()));
+    if (v->size() > f.max_items)
+      throw ConfigError(p, "expected at most " + std::to_string(f.max_items) + " item(s), got " + std::to_string(v->size()));
+    f.ref->clear();
+    for (size_t i = 0; i < v->size(); ++i) {
+      S item{};
+      read_object((*v)[i], pointer_join(p, i), item);
+      f.ref->push_back(std::move(item));
+    }
+  }
+
+  // Rejects keys no field claimed.
+  void finish() const;
+  const std::string& pointer() const { return ptr_; }
+
+ private:
+  const Json* take(std::string_view name);
+  template <class E>
+  static std::string allowed(std::span<const EnumName<E>> names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + std::string(n.name);
+    return s;
+  }
+
+  const Json& j_;
+  std::string ptr_;
+  std::set<std::string, std::less<>> seen_;
+};
+
+template <class S>
+void read_object(const Json& j, const std::string& ptr, S& s) {
+  if (!j.is_object()) throw ConfigError(ptr.empty() ? "/" : ptr, "expected an object, got " + json_type_name(j));
+  JsonReader r(j, ptr);
+  s.visit(r);
+  r.finish();
+  if constexpr (requires { s.validate(ptr); }) s.validate(ptr);
+}
+
+// ---- Writing (effective configuration) ----
+class JsonWriter {
+ public:
+  Json out = Json::object();
+  void operator()(const UintField& f);
+  void operator()(const DoubleField& f) { out[std::string(f.name)] = *f.ref; }
+  void operator()(const BoolField& f) { out[std::string(f.name)] = *f.ref; }
+  void operator()(const StringField& f) { out[std::string(f.name)] = *f.ref; }
+  template <class E>
+  void operator()(const EnumField<E>& f) {
+    out[std::string(f.name)] = std::string(enum_to_name(f.names, *f.ref));
+  }
+  template <class S>
+  void operator()(const ObjectField<S>& f) {
+    out[std::string(f.name)] = write_object(*f.ref);
+  }
+  template <class S>
+  void operator()(const ArrayField<S>& f) {
+    Json a = Json::array();
+    for (auto& item : *f.ref) a.push_back(write_object(item));
+    out[std::string(f.name)] = std::move(a);
+  }
+  template <class S>
+  static Json write_object(S& s) {
+    JsonWriter w;
+    s.visit(w);
+    return std::move(w.out);
+  }
+};
+
+// ---- Listing (cvmsim list, docs) ----
+struct FieldRow {
+  std::string path;  // dotted, arrays as name[]
+  std::string type;
+  std::string default_value;
+  std::string constraints;
+  std::string description;
+};
+
+class Lister {
+ public:
+  explicit Lister(std::string prefix, std::vector<FieldRow>* rows) : prefix_(std::move(prefix)), rows_(rows) {}
+  void operator()(const UintField& f);
+  void operator()(const DoubleField& f);
+  void operator()(const BoolField& f);
+  void operator()(const StringField& f);
+  template <class E>
+  void operator()(const EnumField<E>& f) {
+    std::string allowed;
+    for (const auto& n : f.names) allowed += (allowed.empty() ? "" : " | ") + std::string(n.name);
+    add(f.name, "enum", std::string(enum_to_name(f.names, *f.ref)), allowed, f.description);
+  }
+  template <class S>
+  void operator()(const ObjectField<S>& f) {
+    add(f.name, "object", "", "", f.description);
+    Lister sub(path(f.name), rows_);
+    f.ref->visit(sub);
+  }
+  template <class S>
+  void operator()(const ArrayField<S>& f) {
+    std::string c = f.min_items > 0 ? "at least " + std::to_string(f.min_items) + " item(s)" : "";
+    add(f.name, "array of object", f.ref->empty() ? "[]" : std::to_string(f.ref->size()) + " item(s)", c, f.description);
+    S item{};
+    Lister sub(path(f.name) + "[]", rows_);
+    item.visit(sub);
+  }
+  template <class S>
+  static std::vector<FieldRow> list(S& s, std::string prefix = "") {
+    std::vector<FieldRow> rows;
+    Lister l(std::move(prefix), &rows);
+    s.visit(l);
+    return rows;
+  }
+
+ private:
+  std::string path(std::string_view name) const {
+    return prefix_.empty() ? std::string(name) : prefix_ + "." + std::string(name);
+  }
+  void add(std::string_view name, std::string type, std::string def, std::string cons, std::string_view desc) {
+    rows_->push_back({path(name), std::move(type), std::move(def), std::move(cons), std::string(desc)});
+  }
+  std::string prefix_;
+  std::vector<FieldRow>* rows_;
+};
+
+// ---- Overrides ----
+// Applies `path=value` to a JSON document before it is read. The path is dotted
+// ("platform.tlb.ways", array items by index: "vms.0.vcpus") or a JSON pointer ("/platform/...").
+// The value is parsed as JSON when it is valid JSON, otherwise taken as a string. Missing
+// objects along the path are created; throws ConfigError naming the override on a bad path.
+void apply_override(Json& doc, std::string_view assignment);
+
+}  // namespace cvmsim::config

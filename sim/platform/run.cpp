@@ -1,0 +1,295 @@
+#include "sim/platform/run.h"
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <memory>
+#include <systemc>
+#include <vector>
+
+#include "hw/cpu/vcpu_module.h"
+#include "hw/memory/memory_module.h"
+#include "hw/mmu/stage2_table.h"
+#include "hw/platform/router_module.h"
+#include "models/guest/workload.h"
+#include "models/host/page_allocator.h"
+#include "sim/stats/registry.h"
+#include "sim/trace/file_trace.h"
+#include "sim/version.h"
+
+namespace cvmsim {
+
+namespace {
+
+using config::ScenarioConfig;
+
+Stage2Format to_stage2_format(config::MmuFormat f) {
+  switch (f) {
+    case config::MmuFormat::kEpt4: return Stage2Format::kEpt4;
+    case config::MmuFormat::kEpt5: return Stage2Format::kEpt5;
+    case config::MmuFormat::kNpt4: return Stage2Format::kNpt4;
+    case config::MmuFormat::kNpt5: return Stage2Format::kNpt5;
+    case config::MmuFormat::kArmS2: return Stage2Format::kArmS2;
+  }
+  return Stage2Format::kEpt4;
+}
+
+// Until the KVM layer exists, guest memory is mapped statically from the scenario's layout, so
+// every stage-2 fault is an access outside the VM's memory: the vCPU stops and the run reports
+// it. Hypercalls have no hypervisor to serve them and return -KVM_ENOSYS (1000), as KVM does
+// for an unknown hypercall number.
+class StaticFixture final : public ExitHandler {
+ public:
+  explicit StaticFixture(std::string vm) : vm_(std::move(vm)) {}
+  ExitAction handle_exit(unsigned vcpu, const VmExit& e) override {
+    ExitAction a;
+    if (e.reason == ExitReason::kHypercall) {
+      a.kind = ExitAction::kResume;
+      a.ret = static_cast<uint64_t>(-1000);
+      return a;
+    }
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s vCPU %u: %s at gpa 0x%" PRIx64 " (%s) outside the VM's memory map", vm_.c_str(),
+                  vcpu, std::string(name_of(e.reason)).c_str(), e.gpa.value(), e.write ? "write" : "read");
+    a.kind = ExitAction::kStop;
+    a.reason = buf;
+    return a;
+  }
+
+ private:
+  std::string vm_;
+};
+
+// The progress line: at most every 0.5 s of wall time, only on a terminal.
+class ProgressLine final : public Progress {
+ public:
+  ProgressLine(bool enabled, uint64_t total) : enabled_(enabled), total_(total), start_(Clock::now()), last_(start_) {}
+  void advance(uint64_t n) override {
+    done_ += n;
+    if (!enabled_) return;
+    const auto now = Clock::now();
+    if (now - last_ < std::chrono::milliseconds(500) || now - start_ < std::chrono::seconds(1)) return;
+    last_ = now;
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    std::fprintf(stderr, "\r[cvmsim] %5.1f%% of %" PRIu64 " ops, sim %.3f ms, %.2f M ops/s   ",
+                 total_ ? 100.0 * double(done_) / double(total_) : 0.0, total_,
+                 sc_core::sc_time_stamp().to_seconds() * 1e3, double(done_) / secs / 1e6);
+    printed_ = true;
+  }
+  void finish() {
+    if (printed_) std::fprintf(stderr, "\r%80s\r", "");
+  }
+  uint64_t done() const { return done_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool enabled_;
+  uint64_t total_, done_ = 0;
+  Clock::time_point start_, last_;
+  bool printed_ = false;
+};
+
+struct VmInstance {
+  std::string name;
+  std::unique_ptr<StaticFixture> fixture;
+  std::unique_ptr<Stage2Table> stage2;
+  std::vector<std::unique_ptr<VcpuModule>> vcpus;
+};
+
+class Platform : public sc_core::sc_module {
+ public:
+  Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace, Progress& progress)
+      : sc_module(name),
+        clock_(sc.platform.cpu_frequency_hz),
+        mem_(sc.platform.memory.size,
+             sc.platform.memory.mode == config::MemoryMode::kData ? MemMode::kData : MemMode::kMetadataOnly),
+        alloc_(Pfn(0), mem_.num_frames()),
+        memory_("memory", mem_, clock_,
+                MemoryTiming{Cycles(sc.platform.costs.mem_access_cycles), sc.platform.costs.mem_bytes_per_cycle}),
+        router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)) {
+    router_.initiator_socket.bind(memory_.socket);
+    router_.map(0, mem_.size_bytes(), 0, "dram");
+    const auto& c = sc.platform.costs;
+    for (size_t v = 0; v < sc.vms.size(); ++v) {
+      const auto& vmc = sc.vms[v];
+      auto vm = std::make_unique<VmInstance>();
+      vm->name = vmc.name;
+      vm->fixture = std::make_unique<StaticFixture>(vmc.name);
+      auto s2 = Stage2Table::create(mem_, alloc_, to_stage2_format(sc.platform.mmu.format));
+      if (!s2.ok()) throw std::runtime_error("cannot create the stage-2 table of " + vmc.name + ": " + s2.error().to_string());
+      vm->stage2 = std::move(*s2);
+      populate(*vm, vmc);
+      for (uint64_t i = 0; i < vmc.vcpus; ++i) {
+        VcpuParams p;
+        p.id = static_cast<unsigned>(i);
+        p.who = vm_principal(static_cast<uint32_t>(v));
+        p.asid = static_cast<uint16_t>(v + 1);
+        p.tlb_sets = static_cast<unsigned>(sc.platform.mmu.tlb.sets);
+        p.tlb_ways = static_cast<unsigned>(sc.platform.mmu.tlb.ways);
+        p.pwc_entries = static_cast<unsigned>(sc.platform.mmu.pwc.entries);
+        p.pwc_ways = static_cast<unsigned>(sc.platform.mmu.pwc.ways);
+        p.costs = VcpuCosts{Cycles(c.tlb_hit_cycles), Cycles(c.walk_ref_cycles), Cycles(c.pwc_hit_cycles),
+                            Cycles(c.mem_access_cycles), c.mem_bytes_per_cycle,
+                            Cycles(c.vm_exit_round_trip_cycles), Cycles(c.fence_cycles)};
+        p.quantum = Cycles(sc.platform.quantum_cycles);
+        p.frequency_hz = sc.platform.cpu_frequency_hz;
+        std::unique_ptr<GuestProgram> program;
+        for (size_t w = 0; w < sc.workloads.size(); ++w) {
+          const auto& wl = sc.workloads[w];
+          if (wl.vm != vmc.name || wl.vcpu != i) continue;
+          Rng rng(sc.seed, "platform." + vmc.name + ".cpu" + std::to_string(i) + ".workload");
+          auto made = make_workload(config::workload_spec(wl), rng);
+          if (!made.ok()) throw config::ConfigError("/workloads/" + std::to_string(w), made.error);
+          ops_total_ += wl.ops;
+          program = std::move(made.program);
+        }
+        const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
+        auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, *vm->stage2, *vm->fixture, std::move(program),
+                                                trace, &progress);
+        cpu->socket.bind(router_.target_socket);
+        vm->vcpus.push_back(std::move(cpu));
+      }
+      vms_.push_back(std::move(vm));
+    }
+  }
+
+  void register_stats(StatsRegistry& reg) {
+    reg.add("platform.memory", [this](StatVisitor& v) { memory_.describe_stats(v); });
+    reg.add("platform.router", [this](StatVisitor& v) { router_.describe_stats(v); });
+    reg.add("platform.host.page_allocator", [this](StatVisitor& v) { alloc_.describe_stats(v); });
+    for (auto& vm : vms_) {
+      const std::string base = "platform." + vm->name;
+      reg.add(base + ".stage2", [&vm](StatVisitor& v) { vm->stage2->describe_stats(v); });
+      for (size_t i = 0; i < vm->vcpus.size(); ++i) {
+        VcpuModule* cpu = vm->vcpus[i].get();
+        reg.add(base + ".cpu" + std::to_string(i), [cpu](StatVisitor& v) { cpu->describe_stats(v); });
+      }
+    }
+  }
+
+  const std::vector<std::unique_ptr<VmInstance>>& vms() const { return vms_; }
+  uint64_t ops_total() const { return ops_total_; }
+  PhysMem& mem() { return mem_; }
+
+ private:
+  void populate(VmInstance& vm, const config::VmConfig& vmc) {
+    for (const auto& r : vmc.memory) {
+      const uint64_t step = bytes_of(r.page_size);
+      for (uint64_t off = 0; off < r.size; off += step) {
+        auto f = alloc_.alloc(r.page_size);
+        if (!f.ok()) throw std::runtime_error("host memory exhausted while mapping " + vmc.name);
+        auto st = vm.stage2->map(Gpa(r.gpa + off), *f, r.page_size, kPermsRWX);
+        if (!st.ok()) throw std::runtime_error("stage-2 map failed for " + vmc.name + ": " + st.error().to_string());
+      }
+    }
+  }
+
+  Clock clock_;
+  PhysMem mem_;
+  PageAllocator alloc_;
+  MemoryModule memory_;
+  RouterModule router_;
+  std::vector<std::unique_ptr<VmInstance>> vms_;
+  uint64_t ops_total_ = 0;
+};
+
+std::string with_commas(uint64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+}  // namespace
+
+RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions& opts) {
+  const ScenarioConfig& sc = scenario.config;
+  sc_core::sc_report_handler::set_actions("/IEEE_Std_1666/deprecated", sc_core::SC_DO_NOTHING);
+  sc_core::sc_set_time_resolution(1, sc_core::SC_PS);
+
+  NullTrace null_trace;
+  std::unique_ptr<FileTrace> file_trace;
+  if (sc.run.trace && !opts.trace_path.empty()) file_trace = std::make_unique<FileTrace>(opts.trace_path);
+  TraceSink& trace = file_trace ? static_cast<TraceSink&>(*file_trace) : null_trace;
+
+  uint64_t total_ops = 0;
+  for (const auto& w : sc.workloads) total_ops += w.ops;
+  ProgressLine progress(opts.progress, total_ops);
+  Platform platform("platform", sc, trace, progress);
+  StatsRegistry reg;
+  platform.register_stats(reg);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  if (sc.run.max_time_ns)
+    sc_core::sc_start(sc_core::sc_time(static_cast<double>(sc.run.max_time_ns), sc_core::SC_NS));
+  else
+    sc_core::sc_start();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  progress.finish();
+
+  RunReport r;
+  // The run ends when the last vCPU finished; threads have no further events.
+  r.sim_time_ps = sc_core::sc_time_stamp().value();
+  uint64_t loads = 0, stores = 0, hits = 0, misses = 0, walks = 0, refs = 0, faults = 0, hypercalls = 0;
+  unsigned vcpus = 0, finished = 0;
+  for (const auto& vm : platform.vms()) {
+    for (const auto& cpu : vm->vcpus) {
+      ++vcpus;
+      if (cpu->finished()) ++finished;
+      if (!cpu->stop_reason().empty()) r.problems.push_back(cpu->stop_reason());
+      if (cpu->verify_failures())
+        r.problems.push_back(std::string(cpu->name()) + ": " + std::to_string(cpu->verify_failures()) +
+                             " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());
+    }
+  }
+  // Totals for the summary come from the same statistics the files get.
+  for (const auto& e : reg.snapshot()) {
+    if (!std::holds_alternative<uint64_t>(e.value)) continue;
+    const uint64_t v = std::get<uint64_t>(e.value);
+    auto ends = [&](const char* s) {
+      const std::string suf(s);
+      return e.name.size() > suf.size() && e.name.compare(e.name.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    if (ends(".loads")) loads += v;
+    else if (ends(".stores")) stores += v;
+    else if (ends(".tlb.hits")) hits += v;
+    else if (ends(".tlb.misses")) misses += v;
+    else if (ends(".walker.walks")) walks += v;
+    else if (ends(".walker.mem_refs")) refs += v;
+    else if (ends(".exits_stage2")) faults += v;
+    else if (ends(".exits_hypercall")) hypercalls += v;
+  }
+  const uint64_t accesses = loads + stores;
+  reg.add_host("wall_seconds", wall, "s", "host wall-clock time of the simulation (elaboration excluded)");
+  reg.add_host("accesses_per_second", wall > 0 ? double(accesses) / wall : 0.0, "accesses/s",
+               "simulated guest loads and stores per host second");
+  reg.add_host("host_memory_bytes", double(platform.mem().host_bytes()), "bytes",
+               "host memory held by the physical-memory model at the end of the run");
+
+  r.stats_json = reg.to_json({{"scenario", sc.name},
+                              {"seed", std::to_string(sc.seed)},
+                              {"cvmsim_version", kVersion},
+                              {"sim_time_ps", std::to_string(r.sim_time_ps)}});
+  r.stats_csv = reg.to_csv();
+
+  char buf[2048];
+  const double hit_rate = hits + misses ? 100.0 * double(hits) / double(hits + misses) : 0.0;
+  std::snprintf(buf, sizeof buf,
+                "cvmsim %s: scenario \"%s\" (seed %" PRIu64 ")\n"
+                "  simulated time     %.3f us\n"
+                "  vCPUs              %u (%u ran to completion)\n"
+                "  guest accesses     %s (%s loads, %s stores)\n"
+                "  TLB                %.2f%% hits, %s misses\n"
+                "  stage-2 walks      %s, %.2f memory references per walk\n"
+                "  VM exits           %s stage-2 faults, %s hypercalls\n"
+                "  host               %.3f s wall, %.2f M accesses/s\n",
+                kVersion, sc.name.c_str(), sc.seed, double(r.sim_time_ps) / 1e6, vcpus, finished,
+                with_commas(accesses).c_str(), with_commas(loads).c_str(), with_commas(stores).c_str(), hit_rate,
+                with_commas(misses).c_str(), with_commas(walks).c_str(), walks ? double(refs) / double(walks) : 0.0,
+                with_commas(faults).c_str(), with_commas(hypercalls).c_str(), wall,
+                wall > 0 ? double(accesses) / wall / 1e6 : 0.0);
+  r.summary = buf;
+  if (!r.problems.empty()) r.summary += "  problems           " + std::to_string(r.problems.size()) + " (see stderr)\n";
+  return r;
+}
+
+}  // namespace cvmsim

@@ -1,0 +1,28 @@
+# Same scenario and seed, byte-identical stats.json apart from the host section; a different seed
+# must change the results (so the check can fail).
+#   -DCVMSIM=path -DSCENARIO=path -DOUT=dir
+foreach(run a b)
+  execute_process(COMMAND ${CVMSIM} run ${SCENARIO} --out ${OUT}/${run} --seed 7 -q RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "run ${run} failed with ${rc}")
+  endif()
+  file(READ ${OUT}/${run}/stats.json json_${run})
+  string(JSON json_${run} REMOVE "${json_${run}}" host)
+endforeach()
+execute_process(COMMAND ${CVMSIM} run ${SCENARIO} --out ${OUT}/c --seed 8 -q RESULT_VARIABLE rc)
+file(READ ${OUT}/c/stats.json json_c)
+string(JSON json_c REMOVE "${json_c}" host)
+if(NOT json_a STREQUAL json_b)
+  message(FATAL_ERROR "same seed gave different stats.json (host section excluded)")
+endif()
+if(json_a STREQUAL json_c)
+  message(FATAL_ERROR "a different seed gave identical stats: the seed is not reaching the workloads")
+endif()
+# The byte-level check: the files minus the host section are identical text, not merely equal JSON.
+file(READ ${OUT}/a/stats.json raw_a)
+file(READ ${OUT}/b/stats.json raw_b)
+string(REGEX REPLACE "\"host\": {[^}]*(}[^}]*)*}" "" raw_a "${raw_a}")
+string(REGEX REPLACE "\"host\": {[^}]*(}[^}]*)*}" "" raw_b "${raw_b}")
+if(NOT raw_a STREQUAL raw_b)
+  message(FATAL_ERROR "stats.json texts differ outside the host section")
+endif()

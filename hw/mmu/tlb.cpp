@@ -141,13 +141,15 @@ unsigned Tlb::invalidate_all() {
 }
 
 unsigned Tlb::clear_host_ptrs(Pfn first, uint64_t count) {
+  if (count == 0) return 0;
+  const uint64_t lo = first.value();
+  const uint64_t hi = lo + (count - 1) < lo ? ~uint64_t{0} : lo + (count - 1);  // inclusive
   unsigned n = 0;
   for (size_t i = 0; i < keys_.size(); ++i) {
     TlbEntry& e = entries_[i];
     if (keys_[i] == 0 || e.host_ptr == nullptr) continue;
-    // [e.pfn, e.pfn + frames) meets [first, first + count)
-    if (e.pfn.value() < first.value() + count &&
-        first.value() < e.pfn.value() + frames_of(e.size)) {
+    const uint64_t b = e.pfn.value();
+    if (b <= hi && b + (frames_of(e.size) - 1) >= lo) {
       e.host_ptr = nullptr;
       ++n;
     }

@@ -41,6 +41,7 @@ WalkResult Walker::walk_with(const Stage2Table& table, Gpa gpa, uint16_t asid, P
     }
   }
   ++(pwc_hit ? stats_.pwc_hits : stats_.pwc_misses);
+  r.pwc_hit = pwc_hit;
 
   for (;;) {
     const uint64_t raw = mem.read_u64(Stage2Table::entry_hpa(t, gpa, level));

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "hw/base/addr.h"
 #include "hw/base/page_size.h"
@@ -43,6 +44,7 @@ struct WalkResult {
   uint16_t sw = 0;                     // leaf only
   uint64_t raw = 0;                    // the last entry read: the leaf, or where the walk stopped
   unsigned mem_refs = 0;               // entries read from memory by this walk
+  bool pwc_hit = false;                // started below the root from a page-walk-cache entry
 
   // The 4 KiB frame that gpa lands in (leaf only).
   Pfn pfn_for(Gpa gpa) const { return pfn + (gpa.page_offset(size) >> kPageShift); }

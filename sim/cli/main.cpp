@@ -36,6 +36,15 @@ void write_atomically(const fs::path& dir, const std::string& name, const std::s
   fs::rename(tmp, dir / name);
 }
 
+// "cvmsim: error: FILE: POINTER: reason"; errors about the file itself name it once.
+void report(const std::string& scenario, const config::ConfigError& e) {
+  const std::string file = scenario.empty() ? "<built-in default>" : scenario;
+  if (e.pointer() == file || e.pointer().rfind("--set", 0) == 0)
+    std::fprintf(stderr, "cvmsim: error: %s\n", e.what());
+  else
+    std::fprintf(stderr, "cvmsim: error: %s: %s\n", file.c_str(), e.what());
+}
+
 int do_run(const std::string& scenario, const std::string& out, std::optional<uint64_t> seed,
            const std::vector<std::string>& sets, bool quiet) {
   config::LoadOptions lo;
@@ -45,7 +54,7 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
   try {
     s = config::load_scenario(scenario, lo);
   } catch (const config::ConfigError& e) {
-    std::fprintf(stderr, "cvmsim: error: %s: %s\n", scenario.empty() ? "<built-in default>" : scenario.c_str(), e.what());
+    report(scenario, e);
     return kExitBadInput;
   }
   fs::path dir;
@@ -91,7 +100,7 @@ int do_validate(const std::string& scenario, const std::vector<std::string>& set
                 s.config.workloads.size());
     return kExitOk;
   } catch (const config::ConfigError& e) {
-    std::fprintf(stderr, "cvmsim: error: %s: %s\n", scenario.c_str(), e.what());
+    report(scenario, e);
     return kExitBadInput;
   }
 }

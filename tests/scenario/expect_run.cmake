@@ -1,10 +1,12 @@
 # Runs a command and checks its exit status and output. Used by ctest for whole-simulation tests
 # (SystemC elaborates once per process, so each runs the cvmsim binary on its own).
-#   -DCMD="a;b;c"  -DEXPECT_RC=N  [-DEXPECT_STDERR=regex] [-DEXPECT_STDOUT=regex]
+#   -DEXE=program -DARGS="a|b|c"  -DEXPECT_RC=N  [-DEXPECT_STDERR=regex] [-DEXPECT_STDOUT=regex]
 #   [-DFORBID_STDERR=regex] [-DWORKDIR=dir]
 if(NOT DEFINED WORKDIR)
   set(WORKDIR ".")
 endif()
+string(REPLACE "|" ";" args "${ARGS}")
+set(CMD ${EXE} ${args})
 execute_process(COMMAND ${CMD} WORKING_DIRECTORY ${WORKDIR}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 set(fail "")

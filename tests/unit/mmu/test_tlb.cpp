@@ -176,6 +176,7 @@ TEST_CASE("tlb: host pointers are dropped on invalidation and DMI revocation") {
   CHECK(tlb.clear_host_ptrs(Pfn(0x20), 1) == 1);
   CHECK(tlb.peek(1, Gpa(0x2000))->host_ptr == nullptr);
   CHECK(tlb.peek(1, Gpa(0x1000))->host_ptr == &a);
+  CHECK(tlb.clear_host_ptrs(Pfn(0x21), ~uint64_t{0}) == 0);  // no overflow, nothing above
   tlb.invalidate_addr(1, Gpa(0x1000));
   // Refill into the same slot starts without a pointer.
   TlbEntry* e = tlb.fill(1, Gpa(0x1000), Pfn(0x10), PageSize::k4K, kPermsRW);

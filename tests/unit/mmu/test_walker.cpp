@@ -42,7 +42,10 @@ TEST_CASE("walker: 5-level formats read five entries cold, fewer warm") {
   REQUIRE(w.present);
   CHECK(w.mem_refs == 5);
   CHECK(w.pfn == Pfn(0x99));
-  CHECK(e.walker.walk(*e.table, g, 7).mem_refs == 1);
+  CHECK_FALSE(w.pwc_hit);
+  w = e.walker.walk(*e.table, g, 7);
+  CHECK(w.mem_refs == 1);
+  CHECK(w.pwc_hit);
   // Same 1G region, other 2M: the level-2 entry is cached -> read level 1 and 0.
   REQUIRE(e.table->map(g + k2M, Pfn(0x9A), PageSize::k4K, kPermsRW).ok());
   CHECK(e.walker.walk(*e.table, g + k2M, 7).mem_refs == 2);
@@ -202,4 +205,23 @@ TEST_CASE("walker: permission and not-present faults per format") {
     // Software still sees the mapping through it.
     CHECK(e.table->lookup(g).mapped());
   }
+}
+
+TEST_CASE("walker: table frames stay byte-backed in metadata-only memory") {
+  PhysMem mem(test::kTestMemBytes, MemMode::kMetadataOnly);
+  BumpAllocator frames(test::kTableFramesBegin, test::kTableFramesEnd);
+  auto t = Stage2Table::create(mem, frames, Stage2Format::kNpt4);
+  REQUIRE(t.ok());
+  Pwc pwc;
+  Walker walker(pwc);
+  REQUIRE((*t)->map(Gpa(0x7000), Pfn(0x3000), PageSize::k4K, kPermsRW).ok());
+  REQUIRE((*t)->map(Gpa(k1G), Pfn(0x40000), PageSize::k1G, kPermsRW).ok());
+  WalkResult w = walker.walk(**t, Gpa(0x7008), 1, kPermsW);
+  CHECK(w.present);
+  CHECK(w.pfn == Pfn(0x3000));
+  CHECK(w.mem_refs == 4);
+  w = walker.walk(**t, Gpa(k1G + 0x5000), 1, kPermsW);
+  CHECK(w.size == PageSize::k1G);
+  (*t)->destroy();
+  CHECK(frames.live() == 0);
 }

@@ -1,0 +1,64 @@
+# Whole-simulation tests: each runs the cvmsim binary as its own process.
+set(CVMSIM $<TARGET_FILE:cvmsim>)
+set(SCN ${PROJECT_SOURCE_DIR}/scenarios)
+set(EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/scenario/expect_run.cmake)
+set(OUTROOT ${CMAKE_CURRENT_BINARY_DIR}/scenario_out)
+
+function(cvmsim_run_test name rc)
+  cmake_parse_arguments(A "" "STDOUT;STDERR;FORBID" "ARGS" ${ARGN})
+  string(JOIN "|" joined ${A_ARGS})
+  set(defs -DEXE=${CVMSIM} "-DARGS=${joined}" -DEXPECT_RC=${rc})
+  if(A_STDOUT)
+    list(APPEND defs "-DEXPECT_STDOUT=${A_STDOUT}")
+  endif()
+  if(A_STDERR)
+    list(APPEND defs "-DEXPECT_STDERR=${A_STDERR}")
+  endif()
+  if(A_FORBID)
+    list(APPEND defs "-DFORBID_STDERR=${A_FORBID}")
+  endif()
+  add_test(NAME "scenario: ${name}" COMMAND ${CMAKE_COMMAND} ${defs} -P ${EXPECT})
+endfunction()
+
+# The default scenario runs and prints a summary.
+cvmsim_run_test("default run prints a summary" 0 ARGS run
+                STDOUT "guest accesses +400,000.*stage-2 walks")
+cvmsim_run_test("quickstart" 0 ARGS run ${SCN}/quickstart.json STDOUT "scenario \"quickstart\"")
+# Data written through every stage-2 format and leaf size reads back intact.
+foreach(fmt ept4 ept5 npt4 npt5 arm_s2)
+  cvmsim_run_test("data path verified under ${fmt}" 0
+                  ARGS run ${SCN}/formats/verify_data_path.json --set platform.mmu.format=${fmt}
+                  STDOUT "3 ran to completion" FORBID "did not read back")
+endforeach()
+cvmsim_run_test("verification detects wrong data" 1 ARGS run ${SCN}/formats/verify_detects_corruption.json
+                STDERR "1 load\\(s\\) did not read back the pattern; first: gpa 0x0 read 0x00")
+# Metadata-only memory runs the same traffic.
+cvmsim_run_test("metadata-only mode" 0 ARGS run ${SCN}/quickstart.json --set platform.memory.mode=metadata
+                STDOUT "guest accesses +200,000")
+# A fault outside the VM's memory stops the vCPU: expectations not met, status 1.
+cvmsim_run_test("access outside guest memory stops the vCPU" 1
+                ARGS run ${SCN}/formats/outside_memory.json STDERR "stage2_fault at gpa 0x1000000")
+
+add_test(NAME "scenario: outputs are written with units and resolved defaults"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/quickstart.json -DOUT=${OUTROOT}/outputs
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/outputs.cmake)
+add_test(NAME "scenario: same seed gives byte-identical stats"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/quickstart.json -DOUT=${OUTROOT}/determinism
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/determinism.cmake)
+
+# Bad input: one test per class, each asserting the message and exit status 2.
+set(B ${SCN}/bad)
+cvmsim_run_test("bad input: not JSON" 2 ARGS run ${B}/not_json.json STDERR "not valid JSON: .*line 4, column 4[0-9]")
+cvmsim_run_test("bad input: unknown key" 2 ARGS run ${B}/unknown_key.json STDERR "/platform/mmu/tbl: unknown key")
+cvmsim_run_test("bad input: wrong type" 2 ARGS run ${B}/wrong_type.json STDERR "/vms/0/vcpus: expected a non-negative integer, got a string")
+cvmsim_run_test("bad input: out of range" 2 ARGS run ${B}/out_of_range.json STDERR "/platform/mmu/tlb/ways: value 0 is out of range")
+cvmsim_run_test("bad input: misaligned" 2 ARGS run ${B}/misaligned.json STDERR "/vms/0/memory/0/gpa: .*not aligned to the region's page_size 2MiB")
+cvmsim_run_test("bad input: overlapping regions" 2 ARGS run ${B}/overlap.json STDERR "/vms/0/memory/1: overlaps /vms/0/memory/0")
+cvmsim_run_test("bad input: undeclared reference" 2 ARGS run ${B}/undeclared_vm.json STDERR "/workloads/0/vm: no VM named \"vm1\"")
+cvmsim_run_test("bad input: missing trace file" 2 ARGS run ${B}/missing_trace.json STDERR "/workloads/0/trace: no such file")
+cvmsim_run_test("bad input: malformed trace" 2 ARGS run ${B}/malformed_trace.json STDERR "malformed.trace:2")
+cvmsim_run_test("bad input: missing scenario file" 2 ARGS run ${B}/does_not_exist.json STDERR "no such scenario file")
+cvmsim_run_test("bad input: bad --set path" 2 ARGS run --set vms.3.vcpus=2 STDERR "index 3 is out of range")
+cvmsim_run_test("bad input: --set value of wrong type" 2 ARGS run --set platform.quantum_cycles=fast STDERR "/platform/quantum_cycles: expected a non-negative integer")
+cvmsim_run_test("bad input: unknown flag" 2 ARGS run --bogus STDERR "bogus")
+cvmsim_run_test("list shows parameters with defaults" 0 ARGS list STDOUT "platform.costs.vm_exit_round_trip_cycles += 2530")

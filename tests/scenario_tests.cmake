@@ -62,3 +62,6 @@ cvmsim_run_test("bad input: bad --set path" 2 ARGS run --set vms.3.vcpus=2 STDER
 cvmsim_run_test("bad input: --set value of wrong type" 2 ARGS run --set platform.quantum_cycles=fast STDERR "/platform/quantum_cycles: expected a non-negative integer")
 cvmsim_run_test("bad input: unknown flag" 2 ARGS run --bogus STDERR "bogus")
 cvmsim_run_test("list shows parameters with defaults" 0 ARGS list STDOUT "platform.costs.vm_exit_round_trip_cycles += 2530")
+add_test(NAME "docs: scenario field reference matches the schema"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/scenario-format.md
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_fields.cmake)

@@ -1,0 +1,18 @@
+# docs/scenario-format.md's field table must equal what the schema generates, so every field is
+# documented and no documented field is stale.  -DCVMSIM=path -DDOC=path
+execute_process(COMMAND ${CVMSIM} list --markdown OUTPUT_VARIABLE gen RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "cvmsim list --markdown failed")
+endif()
+file(READ ${DOC} doc)
+string(FIND "${doc}" "<!-- BEGIN FIELDS -->\n" b)
+string(FIND "${doc}" "<!-- END FIELDS -->" e)
+if(b LESS 0 OR e LESS 0)
+  message(FATAL_ERROR "markers missing in ${DOC}")
+endif()
+math(EXPR start "${b} + 22")
+math(EXPR len "${e} - ${start}")
+string(SUBSTRING "${doc}" ${start} ${len} table)
+if(NOT table STREQUAL gen)
+  message(FATAL_ERROR "${DOC} field table is out of date: regenerate it with `cvmsim list --markdown`")
+endif()

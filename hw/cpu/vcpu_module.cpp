@@ -140,9 +140,8 @@ bool VcpuModule::translate(Gpa gpa, bool write, Xlate& out) {
       // A permission fault on a cached entry: drop it and walk, as hardware re-walks on a fault.
       tlb_.invalidate_addr(p_.asid, gpa);
     }
-    const uint64_t pwc_hits_before = pwc_.stats().hits;
     const WalkResult w = walker_.walk(stage2_, gpa, p_.asid, need);
-    const Cycles cost = p_.costs.walk_ref * w.mem_refs + p_.costs.pwc_hit * (pwc_.stats().hits - pwc_hits_before);
+    const Cycles cost = p_.costs.walk_ref * w.mem_refs + (w.pwc_hit ? p_.costs.pwc_hit : Cycles(0));
     charge(cost);
     stats_.translate_cycles += cost.count();
     if (w.fault == WalkFault::kNone) {
@@ -235,8 +234,7 @@ bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write) {
     else
       std::memcpy(buf, host + off, len);
     ++stats_.dmi_accesses;
-    const uint64_t extra = len > 64 ? (len - 64 + p_.costs.mem_bytes_per_cycle - 1) / p_.costs.mem_bytes_per_cycle : 0;
-    const Cycles c = p_.costs.mem_access + Cycles(extra);
+    const Cycles c = p_.costs.memory.cost(len);
     charge(c);
     stats_.memory_cycles += c.count();
     return true;

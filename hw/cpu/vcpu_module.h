@@ -22,7 +22,8 @@
 #include "hw/base/trace_sink.h"
 #include "hw/cpu/guest_op.h"
 #include "hw/cpu/vm_exit.h"
-#include "hw/memory/access_ext.h"
+#include "hw/memory/memory_timing.h"
+#include "hw/memory/tlm_access_ext.h"
 #include "hw/mmu/pwc.h"
 #include "hw/mmu/stage2_table.h"
 #include "hw/mmu/tlb.h"
@@ -34,8 +35,7 @@ struct VcpuCosts {
   Cycles tlb_hit{1};
   Cycles walk_ref{30};
   Cycles pwc_hit{2};
-  Cycles mem_access{4};
-  uint64_t mem_bytes_per_cycle = 32;
+  MemoryTiming memory;  // the same formula the memory module charges (DMI accesses bypass it)
   Cycles vm_exit_round_trip{2530};
   Cycles fence{30};
 };

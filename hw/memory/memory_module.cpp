@@ -49,7 +49,7 @@ void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& d
       if (m.flags & kFramePoison) ++stats_.poisoned_reads;
       // Memory encrypted under one key and read under another yields ciphertext, not the
       // plaintext (MKTME/SME behaviour). Model it by scrambling the bytes of that frame.
-      if ((m.flags & kFrameTouched) && m.key_id != key && m.fingerprint != 0) {
+      if ((m.flags & kFrameTouched) && m.key_id != key) {
         ++stats_.key_mismatch_reads;
         const uint64_t lo = std::max<uint64_t>(addr, f << kPageShift);
         const uint64_t hi = std::min<uint64_t>(addr + len, (f + 1) << kPageShift);
@@ -61,7 +61,7 @@ void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& d
     gp.set_response_status(tlm::TLM_COMMAND_ERROR_RESPONSE);
     return;
   }
-  delay += sc_core::sc_time::from_value(clock_.to_ps(access_cost(len)));
+  delay += sc_core::sc_time::from_value(clock_.to_ps(timing_.cost(len)));
   gp.set_dmi_allowed(mem_.mode() == MemMode::kData);
   gp.set_response_status(tlm::TLM_OK_RESPONSE);
 }

@@ -11,15 +11,11 @@
 #include <tlm_utils/simple_target_socket.h>
 
 #include "hw/base/cycles.h"
-#include "hw/memory/access_ext.h"
+#include "hw/memory/tlm_access_ext.h"
+#include "hw/memory/memory_timing.h"
 #include "hw/memory/phys_mem.h"
 
 namespace cvmsim {
-
-struct MemoryTiming {
-  Cycles access{4};             // fixed part of every access
-  uint64_t bytes_per_cycle = 32;  // beyond the first 64 bytes
-};
 
 class MemoryModule : public sc_core::sc_module {
  public:
@@ -30,11 +26,6 @@ class MemoryModule : public sc_core::sc_module {
   PhysMem& mem() { return mem_; }
   void describe_stats(StatVisitor& v) const;
 
-  // Cost of moving `bytes` once translated; shared with DMI users so both paths charge the same.
-  Cycles access_cost(uint64_t bytes) const {
-    const uint64_t extra = bytes > 64 ? (bytes - 64 + timing_.bytes_per_cycle - 1) / timing_.bytes_per_cycle : 0;
-    return timing_.access + Cycles(extra);
-  }
 
  private:
   void b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);

@@ -105,7 +105,7 @@ void PhysMem::read(Hpa a, std::span<uint8_t> out) const {
     done += n;
     addr += n;
   }
-  const_cast<Stats&>(stats_).bytes_read += out.size();
+  stats_.bytes_read += out.size();
 }
 
 void PhysMem::write(Hpa a, std::span<const uint8_t> in) {

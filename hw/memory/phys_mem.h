@@ -120,7 +120,7 @@ class PhysMem {
   uint64_t size_;
   MemMode mode_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
-  Stats stats_;
+  mutable Stats stats_;  // reads count bytes too
   DmiListener dmi_listener_;
 };
 

@@ -17,14 +17,9 @@ void MemRegionConfig::validate(const std::string& ptr) const {
   if (gpa + size < gpa) throw ConfigError(ptr + "/size", "region wraps around the address space");
 }
 
-namespace {
-uint64_t max_gpa_bits(MmuFormat f) {
-  return (f == MmuFormat::kEpt5 || f == MmuFormat::kNpt5) ? 57 : 48;
-}
-}  // namespace
-
 void ScenarioConfig::validate(const std::string& ptr) const {
-  const uint64_t gpa_limit = uint64_t{1} << max_gpa_bits(platform.mmu.format);
+  const unsigned gpa_bits = input_bits_of(platform.mmu.format);
+  const uint64_t gpa_limit = uint64_t{1} << gpa_bits;
   uint64_t total_guest = 0;
   for (size_t i = 0; i < vms.size(); ++i) {
     const std::string vp = ptr + "/vms/" + std::to_string(i);
@@ -35,7 +30,7 @@ void ScenarioConfig::validate(const std::string& ptr) const {
     for (size_t r = 0; r < regs.size(); ++r) {
       const std::string rp = vp + "/memory/" + std::to_string(r);
       if (regs[r].gpa + regs[r].size > gpa_limit)
-        throw ConfigError(rp + "/size", "region ends beyond the " + std::to_string(max_gpa_bits(platform.mmu.format)) + "-bit guest physical address space of " + std::string(enum_to_name<MmuFormat>(kMmuFormatNames, platform.mmu.format)));
+        throw ConfigError(rp + "/size", "region ends beyond the " + std::to_string(gpa_bits) + "-bit guest physical address space of " + std::string(name_of(platform.mmu.format)));
       for (size_t q = 0; q < r; ++q) {
         const bool overlap = regs[r].gpa < regs[q].gpa + regs[q].size && regs[q].gpa < regs[r].gpa + regs[r].size;
         if (overlap) throw ConfigError(rp, "overlaps " + vp + "/memory/" + std::to_string(q));
@@ -67,7 +62,7 @@ void ScenarioConfig::validate(const std::string& ptr) const {
       throw ConfigError(wp + "/trace", "a trace workload needs the path of a trace file");
     if (wl.kind != WorkloadKind::kTrace && wl.ops == 0)
       throw ConfigError(wp + "/ops", "must be at least 1 for generated workloads");
-    if (wl.verify_loads && platform.memory.mode == MemoryMode::kMetadata)
+    if (wl.verify_loads && platform.memory.mode == MemMode::kMetadataOnly)
       throw ConfigError(wp + "/verify_loads", "cannot verify loads when /platform/memory/mode is \"metadata\" (no bytes are stored)");
   }
 }

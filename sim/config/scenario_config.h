@@ -9,6 +9,8 @@
 
 #include "hw/base/page_size.h"
 #include "hw/base/pattern.h"
+#include "hw/memory/phys_mem.h"
+#include "hw/mmu/pte_format.h"
 #include "models/guest/workload.h"
 #include "sim/config/schema.h"
 
@@ -19,14 +21,13 @@ inline constexpr uint64_t kMiB = 1ull << 20;
 inline constexpr uint64_t kGiB = 1ull << 30;
 inline constexpr uint64_t kTiB = 1ull << 40;
 
-enum class MmuFormat { kEpt4, kEpt5, kNpt4, kNpt5, kArmS2 };
-inline constexpr EnumName<MmuFormat> kMmuFormatNames[] = {
-    {MmuFormat::kEpt4, "ept4"}, {MmuFormat::kEpt5, "ept5"}, {MmuFormat::kNpt4, "npt4"},
-    {MmuFormat::kNpt5, "npt5"}, {MmuFormat::kArmS2, "arm_s2"}};
+// Spellings match name_of(Stage2Format) in hw/mmu/pte_format.h.
+inline constexpr EnumName<Stage2Format> kStage2FormatNames[] = {
+    {Stage2Format::kEpt4, "ept4"}, {Stage2Format::kEpt5, "ept5"}, {Stage2Format::kNpt4, "npt4"},
+    {Stage2Format::kNpt5, "npt5"}, {Stage2Format::kArmS2, "arm_s2"}};
 
-enum class MemoryMode { kData, kMetadata };
-inline constexpr EnumName<MemoryMode> kMemoryModeNames[] = {{MemoryMode::kData, "data"},
-                                                            {MemoryMode::kMetadata, "metadata"}};
+inline constexpr EnumName<MemMode> kMemModeNames[] = {{MemMode::kData, "data"},
+                                                      {MemMode::kMetadataOnly, "metadata"}};
 
 inline constexpr EnumName<PageSize> kPageSizeNames[] = {
     {PageSize::k4K, "4K"}, {PageSize::k2M, "2M"}, {PageSize::k1G, "1G"}};
@@ -86,12 +87,12 @@ struct PwcConfig {
 };
 
 struct MmuConfig {
-  MmuFormat format = MmuFormat::kEpt4;
+  Stage2Format format = Stage2Format::kEpt4;
   TlbConfig tlb;
   PwcConfig pwc;
   template <class V>
   void visit(V& v) {
-    v(enum_field("format", format, kMmuFormatNames, "stage-2 page-table format: Intel EPT (4/5 level), AMD NPT (4/5 level) or Arm stage-2 (4K granule)"));
+    v(enum_field("format", format, kStage2FormatNames, "stage-2 page-table format: Intel EPT (4/5 level), AMD NPT (4/5 level) or Arm stage-2 (4K granule)"));
     v(object_field("tlb", tlb, "per-vCPU TLB"));
     v(object_field("pwc", pwc, "per-vCPU page-walk cache"));
   }
@@ -99,11 +100,11 @@ struct MmuConfig {
 
 struct MemoryConfig {
   uint64_t size = 16 * kGiB;
-  MemoryMode mode = MemoryMode::kData;
+  MemMode mode = MemMode::kData;
   template <class V>
   void visit(V& v) {
     v(uint_field("size", size, "host physical memory").bytes().min(64 * kMiB).max(16 * kTiB).aligned(2 * kMiB));
-    v(enum_field("mode", mode, kMemoryModeNames, "data: store bytes; metadata: keep only per-frame metadata and a content fingerprint (large runs; loads read zeros and cannot verify)"));
+    v(enum_field("mode", mode, kMemModeNames, "data: store bytes; metadata: keep only per-frame metadata and a content fingerprint (large runs; loads read zeros and cannot verify)"));
   }
 };
 

@@ -23,15 +23,8 @@ namespace {
 
 using config::ScenarioConfig;
 
-Stage2Format to_stage2_format(config::MmuFormat f) {
-  switch (f) {
-    case config::MmuFormat::kEpt4: return Stage2Format::kEpt4;
-    case config::MmuFormat::kEpt5: return Stage2Format::kEpt5;
-    case config::MmuFormat::kNpt4: return Stage2Format::kNpt4;
-    case config::MmuFormat::kNpt5: return Stage2Format::kNpt5;
-    case config::MmuFormat::kArmS2: return Stage2Format::kArmS2;
-  }
-  return Stage2Format::kEpt4;
+MemoryTiming memory_timing(const config::CostConfig& c) {
+  return MemoryTiming{Cycles(c.mem_access_cycles), c.mem_bytes_per_cycle};
 }
 
 // Until the KVM layer exists, guest memory is mapped statically from the scenario's layout, so
@@ -63,7 +56,9 @@ class StaticFixture final : public ExitHandler {
 // The progress line: at most every 0.5 s of wall time, only on a terminal.
 class ProgressLine final : public Progress {
  public:
-  ProgressLine(bool enabled, uint64_t total) : enabled_(enabled), total_(total), start_(Clock::now()), last_(start_) {}
+  explicit ProgressLine(bool enabled) : enabled_(enabled), start_(Clock::now()), last_(start_) {}
+  // Operations the programs will produce (GuestProgram::expected_ops, compute ops included).
+  void add_total(uint64_t ops) { total_ += ops; }
   void advance(uint64_t n) override {
     done_ += n;
     if (!enabled_) return;
@@ -79,12 +74,11 @@ class ProgressLine final : public Progress {
   void finish() {
     if (printed_) std::fprintf(stderr, "\r%80s\r", "");
   }
-  uint64_t done() const { return done_; }
 
  private:
   using Clock = std::chrono::steady_clock;
   bool enabled_;
-  uint64_t total_, done_ = 0;
+  uint64_t total_ = 0, done_ = 0;
   Clock::time_point start_, last_;
   bool printed_ = false;
 };
@@ -98,14 +92,12 @@ struct VmInstance {
 
 class Platform : public sc_core::sc_module {
  public:
-  Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace, Progress& progress)
+  Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace, ProgressLine& progress)
       : sc_module(name),
         clock_(sc.platform.cpu_frequency_hz),
-        mem_(sc.platform.memory.size,
-             sc.platform.memory.mode == config::MemoryMode::kData ? MemMode::kData : MemMode::kMetadataOnly),
+        mem_(sc.platform.memory.size, sc.platform.memory.mode),
         alloc_(Pfn(0), mem_.num_frames()),
-        memory_("memory", mem_, clock_,
-                MemoryTiming{Cycles(sc.platform.costs.mem_access_cycles), sc.platform.costs.mem_bytes_per_cycle}),
+        memory_("memory", mem_, clock_, memory_timing(sc.platform.costs)),
         router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)) {
     router_.initiator_socket.bind(memory_.socket);
     router_.map(0, mem_.size_bytes(), 0, "dram");
@@ -115,7 +107,7 @@ class Platform : public sc_core::sc_module {
       auto vm = std::make_unique<VmInstance>();
       vm->name = vmc.name;
       vm->fixture = std::make_unique<StaticFixture>(vmc.name);
-      auto s2 = Stage2Table::create(mem_, alloc_, to_stage2_format(sc.platform.mmu.format));
+      auto s2 = Stage2Table::create(mem_, alloc_, sc.platform.mmu.format);
       if (!s2.ok()) throw std::runtime_error("cannot create the stage-2 table of " + vmc.name + ": " + s2.error().to_string());
       vm->stage2 = std::move(*s2);
       populate(*vm, vmc);
@@ -129,8 +121,7 @@ class Platform : public sc_core::sc_module {
         p.pwc_entries = static_cast<unsigned>(sc.platform.mmu.pwc.entries);
         p.pwc_ways = static_cast<unsigned>(sc.platform.mmu.pwc.ways);
         p.costs = VcpuCosts{Cycles(c.tlb_hit_cycles), Cycles(c.walk_ref_cycles), Cycles(c.pwc_hit_cycles),
-                            Cycles(c.mem_access_cycles), c.mem_bytes_per_cycle,
-                            Cycles(c.vm_exit_round_trip_cycles), Cycles(c.fence_cycles)};
+                            memory_timing(c), Cycles(c.vm_exit_round_trip_cycles), Cycles(c.fence_cycles)};
         p.quantum = Cycles(sc.platform.quantum_cycles);
         p.frequency_hz = sc.platform.cpu_frequency_hz;
         std::unique_ptr<GuestProgram> program;
@@ -140,7 +131,7 @@ class Platform : public sc_core::sc_module {
           Rng rng(sc.seed, "platform." + vmc.name + ".cpu" + std::to_string(i) + ".workload");
           auto made = make_workload(config::workload_spec(wl), rng);
           if (!made.ok()) throw config::ConfigError("/workloads/" + std::to_string(w), made.error);
-          ops_total_ += wl.ops;
+          progress.add_total(made.program->expected_ops());
           program = std::move(made.program);
         }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
@@ -168,7 +159,6 @@ class Platform : public sc_core::sc_module {
   }
 
   const std::vector<std::unique_ptr<VmInstance>>& vms() const { return vms_; }
-  uint64_t ops_total() const { return ops_total_; }
   PhysMem& mem() { return mem_; }
 
  private:
@@ -190,7 +180,6 @@ class Platform : public sc_core::sc_module {
   MemoryModule memory_;
   RouterModule router_;
   std::vector<std::unique_ptr<VmInstance>> vms_;
-  uint64_t ops_total_ = 0;
 };
 
 std::string with_commas(uint64_t v) {
@@ -211,9 +200,7 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   if (sc.run.trace && !opts.trace_path.empty()) file_trace = std::make_unique<FileTrace>(opts.trace_path);
   TraceSink& trace = file_trace ? static_cast<TraceSink&>(*file_trace) : null_trace;
 
-  uint64_t total_ops = 0;
-  for (const auto& w : sc.workloads) total_ops += w.ops;
-  ProgressLine progress(opts.progress, total_ops);
+  ProgressLine progress(opts.progress);
   Platform platform("platform", sc, trace, progress);
   StatsRegistry reg;
   platform.register_stats(reg);

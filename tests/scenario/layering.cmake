@@ -1,0 +1,28 @@
+# ARCHITECTURE.md principles 1 and 2, checked on the sources:
+#  - hw/ includes nothing from models/ or sim/ (layers call downward only);
+#  - the functional core (everything but *_module.* and tlm_*.h files, sim/platform and sim/cli)
+#    includes no SystemC or TLM header.
+#   -DSRC=source dir
+set(bad "")
+file(GLOB_RECURSE hw_files ${SRC}/hw/*.h ${SRC}/hw/*.cpp)
+foreach(f ${hw_files})
+  file(STRINGS ${f} lines REGEX "^#include \"(models|sim)/")
+  if(lines)
+    string(APPEND bad "${f}: hw reaches upward: ${lines}\n")
+  endif()
+endforeach()
+file(GLOB_RECURSE core_files ${SRC}/hw/*.h ${SRC}/hw/*.cpp ${SRC}/models/*.h ${SRC}/models/*.cpp
+     ${SRC}/sim/config/* ${SRC}/sim/scenario/* ${SRC}/sim/stats/* ${SRC}/sim/trace/*)
+foreach(f ${core_files})
+  get_filename_component(name ${f} NAME)
+  if(name MATCHES "_module\\.(h|cpp)$" OR name MATCHES "^tlm_.*\\.h$")
+    continue()
+  endif()
+  file(STRINGS ${f} lines REGEX "^#include [<\"](systemc|tlm|tlm_utils/|hw/.*_module\\.h|hw/.*/tlm_)")
+  if(lines)
+    string(APPEND bad "${f}: SystemC in the functional core: ${lines}\n")
+  endif()
+endforeach()
+if(bad)
+  message(FATAL_ERROR "${bad}")
+endif()

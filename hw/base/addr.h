@@ -6,6 +6,7 @@
 //   Hva          host virtual address (a VMM's userspace mapping)
 //   Iova         I/O virtual address (device side of an IOMMU)
 //   GmemOffset   byte offset into a guest_memfd file
+//   GmemPgoff    page index into a guest_memfd file (Linux's pgoff_t)
 //
 // Addresses of one kind may be offset by a raw byte count and subtracted to a raw byte count.
 // Crossing kinds needs a named function (gpa_to_gfn, pfn_to_hpa, ...) or, for translations,
@@ -77,6 +78,7 @@ struct PfnTag {};
 struct HvaTag {};
 struct IovaTag {};
 struct GmemOffsetTag {};
+struct GmemPgoffTag {};
 
 using Gpa = ByteAddr<GpaTag>;
 using Hpa = ByteAddr<HpaTag>;
@@ -85,12 +87,15 @@ using Iova = ByteAddr<IovaTag>;
 using GmemOffset = ByteAddr<GmemOffsetTag>;
 using Gfn = FrameNum<GfnTag>;
 using Pfn = FrameNum<PfnTag>;
+using GmemPgoff = FrameNum<GmemPgoffTag>;
 
 // Same-side conversions between a byte address and its 4 KiB frame number.
 constexpr Gfn gpa_to_gfn(Gpa a) { return Gfn(a.value() >> kPageShift); }
 constexpr Gpa gfn_to_gpa(Gfn f) { return Gpa(f.value() << kPageShift); }
 constexpr Pfn hpa_to_pfn(Hpa a) { return Pfn(a.value() >> kPageShift); }
 constexpr Hpa pfn_to_hpa(Pfn f) { return Hpa(f.value() << kPageShift); }
+constexpr GmemPgoff offset_to_pgoff(GmemOffset o) { return GmemPgoff(o.value() >> kPageShift); }
+constexpr GmemOffset pgoff_to_offset(GmemPgoff p) { return GmemOffset(p.value() << kPageShift); }
 
 std::string to_string(Gpa a);
 std::string to_string(Gfn f);

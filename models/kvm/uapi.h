@@ -77,8 +77,6 @@ inline constexpr uint32_t KVM_VM_TYPE_ARM_PROTECTED = 1u << 31;
 inline constexpr uint32_t KVM_USER_MEM_SLOTS = 32767;
 inline constexpr uint32_t KVM_MEM_SLOTS_NUM = 32767;
 inline constexpr uint64_t KVM_MEM_MAX_NR_PAGES = (1ull << 31) - 1;
-// Highest user address + 1 for access_ok() (x86-64 4-level paging: 47-bit user space).
-inline constexpr uint64_t kTaskSize = (1ull << 47) - 4096;
 
 // ---- §1 structures -----------------------------------------------------------------------
 struct kvm_create_guest_memfd {

@@ -35,6 +35,8 @@ void ScenarioConfig::validate(const std::string& ptr) const {
         const bool overlap = regs[r].gpa < regs[q].gpa + regs[q].size && regs[q].gpa < regs[r].gpa + regs[r].size;
         if (overlap) throw ConfigError(rp, "overlaps " + vp + "/memory/" + std::to_string(q));
       }
+      if (regs[r].is_private && vms[i].type == kvm::KVM_X86_DEFAULT_VM)
+        throw ConfigError(rp + "/private", "VM type \"default\" has no private memory (KVM_CAP_MEMORY_ATTRIBUTES is 0 for it); use type \"sw_protected\"");
       total_guest += regs[r].size;
     }
   }

@@ -12,6 +12,8 @@
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
 #include "models/guest/workload.h"
+#include "models/kvm/kvm_config.h"
+#include "models/kvm/uapi.h"
 #include "sim/config/schema.h"
 
 namespace cvmsim::config {
@@ -108,12 +110,69 @@ struct MemoryConfig {
   }
 };
 
+inline constexpr EnumName<kvm::AttrStoreKind> kAttrStoreNames[] = {{kvm::AttrStoreKind::kXarray, "xarray"},
+                                                                  {kvm::AttrStoreKind::kRange, "range"}};
+
+// The simulated KVM: policies and the cost of each KVM operation (docs/costs.md).
+// Costs of KVM operations, in core cycles (docs/costs.md). Zeroing uses mem_bytes_per_cycle.
+struct KvmCostConfig {
+  uint64_t ioctl_cycles = 400;
+  uint64_t exit_to_userspace_cycles = 8000;
+  uint64_t fault_cycles = 800;
+  uint64_t attr_entry_cycles = 120;
+  uint64_t attr_range_cycles = 300;
+  uint64_t zap_leaf_cycles = 60;
+  uint64_t map_leaf_cycles = 150;
+  uint64_t tlb_flush_cycles = 2000;
+  uint64_t gup_cycles = 400;
+  uint64_t memslot_update_cycles = 6000;
+  template <class V>
+  void visit(V& v) {
+    v(uint_field("ioctl_cycles", ioctl_cycles, "syscall entry/exit and ioctl dispatch of every KVM ioctl and guest_memfd file operation (estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("exit_to_userspace_cycles", exit_to_userspace_cycles, "KVM_RUN returning to the VMM and re-entering the guest, on top of the VM exit round trip (estimate: a heavyweight exit costs several microseconds)").unit("cycles").max(1'000'000'000));
+    v(uint_field("fault_cycles", fault_cycles, "software path of one KVM stage-2 fault, excluding the pieces below (estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("attr_entry_cycles", attr_entry_cycles, "attribute update or lookup, per entry touched (xarray store: per page; estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("attr_range_cycles", attr_range_cycles, "attribute update, per range inserted, split or merged (range store; estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("zap_leaf_cycles", zap_leaf_cycles, "clearing one stage-2 leaf during an invalidation (estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("map_leaf_cycles", map_leaf_cycles, "installing one stage-2 leaf on a fault (estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("tlb_flush_cycles", tlb_flush_cycles, "kvm_flush_remote_tlbs: flushing every vCPU's TLB of the VM (IPIs + INVEPT, estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("gup_cycles", gup_cycles, "resolving a host frame: get_user_pages or a guest_memfd folio lookup (estimate)").unit("cycles").max(1'000'000'000));
+    v(uint_field("memslot_update_cycles", memslot_update_cycles, "creating, moving or deleting a memslot (SRCU swap, estimate)").unit("cycles").max(1'000'000'000));
+  }
+  kvm::KvmCosts to_costs(double zero_bytes_per_cycle) const {
+    kvm::KvmCosts c;
+    c.ioctl = Cycles(ioctl_cycles);
+    c.exit_to_userspace = Cycles(exit_to_userspace_cycles);
+    c.fault_base = Cycles(fault_cycles);
+    c.attr_per_entry = Cycles(attr_entry_cycles);
+    c.attr_per_range = Cycles(attr_range_cycles);
+    c.zap_per_leaf = Cycles(zap_leaf_cycles);
+    c.map_per_leaf = Cycles(map_leaf_cycles);
+    c.tlb_flush = Cycles(tlb_flush_cycles);
+    c.gup_per_page = Cycles(gup_cycles);
+    c.memslot_update = Cycles(memslot_update_cycles);
+    c.zero_bytes_per_cycle = zero_bytes_per_cycle;
+    return c;
+  }
+};
+
+struct KvmPlatformConfig {
+  kvm::AttrStoreKind attr_store = kvm::AttrStoreKind::kXarray;
+  KvmCostConfig costs;
+  template <class V>
+  void visit(V& v) {
+    v(enum_field("attr_store", attr_store, kAttrStoreNames, "memory-attribute storage: xarray (per page, as Linux) or range (interval store)"));
+    v(object_field("costs", costs, "cost of KVM operations"));
+  }
+};
+
 struct PlatformConfig {
   uint64_t cpu_frequency_hz = 2'000'000'000;
   uint64_t quantum_cycles = 20'000;
   MemoryConfig memory;
   MmuConfig mmu;
   CostConfig costs;
+  KvmPlatformConfig kvm;
   template <class V>
   void visit(V& v) {
     v(uint_field("cpu_frequency_hz", cpu_frequency_hz, "core clock; converts cycles to simulated time").unit("Hz").min(1'000'000).max(100'000'000'000ull));
@@ -121,6 +180,7 @@ struct PlatformConfig {
     v(object_field("memory", memory, "host physical memory"));
     v(object_field("mmu", mmu, "translation hardware"));
     v(object_field("costs", costs, "latency parameters"));
+    v(object_field("kvm", kvm, "the simulated KVM"));
   }
 };
 
@@ -128,24 +188,45 @@ struct MemRegionConfig {
   uint64_t gpa = 0;
   uint64_t size = 256 * kMiB;
   PageSize page_size = PageSize::k4K;
+  bool is_private = false;
   template <class V>
   void visit(V& v) {
     v(uint_field("gpa", gpa, "first guest physical address of the region").bytes().aligned(4 * kKiB));
     v(uint_field("size", size, "region size").bytes().min(4 * kKiB).aligned(4 * kKiB));
-    v(enum_field("page_size", page_size, kPageSizeNames, "stage-2 leaf size used to map the region; gpa and size must be multiples of it"));
+    v(enum_field("page_size", page_size, kPageSizeNames, "host page size of the region's shared backing (2M/1G: hugetlb) and so the largest stage-2 leaf KVM maps it with; gpa and size must be multiples of it. Private memory is always mapped at 4K (guest_memfd is order-0)"));
+    v(bool_field("private", is_private, "back the region with a guest_memfd too and make it private from the start (needs a VM type with private memory)"));
   }
   void validate(const std::string& ptr) const;
 };
 
+inline constexpr EnumName<uint32_t> kVmTypeNames[] = {{kvm::KVM_X86_DEFAULT_VM, "default"},
+                                                      {kvm::KVM_X86_SW_PROTECTED_VM, "sw_protected"}};
+
+struct VmmPolicyConfig {
+  bool discard_on_convert = true;
+  bool implicit_conversion = true;
+  bool allocate_on_private = false;
+  template <class V>
+  void visit(V& v) {
+    v(bool_field("discard_on_convert", discard_on_convert, "on conversion, free the opposite backing (punch the guest_memfd on private->shared, drop the shared pages on shared->private), as QEMU does; false keeps both (double allocation)"));
+    v(bool_field("implicit_conversion", implicit_conversion, "convert a page when KVM_RUN exits with KVM_EXIT_MEMORY_FAULT for an access/attribute mismatch; false stops the vCPU instead"));
+    v(bool_field("allocate_on_private", allocate_on_private, "fallocate the guest_memfd range before converting it to private"));
+  }
+};
+
 struct VmConfig {
   std::string name;
+  uint32_t type = kvm::KVM_X86_DEFAULT_VM;
   uint64_t vcpus = 1;
   std::vector<MemRegionConfig> memory{MemRegionConfig{}};
+  VmmPolicyConfig vmm;
   template <class V>
   void visit(V& v) {
     v(string_field("name", name, "unique VM name, referenced by workloads").required_non_empty());
+    v(enum_field("type", type, kVmTypeNames, "KVM VM type: default (no private memory) or sw_protected (private memory from guest_memfd, no hardware enforcement)"));
     v(uint_field("vcpus", vcpus, "number of vCPUs").min(1).max(256));
-    v(array_field("memory", memory, "guest physical memory regions; must not overlap").items(1));
+    v(array_field("memory", memory, "guest physical memory regions, one memslot each; must not overlap").items(1));
+    v(object_field("vmm", vmm, "the VMM's conversion policy"));
   }
 };
 

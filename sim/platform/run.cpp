@@ -13,6 +13,9 @@
 #include "hw/platform/router_module.h"
 #include "models/guest/workload.h"
 #include "models/host/page_allocator.h"
+#include "models/kvm/kvm.h"
+#include "models/sw_protected/sw_protected_backend.h"
+#include "models/vmm/vmm.h"
 #include "sim/stats/registry.h"
 #include "sim/trace/file_trace.h"
 #include "sim/version.h"
@@ -26,32 +29,6 @@ using config::ScenarioConfig;
 MemoryTiming memory_timing(const config::CostConfig& c) {
   return MemoryTiming{Cycles(c.mem_access_cycles), c.mem_bytes_per_cycle};
 }
-
-// Until the KVM layer exists, guest memory is mapped statically from the scenario's layout, so
-// every stage-2 fault is an access outside the VM's memory: the vCPU stops and the run reports
-// it. Hypercalls have no hypervisor to serve them and return -KVM_ENOSYS (1000), as KVM does
-// for an unknown hypercall number.
-class StaticFixture final : public ExitHandler {
- public:
-  explicit StaticFixture(std::string vm) : vm_(std::move(vm)) {}
-  ExitAction handle_exit(unsigned vcpu, const VmExit& e) override {
-    ExitAction a;
-    if (e.reason == ExitReason::kHypercall) {
-      a.kind = ExitAction::kResume;
-      a.ret = static_cast<uint64_t>(-1000);
-      return a;
-    }
-    char buf[200];
-    std::snprintf(buf, sizeof buf, "%s vCPU %u: %s at gpa 0x%" PRIx64 " (%s) outside the VM's memory map", vm_.c_str(),
-                  vcpu, std::string(name_of(e.reason)).c_str(), e.gpa.value(), e.write ? "write" : "read");
-    a.kind = ExitAction::kStop;
-    a.reason = buf;
-    return a;
-  }
-
- private:
-  std::string vm_;
-};
 
 // The progress line: at most every 0.5 s of wall time, only on a terminal.
 class ProgressLine final : public Progress {
@@ -85,10 +62,16 @@ class ProgressLine final : public Progress {
 
 struct VmInstance {
   std::string name;
-  std::unique_ptr<StaticFixture> fixture;
-  std::unique_ptr<Stage2Table> stage2;
+  std::unique_ptr<vmm::Vmm> vmm;
   std::vector<std::unique_ptr<VcpuModule>> vcpus;
 };
+
+kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
+  kvm::KvmConfig k;
+  k.attr_store = p.kvm.attr_store;
+  k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle));
+  return k;
+}
 
 class Platform : public sc_core::sc_module {
  public:
@@ -98,7 +81,10 @@ class Platform : public sc_core::sc_module {
         mem_(sc.platform.memory.size, sc.platform.memory.mode),
         alloc_(Pfn(0), mem_.num_frames()),
         memory_("memory", mem_, clock_, memory_timing(sc.platform.costs)),
-        router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)) {
+        router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)),
+        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
+    kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
+    kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
     router_.initiator_socket.bind(memory_.socket);
     router_.map(0, mem_.size_bytes(), 0, "dram");
     const auto& c = sc.platform.costs;
@@ -106,11 +92,21 @@ class Platform : public sc_core::sc_module {
       const auto& vmc = sc.vms[v];
       auto vm = std::make_unique<VmInstance>();
       vm->name = vmc.name;
-      vm->fixture = std::make_unique<StaticFixture>(vmc.name);
-      auto s2 = Stage2Table::create(mem_, alloc_, sc.platform.mmu.format);
-      if (!s2.ok()) throw std::runtime_error("cannot create the stage-2 table of " + vmc.name + ": " + s2.error().to_string());
-      vm->stage2 = std::move(*s2);
-      populate(*vm, vmc);
+      // The VMM sets the VM up through KVM's uAPI: guest memory is faulted in by KVM on first
+      // touch, private regions from guest_memfd (kvm-guest-memfd.md §4, §7).
+      vmm::VmmConfig vc;
+      vc.vm_name = vmc.name;
+      vc.vm_type = vmc.type;
+      vc.vcpus = static_cast<unsigned>(vmc.vcpus);
+      vc.principal = vm_principal(static_cast<uint32_t>(v));
+      vc.asid = static_cast<uint16_t>(v + 1);
+      for (const auto& r : vmc.memory)
+        vc.ram.push_back(vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
+      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
+      vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
+      if (std::string err = vm->vmm->setup(); !err.empty())
+        throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
+      (void)kvm_.take_cost();  // set-up happens before simulated time starts
       for (uint64_t i = 0; i < vmc.vcpus; ++i) {
         VcpuParams p;
         p.id = static_cast<unsigned>(i);
@@ -135,8 +131,10 @@ class Platform : public sc_core::sc_module {
           program = std::move(made.program);
         }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
-        auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, *vm->stage2, *vm->fixture, std::move(program),
-                                                trace, &progress);
+        kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
+        auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), kv, std::move(program), trace,
+                                                &progress);
+        kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->socket.bind(router_.target_socket);
         vm->vcpus.push_back(std::move(cpu));
       }
@@ -148,12 +146,17 @@ class Platform : public sc_core::sc_module {
     reg.add("platform.memory", [this](StatVisitor& v) { memory_.describe_stats(v); });
     reg.add("platform.router", [this](StatVisitor& v) { router_.describe_stats(v); });
     reg.add("platform.host.page_allocator", [this](StatVisitor& v) { alloc_.describe_stats(v); });
+    reg.add("platform.kvm", [this](StatVisitor& v) { kvm_.describe_stats(v); });
     for (auto& vm : vms_) {
       const std::string base = "platform." + vm->name;
-      reg.add(base + ".stage2", [&vm](StatVisitor& v) { vm->stage2->describe_stats(v); });
+      vmm::Vmm* vmmp = vm->vmm.get();
+      reg.add(base + ".kvm", [vmmp](StatVisitor& v) { vmmp->vm().describe_stats(v); });
+      reg.add(base + ".vmm", [vmmp](StatVisitor& v) { vmmp->describe_stats(v); });
       for (size_t i = 0; i < vm->vcpus.size(); ++i) {
         VcpuModule* cpu = vm->vcpus[i].get();
         reg.add(base + ".cpu" + std::to_string(i), [cpu](StatVisitor& v) { cpu->describe_stats(v); });
+        kvm::Vcpu* kv = &vmmp->vcpu(static_cast<unsigned>(i));
+        reg.add(base + ".cpu" + std::to_string(i) + ".kvm", [kv](StatVisitor& v) { kv->describe_stats(v); });
       }
     }
   }
@@ -162,23 +165,12 @@ class Platform : public sc_core::sc_module {
   PhysMem& mem() { return mem_; }
 
  private:
-  void populate(VmInstance& vm, const config::VmConfig& vmc) {
-    for (const auto& r : vmc.memory) {
-      const uint64_t step = bytes_of(r.page_size);
-      for (uint64_t off = 0; off < r.size; off += step) {
-        auto f = alloc_.alloc(r.page_size);
-        if (!f.ok()) throw std::runtime_error("host memory exhausted while mapping " + vmc.name);
-        auto st = vm.stage2->map(Gpa(r.gpa + off), *f, r.page_size, kPermsRWX);
-        if (!st.ok()) throw std::runtime_error("stage-2 map failed for " + vmc.name + ": " + st.error().to_string());
-      }
-    }
-  }
-
   Clock clock_;
   PhysMem mem_;
   PageAllocator alloc_;
   MemoryModule memory_;
   RouterModule router_;
+  kvm::Kvm kvm_;
   std::vector<std::unique_ptr<VmInstance>> vms_;
 };
 

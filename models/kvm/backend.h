@@ -1,0 +1,115 @@
+// The interface between generic KVM and a VM type's backend (ARCHITECTURE.md "Backends behind
+// one KVM interface"). The hooks are Linux's: kvm_arch_init_vm / vcpu create, the gmem prepare and
+// invalidate hooks (kvm-guest-memfd.md §6.3, §6.4), kvm_arch_pre/post_set_memory_attributes
+// (§5), how a fault is classified private (§7), the private max mapping level (§5), the private
+// map/unmap ("external" S-EPT hooks on TDX, §10), how a guest's conversion request is decoded
+// (§11), and teardown. Nothing backend-specific lives in generic KVM code.
+//
+// Conversion semantics differ: on TDX and SNP a different frame backs each side, so contents are
+// lost on conversion; on pKVM the same frame is shared in place, so contents are kept. A backend
+// says which (conversion_contents()); generic code never assumes either.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "hw/base/addr.h"
+#include "hw/base/cycles.h"
+#include "hw/base/page_size.h"
+#include "hw/base/result.h"
+#include "hw/cpu/vm_exit.h"
+#include "hw/mmu/perms.h"
+#include "models/kvm/kvm_types.h"
+
+namespace cvmsim::kvm {
+
+class Vm;
+class Vcpu;
+
+enum class ConversionContents : uint8_t { kLost, kKept };
+
+// A guest's request to convert a range, decoded from its ABI (KVM_HC_MAP_GPA_RANGE, TDG.VP.VMCALL
+// <MapGPA>, an SNP page-state change, a pKVM share hypercall).
+struct ConversionRequest {
+  Gpa gpa;
+  uint64_t npages = 0;
+  bool to_private = false;
+  uint64_t attrs_arg = 0;  // the raw attribute argument forwarded to userspace
+};
+
+// What the decoder says about a hypercall.
+struct HypercallDecode {
+  enum Kind : uint8_t {
+    kNotConversion,  // not a conversion request: generic hypercall handling
+    kConversion,     // forward to userspace as KVM_EXIT_HYPERCALL(KVM_HC_MAP_GPA_RANGE)
+    kInvalid,        // malformed: return `guest_ret` to the guest without exiting
+  };
+  Kind kind = kNotConversion;
+  ConversionRequest req;
+  uint64_t guest_ret = 0;
+};
+
+class KvmBackend {
+ public:
+  virtual ~KvmBackend() = default;
+
+  virtual uint32_t vm_type() const = 0;
+  virtual std::string_view name() const = 0;
+  // kvm_arch_has_private_mem (§2).
+  virtual bool has_private_mem() const = 0;
+  // kvm_arch_supports_gmem_init_shared: x86 allows INIT_SHARED only without private memory (§2).
+  virtual bool supports_gmem_init_shared() const { return !has_private_mem(); }
+  // kvm->arch.pre_fault_allowed at creation (§9); CoCo backends set it after finalisation.
+  virtual bool pre_fault_allowed_at_create() const { return true; }
+  virtual ConversionContents conversion_contents() const = 0;
+  // kvm_arch_has_readonly_mem: READONLY memslots allowed (§4). False for VMs with protected state.
+  virtual bool has_readonly_mem() const { return true; }
+
+  // kvm_arch_init_vm / destroy, vCPU create / destroy.
+  virtual Status vm_init(Vm&) { return {}; }
+  virtual void vm_destroy(Vm&) {}
+  virtual Status vcpu_create(Vm&, Vcpu&) { return {}; }
+  virtual void vcpu_destroy(Vm&, Vcpu&) {}
+
+  // §7: the gfn a faulting GPA names (TDX strips the shared bit) and whether the access is
+  // private (SW_PROTECTED: the attribute; TDX: shared bit clear; SNP: the C-bit error code).
+  virtual Gfn fault_gfn(const Vm&, Gpa gpa) const { return gpa_to_gfn(gpa); }
+  virtual bool fault_is_private(const Vm& vm, Gfn gfn, const VmExit& e) const = 0;
+
+  // kvm_arch_gmem_prepare: called on every guest_memfd lookup for the guest; must be idempotent.
+  virtual Status gmem_prepare(Vm&, Gfn, Pfn, int /*order*/) { return {}; }
+  // kvm_arch_gmem_invalidate: a guest_memfd folio is being freed.
+  virtual void gmem_invalidate(Vm&, Pfn /*start*/, Pfn /*end*/) {}
+
+  // Extra arch work around attribute changes; generic code already zaps the range (§5).
+  // Returns "TLB flush needed".
+  virtual bool pre_set_memory_attributes(Vm&, GfnRange, uint64_t /*attrs*/) { return false; }
+  virtual void post_set_memory_attributes(Vm&, GfnRange, uint64_t /*attrs*/) {}
+
+  // Private mappings. A backend whose private memory lives in the normal stage-2 table
+  // (sw_protected) leaves these to generic code by returning false from has_private_root().
+  virtual bool has_private_root() const { return false; }
+  virtual Result<Cycles> map_private(Vm&, Gfn, Pfn, PageSize, Perms) { return Errno::kEOPNOTSUPP; }
+  virtual Result<Cycles> unmap_private(Vm&, Gfn, PageSize) { return Errno::kEOPNOTSUPP; }
+  // Zaps private mappings of r in the private root; returns "TLB flush needed".
+  virtual bool zap_private_range(Vm&, GfnRange) { return false; }
+  // gmem_max_mapping_level (§5): guest_memfd is order-0 in mainline, so 4K unless overridden.
+  virtual PageSize private_max_level(const Vm&, Gfn) const { return PageSize::k4K; }
+
+  // The guest's conversion ABI (§11).
+  virtual HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const = 0;
+
+  // VM teardown: reclaim whatever the backend owns.
+  virtual void teardown(Vm&) {}
+};
+
+// KVM_X86_DEFAULT_VM (§10): no private memory, every fault shared.
+std::unique_ptr<KvmBackend> make_default_backend();
+
+// Shared decoder of KVM_HC_MAP_GPA_RANGE (§11): gpa page-aligned, npages != 0, no gfn overflow,
+// else -KVM_EINVAL to the guest.
+HypercallDecode decode_map_gpa_range(const VmExit& e);
+
+}  // namespace cvmsim::kvm

@@ -1,0 +1,164 @@
+// The KVM module and its uAPI facade: /dev/kvm, VM, vCPU and guest_memfd file descriptors in
+// per-process fd tables, and one method per ioctl with Linux's validation order and errno
+// (kvm-guest-memfd.md §2-§9). Scenario steps, the VMM model and tests call these; a pointer
+// argument that is null models a failed copy_from_user (EFAULT).
+//
+// Files are reference counted as in Linux: a process's fd holds a reference, and so does each
+// mmap of a guest_memfd. A VM lives while its fd, a vCPU fd or a guest_memfd file holds it
+// (§6.2: the file pins its VM).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hw/base/cycles.h"
+#include "hw/base/principal.h"
+#include "hw/base/result.h"
+#include "hw/base/stat_visitor.h"
+#include "hw/memory/frame_allocator.h"
+#include "hw/memory/phys_mem.h"
+#include "hw/mmu/pte_format.h"
+#include "models/host/host_mm.h"
+#include "models/kvm/backend.h"
+#include "models/kvm/guest_memfd.h"
+#include "models/kvm/kvm_config.h"
+#include "models/kvm/uapi.h"
+#include "models/kvm/vcpu.h"
+#include "models/kvm/vm.h"
+
+namespace cvmsim::kvm {
+
+class Kvm;
+
+// What an fd refers to.
+struct File {
+  enum Kind : uint8_t { kKvmDev, kVm, kVcpu, kGmem, kOther };
+  Kind kind = kOther;
+  Vm* vm = nullptr;                  // kVm, kVcpu
+  Vcpu* vcpu = nullptr;              // kVcpu
+  std::shared_ptr<GmemFile> gmem;    // kGmem
+  std::string what;                  // kOther: "memfd", "eventfd", ...
+};
+
+// A host process: its address space and fd table (current->mm, current->files).
+class Process {
+ public:
+  Process(Kvm& kvm, HostMm& mm, std::string name) : kvm_(kvm), mm_(mm), name_(std::move(name)) {}
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  HostMm& mm() { return mm_; }
+  const std::string& name() const { return name_; }
+  // The lowest free fd (as Linux allocates), starting at 3.
+  int install(std::shared_ptr<File> f);
+  std::shared_ptr<File> get(int fd) const;
+  // close(2): EBADF if fd is not open.
+  Status close(int fd);
+  // A non-KVM file (memfd_create, eventfd...) for tests of "not a guest_memfd".
+  int open_other(std::string what);
+  // SCM_RIGHTS: a new fd here for another process's file. EBADF if src_fd is not open there.
+  Result<int> receive_fd(const Process& from, int src_fd);
+  size_t open_fds() const { return fds_.size(); }
+
+ private:
+  Kvm& kvm_;
+  HostMm& mm_;
+  std::string name_;
+  std::map<int, std::shared_ptr<File>> fds_;
+};
+
+struct GmemStat {
+  uint64_t st_size = 0;
+  uint64_t st_blksize = 0;
+  uint64_t st_ino = 0;
+};
+
+class Kvm {
+ public:
+  struct Env {
+    PhysMem& mem;
+    FrameAllocator& frames;
+    Stage2Format format;
+  };
+  using BackendFactory = std::function<std::unique_ptr<KvmBackend>()>;
+
+  Kvm(const Env& env, const KvmConfig& cfg);
+  ~Kvm();
+  Kvm(const Kvm&) = delete;
+  Kvm& operator=(const Kvm&) = delete;
+
+  // A VM type becomes creatable (and appears in KVM_CAP_VM_TYPES) when its backend registers.
+  void register_backend(uint32_t type, BackendFactory make);
+  const KvmConfig& config() const { return cfg_; }
+
+  // ---- /dev/kvm ----
+  int open_dev_kvm(Process& p);
+  // KVM_CREATE_VM. EINVAL for an unknown or unregistered type. The VM's name, principal and
+  // TLB tag are the simulator's (Linux has none of them).
+  Result<int> create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who, uint16_t asid);
+  // KVM_CHECK_EXTENSION on /dev/kvm (system scope) or on a VM fd (§2).
+  Result<int64_t> check_extension(Process& p, int fd, uint32_t cap);
+
+  // ---- VM ioctls ----
+  Status set_user_memory_region(Process& p, int vm_fd, const kvm_userspace_memory_region* r);
+  Status set_user_memory_region2(Process& p, int vm_fd, const kvm_userspace_memory_region2* r);
+  Result<int> create_guest_memfd(Process& p, int vm_fd, const kvm_create_guest_memfd* args);
+  Status set_memory_attributes(Process& p, int vm_fd, const kvm_memory_attributes* a);
+  Status enable_cap(Process& p, int vm_fd, const kvm_enable_cap* cap);
+  Result<int> create_vcpu(Process& p, int vm_fd, uint32_t id);
+
+  // ---- vCPU ioctls ----
+  Status pre_fault_memory(Process& p, int vcpu_fd, kvm_pre_fault_memory* r);
+
+  // ---- guest_memfd file operations (§6.1) ----
+  Status fallocate(Process& p, int fd, int mode, int64_t offset, int64_t len);
+  Result<uint64_t> read(Process& p, int fd, uint64_t len);   // no read op: EINVAL
+  Result<uint64_t> write(Process& p, int fd, uint64_t len);  // no write op: EINVAL
+  Status ftruncate(Process& p, int fd, int64_t len);         // size is immutable: EINVAL
+  Result<GmemStat> fstat(Process& p, int fd);
+
+  // ---- Lookups for the platform and the VMM ----
+  Vm* vm_of(const Process& p, int fd) const;
+  Vcpu* vcpu_of(const Process& p, int fd) const;
+  std::shared_ptr<GmemFile> gmem_of(const Process& p, int fd) const;
+  const std::vector<std::unique_ptr<Vm>>& vms() const { return vms_; }
+
+  // ---- Costs ----
+  void charge(Cycles c) { pending_ += c; }
+  // The cycles charged since the last call; the caller's thread advances by them.
+  Cycles take_cost() {
+    const Cycles c = pending_;
+    pending_ = Cycles(0);
+    return c;
+  }
+
+  // A file's last reference dropped (called by File holders).
+  void release(File& f);
+  // A VM's last user dropped: kvm_destroy_vm.
+  void destroy_vm(Vm& vm);
+
+  void describe_stats(StatVisitor& v) const;
+  uint64_t supported_vm_types_mask() const;
+
+ private:
+  // The generic VM-ioctl check (§3 rule 1): VM dead or another process's VM -> EIO.
+  Result<Vm*> vm_ioctl(Process& p, int vm_fd);
+
+  Env env_;
+  KvmConfig cfg_;
+  std::map<uint32_t, BackendFactory> backends_;
+  std::vector<std::unique_ptr<Vm>> vms_;
+  std::map<const Vm*, const HostMm*> vm_mm_;
+  Cycles pending_{0};
+  uint64_t next_ino_ = 1;
+  struct Stats {
+    uint64_t ioctls = 0, ioctl_errors = 0, vms_created = 0, vms_destroyed = 0, gmem_created = 0;
+  } stats_;
+};
+
+}  // namespace cvmsim::kvm

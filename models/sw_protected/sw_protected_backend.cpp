@@ -1,0 +1,26 @@
+#include "models/sw_protected/sw_protected_backend.h"
+
+#include "models/kvm/uapi.h"
+#include "models/kvm/vm.h"
+
+namespace cvmsim::kvm {
+
+namespace {
+
+class SwProtectedBackend final : public KvmBackend {
+ public:
+  uint32_t vm_type() const override { return KVM_X86_SW_PROTECTED_VM; }
+  std::string_view name() const override { return "sw_protected"; }
+  bool has_private_mem() const override { return true; }
+  // Private and shared sides are different frames (guest_memfd vs userspace memory).
+  ConversionContents conversion_contents() const override { return ConversionContents::kLost; }
+  // §7: "SW_PROTECTED: set iff the gfn is currently PRIVATE in attributes".
+  bool fault_is_private(const Vm& vm, Gfn gfn, const VmExit&) const override { return vm.mem_is_private(gfn); }
+  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override { return decode_map_gpa_range(e); }
+};
+
+}  // namespace
+
+std::unique_ptr<KvmBackend> make_sw_protected_backend() { return std::make_unique<SwProtectedBackend>(); }
+
+}  // namespace cvmsim::kvm

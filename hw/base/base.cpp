@@ -44,7 +44,7 @@ constexpr ErrnoName kErrnoNames[] = {
     {Errno::kEEXIST, "EEXIST"}, {Errno::kEXDEV, "EXDEV"},           {Errno::kENODEV, "ENODEV"},
     {Errno::kEINVAL, "EINVAL"}, {Errno::kENOSPC, "ENOSPC"},         {Errno::kESPIPE, "ESPIPE"},
     {Errno::kERANGE, "ERANGE"}, {Errno::kENOSYS, "ENOSYS"},         {Errno::kEOPNOTSUPP, "EOPNOTSUPP"},
-    {Errno::kEHWPOISON, "EHWPOISON"},
+    {Errno::kEFBIG, "EFBIG"},   {Errno::kEOVERFLOW, "EOVERFLOW"},   {Errno::kEHWPOISON, "EHWPOISON"},
 };
 }  // namespace
 

@@ -31,10 +31,12 @@ enum class Errno : int {
   kEXDEV = 18,
   kENODEV = 19,
   kEINVAL = 22,
+  kEFBIG = 27,
   kENOSPC = 28,
   kESPIPE = 29,
   kERANGE = 34,
   kENOSYS = 38,
+  kEOVERFLOW = 75,
   kEOPNOTSUPP = 95,
   kEHWPOISON = 133,
 };

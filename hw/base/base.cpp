@@ -44,8 +44,8 @@ constexpr ErrnoName kErrnoNames[] = {
     {Errno::kEEXIST, "EEXIST"}, {Errno::kEXDEV, "EXDEV"},           {Errno::kENODEV, "ENODEV"},
     {Errno::kEINVAL, "EINVAL"}, {Errno::kENOSPC, "ENOSPC"},         {Errno::kESPIPE, "ESPIPE"},
     {Errno::kERANGE, "ERANGE"}, {Errno::kENOSYS, "ENOSYS"},         {Errno::kEOPNOTSUPP, "EOPNOTSUPP"},
-    {Errno::kEHWPOISON, "EHWPOISON"}, {Errno::kEMFILE, "EMFILE"},   {Errno::kENOTTY, "ENOTTY"},
-    {Errno::kEFBIG, "EFBIG"},
+    {Errno::kEFBIG, "EFBIG"},   {Errno::kEOVERFLOW, "EOVERFLOW"},   {Errno::kEHWPOISON, "EHWPOISON"},
+    {Errno::kEMFILE, "EMFILE"}, {Errno::kENOTTY, "ENOTTY"},
 };
 }  // namespace
 

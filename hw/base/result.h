@@ -38,6 +38,7 @@ enum class Errno : int {
   kESPIPE = 29,
   kERANGE = 34,
   kENOSYS = 38,
+  kEOVERFLOW = 75,
   kEOPNOTSUPP = 95,
   kEHWPOISON = 133,
 };

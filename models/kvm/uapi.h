@@ -27,10 +27,36 @@ inline constexpr uint64_t KVM_MEMORY_EXIT_FLAG_PRIVATE = 1ull << 3;
 inline constexpr uint64_t GUEST_MEMFD_FLAG_MMAP = 1ull << 0;
 inline constexpr uint64_t GUEST_MEMFD_FLAG_INIT_SHARED = 1ull << 1;
 
-// fallocate modes (include/uapi/linux/falloc.h).
+// fallocate modes (include/uapi/linux/falloc.h). ALLOCATE_RANGE is "no mode bit"; the modes in
+// FALLOC_FL_MODE_MASK are exclusive, KEEP_SIZE is a flag beside them (vfs_fallocate).
+inline constexpr int FALLOC_FL_ALLOCATE_RANGE = 0x00;
 inline constexpr int FALLOC_FL_KEEP_SIZE = 0x01;
 inline constexpr int FALLOC_FL_PUNCH_HOLE = 0x02;
+inline constexpr int FALLOC_FL_COLLAPSE_RANGE = 0x08;
 inline constexpr int FALLOC_FL_ZERO_RANGE = 0x10;  // one of the modes guest_memfd refuses
+inline constexpr int FALLOC_FL_INSERT_RANGE = 0x20;
+inline constexpr int FALLOC_FL_UNSHARE_RANGE = 0x40;
+inline constexpr int FALLOC_FL_WRITE_ZEROES = 0x80;
+inline constexpr int FALLOC_FL_MODE_MASK = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE |
+                                           FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE |
+                                           FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_WRITE_ZEROES;
+
+// Host mm uAPI used on a guest_memfd mapping (include/uapi/asm-generic/mman-common.h). Like the
+// FALLOC_FL_ names above these are macros in libc headers: a file including <sys/mman.h> or
+// <fcntl.h> must not include this header.
+inline constexpr int PROT_NONE = 0x0;
+inline constexpr int PROT_READ = 0x1;
+inline constexpr int PROT_WRITE = 0x2;
+inline constexpr int PROT_EXEC = 0x4;
+inline constexpr int MADV_NORMAL = 0;
+inline constexpr int MADV_RANDOM = 1;
+inline constexpr int MADV_SEQUENTIAL = 2;
+inline constexpr int MADV_WILLNEED = 3;
+inline constexpr int MADV_DONTNEED = 4;
+inline constexpr int MADV_REMOVE = 9;
+inline constexpr int MADV_HUGEPAGE = 14;
+inline constexpr int MADV_NOHUGEPAGE = 15;
+inline constexpr int MADV_COLLAPSE = 25;
 
 // Exit reasons.
 inline constexpr uint32_t KVM_EXIT_UNKNOWN = 0;
@@ -147,9 +173,9 @@ struct kvm_run {
 };
 
 // Names for traces, scenario files and expectation messages.
-std::string_view exit_reason_name(uint32_t reason);        // "KVM_EXIT_MEMORY_FAULT", ...
+std::string_view exit_reason_name(uint32_t reason);  // "KVM_EXIT_MEMORY_FAULT", ...
 std::optional<uint32_t> parse_exit_reason(std::string_view name);
-std::string_view vm_type_name(uint32_t type);               // "default", "sw_protected", ...
+std::string_view vm_type_name(uint32_t type);  // "default", "sw_protected", ...
 std::optional<uint32_t> parse_vm_type(std::string_view name);
 std::optional<uint32_t> parse_capability(std::string_view name);  // "KVM_CAP_GUEST_MEMFD" -> 234
 

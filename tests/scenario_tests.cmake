@@ -37,7 +37,7 @@ cvmsim_run_test("metadata-only mode" 0 ARGS run ${SCN}/quickstart.json --set pla
                 STDOUT "guest accesses +200,000")
 # A fault outside the VM's memory stops the vCPU: expectations not met, status 1.
 cvmsim_run_test("access outside guest memory stops the vCPU" 1
-                ARGS run ${SCN}/formats/outside_memory.json STDERR "stage2_fault at gpa 0x1000000")
+                ARGS run ${SCN}/formats/outside_memory.json STDERR "write at gpa 0x1000000 outside every memslot .KVM_EXIT_MMIO")
 
 add_test(NAME "scenario: outputs are written with units and resolved defaults"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/quickstart.json -DOUT=${OUTROOT}/outputs

@@ -1,5 +1,7 @@
 #include "models/kvm/guest_memfd.h"
 
+#include "models/host/host_mm.h"
+
 #include <algorithm>
 #include <cassert>
 #include <limits>

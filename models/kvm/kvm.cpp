@@ -66,7 +66,9 @@ uint64_t Kvm::supported_vm_types_mask() const {
 namespace {
 
 std::shared_ptr<File> make_file(Kvm& kvm, File::Kind kind) {
-  return std::shared_ptr<File>(new File{.kind = kind}, [&kvm](File* f) {
+  auto* raw = new File();
+  raw->kind = kind;
+  return std::shared_ptr<File>(raw, [&kvm](File* f) {
     kvm.release(*f);
     delete f;
   });
@@ -82,7 +84,7 @@ void Kvm::release(File& f) {
       break;
     case File::kGmem:
       // kvm_gmem_release (§6.2): the file's own references (mmaps) may keep it alive.
-      if (f.gmem) f.gmem->put();
+      if (f.gmem) (void)f.gmem->close();
       f.gmem.reset();
       break;
     case File::kKvmDev:
@@ -94,8 +96,12 @@ void Kvm::destroy_vm(Vm& vm) {
   // kvm_destroy_vm: the backend reclaims what it owns, then memslots and tables go.
   vm.backend().teardown(vm);
   vm.backend().vm_destroy(vm);
+  vm.destroy();
   auto it = std::find_if(vms_.begin(), vms_.end(), [&](const auto& p) { return p.get() == &vm; });
-  if (it != vms_.end()) vms_.erase(it);
+  if (it != vms_.end()) {
+    destroyed_.push_back(std::move(*it));
+    vms_.erase(it);
+  }
   ++stats_.vms_destroyed;
 }
 
@@ -193,7 +199,7 @@ Result<int> Kvm::create_guest_memfd(Process& p, int vm_fd, const kvm_create_gues
   Vm& v = **vm;
   uint64_t supported = GUEST_MEMFD_FLAG_MMAP;
   if (v.backend().supports_gmem_init_shared()) supported |= GUEST_MEMFD_FLAG_INIT_SHARED;
-  auto file = GmemFile::create(v, *args, supported, GmemEnv{env_.mem, env_.frames, next_ino_});  // rules 3-5
+  auto file = GmemFile::create(v, *args, supported, GmemEnv{env_.mem, env_.frames, inode_numbers_, &gmem_totals_});  // rules 3-5
   if (!file.ok()) {
     ++stats_.ioctl_errors;
     return file.error();
@@ -251,7 +257,6 @@ Status Kvm::pre_fault_memory(Process& p, int vcpu_fd, kvm_pre_fault_memory* r) {
 
 namespace {
 
-template <class T>
 Result<GmemFile*> gmem_file(const Process& p, int fd) {
   auto f = p.get(fd);
   if (!f) return Errno::kEBADF;
@@ -264,33 +269,35 @@ Result<GmemFile*> gmem_file(const Process& p, int fd) {
 Status Kvm::fallocate(Process& p, int fd, int mode, int64_t offset, int64_t len) {
   ++stats_.ioctls;
   charge(cfg_.costs.ioctl);
-  auto g = gmem_file<void>(p, fd);
+  auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
   return (*g)->fallocate(mode, offset, len);
 }
 
 Result<uint64_t> Kvm::read(Process& p, int fd, uint64_t) {
-  auto g = gmem_file<void>(p, fd);
+  auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
-  return Errno::kEINVAL;  // no read file op (§6.1)
+  if (Status st = (*g)->read(0); !st.ok()) return st.error();  // no read file op (§6.1)
+  return uint64_t{0};
 }
 
 Result<uint64_t> Kvm::write(Process& p, int fd, uint64_t) {
-  auto g = gmem_file<void>(p, fd);
+  auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
-  return Errno::kEINVAL;  // no write file op (§6.1)
+  if (Status st = (*g)->write(0); !st.ok()) return st.error();  // no write file op (§6.1)
+  return uint64_t{0};
 }
 
-Status Kvm::ftruncate(Process& p, int fd, int64_t) {
-  auto g = gmem_file<void>(p, fd);
+Status Kvm::ftruncate(Process& p, int fd, int64_t len) {
+  auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
-  return Errno::kEINVAL;  // setattr refuses: the size is immutable (§3, §6.1)
+  return (*g)->ftruncate(len);  // setattr refuses: the size is immutable (§3, §6.1)
 }
 
-Result<GmemStat> Kvm::fstat(Process& p, int fd) {
-  auto g = gmem_file<void>(p, fd);
+Result<GmemStatBuf> Kvm::fstat(Process& p, int fd) {
+  auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
-  return GmemStat{(*g)->size(), kPageBytes, (*g)->ino()};
+  return (*g)->fstat();
 }
 
 Vm* Kvm::vm_of(const Process& p, int fd) const {
@@ -314,6 +321,8 @@ void Kvm::describe_stats(StatVisitor& v) const {
   v.counter("vms_created", stats_.vms_created, "VMs", "KVM_CREATE_VM successes");
   v.counter("vms_destroyed", stats_.vms_destroyed, "VMs", "VMs destroyed after their last reference");
   v.counter("gmem_created", stats_.gmem_created, "files", "guest_memfd files created");
+  PrefixedStats g(v, "guest_memfd");
+  gmem_totals_.describe_stats(g);
 }
 
 }  // namespace cvmsim::kvm

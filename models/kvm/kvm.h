@@ -72,12 +72,6 @@ class Process {
   std::map<int, std::shared_ptr<File>> fds_;
 };
 
-struct GmemStat {
-  uint64_t st_size = 0;
-  uint64_t st_blksize = 0;
-  uint64_t st_ino = 0;
-};
-
 class Kvm {
  public:
   struct Env {
@@ -120,7 +114,7 @@ class Kvm {
   Result<uint64_t> read(Process& p, int fd, uint64_t len);   // no read op: EINVAL
   Result<uint64_t> write(Process& p, int fd, uint64_t len);  // no write op: EINVAL
   Status ftruncate(Process& p, int fd, int64_t len);         // size is immutable: EINVAL
-  Result<GmemStat> fstat(Process& p, int fd);
+  Result<GmemStatBuf> fstat(Process& p, int fd);
 
   // ---- Lookups for the platform and the VMM ----
   Vm* vm_of(const Process& p, int fd) const;
@@ -155,7 +149,9 @@ class Kvm {
   std::vector<std::unique_ptr<Vm>> vms_;
   std::map<const Vm*, const HostMm*> vm_mm_;
   Cycles pending_{0};
-  uint64_t next_ino_ = 1;
+  std::vector<std::unique_ptr<Vm>> destroyed_;  // torn down, kept for late arch_gmem_invalidate calls
+  GmemInodeNumbers inode_numbers_;
+  GmemStats gmem_totals_;
   struct Stats {
     uint64_t ioctls = 0, ioctl_errors = 0, vms_created = 0, vms_destroyed = 0, gmem_created = 0;
   } stats_;

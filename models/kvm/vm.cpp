@@ -30,7 +30,12 @@ Vm::Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmC
   pre_fault_allowed = backend_->pre_fault_allowed_at_create();
 }
 
-Vm::~Vm() {
+Vm::~Vm() { destroy(); }
+
+void Vm::destroy() {
+  if (destroyed_) return;
+  destroyed_ = true;
+  dead_ = true;
   env_.mm.unregister_notifier(this);
   // Slots: unbind from their files (the files may outlive the VM only while they pin it, so
   // by now every file is released; unbind is then a no-op, §4).
@@ -240,13 +245,12 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
     auto f = resolve(r.guest_memfd);
     if (!f.ok()) return f.error();
     GmemFile* file = *f;
-    if (Status st = file->bind(*this, id, s->base_gfn, s->npages, static_cast<int64_t>(r.guest_memfd_offset));
-        !st.ok())
-      return st;
+    auto b = file->bind(*this, id, s->base_gfn, s->npages, static_cast<int64_t>(r.guest_memfd_offset));
+    if (!b.ok()) return b.error();
     s->gmem.file = file;
-    s->gmem.pgoff = offset_to_pgoff(GmemOffset(r.guest_memfd_offset));
+    s->gmem.pgoff = b->pgoff;
     s->gmem.bound = true;
-    s->gmem_only = (file->flags() & GUEST_MEMFD_FLAG_MMAP) != 0;
+    s->gmem_only = b->gmem_only;  // KVM_MEMSLOT_GMEM_ONLY when the file has GUEST_MEMFD_FLAG_MMAP
   }
   if (backend_->has_private_mem()) {
     // kvm_mmu_init_memslot_memory_attributes (§5).

@@ -75,6 +75,10 @@ class Vm final : public GmemVm, public MmuNotifier {
 
   Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmConfig& cfg, std::string name);
   ~Vm() override;
+  // kvm_destroy_vm's teardown: memslots, vCPUs, tables and the notifier go. The object itself
+  // stays (owned by Kvm) because guest_memfd may still call arch_gmem_invalidate after the
+  // VM's last kvm_put, as Linux does when the file is released (§6.2).
+  void destroy();
   // Second construction step (allocates the root table, calls the backend's vm_init).
   Status init();
 
@@ -127,7 +131,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   // ---- KVM MMU ----
   // Zaps the stage-2 leaves of r selected by `filter`; returns "TLB flush needed".
   bool unmap_gfn_range(GfnRange r, AttrFilter filter);
-  void flush_remote_tlbs();
+  void flush_remote_tlbs() override;
   // The fault path in two phases so that an invalidation can be placed between them (the
   // race the mmu_seq protocol closes, §5): faultin resolves the frame after snapshotting the
   // sequence; install re-checks it under mmu_lock and maps.
@@ -186,6 +190,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   std::string name_;
   uint64_t users_ = 1;  // the VM fd
   bool dead_ = false;
+  bool destroyed_ = false;
   std::unique_ptr<MemAttributeStore> attrs_;
   std::array<MemslotSet, kAddressSpaces> slots_;
   uint64_t nr_memslot_pages_ = 0;

@@ -6,6 +6,7 @@
 #include <array>
 
 #include "gmem_test_util.h"
+#include "models/host/host_mm.h"
 
 using namespace cvmsim;
 using namespace cvmsim::test;

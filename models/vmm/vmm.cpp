@@ -156,6 +156,7 @@ int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
 
 bool Vmm::on_exit(kvm::Vcpu& vcpu, int err, kvm_run& run, std::string& stop_reason) {
   ++stats_.exits;
+  if (exit_observer) exit_observer(vcpu.id(), err, run);
   char m[256];
   switch (run.exit_reason) {
     case KVM_EXIT_MEMORY_FAULT: {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,9 @@ class Vmm final : public kvm::UserspaceExitHandler {
   int region_of(Gpa gpa) const;
   Hva hva_of(Gpa gpa) const;
   int gmem_fd(unsigned region) const { return regions_[region].gmem_fd; }
+  int vcpu_fd(unsigned i) const { return vcpu_fds_.at(i); }
+  // Called with every exit the VMM handles (scenario expectations watch them).
+  std::function<void(unsigned vcpu, int err, const kvm::kvm_run& run)> exit_observer;
 
   // A conversion as the VMM performs it for an exit (§11): optional fallocate, attributes,
   // discard of the opposite backing. Returns 0 or a positive errno of the failing step.

@@ -46,7 +46,7 @@ void report(const std::string& scenario, const config::ConfigError& e) {
 }
 
 int do_run(const std::string& scenario, const std::string& out, std::optional<uint64_t> seed,
-           const std::vector<std::string>& sets, bool quiet) {
+           const std::vector<std::string>& sets, bool quiet, bool check = false) {
   config::LoadOptions lo;
   lo.overrides = sets;
   lo.seed = seed;
@@ -85,6 +85,16 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
     write_atomically(dir, "effective_config.json", config::effective_config(s).dump(2) + "\n");
     write_atomically(dir, "stats.csv", r.stats_csv);
     write_atomically(dir, "stats.json", r.stats_json);  // last: its presence marks a complete run
+  }
+  if (check) {
+    // cvmsim check: every expectation, then the verdict.
+    for (const auto& f : r.expectation_failures) std::printf("FAIL %s\n", f.c_str());
+    for (const auto& p : r.problems)
+      if (p.rfind("expectation not met: ", 0) != 0) std::printf("FAIL %s\n", p.c_str());
+    const size_t failed = r.problems.size();
+    std::printf("%s: %zu expectation(s) checked, %s\n", scenario.empty() ? "<built-in default>" : scenario.c_str(),
+                r.expectations, failed ? (std::to_string(failed) + " problem(s)").c_str() : "all met");
+    return failed ? kExitExpectations : kExitOk;
   }
   if (!quiet) std::fputs(r.summary.c_str(), stdout);
   for (const auto& p : r.problems) std::fprintf(stderr, "cvmsim: %s\n", p.c_str());
@@ -132,6 +142,15 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "list components, parameters with their defaults, and statistics");
   list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
 
+  std::string cscenario, cout_dir;
+  std::optional<uint64_t> cseed;
+  std::vector<std::string> csets;
+  auto* check = app.add_subcommand("check", "run a scenario and check its expectations: exit 0 if all hold, 1 otherwise");
+  check->add_option("scenario", cscenario, "scenario JSON file")->required();
+  check->add_option("--out,-o", cout_dir, "also write the outputs into this directory");
+  check->add_option("--seed", cseed, "master seed (overrides the scenario's)");
+  check->add_option("--set", csets, "override a field (repeatable)")->take_all();
+
   std::string vscenario;
   std::vector<std::string> vsets;
   auto* validate = app.add_subcommand("validate", "check a scenario file without running it");
@@ -145,6 +164,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitBadInput;
   }
   if (*run) return do_run(scenario, out, seed, sets, quiet);
+  if (*check) return do_run(cscenario, cout_dir, cseed, csets, true, true);
   if (*list) return print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
   return kExitBadInput;

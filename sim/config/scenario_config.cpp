@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <map>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -66,6 +68,75 @@ void ScenarioConfig::validate(const std::string& ptr) const {
       throw ConfigError(wp + "/ops", "must be at least 1 for generated workloads");
     if (wl.verify_loads && platform.memory.mode == MemMode::kMetadataOnly)
       throw ConfigError(wp + "/verify_loads", "cannot verify loads when /platform/memory/mode is \"metadata\" (no bytes are stored)");
+  }
+  validate_steps(ptr, used);
+}
+
+void ScenarioConfig::validate_steps(const std::string& ptr, const std::vector<std::pair<size_t, uint64_t>>& workload_cpus) const {
+  // Names steps can refer to: declared VMs, VMs created by create_vm, guest_memfds created by
+  // create_guest_memfd (and each VM's own, <vm>.mem<i>), mappings made by gmem_mmap.
+  std::set<std::string> vm_names, gmems, maps;
+  for (const auto& vm : vms) {
+    vm_names.insert(vm.name);
+    for (size_t r = 0; r < vm.memory.size(); ++r)
+      if (vm.memory[r].is_private) gmems.insert(vm.name + ".mem" + std::to_string(r));
+  }
+  auto find_vm = [&](const std::string& n) -> const VmConfig* {
+    for (const auto& vm : vms)
+      if (vm.name == n) return &vm;
+    return nullptr;
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const StepConfig& st = steps[i];
+    const std::string sp = ptr + "/steps/" + std::to_string(i);
+    if (st.actor != "vmm" && st.actor != "host") {
+      const auto dot = st.actor.rfind(".cpu");
+      const std::string vmn = st.actor.substr(0, dot);
+      const VmConfig* vm = find_vm(vmn);
+      if (!vm) throw ConfigError(sp + "/actor", "no VM named \"" + vmn + "\" is declared in /vms (vCPU actors are <vm>.cpu<i>)");
+      const uint64_t cpu = std::stoull(st.actor.substr(dot + 4));
+      if (cpu >= vm->vcpus)
+        throw ConfigError(sp + "/actor", "VM \"" + vmn + "\" has " + std::to_string(vm->vcpus) + " vCPU(s); " + st.actor + " does not exist");
+      const size_t vm_index = static_cast<size_t>(vm - vms.data());
+      for (const auto& u : workload_cpus)
+        if (u.first == vm_index && u.second == cpu)
+          throw ConfigError(sp + "/actor", st.actor + " runs a workload already; a vCPU runs either a workload or steps");
+    }
+    if (st.has("vm") && !vm_names.count(st.vm))
+      throw ConfigError(sp + "/vm", "no VM named \"" + st.vm + "\" (declared in /vms or created by an earlier create_vm step)");
+    if (!st.has("vm") && st.actor == "vmm" && vms.size() > 1 && st.op != StepOp::kCheckExtension && st.op != StepOp::kCreateVm &&
+        st.op != StepOp::kFallocate && st.op != StepOp::kClose && st.op != StepOp::kGmemRead && st.op != StepOp::kGmemWrite &&
+        st.op != StepOp::kGmemTruncate && st.op != StepOp::kGmemFstat && st.op != StepOp::kWait && st.op != StepOp::kBarrier)
+      throw ConfigError(sp, "several VMs are declared: say which one with \"vm\"");
+    if (st.has("vm") && st.op == StepOp::kPreFaultMemory) {
+      const VmConfig* vm = find_vm(st.vm);
+      if (vm && st.vcpu >= vm->vcpus) throw ConfigError(sp + "/vcpu", "VM \"" + st.vm + "\" has no vCPU " + std::to_string(st.vcpu));
+    }
+    if (st.has("guest_memfd") && !gmems.count(st.guest_memfd))
+      throw ConfigError(sp + "/guest_memfd", "no guest_memfd named \"" + st.guest_memfd + "\" (created by an earlier create_guest_memfd step with that `as`, or <vm>.mem<i> for a private region)");
+    if ((st.op == StepOp::kGmemMunmap || st.op == StepOp::kMapRead || st.op == StepOp::kMapWrite) && !maps.count(st.as))
+      throw ConfigError(sp + "/as", "no mapping named \"" + st.as + "\" (made by an earlier gmem_mmap step)");
+    if (st.op == StepOp::kCreateVm) {
+      if (vm_names.count(st.as)) throw ConfigError(sp + "/as", "a VM named \"" + st.as + "\" exists already");
+      vm_names.insert(st.as);
+    }
+    if (st.op == StepOp::kCreateGuestMemfd) {
+      if (gmems.count(st.as)) throw ConfigError(sp + "/as", "a guest_memfd named \"" + st.as + "\" exists already");
+      gmems.insert(st.as);
+    }
+    if (st.op == StepOp::kGmemMmap) maps.insert(st.as);
+  }
+  // Every actor at a barrier must reach it the same number of times, or someone waits forever.
+  std::map<std::string, std::map<std::string, size_t>> uses;  // barrier -> actor -> count
+  for (const auto& st : steps)
+    if (st.op == StepOp::kBarrier) ++uses[st.barrier][st.actor];
+  for (const auto& [b, actors] : uses) {
+    if (actors.size() < 2)
+      throw ConfigError(ptr + "/steps", "barrier \"" + b + "\" is used by one actor only (" + actors.begin()->first + "); a barrier orders two or more");
+    for (const auto& [a, n] : actors)
+      if (n != actors.begin()->second)
+        throw ConfigError(ptr + "/steps", "barrier \"" + b + "\": " + a + " reaches it " + std::to_string(n) + " time(s) but " +
+                                              actors.begin()->first + " " + std::to_string(actors.begin()->second));
   }
 }
 

@@ -15,6 +15,7 @@
 #include "models/kvm/kvm_config.h"
 #include "models/kvm/uapi.h"
 #include "sim/config/schema.h"
+#include "sim/config/step_config.h"
 
 namespace cvmsim::config {
 
@@ -302,6 +303,7 @@ struct ScenarioConfig {
   PlatformConfig platform;
   std::vector<VmConfig> vms;
   std::vector<WorkloadConfig> workloads;
+  std::vector<StepConfig> steps;
   RunConfig run;
 
   template <class V>
@@ -312,10 +314,12 @@ struct ScenarioConfig {
     v(object_field("platform", platform, "the simulated machine"));
     v(array_field("vms", vms, "virtual machines").items(1, 64));
     v(array_field("workloads", workloads, "guest programs, one per vCPU at most"));
+    v(array_field("steps", steps, "scripted operations of the vmm, host and vCPU actors, with expectations (docs/scenario-format.md, Steps)"));
     v(object_field("run", run, "run control"));
   }
   // Cross-field checks: references, overlaps, sizes against memory.
   void validate(const std::string& ptr) const;
+  void validate_steps(const std::string& ptr, const std::vector<std::pair<size_t, uint64_t>>& workload_cpus) const;
 };
 
 }  // namespace cvmsim::config

@@ -97,6 +97,10 @@ void read_object(const Json& j, const std::string& ptr, S& s) {
   JsonReader r(j, ptr);
   s.visit(r);
   r.finish();
+  // A section that needs to know which keys were written (scenario steps, whose fields depend
+  // on the operation) declares `std::set<std::string> given`.
+  if constexpr (requires { s.given; })
+    for (auto it = j.begin(); it != j.end(); ++it) s.given.insert(it.key());
   if constexpr (requires { s.validate(ptr); }) s.validate(ptr);
 }
 
@@ -126,6 +130,14 @@ class JsonWriter {
   static Json write_object(S& s) {
     JsonWriter w;
     s.visit(w);
+    // Sections with presence tracking write only what was given (a step's unused fields mean
+    // nothing for its operation).
+    if constexpr (requires { s.given; }) {
+      Json kept = Json::object();
+      for (auto it = w.out.begin(); it != w.out.end(); ++it)
+        if (s.given.count(it.key())) kept[it.key()] = it.value();
+      return kept;
+    }
     return std::move(w.out);
   }
 };

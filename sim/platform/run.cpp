@@ -16,6 +16,7 @@
 #include "models/kvm/kvm.h"
 #include "models/sw_protected/sw_protected_backend.h"
 #include "models/vmm/vmm.h"
+#include "sim/platform/scenario_driver.h"
 #include "sim/stats/registry.h"
 #include "sim/trace/file_trace.h"
 #include "sim/version.h"
@@ -107,6 +108,16 @@ class Platform : public sc_core::sc_module {
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
       (void)kvm_.take_cost();  // set-up happens before simulated time starts
+      vms_.push_back(std::move(vm));
+    }
+    // Scenario steps: vmm/host actor threads, and step programs for vCPU actors.
+    std::vector<vmm::Vmm*> vmms;
+    for (auto& vm : vms_) vmms.push_back(vm->vmm.get());
+    driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm_, vmms, clock_);
+    for (size_t v = 0; v < sc.vms.size(); ++v) {
+      const auto& vmc = sc.vms[v];
+      VmInstance* vm = vms_[v].get();
+      driver_->observe(*vm->vmm, vmc.name);
       for (uint64_t i = 0; i < vmc.vcpus; ++i) {
         VcpuParams p;
         p.id = static_cast<unsigned>(i);
@@ -130,17 +141,24 @@ class Platform : public sc_core::sc_module {
           progress.add_total(made.program->expected_ops());
           program = std::move(made.program);
         }
+        const std::string actor = vmc.name + ".cpu" + std::to_string(i);
+        if (!program) {
+          program = driver_->program_for(actor, vmc.type);
+          if (program) progress.add_total(program->expected_ops());
+        }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
         auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), kv, std::move(program), trace,
                                                 &progress);
         kv.attach(&cpu->tlb(), &cpu->pwc());
+        cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);
         vm->vcpus.push_back(std::move(cpu));
       }
-      vms_.push_back(std::move(vm));
     }
   }
+
+  ScenarioDriver& driver() { return *driver_; }
 
   void register_stats(StatsRegistry& reg) {
     reg.add("platform.memory", [this](StatVisitor& v) { memory_.describe_stats(v); });
@@ -172,6 +190,7 @@ class Platform : public sc_core::sc_module {
   RouterModule router_;
   kvm::Kvm kvm_;
   std::vector<std::unique_ptr<VmInstance>> vms_;
+  std::unique_ptr<ScenarioDriver> driver_;
 };
 
 std::string with_commas(uint64_t v) {
@@ -214,12 +233,20 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
     for (const auto& cpu : vm->vcpus) {
       ++vcpus;
       if (cpu->finished()) ++finished;
-      if (!cpu->stop_reason().empty()) r.problems.push_back(cpu->stop_reason());
+      const std::string actor = vm->name + ".cpu" + std::to_string(&cpu - &vm->vcpus.front());
+      if (!cpu->stop_reason().empty() && !platform.driver().stop_expected(actor)) r.problems.push_back(cpu->stop_reason());
       if (cpu->verify_failures())
         r.problems.push_back(std::string(cpu->name()) + ": " + std::to_string(cpu->verify_failures()) +
                              " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());
     }
   }
+  // Scenario expectations.
+  const auto& log = platform.driver().log();
+  r.expectations = log.results().size();
+  for (const auto& e : log.results())
+    if (!e.met) r.expectation_failures.push_back(scenario::ExpectationLog::describe(e));
+  for (const auto& u : platform.driver().unfinished()) r.expectation_failures.push_back(u);
+  for (const auto& f : r.expectation_failures) r.problems.push_back("expectation not met: " + f);
   // Totals for the summary come from the same statistics the files get.
   for (const auto& e : reg.snapshot()) {
     if (!std::holds_alternative<uint64_t>(e.value)) continue;
@@ -267,6 +294,9 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
                 with_commas(faults).c_str(), with_commas(hypercalls).c_str(), wall,
                 wall > 0 ? double(accesses) / wall / 1e6 : 0.0);
   r.summary = buf;
+  if (r.expectations)
+    r.summary += "  expectations       " + std::to_string(r.expectations - platform.driver().log().failures()) + " of " +
+                 std::to_string(r.expectations) + " met\n";
   if (!r.problems.empty()) r.summary += "  problems           " + std::to_string(r.problems.size()) + " (see stderr)\n";
   return r;
 }

@@ -20,6 +20,8 @@ struct RunReport {
   std::string stats_csv;
   std::string summary;                 // short human-readable text
   std::vector<std::string> problems;   // expectations not met / vCPUs stopped on an error
+  size_t expectations = 0;             // scenario step expectations checked
+  std::vector<std::string> expectation_failures;  // "step N (actor op): what happened"
   uint64_t sim_time_ps = 0;
 };
 

@@ -32,6 +32,16 @@ foreach(fmt ept4 ept5 npt4 npt5 arm_s2)
 endforeach()
 cvmsim_run_test("verification detects wrong data" 1 ARGS run ${SCN}/formats/verify_detects_corruption.json
                 STDERR "1 load\\(s\\) did not read back the pattern; first: gpa 0x0 read 0x00")
+# A trace error the up-front validation would have caught at load (exit 2)...
+cvmsim_run_test("trace error is reported at load when validated" 2
+                ARGS run ${SCN}/traces/unvalidated_bad_line.json --set workloads.0.trace_validate=true
+                STDERR "/workloads/0/trace: .*unvalidated_bad_line.trace:7: unknown operation 'bogus'")
+# ...with validation off is found only when replay reaches it: the vCPU stops with the trace's
+# error and the run fails (exit 1), rather than passing a partial replay off as complete.
+cvmsim_run_test("trace error found mid-run stops the vCPU" 1
+                ARGS run ${SCN}/traces/unvalidated_bad_line.json
+                STDOUT "1 \\(0 ran to completion\\)"
+                STDERR "vm0_cpu0: guest program: .*unvalidated_bad_line.trace:7: unknown operation 'bogus'")
 # Metadata-only memory runs the same traffic.
 cvmsim_run_test("metadata-only mode" 0 ARGS run ${SCN}/quickstart.json --set platform.memory.mode=metadata
                 STDOUT "guest accesses +200,000")

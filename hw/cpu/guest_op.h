@@ -51,6 +51,11 @@ class GuestProgram {
   virtual bool next(GuestOp& op) = 0;
   // Number of operations the program will produce, if known (for progress reporting).
   virtual uint64_t expected_ops() const { return 0; }
+  // Why the program ended early, or empty if it ended normally (or has not ended). The vCPU asks
+  // after next() returns false and, if this is not empty, stops with it as the stop reason, so
+  // that a program that failed half-way (a trace line that does not parse) is reported as a
+  // failed run, not passed off as a short one. The view must stay valid while the program lives.
+  virtual std::string_view error() const { return {}; }
 };
 
 }  // namespace cvmsim

@@ -6,6 +6,30 @@
 
 namespace cvmsim {
 
+namespace {
+// Guest accesses are mostly 1, 2, 4 or 8 bytes: fixed-size copies compile to single moves
+// instead of a libc call.
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, uint32_t n) {
+  switch (n) {
+    case 8:
+      std::memcpy(dst, src, 8);
+      return;
+    case 4:
+      std::memcpy(dst, src, 4);
+      return;
+    case 2:
+      std::memcpy(dst, src, 2);
+      return;
+    case 1:
+      *dst = *src;
+      return;
+    default:
+      std::memcpy(dst, src, n);
+      return;
+  }
+}
+}  // namespace
+
 VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, Stage2Table& stage2,
                        ExitHandler& exits, std::unique_ptr<GuestProgram> program, TraceSink& trace,
                        Progress* progress)
@@ -13,7 +37,6 @@ VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, S
       socket("socket"),
       p_(params),
       clock_(params.frequency_hz),
-      ps_per_cycle_(1'000'000'000'000ull % params.frequency_hz == 0 ? 1'000'000'000'000ull / params.frequency_hz : 0),
       stage2_(stage2),
       exits_(exits),
       program_(std::move(program)),
@@ -35,22 +58,43 @@ VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, S
   SC_THREAD(run);
 }
 
-void VcpuModule::charge(Cycles c) {
-  stats_.busy_cycles += c.count();
-  const uint64_t ps = ps_per_cycle_ ? c.count() * ps_per_cycle_ : clock_.to_ps(c);
-  qk_.inc(sc_core::sc_time::from_value(ps));
+void VcpuModule::sync() {
+  qk_.set(sc_core::sc_time::from_value(local_ps_));
+  qk_.sync();
+  local_ps_ = 0;
+  quantum_left_ps_ = qk_.left_ps();
 }
 
 void VcpuModule::trace(std::string_view event, const std::string& details) {
   if (!trace_.enabled()) return;
-  trace_.event((sc_core::sc_time_stamp() + qk_.get_local_time()).value(), name(), event, details);
+  trace_.event(sc_core::sc_time_stamp().value() + local_ps_, name(), event, details);
+}
+
+void VcpuModule::start_after(const sc_core::sc_event& e) {
+  if (sc_core::sc_is_running()) {
+    SC_REPORT_ERROR(name(), "start_after() must be called before the simulation starts");
+    return;
+  }
+  gate_ = &e;
 }
 
 void VcpuModule::run() {
+  if (gate_) {
+    sc_core::wait(*gate_);
+    trace("started", "start gate opened");  // ungated vCPUs trace nothing here, as before
+  }
+  start_quantum();  // after a gate, the first quantum starts now, not at time 0
+  start_time_ = sc_core::sc_time_stamp();
   GuestOp op;
   uint64_t since_sync = 0;
   if (program_) {
-    while (program_->next(op)) {
+    for (;;) {
+      if (!program_->next(op)) {
+        // A program that ended on an error must not pass for one that ran to completion.
+        if (const std::string_view err = program_->error(); !err.empty())
+          stop_reason_ = std::string(name()) + ": guest program: " + std::string(err);
+        break;
+      }
       ++stats_.ops;
       ++since_sync;
       bool ok = true;
@@ -64,7 +108,7 @@ void VcpuModule::run() {
         case OpKind::kFence:
           ++stats_.fences;
           charge(p_.costs.fence);
-          qk_.sync();
+          sync();
           ++stats_.syncs;
           break;
         case OpKind::kHypercall: {
@@ -78,8 +122,8 @@ void VcpuModule::run() {
         }
       }
       if (!ok) break;
-      if (qk_.need_sync()) {
-        qk_.sync();
+      if (local_ps_ >= quantum_left_ps_) {  // qk_.need_sync()
+        sync();
         ++stats_.syncs;
         if (progress_) progress_->advance(since_sync);
         since_sync = 0;
@@ -87,10 +131,36 @@ void VcpuModule::run() {
     }
   }
   if (progress_) progress_->advance(since_sync);
-  qk_.sync();
+  sync();
   finished_ = stop_reason_.empty();
   stats_.finish_time_ps = sc_core::sc_time_stamp().value();
   trace(finished_ ? "finished" : "stopped", stop_reason_);
+  done_.notify(sc_core::SC_ZERO_TIME);
+}
+
+// Inlined into access(): this is the hot path of every guest load and store.
+[[gnu::always_inline]] inline bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len,
+                                                            bool write) {
+  Xlate x;
+  if (!translate(gpa, write, x)) return false;
+  uint8_t* host = x.entry ? static_cast<uint8_t*>(x.entry->host_ptr) : nullptr;
+  if (!host) [[unlikely]] {
+    host = dmi_lookup(x.pfn);
+    if (!host) return transport(gpa, x.pfn, buf, len, write);
+    if (x.entry) x.entry->host_ptr = host;  // next time straight from the TLB entry
+  }
+  // DMI: the memory granted this frame because its state is stable for us (same key, our own
+  // data, no integrity state): the check it would make has a known outcome.
+  const uint64_t off = gpa.page_offset();
+  if (write)
+    copy_bytes(host + off, buf, len);
+  else
+    copy_bytes(buf, host + off, len);
+  ++stats_.dmi_accesses;
+  const Cycles c = p_.costs.memory.cost(len);
+  charge(c);
+  stats_.memory_cycles += c.count();
+  return true;
 }
 
 bool VcpuModule::access(const GuestOp& op) {
@@ -126,15 +196,17 @@ bool VcpuModule::access(const GuestOp& op) {
   return true;
 }
 
-bool VcpuModule::translate(Gpa gpa, bool write, Xlate& out) {
+bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out) {
   const Perms need = write ? kPermsW : kPermsR;
   for (unsigned attempt = 0;; ++attempt) {
-    if (const TlbEntry* e = tlb_.lookup(p_.asid, gpa)) {
+    // The first lookup was made (and counted) by translate(); a retry after an exit looks again.
+    TlbEntry* e = attempt == 0 ? hit : tlb_.lookup(p_.asid, gpa);
+    if (e) {
       charge(p_.costs.tlb_hit);
       stats_.translate_cycles += p_.costs.tlb_hit.count();
       if (e->perms.allows(need)) {
         out.pfn = e->pfn_for(gpa);
-        out.host = nullptr;
+        out.entry = e->size == PageSize::k4K ? e : nullptr;
         return true;
       }
       // A permission fault on a cached entry: drop it and walk, as hardware re-walks on a fault.
@@ -145,9 +217,9 @@ bool VcpuModule::translate(Gpa gpa, bool write, Xlate& out) {
     charge(cost);
     stats_.translate_cycles += cost.count();
     if (w.fault == WalkFault::kNone) {
-      tlb_.fill(p_.asid, gpa, w.pfn, w.size, w.perms, w.sw);
+      TlbEntry* filled = tlb_.fill(p_.asid, gpa, w.pfn, w.size, w.perms, w.sw);
       out.pfn = w.pfn_for(gpa);
-      out.host = nullptr;
+      out.entry = w.size == PageSize::k4K ? filled : nullptr;
       return true;
     }
     if (attempt >= p_.max_fault_retries) {
@@ -157,12 +229,12 @@ bool VcpuModule::translate(Gpa gpa, bool write, Xlate& out) {
       stop_reason_ = m;
       return false;
     }
-    VmExit e;
-    e.reason = ExitReason::kStage2Fault;
-    e.gpa = gpa;
-    e.write = write;
-    e.present = w.fault == WalkFault::kPermission;
-    if (!handle_exit(e)) return false;
+    VmExit exit;
+    exit.reason = ExitReason::kStage2Fault;
+    exit.gpa = gpa;
+    exit.write = write;
+    exit.present = w.fault == WalkFault::kPermission;
+    if (!handle_exit(exit)) return false;
     ++stats_.fault_retries;
   }
 }
@@ -219,28 +291,15 @@ void VcpuModule::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 en
       if (s.pfn == f) s = DmiSlot{};
     }
   }
+  tlb_.clear_host_ptrs(Pfn(first), last - first + 1);
   ++stats_.dmi_invalidations;
 }
 
-bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write) {
-  Xlate x;
-  if (!translate(gpa, write, x)) return false;
-  const uint64_t off = gpa.page_offset();
-  if (uint8_t* host = dmi_lookup(x.pfn)) {
-    // DMI: the memory granted this frame because its state is stable for us (same key, our own
-    // data, no integrity state): the check it would make has a known outcome.
-    if (write)
-      std::memcpy(host + off, buf, len);
-    else
-      std::memcpy(buf, host + off, len);
-    ++stats_.dmi_accesses;
-    const Cycles c = p_.costs.memory.cost(len);
-    charge(c);
-    stats_.memory_cycles += c.count();
-    return true;
-  }
+// Kept out of line so that the DMI path in access_piece stays small.
+[[gnu::noinline]] bool VcpuModule::transport(Gpa gpa, Pfn pfn, uint8_t* buf, uint32_t len,
+                                             bool write) {
   gp_.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
-  gp_.set_address(pfn_to_hpa(x.pfn).value() + off);
+  gp_.set_address(pfn_to_hpa(pfn).value() + gpa.page_offset());
   gp_.set_data_ptr(buf);
   gp_.set_data_length(len);
   gp_.set_streaming_width(len);
@@ -249,9 +308,11 @@ bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write) {
   sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
   socket->b_transport(gp_, delay);
   ++stats_.transport_accesses;
-  qk_.inc(delay);
-  stats_.memory_cycles += clock_.from_ps(delay.value()).count();
-  stats_.busy_cycles += clock_.from_ps(delay.value()).count();
+  local_ps_ += delay.value();
+  quantum_left_ps_ = qk_.left_ps();  // in case the target waited (LT targets may)
+  const uint64_t cycles = clock_.from_ps(delay.value()).count();
+  stats_.memory_cycles += cycles;
+  stats_.busy_cycles += cycles;
   if (!gp_.is_response_ok()) {
     VmExit e;
     e.reason = ExitReason::kBusError;
@@ -261,7 +322,7 @@ bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write) {
     if (stop_reason_.empty()) stop_reason_ = std::string(name()) + ": bus error (" + gp_.get_response_string() + ")";
     return false;
   }
-  if (gp_.is_dmi_allowed()) dmi_request(x.pfn);
+  if (gp_.is_dmi_allowed()) dmi_request(pfn);
   return true;
 }
 

@@ -5,8 +5,14 @@
 //
 // An access is split at 4 KiB boundaries; each piece is translated through the TLB or, on a
 // miss, a stage-2 walk (with the page-walk cache), checked against the leaf's permissions, and
-// then performed through a DMI pointer when the memory granted one for that frame, or through
-// b_transport otherwise. Faults and hypercalls go to the ExitHandler as typed VmExits.
+// then performed through a DMI pointer when the memory granted one for that frame (cached in
+// the frame's TLB entry, so a TLB hit finds it at once), or through b_transport otherwise. Faults
+// and hypercalls go to the ExitHandler as typed VmExits.
+//
+// Lifetime: a vCPU starts at time 0, or, if given a start gate (start_after), when that event is
+// first notified; it runs its program to the end (or until it stops on an error) and then
+// notifies done(). The gate is what KVM_RUN will use; benchmarks use it to run phases one after
+// another in one elaboration.
 #pragma once
 
 #include <array>
@@ -71,12 +77,26 @@ class VcpuModule : public sc_core::sc_module {
 
   ~VcpuModule() override { gp_.clear_extension(&ext_); }  // ext_ is a member, not heap
 
+  // Start gate. Called during elaboration (before sc_start; later calls are an SC_REPORT_ERROR):
+  // the vCPU does nothing until `e` is notified, then runs its program. A vCPU without a gate
+  // starts at time 0. The event must outlive the simulation and be notified after this vCPU has
+  // begun waiting, i.e. not by an immediate notify() during the initialization phase; a delta or
+  // timed notification is always seen, and done() of another vCPU is delta-notified.
+  void start_after(const sc_core::sc_event& e);
+  // Notified (delta notification, once) when the vCPU has run its program to the end or stopped;
+  // finished() and stop_reason() then say which.
+  const sc_core::sc_event& done() const { return done_; }
+  // Simulated time at which the vCPU began its program (after the gate, if any).
+  sc_core::sc_time start_time() const { return start_time_; }
+
   bool finished() const { return finished_; }
   const std::string& stop_reason() const { return stop_reason_; }
   uint64_t verify_failures() const { return stats_.verify_failures; }
   const std::string& first_verify_failure() const { return first_verify_failure_; }
   Tlb& tlb() { return tlb_; }
+  const Tlb& tlb() const { return tlb_; }
   Pwc& pwc() { return pwc_; }
+  const Walker& walker() const { return walker_; }
   void describe_stats(StatVisitor& v) const;
 
  private:
@@ -85,14 +105,43 @@ class VcpuModule : public sc_core::sc_module {
   // Returns false if the vCPU must stop.
   bool access(const GuestOp& op);
   bool access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write);
-  // Translation of one 4 KiB piece; on success fills pfn/host pointer.
+  // One translated piece through b_transport (no DMI pointer for the frame).
+  bool transport(Gpa gpa, Pfn pfn, uint8_t* buf, uint32_t len, bool write);
+  // Translation of one 4 KiB piece.
   struct Xlate {
     Pfn pfn;
-    uint8_t* host = nullptr;
+    // The TLB entry, when it maps exactly this 4 KiB frame: its host_ptr then caches the frame's
+    // DMI pointer, so that the hot path needs no second lookup. Valid until the next TLB fill or
+    // invalidation.
+    TlbEntry* entry = nullptr;
   };
-  bool translate(Gpa gpa, bool write, Xlate& out);
+  // The hot path (ARCHITECTURE.md principle 5): a TLB hit that grants the access, inline. Every
+  // other case (miss, permission fault on a cached entry, walk, VM exit) is translate_slow.
+  bool translate(Gpa gpa, bool write, Xlate& out) {
+    TlbEntry* e = tlb_.lookup(p_.asid, gpa);
+    if (e && e->perms.allows(write ? kPermsW : kPermsR)) [[likely]] {
+      charge(p_.costs.tlb_hit);
+      stats_.translate_cycles += p_.costs.tlb_hit.count();
+      out.pfn = e->pfn_for(gpa);
+      out.entry = e->size == PageSize::k4K ? e : nullptr;
+      return true;
+    }
+    return translate_slow(gpa, write, e, out);
+  }
+  // `hit` is the result of the TLB lookup translate() made (nullptr on a miss).
+  bool translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out);
   bool handle_exit(const VmExit& e);
-  void charge(Cycles c);
+  void charge(Cycles c) {
+    stats_.busy_cycles += c.count();
+    local_ps_ += clock_.to_ps(c);
+  }
+  // Hands the local time to the quantum keeper, waits for it, and starts the next quantum.
+  void sync();
+  void start_quantum() {
+    qk_.reset();
+    local_ps_ = 0;
+    quantum_left_ps_ = qk_.left_ps();
+  }
   uint8_t* dmi_lookup(Pfn pfn);
   void dmi_request(Pfn pfn);
   void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end);
@@ -100,7 +149,6 @@ class VcpuModule : public sc_core::sc_module {
 
   VcpuParams p_;
   Clock clock_;
-  uint64_t ps_per_cycle_;  // exact when the frequency divides 10^12, else 0
   Stage2Table& stage2_;
   ExitHandler& exits_;
   std::unique_ptr<GuestProgram> program_;
@@ -109,11 +157,28 @@ class VcpuModule : public sc_core::sc_module {
   Tlb tlb_;
   Pwc pwc_;
   Walker walker_;
-  tlm_utils::tlm_quantumkeeper qk_;
+  // Temporal decoupling. Local time (how far the vCPU runs ahead of sc_time_stamp()) is kept in
+  // integer picoseconds and handed to the quantum keeper only when the vCPU synchronises, so an
+  // access costs an addition and a comparison rather than SystemC library calls (sc_time
+  // construction, sc_time_stamp()). quantum_left_ps_ is what qk_.need_sync() compares with (the
+  // next sync point minus the current time): the vCPU synchronises at exactly the points it
+  // would with qk_.inc() and qk_.need_sync() on every access.
+  class QuantumKeeper : public tlm_utils::tlm_quantumkeeper {
+   public:
+    // Local time left until need_sync() becomes true; 0 if it already is.
+    uint64_t left_ps() const {
+      const sc_core::sc_time now = get_current_time();
+      return m_next_sync_point > now ? (m_next_sync_point - now).value() : 0;
+    }
+  };
+  QuantumKeeper qk_;
+  uint64_t local_ps_ = 0;
+  uint64_t quantum_left_ps_ = 0;
   tlm::tlm_generic_payload gp_;
   AccessExt ext_;
 
-  // Direct-mapped cache of DMI pointers by frame.
+  // Direct-mapped cache of DMI pointers by frame, behind TlbEntry::host_ptr: it serves 2M/1G
+  // entries and refills host_ptr after a TLB refill. Revocation clears both.
   static constexpr unsigned kDmiSlots = 1024;
   struct DmiSlot {
     uint64_t pfn = ~uint64_t{0};
@@ -122,6 +187,9 @@ class VcpuModule : public sc_core::sc_module {
   std::array<DmiSlot, kDmiSlots> dmi_{};
 
   std::array<uint8_t, kMaxAccessBytes> buf_{};
+  const sc_core::sc_event* gate_ = nullptr;
+  sc_core::sc_event done_{"done"};
+  sc_core::sc_time start_time_;
   bool finished_ = false;
   std::string stop_reason_;
   std::string first_verify_failure_;

@@ -7,8 +7,14 @@
 
 namespace cvmsim {
 
-MemoryModule::MemoryModule(sc_core::sc_module_name name, PhysMem& mem, const Clock& clock, MemoryTiming timing)
-    : sc_module(name), socket("socket"), mem_(mem), clock_(clock), timing_(timing) {
+MemoryModule::MemoryModule(sc_core::sc_module_name name, PhysMem& mem, const Clock& clock,
+                           MemoryTiming timing)
+    : sc_module(name),
+      socket("socket"),
+      mem_(mem),
+      clock_(clock),
+      timing_(timing),
+      small_delay_(sc_core::sc_time::from_value(clock_.to_ps(timing_.cost(kSmallAccessBytes)))) {
   socket.register_b_transport(this, &MemoryModule::b_transport);
   socket.register_transport_dbg(this, &MemoryModule::transport_dbg);
   socket.register_get_direct_mem_ptr(this, &MemoryModule::get_direct_mem_ptr);
@@ -61,7 +67,8 @@ void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& d
     gp.set_response_status(tlm::TLM_COMMAND_ERROR_RESPONSE);
     return;
   }
-  delay += sc_core::sc_time::from_value(clock_.to_ps(timing_.cost(len)));
+  delay += len <= kSmallAccessBytes ? small_delay_
+                                    : sc_core::sc_time::from_value(clock_.to_ps(timing_.cost(len)));
   gp.set_dmi_allowed(mem_.mode() == MemMode::kData);
   gp.set_response_status(tlm::TLM_OK_RESPONSE);
 }

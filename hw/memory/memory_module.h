@@ -35,6 +35,10 @@ class MemoryModule : public sc_core::sc_module {
   PhysMem& mem_;
   Clock clock_;
   MemoryTiming timing_;
+  // Accesses up to 64 bytes all cost timing_.access (memory_timing.h): their delay is built once
+  // rather than through a SystemC library call per transaction.
+  static constexpr unsigned kSmallAccessBytes = 64;
+  sc_core::sc_time small_delay_;
   struct Stats {
     uint64_t reads = 0;
     uint64_t writes = 0;

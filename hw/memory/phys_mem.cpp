@@ -12,14 +12,54 @@ namespace cvmsim {
 
 // A chunk covers 512 frames (2 MiB) and is allocated on the first touch of any of them. Guest
 // and table frames come from an allocator that hands out frames densely, so chunks fill up and
-// the per-frame overhead stays at 16 bytes of metadata plus an 8-byte data pointer.
+// the per-frame overhead stays at the 16 bytes of FrameMeta (which also holds the address of
+// the frame's byte block, if it has one).
 struct PhysMem::Chunk {
   std::array<FrameMeta, kChunkFrames> meta{};
-  std::array<std::unique_ptr<uint8_t[]>, kChunkFrames> data{};
+  Chunk() = default;
+  Chunk(const Chunk&) = delete;
+  Chunk& operator=(const Chunk&) = delete;
+  ~Chunk() {
+    for (FrameMeta& m : meta) free_block(m);
+  }
 };
 
 namespace {
 const FrameMeta kUntouched{};
+
+uint8_t* block_of(const FrameMeta& m) {
+  return (m.flags & kFrameData) ? reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(m.content))
+                                : nullptr;
+}
+
+// Small accesses (the common guest sizes) as single moves: a memset/memcpy of unknown length
+// may become `rep stos`/`rep movs`, whose start-up cost dwarfs 8 bytes.
+inline void copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
+  switch (n) {
+    case 8:
+      std::memcpy(dst, src, 8);
+      return;
+    case 4:
+      std::memcpy(dst, src, 4);
+      return;
+    case 2:
+      std::memcpy(dst, src, 2);
+      return;
+    case 1:
+      *dst = *src;
+      return;
+    default:
+      std::memcpy(dst, src, n);
+      return;
+  }
+}
+inline void zero_small(uint8_t* dst, size_t n) {
+  static constexpr uint8_t kZeros[8] = {};
+  if (n <= 8 && (n & (n - 1)) == 0)
+    copy_small(dst, kZeros, n);
+  else
+    std::memset(dst, 0, n);
+}
 
 // FNV-1a/mix hash of a frame's bytes, never 0 unless all bytes are 0.
 uint64_t hash_bytes(const uint8_t* p, size_t n) {
@@ -52,6 +92,10 @@ PhysMem::Chunk* PhysMem::chunk_for(Pfn f) const {
   return chunks_[f.value() >> kChunkShift].get();
 }
 
+const void* PhysMem::slot_address(const Chunk* c, Pfn f) {
+  return &c->meta[f.value() & (kChunkFrames - 1)];
+}
+
 PhysMem::Chunk& PhysMem::chunk_mut(Pfn f) {
   assert(f.value() < num_frames());
   auto& c = chunks_[f.value() >> kChunkShift];
@@ -75,19 +119,27 @@ const FrameMeta& PhysMem::meta(Pfn f) const {
 
 const uint8_t* PhysMem::data_for_read(Pfn f) const {
   const Chunk* c = chunk_for(f);
-  return c ? c->data[f.value() & (kChunkFrames - 1)].get() : nullptr;
+  return c ? block_of(c->meta[f.value() & (kChunkFrames - 1)]) : nullptr;
 }
 
 // Returns the frame's byte block, allocating it (zeroed) if this mode stores bytes for it.
 uint8_t* PhysMem::data_for_write(Pfn f) {
-  Chunk& c = chunk_mut(f);
-  const size_t i = f.value() & (kChunkFrames - 1);
-  if (!c.data[i]) {
-    if (mode_ == MemMode::kMetadataOnly && !(c.meta[i].flags & kFrameTable)) return nullptr;
-    c.data[i] = std::make_unique<uint8_t[]>(kPageBytes);  // value-initialised: zeros
+  FrameMeta& m = chunk_mut(f).meta[f.value() & (kChunkFrames - 1)];
+  if (!(m.flags & kFrameData)) {
+    if (mode_ == MemMode::kMetadataOnly && !(m.flags & kFrameTable)) return nullptr;
+    // Stored bytes carry their own fingerprint, so the block address takes the field's place.
+    m.content = reinterpret_cast<uintptr_t>(new uint8_t[kPageBytes]());  // zeros
+    m.flags |= kFrameData;
     ++stats_.data_pages;
   }
-  return c.data[i].get();
+  return block_of(m);
+}
+
+void PhysMem::free_block(FrameMeta& m) {
+  if (!(m.flags & kFrameData)) return;
+  delete[] block_of(m);
+  m.flags &= static_cast<uint8_t>(~kFrameData);
+  m.content = 0;
 }
 
 void PhysMem::read(Hpa a, std::span<uint8_t> out) const {
@@ -99,9 +151,9 @@ void PhysMem::read(Hpa a, std::span<uint8_t> out) const {
     const size_t n = std::min<uint64_t>(out.size() - done, kPageBytes - off);
     const uint8_t* d = data_for_read(Pfn(addr >> kPageShift));
     if (d)
-      std::memcpy(out.data() + done, d + off, n);
+      copy_small(out.data() + done, d + off, n);
     else
-      std::memset(out.data() + done, 0, n);
+      zero_small(out.data() + done, n);
     done += n;
     addr += n;
   }
@@ -119,17 +171,17 @@ void PhysMem::write(Hpa a, std::span<const uint8_t> in) {
     std::span<const uint8_t> piece = in.subspan(done, n);
     FrameMeta& m = meta_mut(f);
     if (uint8_t* d = data_for_write(f)) {
-      std::memcpy(d + off, piece.data(), n);
-    } else if (!(m.fingerprint == 0 && all_zero(piece))) {
+      copy_small(d + off, piece.data(), n);
+    } else if (!(m.content == 0 && all_zero(piece))) {
       // Metadata-only: fold (offset, length, bytes) into the fingerprint; zeros written over a
       // zero frame keep it known-zero.
-      uint64_t h = mix64(m.fingerprint ^ (off << 32) ^ n);
+      uint64_t h = mix64(m.content ^ (off << 32) ^ n);
       for (size_t i = 0; i < n; i += 8) {
         uint64_t w = 0;
         std::memcpy(&w, piece.data() + i, std::min<size_t>(8, n - i));
         h = mix64(h ^ w);
       }
-      m.fingerprint = h | 1;
+      m.content = h | 1;
     }
     done += n;
     addr += n;
@@ -151,19 +203,17 @@ void PhysMem::fill(Hpa a, uint64_t len, uint8_t byte) {
     }
     FrameMeta& m = meta_mut(f);
     const bool whole = (n == kPageBytes);
-    Chunk& c = chunk_mut(f);
-    auto& block = c.data[f.value() & (kChunkFrames - 1)];
     if (byte == 0 && whole && !(m.flags & kFrameTable)) {
       // Scrubbing a whole frame: drop its bytes; it reads as zeros again.
-      if (block) {
-        block.reset();
+      if (m.flags & kFrameData) {
+        free_block(m);
         --stats_.data_pages;
       }
-      m.fingerprint = 0;
+      m.content = 0;
     } else if (uint8_t* d = data_for_write(f)) {
       std::memset(d + off, byte, n);
-    } else if (!(byte == 0 && m.fingerprint == 0)) {
-      m.fingerprint = mix64(m.fingerprint ^ (off << 32) ^ (n << 8) ^ byte) | 1;
+    } else if (!(byte == 0 && m.content == 0)) {
+      m.content = mix64(m.content ^ (off << 32) ^ (n << 8) ^ byte) | 1;
     }
     addr += n;
   }
@@ -172,7 +222,9 @@ void PhysMem::fill(Hpa a, uint64_t len, uint8_t byte) {
 
 uint64_t PhysMem::read_u64(Hpa a) const {
   assert((a.value() & 7) == 0 && contains(a, 8));
-  const uint8_t* d = data_for_read(hpa_to_pfn(a));
+  const Pfn f = hpa_to_pfn(a);
+  const uint8_t* d = static_cast<const uint8_t*>(table_blocks_.find(f.value()));
+  if (!d) d = data_for_read(f);
   if (!d) return 0;
   uint64_t v;
   std::memcpy(&v, d + a.page_offset(), 8);
@@ -222,13 +274,16 @@ void PhysMem::mark_table(Pfn f, bool is_table) {
   if (bool(m.flags & kFrameTable) == is_table) return;
   m.flags = is_table ? (m.flags | kFrameTable) : (m.flags & ~kFrameTable);
   changed_isolation_state(f, m);
-  if (is_table) data_for_write(f);  // tables are always byte-backed
+  if (is_table)
+    table_blocks_.insert(f.value(), data_for_write(f));  // tables are always byte-backed
+  else
+    table_blocks_.erase(f.value());
 }
 
 uint64_t PhysMem::fingerprint(Pfn f) const {
-  const uint8_t* d = data_for_read(f);
-  if (d) return hash_bytes(d, kPageBytes);
-  return meta(f).fingerprint;
+  const FrameMeta& m = meta(f);
+  if (const uint8_t* d = block_of(m)) return hash_bytes(d, kPageBytes);
+  return m.content;
 }
 
 uint8_t* PhysMem::grant_dmi(Pfn f) {
@@ -266,7 +321,7 @@ void PhysMem::describe_stats(StatVisitor& v) const {
 }
 
 uint64_t PhysMem::host_bytes() const {
-  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]);
+  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + table_blocks_.host_bytes();
   for (const auto& c : chunks_)
     if (c) n += sizeof(Chunk);
   return n + stats_.data_pages * kPageBytes;

@@ -2,8 +2,8 @@
 //
 // Sparse 4 KiB frames, materialised on first touch. Every frame has 16 bytes of metadata
 // (FrameMeta): the encryption key id it was last written under, integrity state (TD-owner bit,
-// sticky poison), the secret label of the principal whose data it holds, and a 64-bit content
-// fingerprint. Two modes:
+// sticky poison), the secret label of the principal whose data it holds, and either a 64-bit
+// content fingerprint or the address of the frame's byte block. Two modes:
 //   kData          bytes are stored (a 4 KiB block per frame, allocated on the first non-zero
 //                  write); reads of never-written bytes return zeros.
 //   kMetadataOnly  no bytes are stored, only metadata, so that very large guests fit; reads
@@ -25,6 +25,7 @@
 #include "hw/base/addr.h"
 #include "hw/base/principal.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/memory/frame_ptr_map.h"
 
 namespace cvmsim {
 
@@ -36,10 +37,16 @@ enum FrameFlag : uint8_t {
   kFramePoison = 1 << 2,      // sticky integrity poison (tdx-snp.md A9)
   kFrameTable = 1 << 3,       // holds a page table: always byte-backed
   kFrameDmiGranted = 1 << 4,  // a DMI pointer to this frame is out
+  kFrameData = 1 << 5,        // has a 4 KiB byte block; `content` is its address
 };
 
 struct FrameMeta {
-  uint64_t fingerprint = 0;  // 0 means "known all zero"; see fingerprint()
+  // Without a byte block: the content fingerprint, 0 meaning "known all zero". With one
+  // (kFrameData): the block's address, as the fingerprint of stored bytes is computed from them
+  // (PhysMem::fingerprint). Sharing the field keeps everything a frame needs in one 16-byte
+  // slot: an access touches one cache line of metadata, and metadata-only mode costs 16 bytes
+  // per frame. Use PhysMem::fingerprint() rather than reading this.
+  uint64_t content = 0;
   Principal label = kNobody;  // whose secret the frame holds
   KeyId key_id = 0;
   uint8_t flags = 0;
@@ -82,6 +89,15 @@ class PhysMem {
   // ---- Metadata ----
   // An untouched frame reads as a default FrameMeta.
   const FrameMeta& meta(Pfn f) const;
+  // A host-side hint, with no effect on any state: starts loading f's metadata slot into the
+  // host's cache. The walker issues it for the frame it has just translated to, so that the
+  // miss overlaps the rest of the translation instead of stalling the access that follows.
+  void prefetch(Pfn f) const {
+    const uint64_t c = f.value() >> kChunkShift;
+    if (c < chunks_.size()) {
+      if (const Chunk* p = chunks_[c].get()) __builtin_prefetch(slot_address(p, f));
+    }
+  }
   void set_key(Pfn f, KeyId k);
   void set_label(Pfn f, Principal p);
   void set_td_owner(Pfn f, bool owner);
@@ -111,15 +127,20 @@ class PhysMem {
   static constexpr uint64_t kChunkFrames = uint64_t{1} << kChunkShift;
 
   Chunk* chunk_for(Pfn f) const;
+  static const void* slot_address(const Chunk* c, Pfn f);
   Chunk& chunk_mut(Pfn f);
   FrameMeta& meta_mut(Pfn f);
   uint8_t* data_for_write(Pfn f);
   const uint8_t* data_for_read(Pfn f) const;
   void changed_isolation_state(Pfn f, FrameMeta& m);
+  static void free_block(FrameMeta& m);  // drops the frame's byte block, if any
 
   uint64_t size_;
   MemMode mode_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
+  // The byte blocks of page-table frames (kFrameTable), by frame number: read_u64 looks here
+  // first, so that a walk does not touch the table frame's metadata slot (frame_ptr_map.h).
+  FramePtrMap table_blocks_;
   mutable Stats stats_;  // reads count bytes too
   DmiListener dmi_listener_;
 };

@@ -142,10 +142,14 @@ class Tlb {
     const uint64_t vpn = vpn_of(gpa, s);
     const uint64_t key = key_of(asid, vpn, s);
     const size_t base = (vpn & set_mask_) * ways_;
-    for (unsigned w = 0; w < ways_; ++w) {
-      if (keys_[base + w] == key) return static_cast<int>(base + w);
-    }
-    return -1;
+    // Keys are unique within a set (fill replaces a same-key entry in place), so at most one way
+    // matches. Scanning every way without an early exit costs a few compares but no branch
+    // misprediction: on a hit the matching way is effectively random, so an early-exit loop
+    // mispredicts its exit nearly every time.
+    const uint64_t* k = keys_.data() + base;
+    int way = -1;
+    for (unsigned w = 0; w < ways_; ++w) way = k[w] == key ? static_cast<int>(w) : way;
+    return way < 0 ? -1 : static_cast<int>(base) + way;
   }
   void drop(size_t i);
 

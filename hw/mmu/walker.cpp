@@ -64,6 +64,7 @@ WalkResult Walker::walk_with(const Stage2Table& table, Gpa gpa, uint16_t asid, P
       r.perms = Codec::perms(raw);
       r.sw = Codec::sw(raw);
       if (Codec::valid(raw, level)) {
+        mem.prefetch(r.pfn_for(gpa));  // host-side hint only: the access comes next
         r.present = true;
         r.fault = r.perms.allows(need) ? WalkFault::kNone : WalkFault::kPermission;
       }

@@ -6,8 +6,9 @@
 // rest from base (what folding every byte separately would give). Each piece is its own op.
 //
 // Errors: make_workload validates the file up front (trace_validate). If the file still fails
-// mid-run (changed underneath, I/O error), next() returns false and error() says why: a caller
-// must check error() after the program ends so that a partial run is not passed off as complete.
+// mid-run (validation skipped, the file changed underneath, an I/O error), next() returns false
+// and error() says why; the vCPU checks GuestProgram::error() when the program ends and stops
+// with it, so that a partial run is not passed off as complete.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,7 @@ class TraceProgram final : public GuestProgram {
   uint64_t expected_ops() const override { return expected_ops_; }
 
   // Empty unless the trace could not be opened or read, or a line failed to parse.
-  const std::string& error() const { return error_; }
+  std::string_view error() const override { return error_; }
   TraceFormat format() const { return reader_.format(); }
 
   // Reads one whole pass (with folding and splitting, ignoring `ops`) to find errors and count

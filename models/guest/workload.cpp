@@ -303,7 +303,7 @@ MakeWorkloadResult make_workload(const WorkloadSpec& s, Rng rng) {
     }
     case WorkloadKind::kTrace: {
       auto prog = std::make_unique<TraceProgram>(s);
-      std::string err = prog->error();
+      std::string err(prog->error());
       if (err.empty() && s.trace_validate) err = prog->dry_run();
       if (!err.empty()) return {nullptr, "trace_path: " + err};
       return {std::move(prog), {}};

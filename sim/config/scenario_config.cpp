@@ -160,6 +160,7 @@ WorkloadSpec workload_spec(const WorkloadConfig& w) {
   s.trace_format = w.trace_format;
   s.trace_instr_fetches = w.trace_instructions;
   s.trace_repeat = w.trace_repeat;
+  s.trace_validate = w.trace_validate;
   return s;
 }
 

@@ -260,6 +260,7 @@ struct WorkloadConfig {
   TraceFormat trace_format = TraceFormat::kAuto;
   bool trace_instructions = false;
   uint64_t trace_repeat = 1;
+  bool trace_validate = true;
 
   template <class V>
   void visit(V& v) {
@@ -283,6 +284,10 @@ struct WorkloadConfig {
     v(enum_field("trace_format", trace_format, kTraceFormatNames, "trace: file format (docs/trace-format.md)"));
     v(bool_field("trace_instructions", trace_instructions, "trace: replay lackey instruction fetches (I lines) as loads"));
     v(uint_field("trace_repeat", trace_repeat, "trace: how many times to replay the file").min(1).max(1'000'000));
+    v(bool_field("trace_validate", trace_validate,
+                 "trace: parse the whole file when the scenario is loaded, so that a bad line is "
+                 "reported before the run (exit 2); false skips that pass for very large traces, "
+                 "and a bad line then stops the vCPU when replay reaches it (exit 1)"));
   }
 };
 

@@ -76,3 +76,25 @@ TEST_CASE("cycles convert to picoseconds at the configured frequency") {
   CHECK(odd.to_ps(Cycles(1)) == 333);
   CHECK(odd.to_ps(Cycles(3)) == 1000);
 }
+
+TEST_CASE("the whole-picosecond fast path gives what the general formula gives") {
+  auto general_to_ps = [](uint64_t hz, uint64_t c) {
+    const unsigned __int128 ps = static_cast<unsigned __int128>(c) * 1'000'000'000'000ull;
+    return static_cast<uint64_t>((ps + hz / 2) / hz);
+  };
+  auto general_from_ps = [](uint64_t hz, uint64_t ps) {
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(ps) * hz / 1'000'000'000'000ull);
+  };
+  for (uint64_t hz : {1'000'000'000ull, 2'000'000'000ull, 2'500'000'000ull, 4'000'000'000ull,
+                      1'000'000ull, 3'000'000'000ull, 2'100'000'000ull}) {
+    const Clock c(hz);
+    for (uint64_t v : {0ull, 1ull, 3ull, 499ull, 500ull, 501ull, 123'456'789ull, 1ull << 40,
+                       1ull << 60, ~0ull / 400, ~0ull}) {
+      INFO("hz " << hz << " value " << v);
+      if (static_cast<unsigned __int128>(v) * 1'000'000'000'000ull / hz <
+          (static_cast<unsigned __int128>(1) << 64))
+        CHECK(c.to_ps(Cycles(v)) == general_to_ps(hz, v));  // beyond that, both wrap
+      CHECK(c.from_ps(v).count() == general_from_ps(hz, v));
+    }
+  }
+}

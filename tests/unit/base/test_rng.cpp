@@ -55,3 +55,17 @@ TEST_CASE("patterns are position dependent and checkable") {
   CHECK_FALSE(check_pattern(PatternKind::kSeeded, 1, 0, s1).has_value());
   CHECK(check_pattern(PatternKind::kZero, 0, 0, s1).has_value());
 }
+
+TEST_CASE("fill_pattern writes pattern_byte at every address, for every kind") {
+  for (PatternKind k : {PatternKind::kValue, PatternKind::kSeeded, PatternKind::kZero}) {
+    for (uint64_t addr :
+         {uint64_t{0}, uint64_t{0x1003}, uint64_t{0x7fff'ffff'fff0}, ~uint64_t{0} - 5}) {
+      std::vector<uint8_t> buf(37, 0xaa);  // crosses 2^64 for the last address
+      fill_pattern(k, 0x5eed'1234'abcd'0001ull, addr, buf);
+      for (size_t i = 0; i < buf.size(); ++i) {
+        INFO("kind " << static_cast<int>(k) << " addr " << addr << " byte " << i);
+        REQUIRE(buf[i] == pattern_byte(k, 0x5eed'1234'abcd'0001ull, addr + i));
+      }
+    }
+  }
+}

@@ -302,6 +302,26 @@ TEST_CASE("without up-front validation a bad line ends the run with an error") {
   auto* tp = dynamic_cast<TraceProgram*>(r.program.get());
   REQUIRE(tp);
   CHECK(tp->error() == bad.path() + ":3: unknown operation 'bogus' (expected R, W, C or F)");
+  // What the vCPU sees: the error through the GuestProgram interface, and the program stays ended.
+  const GuestProgram& as_program = *r.program;
+  CHECK(as_program.error() == bad.path() + ":3: unknown operation 'bogus' (expected R, W, C or F)");
+  GuestOp op;
+  CHECK_FALSE(r.program->next(op));
+}
+
+TEST_CASE("a program that ends normally reports no error") {
+  TempFile good("R 0 8\nW 8 8\n");
+  auto r = make_workload(trace_spec(good.path()), Rng(1));
+  REQUIRE(r.ok());
+  drain(*r.program);
+  CHECK(r.program->error().empty());
+  WorkloadSpec s;
+  s.kind = WorkloadKind::kUniform;
+  s.ops = 10;
+  auto u = make_workload(s, Rng(1));
+  REQUIRE(u.ok());
+  CHECK(drain(*u.program).size() == 10);
+  CHECK(u.program->error().empty());  // the GuestProgram default
 }
 
 TEST_CASE("the sample traces in scenarios/traces parse") {

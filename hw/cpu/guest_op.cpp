@@ -10,6 +10,7 @@ std::string_view name_of(OpKind k) {
     case OpKind::kCompute: return "compute";
     case OpKind::kFence: return "fence";
     case OpKind::kHypercall: return "hypercall";
+    case OpKind::kSync: return "sync";
   }
   return "?";
 }

@@ -17,6 +17,7 @@ enum class OpKind : uint8_t {
   kCompute,    // spend `cycles` cycles without touching memory
   kFence,      // synchronise with simulated time (ends the current time quantum)
   kHypercall,  // exit to the hypervisor with `nr` and `args`
+  kSync,       // wait at synchronisation point `nr` (scenario barriers; see SyncHandler)
   // Later backends add accept/validate/convert operations here.
 };
 
@@ -43,6 +44,12 @@ struct GuestOp {
   static GuestOp fence() { return {.kind = OpKind::kFence}; }
 };
 
+// What became of one operation, for programs that check results (scenario steps).
+struct OpResult {
+  bool verify_mismatch = false;  // a verified load read something else
+  uint64_t ret = 0;              // hypercall: the value returned to the guest
+};
+
 // A source of guest operations for one vCPU. next() fills `op` and returns true, or returns
 // false when the program has ended. Implementations must be deterministic for a given seed.
 class GuestProgram {
@@ -56,6 +63,11 @@ class GuestProgram {
   // that a program that failed half-way (a trace line that does not parse) is reported as a
   // failed run, not passed off as a short one. The view must stay valid while the program lives.
   virtual std::string_view error() const { return {}; }
+  // Programs that check results return true; the vCPU then reports every completed operation
+  // through on_result, and a stop through on_stop (so others pay no call per operation).
+  virtual bool wants_results() const { return false; }
+  virtual void on_result(const GuestOp&, const OpResult&) {}
+  virtual void on_stop(std::string_view /*reason*/) {}
 };
 
 }  // namespace cvmsim

@@ -87,6 +87,7 @@ void VcpuModule::run() {
   start_time_ = sc_core::sc_time_stamp();
   GuestOp op;
   uint64_t since_sync = 0;
+  const bool results = program_ && program_->wants_results();
   if (program_) {
     for (;;) {
       if (!program_->next(op)) {
@@ -98,6 +99,7 @@ void VcpuModule::run() {
       ++stats_.ops;
       ++since_sync;
       bool ok = true;
+      const uint64_t verify_before = stats_.verify_failures;
       switch (op.kind) {
         case OpKind::kLoad:
         case OpKind::kStore: ok = access(op); break;
@@ -119,6 +121,23 @@ void VcpuModule::run() {
           std::memcpy(e.args, op.args, sizeof e.args);
           ok = handle_exit(e);
           break;
+        }
+        case OpKind::kSync:
+          // Everyone at a synchronisation point agrees on the time: hand ours over first.
+          sync();
+          ++stats_.syncs;
+          if (sync_handler_) sync_handler_->sync_point(op.nr);
+          start_quantum();
+          break;
+      }
+      if (results) {
+        if (!ok) {
+          program_->on_stop(stop_reason_);
+        } else {
+          OpResult r;
+          r.verify_mismatch = stats_.verify_failures != verify_before;
+          if (op.kind == OpKind::kHypercall) r.ret = last_ret_;
+          program_->on_result(op, r);
         }
       }
       if (!ok) break;
@@ -252,6 +271,7 @@ bool VcpuModule::handle_exit(const VmExit& e) {
     trace("vm_exit", d);
   }
   const ExitAction a = exits_.handle_exit(p_.id, e);
+  last_ret_ = a.ret;
   const Cycles cost = p_.costs.vm_exit_round_trip + a.cost;
   charge(cost);
   stats_.exit_cycles += cost.count();

@@ -67,6 +67,14 @@ class Progress {
   virtual void advance(uint64_t ops_done) = 0;
 };
 
+// Where a vCPU waits on OpKind::kSync. Called from the vCPU's thread after it has synchronised
+// its local time, so the implementation (sim's scenario barriers) may wait().
+class SyncHandler {
+ public:
+  virtual ~SyncHandler() = default;
+  virtual void sync_point(uint64_t id) = 0;
+};
+
 class VcpuModule : public sc_core::sc_module {
  public:
   tlm_utils::simple_initiator_socket<VcpuModule> socket;
@@ -86,6 +94,8 @@ class VcpuModule : public sc_core::sc_module {
   // Notified (delta notification, once) when the vCPU has run its program to the end or stopped;
   // finished() and stop_reason() then say which.
   const sc_core::sc_event& done() const { return done_; }
+  // Handler of OpKind::kSync operations; without one they are no-ops.
+  void set_sync_handler(SyncHandler* h) { sync_handler_ = h; }
   // Simulated time at which the vCPU began its program (after the gate, if any).
   sc_core::sc_time start_time() const { return start_time_; }
 
@@ -190,6 +200,8 @@ class VcpuModule : public sc_core::sc_module {
   const sc_core::sc_event* gate_ = nullptr;
   sc_core::sc_event done_{"done"};
   sc_core::sc_time start_time_;
+  SyncHandler* sync_handler_ = nullptr;
+  uint64_t last_ret_ = 0;  // the last hypercall's return value
   bool finished_ = false;
   std::string stop_reason_;
   std::string first_verify_failure_;

@@ -145,7 +145,7 @@ void StepConfig::validate(const std::string& ptr) const {
   if (expect.has("signal") && op != StepOp::kMapRead && op != StepOp::kMapWrite)
     throw ConfigError(ptr + "/expect/signal", "signal is an expectation of map_read/map_write");
   // The effective configuration shows every field the operation uses, defaults resolved.
-  for (const auto& w : opt) given.insert(w);
+  shown = opt;
 }
 
 }  // namespace cvmsim::config

@@ -147,7 +147,8 @@ struct StepConfig {
   std::string prot = "rw";  // gmem_mmap: r, rw, rwx
   bool shared = true;       // gmem_mmap: MAP_SHARED
   ExpectConfig expect;
-  mutable std::set<std::string> given;
+  mutable std::set<std::string> given;  // keys written in the file
+  mutable std::set<std::string> shown;  // keys the effective configuration shows (given + the op's optional fields)
 
   template <class V>
   void visit(V& v) {

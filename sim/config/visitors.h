@@ -134,8 +134,11 @@ class JsonWriter {
     // nothing for its operation).
     if constexpr (requires { s.given; }) {
       Json kept = Json::object();
-      for (auto it = w.out.begin(); it != w.out.end(); ++it)
-        if (s.given.count(it.key())) kept[it.key()] = it.value();
+      for (auto it = w.out.begin(); it != w.out.end(); ++it) {
+        bool keep = s.given.count(it.key()) != 0;
+        if constexpr (requires { s.shown; }) keep = keep || s.shown.count(it.key()) != 0;
+        if (keep) kept[it.key()] = it.value();
+      }
       return kept;
     }
     return std::move(w.out);

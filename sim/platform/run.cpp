@@ -160,6 +160,13 @@ class Platform : public sc_core::sc_module {
 
   ScenarioDriver& driver() { return *driver_; }
 
+  // The VMMs go first: closing their fds zaps mappings and revokes DMI grants, which reach the
+  // vCPUs' TLBs and sockets, so those must still exist.
+  ~Platform() override {
+    driver_.reset();
+    for (auto& vm : vms_) vm->vmm.reset();
+  }
+
   void register_stats(StatsRegistry& reg) {
     reg.add("platform.memory", [this](StatVisitor& v) { memory_.describe_stats(v); });
     reg.add("platform.router", [this](StatVisitor& v) { router_.describe_stats(v); });
@@ -235,7 +242,7 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
       if (cpu->finished()) ++finished;
       const std::string actor = vm->name + ".cpu" + std::to_string(&cpu - &vm->vcpus.front());
       if (!cpu->stop_reason().empty() && !platform.driver().stop_expected(actor)) r.problems.push_back(cpu->stop_reason());
-      if (cpu->verify_failures())
+      if (cpu->verify_failures() && !platform.driver().has_program(actor))
         r.problems.push_back(std::string(cpu->name()) + ": " + std::to_string(cpu->verify_failures()) +
                              " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());
     }

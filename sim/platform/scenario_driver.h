@@ -70,6 +70,8 @@ class ScenarioDriver : public sc_core::sc_module {
   std::vector<std::string> unfinished() const;
   // True if the named vCPU's stop was expected by its step.
   bool stop_expected(const std::string& actor) const;
+  // True if the vCPU runs steps (its verify failures are step expectations, reported as such).
+  bool has_program(const std::string& actor) const { return programs_.count(actor) != 0; }
 
  private:
   void run_actor(std::string actor, std::vector<size_t> steps);

@@ -126,7 +126,7 @@ void StepExecutor::check_data(const StepConfig& s, size_t index, uint64_t addr, 
     char m[200];
     std::snprintf(m, sizeof m, "read 0x%02x at byte %zu (address %s), expected 0x%02x (%s pattern)", data[*bad], *bad,
                   hex(addr + *bad).c_str(), pattern_byte(s.expect.pattern, s.expect.value, addr + *bad),
-                  std::string(config::enum_to_name(std::span(config::kStepPatternNames), s.expect.pattern)).c_str());
+                  std::string(config::enum_to_name(std::span<const config::EnumName<PatternKind>>(config::kStepPatternNames), s.expect.pattern)).c_str());
     log_.failed(s, index, m);
     return;
   }

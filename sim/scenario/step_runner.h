@@ -88,6 +88,7 @@ class StepProgram final : public GuestProgram {
               ExpectationLog& log, std::map<std::string, uint64_t> barrier_ids);
   bool next(GuestOp& op) override;
   uint64_t expected_ops() const override { return ops_total_; }
+  bool wants_results() const override { return true; }
   void on_result(const GuestOp& op, const OpResult& r) override;
   void on_stop(std::string_view reason) override;
 

@@ -77,3 +77,39 @@ add_test(NAME "docs: scenario field reference matches the schema"
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_fields.cmake)
 add_test(NAME "layering: hw calls downward only, the functional core is free of SystemC"
          COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering.cmake)
+
+# KVM regression suite: every scenario under scenarios/kvm must pass `cvmsim check`.
+file(GLOB KVM_SCENARIOS CONFIGURE_DEPENDS ${SCN}/kvm/*.json)
+foreach(s ${KVM_SCENARIOS})
+  get_filename_component(n ${s} NAME_WE)
+  cvmsim_run_test("kvm check ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
+endforeach()
+# Negative controls: a wrong expectation makes `cvmsim check` fail, naming the step and what happened.
+cvmsim_run_test("check fails on a wrong errno expectation" 1
+                ARGS check ${SCN}/kvm/bind_other_vms_gmem.json --set steps.5.expect.errno=OK
+                STDOUT "FAIL step 5 .vmm set_user_memory_region2.*returned EINVAL, expected OK")
+cvmsim_run_test("check fails on a wrong exit expectation" 1
+                ARGS check ${SCN}/kvm/private_access_no_gmem.json --set steps.7.expect.exit_gpa=0x3010
+                STDOUT "FAIL step 7 .vm0.cpu0 load.: exit gpa 0x3000, expected 0x3010")
+cvmsim_run_test("check fails on wrong data" 1
+                ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.10.expect.pattern=seeded --set steps.10.expect.value=3
+                STDOUT "FAIL step 10 .*the data read back does not match")
+cvmsim_run_test("check fails when a call fails unexpectedly" 1
+                ARGS check ${SCN}/kvm/delete_memslot_under_vcpu.json --set steps.4.expect.errno=OK
+                STDOUT "FAIL step 4 .*returned EINVAL, expected OK")
+cvmsim_run_test("check fails when an expected exit and stop do not happen" 1
+                ARGS check ${SCN}/kvm/private_access_no_gmem.json --set steps.7.gpa=0x1000
+                STDOUT "FAIL step 7 .*the vCPU did not stop. no KVM_EXIT_MEMORY_FAULT exit .saw: none")
+# Bad steps are bad input (exit 2) naming the step.
+cvmsim_run_test("bad step: field not used by the operation" 2
+                ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.0.cap=KVM_CAP_GUEST_MEMFD
+                STDERR "/steps/0/cap: field \"cap\" is not used by operation store")
+cvmsim_run_test("bad step: operation of another actor" 2
+                ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.0.actor=vmm
+                STDERR "/steps/0/op: operation store belongs to a vCPU actor")
+cvmsim_run_test("bad step: unknown guest_memfd name" 2
+                ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.4.guest_memfd=nope
+                STDERR "/steps/4/guest_memfd: no guest_memfd named \"nope\"")
+cvmsim_run_test("bad step: barrier reached by one actor" 2
+                ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.3.actor=vm0.cpu0
+                STDERR "barrier \"written\" is used by one actor only")

@@ -25,6 +25,22 @@ Tlb::Tlb(const TlbConfig& cfg) : cfg_(cfg) {
   keys_.assign(n, 0);
   stamps_.assign(n, 0);
   entries_.assign(n, TlbEntry{});
+  occ_pos_.assign(n, kNotOccupied);
+  occupied_.reserve(n);
+}
+
+void Tlb::occupy(size_t i) {
+  occ_pos_[i] = static_cast<uint32_t>(occupied_.size());
+  occupied_.push_back(static_cast<uint32_t>(i));
+}
+
+void Tlb::vacate(size_t i) {
+  const uint32_t pos = occ_pos_[i];
+  const uint32_t last = occupied_.back();
+  occupied_[pos] = last;
+  occ_pos_[last] = pos;
+  occupied_.pop_back();
+  occ_pos_[i] = kNotOccupied;
 }
 
 TlbEntry* Tlb::fill(uint16_t asid, Gpa gpa, Pfn pfn_base, PageSize size, Perms perms, uint16_t sw,
@@ -58,6 +74,8 @@ TlbEntry* Tlb::fill(uint16_t asid, Gpa gpa, Pfn pfn_base, PageSize size, Perms p
     if (!found_invalid) {
       ++stats_.evictions;
       --population_[level_of(entries_[victim].size)];
+    } else {
+      occupy(victim);
     }
     ++population_[level_of(size)];
   }
@@ -77,6 +95,7 @@ TlbEntry* Tlb::fill(uint16_t asid, Gpa gpa, Pfn pfn_base, PageSize size, Perms p
 
 void Tlb::drop(size_t i) {
   keys_[i] = 0;
+  vacate(i);
   entries_[i].host_ptr = nullptr;
   --population_[level_of(entries_[i].size)];
   ++stats_.entries_invalidated;
@@ -104,8 +123,9 @@ unsigned Tlb::invalidate_range(uint16_t asid, Gpa start, uint64_t bytes) {
   const uint64_t first = start.value();
   const uint64_t last = first + (bytes - 1) < first ? ~uint64_t{0} : first + (bytes - 1);
   unsigned n = 0;
-  for (size_t i = 0; i < keys_.size(); ++i) {
-    if (keys_[i] == 0 || asid_of_key(keys_[i]) != asid) continue;
+  for (size_t k = occupied_.size(); k-- > 0;) {
+    const size_t i = occupied_[k];
+    if (asid_of_key(keys_[i]) != asid) continue;
     const uint64_t b = entries_[i].base().value();
     const uint64_t e = b + (bytes_of(entries_[i].size) - 1);
     if (b <= last && e >= first) {
@@ -119,8 +139,10 @@ unsigned Tlb::invalidate_range(uint16_t asid, Gpa start, uint64_t bytes) {
 unsigned Tlb::invalidate_asid(uint16_t asid) {
   ++stats_.invalidations_asid;
   unsigned n = 0;
-  for (size_t i = 0; i < keys_.size(); ++i) {
-    if (keys_[i] != 0 && asid_of_key(keys_[i]) == asid) {
+  // Only occupied slots are visited: a flush costs what the TLB holds, not its capacity.
+  for (size_t k = occupied_.size(); k-- > 0;) {
+    const size_t i = occupied_[k];
+    if (asid_of_key(keys_[i]) == asid) {
       drop(i);
       ++n;
     }
@@ -131,11 +153,9 @@ unsigned Tlb::invalidate_asid(uint16_t asid) {
 unsigned Tlb::invalidate_all() {
   ++stats_.invalidations_all;
   unsigned n = 0;
-  for (size_t i = 0; i < keys_.size(); ++i) {
-    if (keys_[i] != 0) {
-      drop(i);
-      ++n;
-    }
+  while (!occupied_.empty()) {
+    drop(occupied_.back());
+    ++n;
   }
   return n;
 }
@@ -145,9 +165,9 @@ unsigned Tlb::clear_host_ptrs(Pfn first, uint64_t count) {
   const uint64_t lo = first.value();
   const uint64_t hi = lo + (count - 1) < lo ? ~uint64_t{0} : lo + (count - 1);  // inclusive
   unsigned n = 0;
-  for (size_t i = 0; i < keys_.size(); ++i) {
+  for (const uint32_t i : occupied_) {
     TlbEntry& e = entries_[i];
-    if (keys_[i] == 0 || e.host_ptr == nullptr) continue;
+    if (e.host_ptr == nullptr) continue;
     const uint64_t b = e.pfn.value();
     if (b <= hi && b + (frames_of(e.size) - 1) >= lo) {
       e.host_ptr = nullptr;

@@ -152,6 +152,9 @@ class Tlb {
     return way < 0 ? -1 : static_cast<int>(base) + way;
   }
   void drop(size_t i);
+  void occupy(size_t i);
+  void vacate(size_t i);
+  static constexpr uint32_t kNotOccupied = ~uint32_t{0};
 
   TlbConfig cfg_;
   unsigned ways_ = 1;
@@ -161,6 +164,10 @@ class Tlb {
   std::vector<uint64_t> keys_;  // 0 = invalid
   std::vector<uint64_t> stamps_;
   std::vector<TlbEntry> entries_;
+  // The valid slots, so that flushes and DMI revocations cost what the TLB holds rather than its
+  // capacity: occupied_ lists them, occ_pos_[slot] is the slot's index in it.
+  std::vector<uint32_t> occupied_;
+  std::vector<uint32_t> occ_pos_;
   Stats stats_;
 };
 

@@ -8,6 +8,7 @@
 #include "models/guest/page_permutation.h"
 #include "models/guest/trace_program.h"
 #include "models/guest/zipf.h"
+#include "models/kvm/uapi.h"
 
 namespace cvmsim {
 
@@ -25,13 +26,15 @@ std::string_view name_of(WorkloadKind k) {
       return "hotcold";
     case WorkloadKind::kTrace:
       return "trace";
+    case WorkloadKind::kConvert:
+      return "convert";
   }
   return "?";
 }
 
 std::optional<WorkloadKind> parse_workload_kind(std::string_view s) {
   for (auto k : {WorkloadKind::kSequential, WorkloadKind::kStrided, WorkloadKind::kUniform,
-                 WorkloadKind::kZipf, WorkloadKind::kHotCold, WorkloadKind::kTrace})
+                 WorkloadKind::kZipf, WorkloadKind::kHotCold, WorkloadKind::kTrace, WorkloadKind::kConvert})
     if (name_of(k) == s) return k;
   return std::nullopt;
 }
@@ -211,6 +214,48 @@ class SyntheticProgram final : public GuestProgram {
   bool compute_due_ = false;
 };
 
+// Conversion round trips (kind convert): four guest operations per round trip.
+class ConvertProgram final : public GuestProgram {
+ public:
+  explicit ConvertProgram(const WorkloadSpec& s)
+      : base_(s.base), pages_(s.footprint_bytes >> kPageShift), remaining_(s.ops), size_(s.access_size),
+        pattern_(s.store_pattern), value_(s.store_value) {}
+  bool next(GuestOp& op) override {
+    if (phase_ == 0) {
+      if (remaining_ == 0) return false;
+      --remaining_;
+      page_ = base_ + (done_++ % pages_) * kPageBytes;
+    }
+    switch (phase_) {
+      case 0: op = map_gpa_range(true); break;
+      case 1: op = GuestOp::store(page_, size_, value_, pattern_); break;
+      case 2: op = map_gpa_range(false); break;
+      default: op = GuestOp::store(page_, size_, value_ + 1, pattern_); break;
+    }
+    phase_ = (phase_ + 1) & 3;
+    return true;
+  }
+  uint64_t expected_ops() const override { return 4 * (remaining_ + done_); }
+
+ private:
+  GuestOp map_gpa_range(bool to_private) const {
+    GuestOp op;
+    op.kind = OpKind::kHypercall;
+    op.nr = kvm::KVM_HC_MAP_GPA_RANGE;
+    op.args[0] = page_.value();
+    op.args[1] = 1;
+    op.args[2] = to_private ? kvm::KVM_MAP_GPA_RANGE_ENCRYPTED : kvm::KVM_MAP_GPA_RANGE_DECRYPTED;
+    return op;
+  }
+  Gpa base_;
+  uint64_t pages_, remaining_, done_ = 0;
+  uint32_t size_;
+  PatternKind pattern_;
+  uint64_t value_;
+  Gpa page_{};
+  unsigned phase_ = 0;
+};
+
 template <class Gen>
 MakeWorkloadResult wrap(const WorkloadSpec& s, Rng rng, Gen gen) {
   return {std::make_unique<SyntheticProgram<Gen>>(s, rng, std::move(gen)), {}};
@@ -219,7 +264,7 @@ MakeWorkloadResult wrap(const WorkloadSpec& s, Rng rng, Gen gen) {
 }  // namespace
 
 std::string check_workload_spec(const WorkloadSpec& s) {
-  if (static_cast<unsigned>(s.kind) > static_cast<unsigned>(WorkloadKind::kTrace))
+  if (static_cast<unsigned>(s.kind) > static_cast<unsigned>(WorkloadKind::kConvert))
     return "kind: unknown workload kind " + num(uint64_t{static_cast<unsigned>(s.kind)});
   if (static_cast<unsigned>(s.store_pattern) > static_cast<unsigned>(PatternKind::kZero))
     return "store_pattern: unknown pattern " +
@@ -267,6 +312,11 @@ std::string check_workload_spec(const WorkloadSpec& s) {
         return "footprint_bytes: hotcold needs at least two whole 4 KiB pages, got " +
                num(s.footprint_bytes);
       break;
+    case WorkloadKind::kConvert:
+      if (s.footprint_bytes < kPageBytes || (s.base.value() & (kPageBytes - 1)))
+        return "footprint_bytes: convert needs a 4 KiB-aligned base and at least one whole page, got " +
+               num(s.footprint_bytes);
+      break;
     default:
       break;
   }
@@ -308,6 +358,8 @@ MakeWorkloadResult make_workload(const WorkloadSpec& s, Rng rng) {
       if (!err.empty()) return {nullptr, "trace_path: " + err};
       return {std::move(prog), {}};
     }
+    case WorkloadKind::kConvert:
+      return {std::make_unique<ConvertProgram>(s), {}};
   }
   return {nullptr, "kind: unknown workload kind"};
 }

@@ -27,6 +27,10 @@
 //     memory ops (not before the first or after the last).
 //   - `ops` counts memory ops; expected_ops() also counts the compute ops.
 // Trace replay (kind trace) is described in docs/trace-format.md and trace_program.h.
+// convert: each of the `ops` operations is one conversion round trip of one 4 KiB page (pages
+// taken in turn from the footprint): KVM_HC_MAP_GPA_RANGE to private, a store of access_size
+// bytes, KVM_HC_MAP_GPA_RANGE to shared, a store. With a VMM that discards the opposite backing,
+// every store faults a fresh frame in (kvm-guest-memfd.md §11).
 #pragma once
 
 #include <cstdint>
@@ -42,10 +46,10 @@
 
 namespace cvmsim {
 
-enum class WorkloadKind : uint8_t { kSequential, kStrided, kUniform, kZipf, kHotCold, kTrace };
+enum class WorkloadKind : uint8_t { kSequential, kStrided, kUniform, kZipf, kHotCold, kTrace, kConvert };
 enum class TraceFormat : uint8_t { kAuto, kCvmsim, kLackey };
 
-// Names as in scenario files: "sequential", "strided", "uniform", "zipf", "hotcold", "trace".
+// Names as in scenario files: "sequential", "strided", "uniform", "zipf", "hotcold", "trace", "convert".
 std::string_view name_of(WorkloadKind k);
 std::optional<WorkloadKind> parse_workload_kind(std::string_view s);
 // "auto", "cvmsim", "lackey".

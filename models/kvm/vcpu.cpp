@@ -160,8 +160,8 @@ Status Vcpu::pre_fault_memory(kvm_pre_fault_memory& r) {
 }
 
 void Vcpu::describe_stats(StatVisitor& v) const {
-  v.counter("exits_stage2", stats_.exits_stage2, "exits", "stage-2 fault exits this vCPU took into KVM");
-  v.counter("exits_hypercall", stats_.exits_hypercall, "exits", "hypercall exits this vCPU took into KVM");
+  v.counter("stage2_faults_handled", stats_.exits_stage2, "exits", "stage-2 fault exits of this vCPU that KVM handled");
+  v.counter("hypercalls_handled", stats_.exits_hypercall, "exits", "hypercall exits of this vCPU that KVM handled");
   v.counter("exits_userspace", stats_.exits_userspace, "exits", "times KVM_RUN returned to the VMM");
   v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits", "KVM_EXIT_MEMORY_FAULT exits");
   v.counter("hypercall_exits", stats_.hypercall_exits, "exits", "KVM_EXIT_HYPERCALL exits (KVM_HC_MAP_GPA_RANGE)");

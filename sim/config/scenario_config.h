@@ -234,7 +234,8 @@ struct VmConfig {
 inline constexpr EnumName<WorkloadKind> kWorkloadKindNames[] = {
     {WorkloadKind::kSequential, "sequential"}, {WorkloadKind::kStrided, "strided"},
     {WorkloadKind::kUniform, "uniform"},       {WorkloadKind::kZipf, "zipf"},
-    {WorkloadKind::kHotCold, "hotcold"},       {WorkloadKind::kTrace, "trace"}};
+    {WorkloadKind::kHotCold, "hotcold"},       {WorkloadKind::kTrace, "trace"},
+    {WorkloadKind::kConvert, "convert"}};
 
 inline constexpr EnumName<TraceFormat> kTraceFormatNames[] = {
     {TraceFormat::kAuto, "auto"}, {TraceFormat::kCvmsim, "cvmsim"}, {TraceFormat::kLackey, "lackey"}};
@@ -266,7 +267,7 @@ struct WorkloadConfig {
   void visit(V& v) {
     v(string_field("vm", vm, "name of the VM whose vCPU runs this workload").required_non_empty());
     v(uint_field("vcpu", vcpu, "index of the vCPU in that VM").max(255));
-    v(enum_field("kind", kind, kWorkloadKindNames, "address stream: sequential, strided, uniform random, Zipf over pages, hot/cold, or trace replay"));
+    v(enum_field("kind", kind, kWorkloadKindNames, "address stream: sequential, strided, uniform random, Zipf over pages, hot/cold, trace replay, or convert (conversion round trips: each op converts one page to private and back, storing on each side)"));
     v(uint_field("base", base, "first guest physical address of the footprint").bytes());
     v(uint_field("footprint", footprint, "bytes the stream covers, starting at base").bytes().min(1));
     v(uint_field("access_size", access_size, "bytes per load/store").min(1).max(4096).unit("bytes"));

@@ -33,17 +33,19 @@ Result<Pfn> PageAllocator::alloc(PageSize size) {
   }
   uint64_t pfn = *free_[have].begin();
   free_[have].erase(free_[have].begin());
-  const bool split = have > want;
+  // The block taken was one free piece of a split parent (if it has one): count it out, whether
+  // it is handed out whole or split further. Missing this lets a later merge rebuild a parent
+  // whose pieces are still in use.
+  if (have < 2) {
+    auto it = free_in_[have].find(pfn >> (kBitsPerLevel * (have + 1)));
+    if (it != free_in_[have].end()) --it->second;
+  }
   // Split down to the wanted size, keeping the lowest piece.
   while (have > want) {
     --have;
     ++splits_;
     for (uint64_t i = 1; i < kEntriesPerTable; ++i) add_free(pfn + i * frames_at(have), have);
     free_in_[have][pfn >> (kBitsPerLevel * (have + 1))] = kEntriesPerTable - 1;
-  }
-  if (want < 2 && !split) {  // taking a free piece of an already split parent
-    auto it = free_in_[want].find(pfn >> (kBitsPerLevel * (want + 1)));
-    if (it != free_in_[want].end()) --it->second;
   }
   free_frames_ -= frames_at(want);
   ++allocs_[want];

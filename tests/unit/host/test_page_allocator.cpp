@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
+#include <random>
 #include <set>
+#include <vector>
 
 #include "models/host/page_allocator.h"
 
@@ -44,4 +46,44 @@ TEST_CASE("page allocator copes with unaligned ranges and never hands out a fram
     CHECK(seen.insert(f->value()).second);
   }
   CHECK(seen.size() == 1100);
+}
+
+// Regression: taking a free 2 MiB piece of a split 1 GiB block to split it further must count
+// the piece out of the 1 GiB parent, or freeing the first 2 MiB later "merges" the 1 GiB block
+// while the second 2 MiB is still in use and hands its frames out again (found by the
+// conversion benchmark: a guest page got the stage-2 root table's frame).
+TEST_CASE("page allocator never hands out a frame that is in use") {
+  PageAllocator a(Pfn(0), uint64_t{1} << 18);  // 1 GiB
+  std::set<uint64_t> held;
+  std::vector<uint64_t> order;
+  auto take = [&] {
+    auto f = a.alloc(PageSize::k4K);
+    REQUIRE(f.ok());
+    REQUIRE(held.insert(f->value()).second);  // not already held
+    order.push_back(f->value());
+  };
+  for (int i = 0; i < 513; ++i) take();  // the second 2 MiB piece gets split
+  for (int i = 0; i < 512; ++i) {        // free the whole first 2 MiB: it merges back
+    a.free(Pfn(order[static_cast<size_t>(i)]), PageSize::k4K);
+    held.erase(order[static_cast<size_t>(i)]);
+  }
+  order.erase(order.begin(), order.begin() + 512);
+  // Take a 1 GiB-worth of churn: every frame handed out must be free.
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    if (!order.empty() && rng() % 3 == 0) {
+      const size_t k = rng() % order.size();
+      a.free(Pfn(order[k]), PageSize::k4K);
+      held.erase(order[k]);
+      order.erase(order.begin() + static_cast<long>(k));
+    } else {
+      take();
+    }
+  }
+  // And 2 MiB blocks never overlap held 4 KiB frames.
+  for (int i = 0; i < 8; ++i) {
+    auto b = a.alloc(PageSize::k2M);
+    if (!b.ok()) break;
+    for (uint64_t f = b->value(); f < b->value() + 512; ++f) REQUIRE(held.count(f) == 0);
+  }
 }

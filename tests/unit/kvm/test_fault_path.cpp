@@ -383,3 +383,37 @@ TEST_CASE("Fault: in a GMEM_ONLY slot shared faults are served from guest_memfd"
   CHECK(uf->pfn == p);
   REQUIRE(file->munmap(*m).ok());
 }
+
+// ---- Hypercalls (§11) -----------------------------------------------------------------------------------
+
+TEST_CASE("Hypercall: KVM_HC_MAP_GPA_RANGE exits with nr, args, LONG_MODE and ret preset to 0, and the VMM's ret goes to the guest",
+          "[kvm][hypercall]") {
+  FaultFx t;
+  REQUIRE(t.fx.enable_exit_hypercall(t.vm_fd, uint64_t{1} << KVM_HC_MAP_GPA_RANGE).ok());
+  // A userspace that looks at ret before answering.
+  struct Peek final : UserspaceExitHandler {
+    uint64_t ret_seen = 99;
+    uint64_t answer = 0;
+    bool on_exit(Vcpu&, int, kvm_run& run, std::string&) override {
+      ret_seen = run.hypercall.ret;
+      run.hypercall.ret = answer;
+      return true;
+    }
+  } peek;
+  t.vcpu().set_userspace(&peek);
+  t.vcpu().run().hypercall.ret = 0xdead;  // stale from an earlier exit
+  peek.answer = 0x1234;
+  const ExitAction a = t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, 0x200000, 3, KVM_MAP_GPA_RANGE_ENCRYPTED | 1));
+  CHECK(a.kind == ExitAction::kResume);
+  CHECK(a.ret == 0x1234);
+  CHECK(peek.ret_seen == 0);
+  const kvm_run& run = t.vcpu().run();
+  CHECK(run.exit_reason == KVM_EXIT_HYPERCALL);
+  CHECK(run.hypercall.nr == KVM_HC_MAP_GPA_RANGE);
+  CHECK(run.hypercall.args[0] == 0x200000);
+  CHECK(run.hypercall.args[1] == 3);
+  CHECK(run.hypercall.args[2] == (KVM_MAP_GPA_RANGE_ENCRYPTED | 1));
+  CHECK(run.hypercall.flags == KVM_EXIT_HYPERCALL_LONG_MODE);
+  // KVM itself converts nothing.
+  CHECK_FALSE(t.vm().mem_is_private(gpa_to_gfn(Gpa(0x200000))));
+}

@@ -139,6 +139,15 @@ TEST_CASE("Retry: faultin, then a guest_memfd memory failure, then install -> kR
   CHECK(KvmFixture::leaf_count(t.vm()) == 0);
 }
 
+TEST_CASE("Retry: faultin, then closing the guest_memfd, then install -> kRetry", "[kvm][invalidation][lifetime]") {
+  InvFx t;
+  REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase, 16 * kPage, kPriv).ok());
+  auto ctx = t.start(InvFx::kBase + 0x9000, true);
+  REQUIRE(t.fx.proc.close(t.gmem_fd).ok());  // release: dead slot, folios freed with the inode
+  CHECK(t.vm().install(ctx).kind == FaultOutcome::kRetry);
+  CHECK(KvmFixture::leaf_count(t.vm()) == 0);
+}
+
 TEST_CASE("Retry: without an intervening invalidation install maps what faultin resolved", "[kvm][invalidation]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase + 0x5000);

@@ -72,7 +72,7 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES rule 5: address or size not page aligned -> EIN
   CHECK_FALSE(t.any_private(0, 2 * kPage));
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES covers [address, address + size) and is _IOW (nothing written back)",
+TEST_CASE("SET_MEMORY_ATTRIBUTES covers address up to address + size and is _IOW (nothing written back)",
           "[kvm][uapi][attributes]") {
   AttrFx t;
   const kvm_memory_attributes a = attrs(0x10000, 3 * kPage, kPriv);

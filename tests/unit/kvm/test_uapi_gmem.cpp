@@ -71,7 +71,7 @@ TEST_CASE("CREATE_GUEST_MEMFD rule 4: size <= 0 as loff_t or not page aligned ->
   CHECK(fx.create_gmem(s, (uint64_t{1} << 63) - kPage).ok());  // the largest loff_t page multiple
 }
 
-TEST_CASE("CREATE_GUEST_MEMFD: reserved[] is not checked, the fd pins the VM, st_ino is distinct",
+TEST_CASE("CREATE_GUEST_MEMFD: reserved is not checked, the fd pins the VM, st_ino is distinct",
           "[kvm][uapi][gmem]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);

@@ -302,3 +302,64 @@ TEST_CASE("VMM stops on KVM_EXIT_MMIO (no device model)", "[kvm][vmm]") {
   CHECK(a.kind == ExitAction::kStop);
   CHECK(a.reason.find("KVM_EXIT_MMIO") != std::string::npos);
 }
+
+TEST_CASE("VMM conversion spanning two regions converts and discards in both", "[kvm][vmm][hypercall]") {
+  VmmFx t;
+  Vmm& v = t.make(two_regions(kSwProt));
+  t.touch_shared(kMiB - kPage);
+  // The private region's first page back to shared first, with its guest_memfd page in use.
+  PageFault f;
+  f.gfn = gpa_to_gfn(Gpa(kMiB));
+  f.is_private = true;
+  REQUIRE(t.vm().page_fault(f).kind == FaultOutcome::kFixed);
+  REQUIRE(t.folio(1, 0) != nullptr);
+  ExitAction a = t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, kMiB - kPage, 2, DEC));
+  CHECK(a.ret == 0);
+  CHECK_FALSE(t.is_private(kMiB));
+  CHECK(t.folio(1, 0) == nullptr);
+  const uint64_t resident = v.mm().resident_bytes();
+  a = t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, kMiB - kPage, 2, ENC));
+  CHECK(a.ret == 0);
+  CHECK(t.is_private(kMiB - kPage));
+  CHECK(t.is_private(kMiB));
+  CHECK(v.mm().resident_bytes() == resident - kPage);  // only the page that was resident
+}
+
+TEST_CASE("VMM conversion to private discards hugetlb backing only in whole huge pages", "[kvm][vmm][policy][huge]") {
+  VmmFx t;
+  VmmConfig c = two_regions(kSwProt);
+  c.ram = {ram(0, 2 * k2M, true, false)};
+  c.ram[0].page_size = PageSize::k2M;
+  Vmm& v = t.make(c);
+  t.touch_shared(0x1000);
+  t.touch_shared(k2M);
+  REQUIRE(v.mm().resident_bytes() == 2 * k2M);
+  REQUIRE(v.convert(Gpa(0x1000), kPage, true) == 0);  // part of a huge page: kept
+  CHECK(t.is_private(0x1000));
+  CHECK(v.mm().resident_bytes() == 2 * k2M);
+  REQUIRE(v.convert(Gpa(k2M), k2M, true) == 0);  // a whole huge page: dropped
+  CHECK(v.mm().resident_bytes() == k2M);
+}
+
+TEST_CASE("VMM stops on a memory fault that is not EFAULT (EHWPOISON)", "[kvm][vmm]") {
+  VmmFx t;
+  Vmm& v = t.make(two_regions(kSwProt));
+  REQUIRE(t.exit(stage2_exit(kMiB + 0x4000)).kind == ExitAction::kRetry);
+  auto file = t.fx.kvm.gmem_of(v.process(), v.gmem_fd(1));
+  REQUIRE(file->memory_failure(GmemPgoff(4)).ok());
+  const ExitAction a = t.exit(stage2_exit(kMiB + 0x4000));
+  CHECK(a.kind == ExitAction::kStop);
+  CHECK(a.reason.find("EHWPOISON") != std::string::npos);
+  CHECK(t.is_private(kMiB + 0x4000));  // no conversion was attempted
+}
+
+TEST_CASE("A bus-error exit stops the vCPU", "[kvm][vmm]") {
+  VmmFx t;
+  t.make(two_regions(kSwProt));
+  VmExit e;
+  e.reason = ExitReason::kBusError;
+  e.gpa = Gpa(0x1000);
+  const ExitAction a = t.exit(e);
+  CHECK(a.kind == ExitAction::kStop);
+  CHECK_FALSE(a.reason.empty());
+}

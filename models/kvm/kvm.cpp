@@ -143,8 +143,14 @@ Result<int64_t> Kvm::check_extension(Process& p, int fd, uint32_t cap) {
   auto f = p.get(fd);
   if (!f) return Errno::kEBADF;
   const Vm* vm = nullptr;  // nullptr: system scope (/dev/kvm)
-  if (f->kind == File::kVm) vm = f->vm;
-  else if (f->kind != File::kKvmDev) return Errno::kENOTTY;
+  if (f->kind == File::kVm) {
+    // On a VM fd this is a VM ioctl: kvm_vm_ioctl's generic check applies first (§3 rule 1,
+    // kvm->mm != current->mm or VM dead -> EIO). /dev/kvm has no such check.
+    if (&f->vm->mm() != &p.mm() || f->vm->dead()) return Errno::kEIO;
+    vm = f->vm;
+  } else if (f->kind != File::kKvmDev) {
+    return Errno::kENOTTY;
+  }
   switch (cap) {  // §2
     case KVM_CAP_USER_MEMORY2: return int64_t{1};
     case KVM_CAP_MEMORY_FAULT_INFO: return int64_t{1};

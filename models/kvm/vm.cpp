@@ -436,6 +436,15 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
     ctx.level = PageSize::k4K;  // max_order 0
     ctx.pfn = r->pfn;
   } else {
+    // A write to a READONLY slot: the HVA lookup fails (KVM_PFN_ERR_RO_FAULT) and the access is
+    // emulated, i.e. exits as MMIO. §4: "read-only slots give emulated-MMIO semantics". Only the
+    // shared side can get here: READONLY is refused together with GUEST_MEMFD (§4 flags).
+    if (f.write && (slot->flags & KVM_MEM_READONLY)) {
+      FaultOutcome o;
+      o.kind = FaultOutcome::kEmulate;
+      o.why = "write to a read-only memslot";
+      return o;
+    }
     charge(cfg_.costs.gup_per_page);
     const Hva hva = slot->hva_of(f.gfn);
     const uint64_t before = env_.mm.resident_bytes();
@@ -472,7 +481,13 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     // Something is there already: a spurious fault (another vCPU mapped it), or smaller
     // leaves under a huge slot that may now be mapped huge; fall back one level.
     const Stage2Lookup lk = stage2_->lookup(gfn_to_gpa(gfn));
-    if (lk.mapped()) return {};
+    if (lk.mapped()) {
+      // Already mapped: report the leaf that really maps gfn, not the level attempted, so that
+      // KVM_PRE_FAULT_MEMORY counts only bytes that are mapped (§9: "the bytes mapped: up to the
+      // end of the huge page that covers gpa").
+      level = lk.size();
+      return {};
+    }
     if (level == PageSize::k4K) return st;
     ++stats_.huge_fallbacks;
     const PageSize smaller = static_cast<PageSize>(static_cast<unsigned>(level) - 1);

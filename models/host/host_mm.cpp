@@ -15,15 +15,16 @@ HostMm::~HostMm() {
 Result<Hva> HostMm::mmap_anon(uint64_t len, PageSize page) {
   const uint64_t ps = bytes_of(page);
   if (len == 0 || len % kPageBytes || len % ps) return Errno::kEINVAL;
-  Hva start = Hva((next_.value() + ps - 1) & ~(ps - 1));
-  if (start.value() + len < start.value() || start.value() + len > kTaskSize) return Errno::kENOMEM;
+  // Placed top-down below the previous mapping, as Linux's mmap does, with a guard page between.
+  if (len + kPageBytes > next_.value()) return Errno::kENOMEM;
+  const Hva start = Hva((next_.value() - len) & ~(ps - 1));
+  if (start.value() < kPageBytes * 16) return Errno::kENOMEM;  // keep clear of NULL
   Vma v;
   v.start = start;
   v.len = len;
   v.page = page;
   vmas_.emplace(start.value(), std::move(v));
-  // A guard page between mappings, so adjacent mappings never merge by accident.
-  next_ = start + len + kPageBytes;
+  next_ = start - kPageBytes;
   ++stats_.mmaps;
   return start;
 }

@@ -45,7 +45,7 @@ class HostMm {
     Pfn pfn_for(Hva a) const { return pfn + ((a - base) >> kPageShift); }
   };
 
-  // Anonymous mappings are placed from `mmap_base` upward, each aligned to its page size.
+  // Anonymous mappings are placed top-down below `mmap_base`, each aligned to its page size.
   HostMm(PhysMem& mem, FrameAllocator& frames, Principal owner = kHostUser, Hva mmap_base = Hva(0x7f0000000000));
   ~HostMm();
   HostMm(const HostMm&) = delete;

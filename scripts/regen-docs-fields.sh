@@ -1,17 +1,25 @@
 #!/bin/sh
-# Regenerates the field table of docs/scenario-format.md from the schema (cvmsim list --markdown).
+# Regenerates the generated tables of docs/scenario-format.md: the field table (cvmsim list
+# --markdown) and the step operation table (cvmsim list --steps --markdown).
 # Usage: scripts/regen-docs-fields.sh [path/to/cvmsim]
 set -e
 cvmsim=${1:-build/release/cvmsim}
 doc=docs/scenario-format.md
 tmp=$(mktemp)
+tmp2=$(mktemp)
 "$cvmsim" list --markdown > "$tmp"
-python3 - "$doc" "$tmp" <<'PY'
+"$cvmsim" list --steps --markdown > "$tmp2"
+python3 - "$doc" "$tmp" "$tmp2" <<'PY'
 import sys
-doc, gen = sys.argv[1], open(sys.argv[2]).read()
+doc, fields, steps = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
 s = open(doc).read()
-b = s.index("<!-- BEGIN FIELDS -->\n") + len("<!-- BEGIN FIELDS -->\n")
-e = s.index("<!-- END FIELDS -->")
-open(doc, "w").write(s[:b] + gen + s[e:])
+for name, gen in (("FIELDS", fields), ("STEPS", steps)):
+    begin, end = "<!-- BEGIN %s -->\n" % name, "<!-- END %s -->" % name
+    if begin not in s:
+        s = s.rstrip("\n") + "\n\n" + begin + end + "\n"
+    b = s.index(begin) + len(begin)
+    e = s.index(end)
+    s = s[:b] + gen + s[e:]
+open(doc, "w").write(s)
 PY
-rm -f "$tmp"
+rm -f "$tmp" "$tmp2"

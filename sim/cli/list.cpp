@@ -17,10 +17,16 @@ constexpr Component kComponents[] = {
     {"platform.memory", "DRAM: TLM target over sparse physical frames with key, integrity and label metadata (hw/memory)"},
     {"platform.router", "interconnect: address map, latency, DMI pass-through and invalidation broadcast (hw/platform)"},
     {"platform.host.page_allocator", "host page allocator for guest memory and page-table frames (models/host)"},
-    {"platform.<vm>.stage2", "the VM's stage-2 page table: EPT, NPT or Arm stage-2, in real frames (hw/mmu)"},
+    {"platform.kvm", "the simulated KVM module: /dev/kvm, VM/vCPU/guest_memfd files, uAPI with Linux errno (models/kvm)"},
+    {"platform.<vm>.kvm", "a KVM VM: memslots, memory attributes, the KVM MMU (fault path, zaps, TLB flushes) (models/kvm)"},
+    {"platform.<vm>.kvm.stage2", "the VM's stage-2 page table: EPT, NPT or Arm stage-2, in real frames (hw/mmu)"},
+    {"platform.<vm>.vmm", "the userspace VMM: RAM set-up, KVM_RUN exit handling, conversion policy (models/vmm)"},
+    {"platform.<vm>.vmm.mm", "the VMM's address space: anonymous shared backing, MMU notifiers (models/host)"},
     {"platform.<vm>.cpu<N>", "vCPU: runs a guest program, loosely timed with a quantum keeper (hw/cpu)"},
     {"platform.<vm>.cpu<N>.tlb", "per-vCPU set-associative TLB tagged by address-space id (hw/mmu)"},
     {"platform.<vm>.cpu<N>.walker", "stage-2 walker with page-walk cache (hw/mmu)"},
+    {"platform.<vm>.cpu<N>.kvm", "KVM's side of the vCPU: exits it handled, exits to userspace (models/kvm)"},
+    {"steps", "scenario actors (vmm, host, <vm>.cpu<N>) running the scenario's steps with expectations (sim/scenario)"},
 };
 
 std::string md_escape(const std::string& s) {
@@ -29,6 +35,22 @@ std::string md_escape(const std::string& s) {
   return o;
 }
 }  // namespace
+
+int print_steps(bool markdown) {
+  const char* kinds[] = {"", "vmm", "host", "", "vCPU", "", "", "any"};
+  if (markdown) std::printf("| Operation | Actor | Required fields | Optional fields | What it does |\n|---|---|---|---|---|\n");
+  else std::printf("Step operations (actor: required fields [optional fields]):\n");
+  for (const auto& op : config::step_ops()) {
+    const char* who = kinds[static_cast<unsigned>(op.actors)];
+    if (markdown)
+      std::printf("| `%s` | %s | %s | %s | %s |\n", std::string(op.name).c_str(), who, std::string(op.required).c_str(),
+                  std::string(op.optional).c_str(), md_escape(std::string(op.description)).c_str());
+    else
+      std::printf("  %-24s %-5s %s [%s]\n      %s\n", std::string(op.name).c_str(), who, std::string(op.required).c_str(),
+                  std::string(op.optional).c_str(), std::string(op.description).c_str());
+  }
+  return 0;
+}
 
 int print_list(bool markdown) {
   config::ScenarioConfig sc;

@@ -141,6 +141,8 @@ int main(int argc, char** argv) {
   bool markdown = false;
   auto* list = app.add_subcommand("list", "list components, parameters with their defaults, and statistics");
   list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
+  bool steps = false;
+  list->add_flag("--steps", steps, "list the scenario step operations instead");
 
   std::string cscenario, cout_dir;
   std::optional<uint64_t> cseed;
@@ -165,7 +167,7 @@ int main(int argc, char** argv) {
   }
   if (*run) return do_run(scenario, out, seed, sets, quiet);
   if (*check) return do_run(cscenario, cout_dir, cseed, csets, true, true);
-  if (*list) return print_list(markdown);
+  if (*list) return steps ? print_steps(markdown) : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
   return kExitBadInput;
 }

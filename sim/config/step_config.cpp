@@ -11,8 +11,8 @@ namespace {
 
 constexpr StepOpInfo kOps[] = {
     // vmm: uAPI
-    {StepOp::kCreateVm, "create_vm", ActorKind::kVmm, "as", "vm_type",
-     "KVM_CREATE_VM: a further VM with no memory (an attacker, say); `as` names it for later steps"},
+    {StepOp::kCreateVm, "create_vm", ActorKind::kVmm, "as", "vm_type vm",
+     "KVM_CREATE_VM: a further VM with no memory (an attacker, say), in the process of `vm`'s VMM (default: the first VM's); `as` names it for later steps"},
     {StepOp::kCheckExtension, "check_extension", ActorKind::kVmm, "cap", "vm",
      "KVM_CHECK_EXTENSION on the VM fd (or /dev/kvm without `vm`); expect.value is the answer"},
     {StepOp::kSetUserMemoryRegion, "set_user_memory_region", ActorKind::kVmm, "slot gpa size", "vm flags hva",

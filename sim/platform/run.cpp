@@ -241,7 +241,7 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
       ++vcpus;
       if (cpu->finished()) ++finished;
       const std::string actor = vm->name + ".cpu" + std::to_string(&cpu - &vm->vcpus.front());
-      if (!cpu->stop_reason().empty() && !platform.driver().stop_expected(actor)) r.problems.push_back(cpu->stop_reason());
+      if (!cpu->stop_reason().empty() && !platform.driver().has_program(actor)) r.problems.push_back(cpu->stop_reason());
       if (cpu->verify_failures() && !platform.driver().has_program(actor))
         r.problems.push_back(std::string(cpu->name()) + ": " + std::to_string(cpu->verify_failures()) +
                              " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());

@@ -153,6 +153,16 @@ Cycles StepExecutor::execute(size_t index) {
     log_.failed(s, index, "cannot parse flags \"" + s.flags + "\"");
     return kvm_.take_cost();
   }
+  // A name the file refers to that no step has created yet: the actors raced (order them with
+  // a barrier). A closed one stays known and gives EBADF, as a closed fd does.
+  if (s.has("guest_memfd") && !gmems_.count(s.guest_memfd) && !closed_.count(s.guest_memfd)) {
+    log_.failed(s, index, "guest_memfd \"" + s.guest_memfd + "\" does not exist yet when this step runs (order the steps with a barrier)");
+    return kvm_.take_cost();
+  }
+  if (s.has("vm") && !vms_.count(s.vm)) {
+    log_.failed(s, index, "VM \"" + s.vm + "\" does not exist yet when this step runs (order the steps with a barrier)");
+    return kvm_.take_cost();
+  }
   switch (s.op) {
     case StepOp::kCreateVm: {
       VmHandle& owner = vm_for(s);
@@ -264,6 +274,11 @@ Cycles StepExecutor::execute(size_t index) {
     }
     case StepOp::kFallocate: {
       GmemHandle g = gmem(s.guest_memfd);
+      if (!g.proc) {
+        Error e = Errno::kEBADF;
+        if (check_errno(s, index, &e, "fallocate")) log_.met(s, index);
+        break;
+      }
       const int mode = s.flags.empty() ? FALLOC_FL_KEEP_SIZE : static_cast<int>(flags);
       status_step(kvm_.fallocate(*g.proc, g.fd, mode, static_cast<int64_t>(s.offset), static_cast<int64_t>(s.size)),
                   "fallocate");
@@ -272,8 +287,9 @@ Cycles StepExecutor::execute(size_t index) {
     case StepOp::kClose: {
       if (s.has("guest_memfd")) {
         GmemHandle g = gmem(s.guest_memfd);
-        status_step(g.proc->close(g.fd), "close(" + s.guest_memfd + ")");
+        status_step(g.proc ? g.proc->close(g.fd) : Status(Errno::kEBADF), "close(" + s.guest_memfd + ")");
         gmems_.erase(s.guest_memfd);
+        closed_.insert(s.guest_memfd);
       } else {
         VmHandle& vm = vm_for(s);
         status_step(vm.proc->close(vm.vm_fd), "close(" + s.vm + ")");
@@ -283,6 +299,11 @@ Cycles StepExecutor::execute(size_t index) {
     case StepOp::kGmemRead:
     case StepOp::kGmemWrite: {
       GmemHandle g = gmem(s.guest_memfd);
+      if (!g.proc) {
+        Error e = Errno::kEBADF;
+        if (check_errno(s, index, &e, "read/write")) log_.met(s, index);
+        break;
+      }
       auto r = s.op == StepOp::kGmemRead ? kvm_.read(*g.proc, g.fd, s.size) : kvm_.write(*g.proc, g.fd, s.size);
       if (check_errno(s, index, r.ok() ? nullptr : &r.error(), s.op == StepOp::kGmemRead ? "read" : "write"))
         log_.met(s, index);
@@ -290,11 +311,21 @@ Cycles StepExecutor::execute(size_t index) {
     }
     case StepOp::kGmemTruncate: {
       GmemHandle g = gmem(s.guest_memfd);
+      if (!g.proc) {
+        Error e = Errno::kEBADF;
+        if (check_errno(s, index, &e, "ftruncate")) log_.met(s, index);
+        break;
+      }
       status_step(kvm_.ftruncate(*g.proc, g.fd, static_cast<int64_t>(s.size)), "ftruncate");
       break;
     }
     case StepOp::kGmemFstat: {
       GmemHandle g = gmem(s.guest_memfd);
+      if (!g.proc) {
+        Error e = Errno::kEBADF;
+        if (check_errno(s, index, &e, "fstat")) log_.met(s, index);
+        break;
+      }
       auto r = kvm_.fstat(*g.proc, g.fd);
       if (!check_errno(s, index, r.ok() ? nullptr : &r.error(), "fstat")) break;
       if (s.expect.has("size") && static_cast<uint64_t>(r->st_size) != s.expect.size)
@@ -346,7 +377,7 @@ Cycles StepExecutor::execute(size_t index) {
     }
     case StepOp::kGmemMmap: {
       GmemHandle g = gmem(s.guest_memfd);
-      auto file = kvm_.gmem_of(*g.proc, g.fd);
+      auto file = g.proc ? kvm_.gmem_of(*g.proc, g.fd) : nullptr;
       if (!file) {
         Error e = Errno::kEBADF;
         if (check_errno(s, index, &e, "mmap")) log_.met(s, index);

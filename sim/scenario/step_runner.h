@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,7 @@ class StepExecutor {
   ExpectationLog& log_;
   std::map<std::string, VmHandle> vms_;
   std::map<std::string, GmemHandle> gmems_;
+  std::set<std::string> closed_;  // guest_memfd names whose fd a step closed
   std::map<std::string, MapHandle> maps_;
   uint32_t next_principal_ = 0;
 };

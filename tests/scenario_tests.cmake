@@ -55,6 +55,15 @@ add_test(NAME "scenario: outputs are written with units and resolved defaults"
 add_test(NAME "scenario: same seed gives byte-identical stats"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/quickstart.json -DOUT=${OUTROOT}/determinism
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/determinism.cmake)
+# Concurrent actors (vmm waits, vCPUs computing, memslots deleted under them) are deterministic too.
+add_test(NAME "scenario: concurrent actors give byte-identical stats"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/kvm/delete_memslot_under_vcpu.json
+                 -DOUT=${OUTROOT}/determinism_actors -DSEED_MATTERS=OFF
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/determinism.cmake)
+add_test(NAME "scenario: conversions give byte-identical stats"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/kvm/convert_both_ways.json
+                 -DOUT=${OUTROOT}/determinism_convert -DSEED_MATTERS=OFF
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/determinism.cmake)
 
 # Bad input: one test per class, each asserting the message and exit status 2.
 set(B ${SCN}/bad)

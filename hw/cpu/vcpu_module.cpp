@@ -270,7 +270,9 @@ bool VcpuModule::handle_exit(const VmExit& e) {
                   e.gpa.value(), e.write ? "write" : "read", e.nr);
     trace("vm_exit", d);
   }
-  const ExitAction a = exits_.handle_exit(p_.id, e);
+  VmExit timed = e;
+  timed.time_ps = sc_core::sc_time_stamp().value() + local_ps_;
+  const ExitAction a = exits_.handle_exit(p_.id, timed);
   last_ret_ = a.ret;
   const Cycles cost = p_.costs.vm_exit_round_trip + a.cost;
   charge(cost);

@@ -27,6 +27,7 @@ struct VmExit {
   bool present = false;  // stage-2 fault: a leaf existed but lacked the permission
   uint64_t nr = 0;       // hypercall
   uint64_t args[4] = {0, 0, 0, 0};
+  uint64_t time_ps = 0;  // the vCPU's local time at the exit (for traces above hw)
 };
 
 struct ExitAction {

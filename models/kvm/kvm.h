@@ -19,6 +19,7 @@
 #include "hw/base/principal.h"
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/base/trace_sink.h"
 #include "hw/memory/frame_allocator.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
@@ -122,6 +123,20 @@ class Kvm {
   std::shared_ptr<GmemFile> gmem_of(const Process& p, int fd) const;
   const std::vector<std::unique_ptr<Vm>>& vms() const { return vms_; }
 
+  // ---- Trace (ARCHITECTURE.md principle 7) ----
+  // `now` gives the current simulated time in ps (the timed shell owns time).
+  void set_trace(TraceSink* sink, std::function<uint64_t()> now) {
+    trace_ = sink;
+    now_ = std::move(now);
+  }
+  bool tracing() const { return trace_ && trace_->enabled(); }
+  void trace(std::string_view who, std::string_view event, const std::string& details) {
+    if (tracing()) trace_->event(time_override_ ? time_override_ : now_ ? now_() : 0, who, event, details);
+  }
+  // While a vCPU's exit is handled, events carry that vCPU's local time (it runs ahead of the
+  // global time under temporal decoupling); 0 restores the global clock.
+  void set_time_override(uint64_t ps) { time_override_ = ps; }
+
   // ---- Costs ----
   void charge(Cycles c) { pending_ += c; }
   // The cycles charged since the last call; the caller's thread advances by them.
@@ -149,6 +164,9 @@ class Kvm {
   std::vector<std::unique_ptr<Vm>> vms_;
   std::map<const Vm*, const HostMm*> vm_mm_;
   Cycles pending_{0};
+  TraceSink* trace_ = nullptr;
+  std::function<uint64_t()> now_;
+  uint64_t time_override_ = 0;
   std::vector<std::unique_ptr<Vm>> destroyed_;  // torn down, kept for late arch_gmem_invalidate calls
   GmemInodeNumbers inode_numbers_;
   GmemStats gmem_totals_;

@@ -18,6 +18,20 @@ void Vcpu::flush_tlb() {
 
 ExitAction Vcpu::to_userspace(int err, ExitAction::Kind then) {
   ++stats_.exits_userspace;
+  if (vm_.kvm().tracing()) {
+    char d[200];
+    if (run_.exit_reason == KVM_EXIT_MEMORY_FAULT)
+      std::snprintf(d, sizeof d, "vcpu %u KVM_EXIT_MEMORY_FAULT errno %s flags 0x%" PRIx64 " gpa 0x%" PRIx64 " size %" PRIu64,
+                    id_, std::string(errno_name(static_cast<Errno>(err))).c_str(), run_.memory_fault.flags,
+                    run_.memory_fault.gpa, run_.memory_fault.size);
+    else if (run_.exit_reason == KVM_EXIT_HYPERCALL)
+      std::snprintf(d, sizeof d, "vcpu %u KVM_EXIT_HYPERCALL nr %" PRIu64 " args 0x%" PRIx64 " %" PRIu64 " 0x%" PRIx64, id_,
+                    run_.hypercall.nr, run_.hypercall.args[0], run_.hypercall.args[1], run_.hypercall.args[2]);
+    else
+      std::snprintf(d, sizeof d, "vcpu %u %s gpa 0x%" PRIx64, id_, std::string(exit_reason_name(run_.exit_reason)).c_str(),
+                    run_.mmio.phys_addr);
+    vm_.kvm().trace("platform." + vm_.name() + ".kvm", "exit_to_userspace", d);
+  }
   vm_.kvm().charge(vm_.config().costs.exit_to_userspace);
   ExitAction a;
   std::string why;
@@ -38,7 +52,14 @@ ExitAction Vcpu::to_userspace(int err, ExitAction::Kind then) {
   return a;
 }
 
-ExitAction Vcpu::handle_exit(unsigned, const VmExit& e) {
+ExitAction Vcpu::handle_exit(unsigned vcpu_id, const VmExit& e) {
+  vm_.kvm().set_time_override(e.time_ps);
+  ExitAction a = handle_exit_at(vcpu_id, e);
+  vm_.kvm().set_time_override(0);
+  return a;
+}
+
+ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
   KvmBackend& be = vm_.backend();
   switch (e.reason) {
     case ExitReason::kStage2Fault: {

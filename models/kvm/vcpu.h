@@ -58,6 +58,7 @@ class Vcpu final : public ExitHandler {
 
  private:
   ExitAction to_userspace(int err, ExitAction::Kind then);
+  ExitAction handle_exit_at(unsigned vcpu_id, const VmExit& e);
 
   Vm& vm_;
   uint32_t id_;

@@ -1,6 +1,8 @@
 #include "models/kvm/vm.h"
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 
 #include "models/kvm/kvm.h"
 #include "models/kvm/vcpu.h"
@@ -26,7 +28,8 @@ Vm::Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmC
       env_(env),
       cfg_(cfg),
       name_(std::move(name)),
-      attrs_(make_attr_store(cfg.attr_store, cfg.attr_store_max_bytes)) {
+      attrs_(make_attr_store(cfg.attr_store, cfg.attr_store_max_bytes)),
+      trace_name_("platform." + name_ + ".kvm") {
   pre_fault_allowed = backend_->pre_fault_allowed_at_create();
 }
 
@@ -131,6 +134,12 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   // 4. Store.
   attrs_->store(r, a.attributes);
   stats_.attr_pages_changed += r.pages();
+  if (kvm_.tracing()) {
+    char d[160];
+    std::snprintf(d, sizeof d, "gfn [0x%" PRIx64 ", 0x%" PRIx64 ") attributes 0x%" PRIx64, r.start.value(), r.end.value(),
+                  a.attributes);
+    kvm_.trace(trace_name_, "set_memory_attributes", d);
+  }
   // 5. Post phase: recompute the mixed huge pages, then end the invalidation.
   for (auto& set : slots_) {
     set.for_each_in(r, [&](Memslot& s) {
@@ -258,6 +267,12 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
     s->lpage->init(*attrs_);
   }
   nr_memslot_pages_ += s->npages;
+  if (kvm_.tracing()) {
+    char d[200];
+    std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s", id.as_id, id.id,
+                  s->base_gfn.value(), s->end_gfn().value(), s->userspace_addr.value(), s->gmem.bound ? " guest_memfd" : "");
+    kvm_.trace(trace_name_, "memslot_create", d);
+  }
   slots_[id.as_id].insert(std::move(s));
   charge(cfg_.costs.memslot_update);
   ++stats_.slots_created;
@@ -273,6 +288,7 @@ Status Vm::delete_slot(Memslot& s) {
   if (unmap_gfn_range(s.gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
   mmu_invalidate_end();
   const SlotId id = s.id;
+  if (kvm_.tracing()) kvm_.trace(trace_name_, "memslot_delete", "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
   nr_memslot_pages_ -= s.npages;
   auto owned = slots_[id.as_id].remove(id.id);
   if (owned->gmem.file) owned->gmem.file->unbind(id);  // a no-op once the file is released
@@ -525,6 +541,19 @@ FaultOutcome Vm::install(FaultContext& ctx) {
 
 FaultOutcome Vm::page_fault(const PageFault& f) {
   ++stats_.faults;
+  if (kvm_.tracing()) {
+    FaultOutcome o = page_fault_untraced(f);
+    static const char* kKinds[] = {"fixed", "retry", "memory_fault_exit", "emulate"};
+    char d[200];
+    std::snprintf(d, sizeof d, "gfn 0x%" PRIx64 " %s %s -> %s%s%s", f.gfn.value(), f.is_private ? "private" : "shared",
+                  f.write ? "write" : "read", kKinds[o.kind], o.why.empty() ? "" : ": ", o.why.c_str());
+    kvm_.trace(trace_name_, "fault", d);
+    return o;
+  }
+  return page_fault_untraced(f);
+}
+
+FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
   if (f.is_private) ++stats_.private_faults;
   else ++stats_.shared_faults;
   FaultContext ctx;

@@ -182,6 +182,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   Result<Pfn> resolve_shared(FaultContext& ctx, FaultOutcome& exit);
   Status map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool writable);
   FaultOutcome memory_fault_exit(const PageFault& f, Errno err, std::string why) const;
+  FaultOutcome page_fault_untraced(const PageFault& f);
 
   Kvm& kvm_;
   std::unique_ptr<KvmBackend> backend_;
@@ -192,6 +193,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   bool dead_ = false;
   bool destroyed_ = false;
   std::unique_ptr<MemAttributeStore> attrs_;
+  std::string trace_name_;
   std::array<MemslotSet, kAddressSpaces> slots_;
   uint64_t nr_memslot_pages_ = 0;
   std::unique_ptr<Stage2Table> stage2_;

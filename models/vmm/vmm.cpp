@@ -127,6 +127,12 @@ int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
   }
   if (to_private) ++stats_.conversions_to_private;
   else ++stats_.conversions_to_shared;
+  if (kvm_.tracing()) {
+    char d[160];
+    std::snprintf(d, sizeof d, "gpa 0x%" PRIx64 " size 0x%" PRIx64 " to %s%s", gpa.value(), bytes,
+                  to_private ? "private" : "shared", cfg_.policy.discard_on_convert ? ", discarding the other side" : "");
+    kvm_.trace("platform." + cfg_.vm_name + ".vmm", "convert", d);
+  }
   stats_.pages_converted += bytes >> kPageShift;
   if (!cfg_.policy.discard_on_convert) return 0;
   for_each_piece([&](const Region& r, Gpa s, uint64_t n) {

@@ -84,6 +84,7 @@ class Platform : public sc_core::sc_module {
         memory_("memory", mem_, clock_, memory_timing(sc.platform.costs)),
         router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)),
         kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
+    kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
     router_.initiator_socket.bind(memory_.socket);

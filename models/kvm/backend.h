@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "hw/base/addr.h"
 #include "hw/base/cycles.h"
@@ -21,6 +22,7 @@
 #include "hw/base/result.h"
 #include "hw/cpu/vm_exit.h"
 #include "hw/mmu/perms.h"
+#include "models/kvm/invariant.h"
 #include "models/kvm/kvm_types.h"
 
 namespace cvmsim::kvm {
@@ -103,6 +105,10 @@ class KvmBackend {
 
   // VM teardown: reclaim whatever the backend owns.
   virtual void teardown(Vm&) {}
+
+  // The backend's own isolation invariants (tdx-snp.md T1-T6, S1-S8; pkvm 1-9), checked with
+  // the generic ones by sim/invariants.
+  virtual std::vector<InvariantDef> invariants() const { return {}; }
 };
 
 // KVM_X86_DEFAULT_VM (§10): no private memory, every fault shared.

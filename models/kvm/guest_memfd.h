@@ -186,6 +186,11 @@ class GmemInode {
   }
   const GmemFolio* folio(GmemPgoff index) const;
   uint64_t nr_folios() const { return page_cache_.size(); }
+  // f(GmemPgoff index, const GmemFolio&) for every folio in the page cache, by index.
+  template <class F>
+  void for_each_folio(F&& f) const {
+    for (const auto& [index, folio] : page_cache_) f(GmemPgoff(index), folio);
+  }
   bool evicted() const { return evicted_; }
   const GmemStats& stats() const { return stats_; }
 

@@ -7,7 +7,12 @@ namespace cvmsim::kvm {
 // ---------------------------------------------------------------------------------------------
 // Process: fd table
 
+Process::Process(Kvm& kvm, HostMm& mm, std::string name) : kvm_(kvm), mm_(mm), name_(std::move(name)) {
+  kvm_.add_process(this);
+}
+
 Process::~Process() {
+  kvm_.remove_process(this);
   // Closing every fd at exit drops the references in fd order, as exit_files() does.
   while (!fds_.empty()) fds_.erase(fds_.begin());
 }
@@ -211,6 +216,7 @@ Result<int> Kvm::create_guest_memfd(Process& p, int vm_fd, const kvm_create_gues
     return file.error();
   }
   auto f = make_file(*this, File::kGmem);
+  gmem_files_.push_back(*file);
   f->gmem = std::move(*file);
   ++stats_.gmem_created;
   return p.install(std::move(f));

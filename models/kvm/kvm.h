@@ -48,7 +48,7 @@ struct File {
 // A host process: its address space and fd table (current->mm, current->files).
 class Process {
  public:
-  Process(Kvm& kvm, HostMm& mm, std::string name) : kvm_(kvm), mm_(mm), name_(std::move(name)) {}
+  Process(Kvm& kvm, HostMm& mm, std::string name);
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -122,6 +122,16 @@ class Kvm {
   Vcpu* vcpu_of(const Process& p, int fd) const;
   std::shared_ptr<GmemFile> gmem_of(const Process& p, int fd) const;
   const std::vector<std::unique_ptr<Vm>>& vms() const { return vms_; }
+  // f(const GmemFile&) for every guest_memfd file not yet released (checkers, graphs).
+  template <class F>
+  void for_each_gmem(F&& f) const {
+    for (const auto& w : gmem_files_)
+      if (auto g = w.lock(); g && !g->released()) f(*g);
+  }
+  // Every process that ever opened /dev/kvm and still exists (their address spaces).
+  const std::vector<Process*>& processes() const { return processes_; }
+  void add_process(Process* p) { processes_.push_back(p); }
+  void remove_process(Process* p) { std::erase(processes_, p); }
 
   // ---- Trace (ARCHITECTURE.md principle 7) ----
   // `now` gives the current simulated time in ps (the timed shell owns time).
@@ -169,6 +179,8 @@ class Kvm {
   uint64_t time_override_ = 0;
   std::vector<std::unique_ptr<Vm>> destroyed_;  // torn down, kept for late arch_gmem_invalidate calls
   GmemInodeNumbers inode_numbers_;
+  std::vector<std::weak_ptr<GmemFile>> gmem_files_;
+  std::vector<Process*> processes_;
   GmemStats gmem_totals_;
   struct Stats {
     uint64_t ioctls = 0, ioctl_errors = 0, vms_created = 0, vms_destroyed = 0, gmem_created = 0;

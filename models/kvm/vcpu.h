@@ -39,6 +39,8 @@ class Vcpu final : public ExitHandler {
     pwc_ = pwc;
   }
   void set_userspace(UserspaceExitHandler* u) { user_ = u; }
+  const Tlb* tlb() const { return tlb_; }
+  const Vm& vm() const { return vm_; }
   // INVEPT/INVVPID of this vCPU's tag: every cached translation of the VM.
   void flush_tlb();
 

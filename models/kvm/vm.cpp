@@ -133,6 +133,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   if (flush) flush_remote_tlbs();
   // 4. Store.
   attrs_->store(r, a.attributes);
+  mark_dirty(r);
   stats_.attr_pages_changed += r.pages();
   if (kvm_.tracing()) {
     char d[160];
@@ -231,6 +232,7 @@ Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2, con
     mmu_invalidate_range_add(old->gfns());
     if (unmap_gfn_range(old->gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
     set.move(*old, base);
+    dirty_.all = true;
     if (old->lpage) {
       old->lpage = std::make_unique<LpageTracker>(old->base_gfn, old->npages);
       old->lpage->init(*attrs_);
@@ -267,6 +269,7 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
     s->lpage->init(*attrs_);
   }
   nr_memslot_pages_ += s->npages;
+  dirty_.all = true;
   if (kvm_.tracing()) {
     char d[200];
     std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s", id.as_id, id.id,
@@ -288,6 +291,7 @@ Status Vm::delete_slot(Memslot& s) {
   if (unmap_gfn_range(s.gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
   mmu_invalidate_end();
   const SlotId id = s.id;
+  dirty_.all = true;
   if (kvm_.tracing()) kvm_.trace(trace_name_, "memslot_delete", "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
   nr_memslot_pages_ -= s.npages;
   auto owned = slots_[id.as_id].remove(id.id);
@@ -352,6 +356,7 @@ bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
       // The whole leaf goes, even if it sticks out of the range (a huge page is zapped whole).
       const Pfn first = lk.pte.pfn;
       (void)stage2_->unmap(lk.base, lk.size());
+      mark_dirty(GfnRange{gpa_to_gfn(lk.base), gpa_to_gfn(lk.base) + frames_of(lk.size())});
       for (uint64_t i = 0; i < frames_of(lk.size()); ++i) env_.mem.revoke_dmi(first + i);
       ++stats_.zapped_leaves;
       charge(cfg_.costs.zap_per_leaf);
@@ -483,6 +488,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
   if (is_private && backend_->has_private_root()) {
     auto r = backend_->map_private(*this, gfn.align_down(level), pfn, level, perms);
     if (!r.ok()) return r.error();
+    mark_dirty(GfnRange{gfn.align_down(level), gfn.align_down(level) + frames_of(level)});
     charge(*r);
     return {};
   }
@@ -490,6 +496,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     const Gpa gpa = gfn_to_gpa(gfn.align_down(level));
     Status st = stage2_->map(gpa, pfn, level, perms);
     if (st.ok()) {
+      mark_dirty(GfnRange{gpa_to_gfn(gpa), gpa_to_gfn(gpa) + frames_of(level)});
       charge(cfg_.costs.map_per_leaf);
       return {};
     }

@@ -171,7 +171,34 @@ class Vm final : public GmemVm, public MmuNotifier {
 
   void describe_stats(StatVisitor& v) const;
 
+  // ---- For invariant checkers ----
+  // GFN ranges whose mappings or attributes changed since the last take_dirty() (a checker
+  // re-reads only those). `all` is set when too many ranges piled up, or for memslot changes.
+  struct Dirty {
+    std::vector<GfnRange> ranges;
+    bool all = false;
+  };
+  Dirty take_dirty() {
+    Dirty d = std::move(dirty_);
+    dirty_ = Dirty{};
+    return d;
+  }
+  template <class F>
+  void for_each_vcpu(F&& f) const {
+    for (const auto& v : vcpus_) f(static_cast<const Vcpu&>(*v));
+  }
+  const Stage2Table& stage2() const { return *stage2_; }
+
  private:
+  void mark_dirty(GfnRange r) {
+    if (dirty_.all) return;
+    if (dirty_.ranges.size() >= 256) {
+      dirty_.all = true;
+      dirty_.ranges.clear();
+      return;
+    }
+    dirty_.ranges.push_back(r);
+  }
   friend class Kvm;
   Status check_memory_region_flags(uint32_t flags) const;
   Status create_slot(const kvm_userspace_memory_region2& r, SlotId id, const GmemResolver& resolve);
@@ -192,6 +219,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   uint64_t users_ = 1;  // the VM fd
   bool dead_ = false;
   bool destroyed_ = false;
+  Dirty dirty_;
   std::unique_ptr<MemAttributeStore> attrs_;
   std::string trace_name_;
   std::array<MemslotSet, kAddressSpaces> slots_;

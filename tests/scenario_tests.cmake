@@ -93,6 +93,22 @@ foreach(s ${KVM_SCENARIOS})
   get_filename_component(n ${s} NAME_WE)
   cvmsim_run_test("kvm check ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
 endforeach()
+# The tutorial scenarios the docs walk through must keep passing.
+file(GLOB TUTORIAL_SCENARIOS CONFIGURE_DEPENDS ${SCN}/tutorial/*.json)
+foreach(s ${TUTORIAL_SCENARIOS})
+  get_filename_component(n ${s} NAME_WE)
+  cvmsim_run_test("tutorial check ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
+endforeach()
+# Huge host pages: a 2M leaf replacing a zapped table must not leave the page-walk cache stale.
+cvmsim_run_test("kvm check convert_both_ways on 2M host pages" 0
+                ARGS check ${SCN}/kvm/convert_both_ways.json --set vms.0.memory.0.page_size=2M
+                STDOUT "expectation\\(s\\) checked, all met")
+cvmsim_run_test("bad step: unknown attribute name" 2
+                ARGS check ${SCN}/kvm/private_access_no_gmem.json --set steps.3.attributes=PRIVAT
+                STDERR "/steps/3/attributes: unknown name \"PRIVAT\" for set_memory_attributes")
+cvmsim_run_test("bad step: memslot flag used for guest_memfd" 2
+                ARGS check ${SCN}/kvm/overlapping_slots.json --set steps.3.flags=GUEST_MEMFD
+                STDERR "/steps/3/flags: unknown name \"GUEST_MEMFD\" for create_guest_memfd")
 # Negative controls: a wrong expectation makes `cvmsim check` fail, naming the step and what happened.
 cvmsim_run_test("check fails on a wrong errno expectation" 1
                 ARGS check ${SCN}/kvm/bind_other_vms_gmem.json --set steps.5.expect.errno=OK

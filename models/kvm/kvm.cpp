@@ -287,6 +287,8 @@ Status Kvm::fallocate(Process& p, int fd, int mode, int64_t offset, int64_t len)
 }
 
 Result<uint64_t> Kvm::read(Process& p, int fd, uint64_t) {
+  ++stats_.ioctls;
+  charge(cfg_.costs.ioctl);
   auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
   if (Status st = (*g)->read(0); !st.ok()) return st.error();  // no read file op (§6.1)
@@ -294,6 +296,8 @@ Result<uint64_t> Kvm::read(Process& p, int fd, uint64_t) {
 }
 
 Result<uint64_t> Kvm::write(Process& p, int fd, uint64_t) {
+  ++stats_.ioctls;
+  charge(cfg_.costs.ioctl);
   auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
   if (Status st = (*g)->write(0); !st.ok()) return st.error();  // no write file op (§6.1)
@@ -301,12 +305,16 @@ Result<uint64_t> Kvm::write(Process& p, int fd, uint64_t) {
 }
 
 Status Kvm::ftruncate(Process& p, int fd, int64_t len) {
+  ++stats_.ioctls;
+  charge(cfg_.costs.ioctl);
   auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
   return (*g)->ftruncate(len);  // setattr refuses: the size is immutable (§3, §6.1)
 }
 
 Result<GmemStatBuf> Kvm::fstat(Process& p, int fd) {
+  ++stats_.ioctls;
+  charge(cfg_.costs.ioctl);
   auto g = gmem_file(p, fd);
   if (!g.ok()) return g.error();
   return (*g)->fstat();
@@ -329,7 +337,8 @@ std::shared_ptr<GmemFile> Kvm::gmem_of(const Process& p, int fd) const {
 
 void Kvm::describe_stats(StatVisitor& v) const {
   v.counter("ioctls", stats_.ioctls, "calls", "KVM ioctls and guest_memfd file operations issued");
-  v.counter("ioctl_errors", stats_.ioctl_errors, "calls", "of which failed with an errno");
+  v.counter("ioctl_errors", stats_.ioctl_errors, "calls",
+            "failed KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD and KVM_SET_MEMORY_ATTRIBUTES calls");
   v.counter("vms_created", stats_.vms_created, "VMs", "KVM_CREATE_VM successes");
   v.counter("vms_destroyed", stats_.vms_destroyed, "VMs", "VMs destroyed after their last reference");
   v.counter("gmem_created", stats_.gmem_created, "files", "guest_memfd files created");

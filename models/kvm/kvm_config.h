@@ -21,7 +21,8 @@ struct KvmCosts {
   Cycles tlb_flush{2000};            // kvm_flush_remote_tlbs: INVEPT/INVLPGA on every vCPU (IPIs)
   Cycles gup_per_page{400};          // get_user_pages / guest_memfd folio lookup
   Cycles memslot_update{6000};       // KVM_SET_USER_MEMORY_REGION2 bookkeeping (SRCU swap)
-  double zero_bytes_per_cycle = 16;  // clear_page bandwidth when a frame is zeroed
+  Cycles hypercall{200};             // KVM's work for a hypercall, on top of the exit round trip
+  double zero_bytes_per_cycle = 32;  // clear_page / memcpy bandwidth (platform.costs.mem_bytes_per_cycle)
 };
 
 struct KvmConfig {

@@ -97,6 +97,7 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
     }
     case ExitReason::kHypercall: {
       ++stats_.exits_hypercall;
+      vm_.kvm().charge(vm_.config().costs.hypercall);  // platform.costs.hypercall_cycles
       ExitAction a;
       a.kind = ExitAction::kResume;
       const HypercallDecode d = be.decode_hypercall(vm_, e);

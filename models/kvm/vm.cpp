@@ -494,7 +494,14 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
   }
   for (;;) {
     const Gpa gpa = gfn_to_gpa(gfn.align_down(level));
+    const uint64_t tables_freed = stage2_->stats().table_frames_freed;
     Status st = stage2_->map(gpa, pfn, level, perms);
+    if (st.ok() && stage2_->stats().table_frames_freed != tables_freed) {
+      // A huge leaf replaced an (empty) table: page-walk caches may still name the freed table
+      // frame, so every vCPU must flush before the new leaf is used (as KVM flushes when it
+      // installs a huge SPTE over a zapped child table).
+      flush_remote_tlbs();
+    }
     if (st.ok()) {
       mark_dirty(GfnRange{gpa_to_gfn(gpa), gpa_to_gfn(gpa) + frames_of(level)});
       charge(cfg_.costs.map_per_leaf);

@@ -1,4 +1,5 @@
-// The cvmsim command (sim/cli). Exit status: 0 success, 1 expectations not met, 2 bad input.
+// The cvmsim command (sim/cli). Exit status: 0 success, 1 expectations not met, 2 bad input,
+// 3 internal error (a bug: please report it).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -139,7 +140,7 @@ int main(int argc, char** argv) {
   run->add_flag("--quiet,-q", quiet, "print nothing but errors");
 
   bool markdown = false;
-  auto* list = app.add_subcommand("list", "list components, parameters with their defaults, and statistics");
+  auto* list = app.add_subcommand("list", "list components and every scenario parameter with its default (--steps: the step operations)");
   list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
   bool steps = false;
   list->add_flag("--steps", steps, "list the scenario step operations instead");

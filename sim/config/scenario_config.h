@@ -140,7 +140,7 @@ struct KvmCostConfig {
     v(uint_field("gup_cycles", gup_cycles, "resolving a host frame: get_user_pages or a guest_memfd folio lookup (estimate)").unit("cycles").max(1'000'000'000));
     v(uint_field("memslot_update_cycles", memslot_update_cycles, "creating, moving or deleting a memslot (SRCU swap, estimate)").unit("cycles").max(1'000'000'000));
   }
-  kvm::KvmCosts to_costs(double zero_bytes_per_cycle) const {
+  kvm::KvmCosts to_costs(double zero_bytes_per_cycle, uint64_t hypercall_cycles) const {
     kvm::KvmCosts c;
     c.ioctl = Cycles(ioctl_cycles);
     c.exit_to_userspace = Cycles(exit_to_userspace_cycles);
@@ -153,6 +153,7 @@ struct KvmCostConfig {
     c.gup_per_page = Cycles(gup_cycles);
     c.memslot_update = Cycles(memslot_update_cycles);
     c.zero_bytes_per_cycle = zero_bytes_per_cycle;
+    c.hypercall = Cycles(hypercall_cycles);
     return c;
   }
 };

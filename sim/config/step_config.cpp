@@ -73,7 +73,53 @@ std::set<std::string> words(std::string_view s) {
   return out;
 }
 
+struct FlagName {
+  const char* name;
+  uint64_t value;
+};
+constexpr FlagName kMemslotFlags[] = {{"LOG_DIRTY_PAGES", kvm::KVM_MEM_LOG_DIRTY_PAGES},
+                                      {"READONLY", kvm::KVM_MEM_READONLY},
+                                      {"GUEST_MEMFD", kvm::KVM_MEM_GUEST_MEMFD}};
+constexpr FlagName kGmemFlags[] = {{"MMAP", kvm::GUEST_MEMFD_FLAG_MMAP}, {"INIT_SHARED", kvm::GUEST_MEMFD_FLAG_INIT_SHARED}};
+constexpr FlagName kFallocFlags[] = {{"KEEP_SIZE", kvm::FALLOC_FL_KEEP_SIZE},
+                                     {"PUNCH_HOLE", kvm::FALLOC_FL_PUNCH_HOLE},
+                                     {"ZERO_RANGE", kvm::FALLOC_FL_ZERO_RANGE}};
+constexpr FlagName kAttrFlags[] = {{"PRIVATE", kvm::KVM_MEMORY_ATTRIBUTE_PRIVATE}};
+
+std::span<const FlagName> flag_table(StepOp op, bool attributes) {
+  if (attributes) return kAttrFlags;
+  switch (op) {
+    case StepOp::kSetUserMemoryRegion:
+    case StepOp::kSetUserMemoryRegion2: return kMemslotFlags;
+    case StepOp::kCreateGuestMemfd: return kGmemFlags;
+    case StepOp::kFallocate: return kFallocFlags;
+    default: return {};  // numbers only (kvm_memory_attributes.flags, enable_cap, pre_fault)
+  }
+}
+
 }  // namespace
+
+std::optional<uint64_t> parse_step_flags(StepOp op, const std::string& s, bool attributes, std::string* bad) {
+  uint64_t v = 0;
+  std::stringstream in(s);
+  for (std::string w; std::getline(in, w, '|');) {
+    if (w.empty()) continue;
+    bool found = false;
+    for (const auto& f : flag_table(op, attributes))
+      if (w == f.name) {
+        v |= f.value;
+        found = true;
+      }
+    if (found) continue;
+    if (auto n = parse_size(w)) {
+      v |= *n;
+      continue;
+    }
+    if (bad) *bad = w;
+    return std::nullopt;
+  }
+  return v;
+}
 
 std::span<const StepOpInfo> step_ops() { return kOps; }
 
@@ -133,6 +179,16 @@ void StepConfig::validate(const std::string& ptr) const {
     throw ConfigError(ptr + "/vm_type", "unknown VM type \"" + vm_type + "\"");
   if (has("cap") && !kvm::parse_capability(cap))
     throw ConfigError(ptr + "/cap", "unknown capability \"" + cap + "\"");
+  for (const char* field : {"flags", "attributes"}) {
+    const bool attr = std::string_view(field) == "attributes";
+    std::string bad;
+    if (has(field) && !parse_step_flags(op, attr ? attributes : flags, attr, &bad)) {
+      std::string names;
+      for (const auto& f : flag_table(op, attr)) names += (names.empty() ? "" : ", ") + std::string(f.name);
+      throw ConfigError(ptr + "/" + field, "unknown name \"" + bad + "\" for " + std::string(info.name) +
+                                               (names.empty() ? " (only numbers here)" : " (names: " + names + ", or a number)"));
+    }
+  }
   if (has("prot") && prot != "r" && prot != "rw" && prot != "rwx")
     throw ConfigError(ptr + "/prot", "must be r, rw or rwx");
   if ((op == StepOp::kLoad || op == StepOp::kStore) && (size == 0 || size > 4096))
@@ -140,6 +196,8 @@ void StepConfig::validate(const std::string& ptr) const {
   if (has("hva") && !hva.empty() && !parse_size(hva))
     throw ConfigError(ptr + "/hva", "not a number: \"" + hva + "\"");
   // Expectations that make sense only for some actors.
+  if (expect.has("errno") && kind == ActorKind::kVcpu)
+    throw ConfigError(ptr + "/expect/errno", "guest operations have no errno: expect exit, stops, ret or data instead");
   if ((expect.has("exit") || expect.has("stops")) && kind != ActorKind::kVcpu)
     throw ConfigError(ptr + "/expect", "exit and stops are expectations of vCPU steps");
   if (expect.has("signal") && op != StepOp::kMapRead && op != StepOp::kMapWrite)

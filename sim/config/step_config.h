@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -78,6 +79,12 @@ struct StepOpInfo {
 };
 
 std::span<const StepOpInfo> step_ops();
+
+// The value of a step's `flags` (or, with attributes = true, `attributes`) string: names joined
+// by |, each from the table of that operation (memslot: LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD;
+// create_guest_memfd: MMAP, INIT_SHARED; fallocate: KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE;
+// attributes: PRIVATE), or numbers ("0x8", "0"). nullopt on an unknown name, with `bad` set.
+std::optional<uint64_t> parse_step_flags(StepOp op, const std::string& s, bool attributes, std::string* bad);
 const StepOpInfo& step_op_info(StepOp op);
 
 inline constexpr EnumName<PatternKind> kStepPatternNames[] = {
@@ -111,7 +118,7 @@ struct ExpectConfig {
     v(string_field("signal", signal, "host mapping accesses: SIGBUS, SIGSEGV or none"));
     v(enum_field("pattern", pattern, kStepPatternNames, "data read back: value, seeded or zero (with value)"));
     v(uint_field("value", value, "with pattern: the pattern's value or seed; for check_extension: the returned value"));
-    v(uint_field("ret", ret, "hypercall/convert: value returned to the guest (negative values as two's complement, e.g. -22 is 18446744073709551594)"));
+    v(uint_field("ret", ret, "guest_convert/hypercall: value returned to the guest (negative values as two's complement, e.g. -22 is 18446744073709551594)"));
     v(uint_field("gpa", gpa, "pre_fault_memory: gpa after the call").bytes());
     v(uint_field("size", size, "pre_fault_memory: size left after the call; gmem_fstat: st_size").bytes());
   }

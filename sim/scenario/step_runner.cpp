@@ -26,33 +26,6 @@ std::string hex(uint64_t v) {
   return b;
 }
 
-// "GUEST_MEMFD|READONLY", "KEEP_SIZE|PUNCH_HOLE", "MMAP", a number, or "" (0).
-uint64_t parse_flags(const std::string& s, bool* ok) {
-  static const std::pair<const char*, uint64_t> kNames[] = {
-      {"LOG_DIRTY_PAGES", KVM_MEM_LOG_DIRTY_PAGES}, {"READONLY", KVM_MEM_READONLY},
-      {"GUEST_MEMFD", KVM_MEM_GUEST_MEMFD},         {"MMAP", GUEST_MEMFD_FLAG_MMAP},
-      {"INIT_SHARED", GUEST_MEMFD_FLAG_INIT_SHARED}, {"KEEP_SIZE", FALLOC_FL_KEEP_SIZE},
-      {"PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE},         {"ZERO_RANGE", FALLOC_FL_ZERO_RANGE},
-      {"PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE},    {"0", 0}};
-  *ok = true;
-  uint64_t v = 0;
-  std::stringstream in(s);
-  for (std::string w; std::getline(in, w, '|');) {
-    if (w.empty()) continue;
-    bool found = false;
-    for (const auto& [n, f] : kNames)
-      if (w == n) {
-        v |= f;
-        found = true;
-      }
-    if (!found) {
-      if (auto n = config::parse_size(w)) v |= *n;
-      else *ok = false;
-    }
-  }
-  return v;
-}
-
 }  // namespace
 
 void ExpectationLog::met(const StepConfig& s, size_t index) {
@@ -144,8 +117,10 @@ uint64_t StepExecutor::userspace_addr(const StepConfig& s, VmHandle& vm) {
 Cycles StepExecutor::execute(size_t index) {
   const StepConfig& s = sc_.steps[index];
   (void)kvm_.take_cost();
-  bool flags_ok = true;
-  const uint64_t flags = parse_flags(s.flags, &flags_ok);
+  std::string bad;
+  const auto parsed = config::parse_step_flags(s.op, s.flags, false, &bad);
+  const bool flags_ok = parsed.has_value();
+  const uint64_t flags = parsed.value_or(0);
   auto status_step = [&](const Status& st, const std::string& what) {
     if (check_errno(s, index, st.ok() ? nullptr : &st.error(), what)) log_.met(s, index);
   };
@@ -233,11 +208,10 @@ Cycles StepExecutor::execute(size_t index) {
     }
     case StepOp::kSetMemoryAttributes: {
       VmHandle& vm = vm_for(s);
-      bool ok = true;
       kvm_memory_attributes a;
       a.address = s.gpa;
       a.size = s.size;
-      a.attributes = parse_flags(s.attributes, &ok);
+      a.attributes = config::parse_step_flags(s.op, s.attributes, true, nullptr).value_or(0);  // validated at load
       a.flags = flags;
       status_step(kvm_.set_memory_attributes(*vm.proc, vm.vm_fd, &a), "KVM_SET_MEMORY_ATTRIBUTES");
       break;
@@ -363,6 +337,7 @@ Cycles StepExecutor::execute(size_t index) {
       }
       std::vector<uint8_t> buf(s.size);
       const Hva h = vm.vmm->hva_of(Gpa(s.gpa));
+      const double bw = kvm_.config().costs.zero_bytes_per_cycle;
       if (s.op == StepOp::kHostRead) {
         Status st = vm.vmm->mm().read(h, buf);
         if (!check_errno(s, index, st.ok() ? nullptr : &st.error(), "host read")) break;
@@ -372,7 +347,7 @@ Cycles StepExecutor::execute(size_t index) {
         status_step(vm.vmm->mm().write(h, buf), "host write");
       }
       (void)kvm_.take_cost();
-      kvm_.charge(Cycles(s.size / 16 + 1));  // memcpy at ~16 B/cycle
+      kvm_.charge(Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) + 1));  // memcpy at the memory bandwidth
       break;
     }
     case StepOp::kGmemMmap: {

@@ -54,6 +54,7 @@ void HostMm::drop_pages(Vma& v, Hva s, Hva e) {
   const uint64_t first = (s - v.start) / ps, last = (e - v.start) / ps;
   for (auto it = v.pages.lower_bound(first); it != v.pages.end() && it->first < last;) {
     frames_.free(it->second, v.page);
+    owned_.erase(it->second.value());
     resident_bytes_ -= ps;
     ++stats_.pages_freed;
     it = v.pages.erase(it);
@@ -146,6 +147,7 @@ Result<HostMm::Page> HostMm::get_user_page(Hva a) {
     resident_bytes_ += ps;
     ++stats_.page_faults;
     it = v->pages.emplace(idx, *f).first;
+    owned_.insert(f->value());
   }
   return Page{it->second, v->page, v->start + idx * ps};
 }

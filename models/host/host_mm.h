@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <unordered_set>
 #include <span>
 #include <vector>
 
@@ -79,6 +80,8 @@ class HostMm {
   void unregister_notifier(MmuNotifier* n);
 
   uint64_t resident_bytes() const { return resident_bytes_; }
+  // True if frame f is the first frame of a page of this address space (checkers).
+  bool owns_frame(Pfn f) const { return owned_.count(f.value()) != 0; }
   void describe_stats(StatVisitor& v) const;
 
  private:
@@ -103,6 +106,7 @@ class HostMm {
   std::map<uint64_t, Vma> vmas_;  // by start
   std::vector<MmuNotifier*> notifiers_;
   uint64_t resident_bytes_ = 0;
+  std::unordered_set<uint64_t> owned_;  // first frames of present pages
   struct Stats {
     uint64_t mmaps = 0, munmaps = 0, madvise_dontneed = 0, page_faults = 0, pages_freed = 0;
     uint64_t bytes_zeroed = 0, notifier_calls = 0, efaults = 0;

@@ -108,6 +108,7 @@ Result<GmemFolio*> GmemInode::get_folio(GmemPgoff index) {
   if (!frame) return Errno::kENOMEM;                     // §6.1/§6.3: allocation failure
   count(&GmemStats::folios_allocated);
   auto [pos, inserted] = page_cache_.emplace(index.value(), GmemFolio{*frame, false, false});
+  if (inserted) frames_.insert(frame->value());
   assert(inserted);
   return &pos->second;
 }
@@ -155,6 +156,7 @@ void GmemInode::truncate_range(GmemPgoff start, GmemPgoff end) {
 // then the page goes back to the allocator. A hwpoison page never returns to the free lists
 // (the page allocator refuses PageHWPoison pages), so the model keeps its frame out of use.
 void GmemInode::free_folio(const GmemFolio& f) {
+  frames_.erase(f.pfn.value());
   count(&GmemStats::arch_invalidate_calls);
   creator_.arch_gmem_invalidate(f.pfn, f.pfn + 1);
   count(&GmemStats::folios_freed);

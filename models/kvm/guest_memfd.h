@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <unordered_set>
 #include <memory>
 #include <optional>
 #include <span>
@@ -186,6 +187,8 @@ class GmemInode {
   }
   const GmemFolio* folio(GmemPgoff index) const;
   uint64_t nr_folios() const { return page_cache_.size(); }
+  // True if the frame is a folio of this file's page cache (checkers: whose memory is it?).
+  bool owns_frame(Pfn f) const { return frames_.count(f.value()) != 0; }
   // f(GmemPgoff index, const GmemFolio&) for every folio in the page cache, by index.
   template <class F>
   void for_each_folio(F&& f) const {
@@ -212,6 +215,7 @@ class GmemInode {
   uint64_t flags_;
   uint64_t ino_;
   std::map<uint64_t, GmemFolio> page_cache_;  // pgoff -> folio
+  std::unordered_set<uint64_t> frames_;        // the folios' frames
   std::vector<GmemFile*> files_;              // gmem_file_list
   bool evicted_ = false;
   GmemStats stats_;

@@ -15,10 +15,12 @@
 
 #include "hw/base/addr.h"
 #include "hw/memory/phys_mem.h"
+#include "models/kvm/kvm_types.h"
 
 namespace cvmsim::kvm {
 
 class Kvm;
+class Vm;
 
 struct Violation {
   std::string invariant;  // id, e.g. "ISO-1"
@@ -35,6 +37,9 @@ struct CheckScope {
   const Kvm& kvm;
   const PhysMem& mem;
   bool full = true;
+  // Incremental checks: the GFN ranges of a VM that changed since the last check (empty if
+  // none), or nullptr when everything must be re-read (full check, or too many changes).
+  std::function<const std::vector<GfnRange>*(const Vm&)> dirty;
 };
 
 struct InvariantDef {

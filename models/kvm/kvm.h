@@ -54,6 +54,7 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   HostMm& mm() { return mm_; }
+  const HostMm& mm() const { return mm_; }
   const std::string& name() const { return name_; }
   // The lowest free fd (as Linux allocates), starting at 3.
   int install(std::shared_ptr<File> f);
@@ -163,6 +164,13 @@ class Kvm {
 
   void describe_stats(StatVisitor& v) const;
   uint64_t supported_vm_types_mask() const;
+  // The invariants of every registered backend (each backend instantiated once to ask).
+  std::vector<InvariantDef> backend_invariants() const {
+    std::vector<InvariantDef> out;
+    for (const auto& [type, make] : backends_)
+      for (auto& d : make()->invariants()) out.push_back(std::move(d));
+    return out;
+  }
 
  private:
   // The generic VM-ioctl check (§3 rule 1): VM dead or another process's VM -> EIO.

@@ -16,6 +16,7 @@
 #include "models/kvm/uapi.h"
 #include "sim/config/schema.h"
 #include "sim/config/step_config.h"
+#include "sim/invariants/invariants.h"
 
 namespace cvmsim::config {
 
@@ -293,13 +294,31 @@ struct WorkloadConfig {
   }
 };
 
+inline constexpr EnumName<invariants::CheckMode> kCheckModeNames[] = {{invariants::CheckMode::kIncremental, "incremental"},
+                                                                       {invariants::CheckMode::kFull, "full"},
+                                                                       {invariants::CheckMode::kOff, "off"}};
+enum class OnViolation : uint8_t { kStop, kCount };
+inline constexpr EnumName<OnViolation> kOnViolationNames[] = {{OnViolation::kStop, "stop"}, {OnViolation::kCount, "count"}};
+
+struct InvariantsConfig {
+  invariants::CheckMode mode = invariants::CheckMode::kIncremental;
+  OnViolation on_violation = OnViolation::kStop;
+  template <class V>
+  void visit(V& v) {
+    v(enum_field("mode", mode, kCheckModeNames, "when isolation invariants are checked: incremental (after every KVM exit and vmm/host step, re-reading only what changed), full (re-reading everything each time), off"));
+    v(enum_field("on_violation", on_violation, kOnViolationNames, "stop: an unexpected violation stops the run (exit status 1); count: report it and go on"));
+  }
+};
+
 struct RunConfig {
   uint64_t max_time_ns = 0;
   bool trace = false;
+  InvariantsConfig invariants;
   template <class V>
   void visit(V& v) {
     v(uint_field("max_time_ns", max_time_ns, "stop after this much simulated time (0: run until every program ends)").unit("ns"));
     v(bool_field("trace", trace, "write trace.txt (one line per notable event) into the output directory"));
+    v(object_field("invariants", invariants, "isolation invariant checking (docs/invariants.md)"));
   }
 };
 

@@ -1,0 +1,281 @@
+#include "sim/invariants/invariants.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <unordered_map>
+
+#include "hw/base/principal.h"
+
+namespace cvmsim::invariants {
+
+using namespace cvmsim::kvm;
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%" PRIx64, v);
+  return b;
+}
+
+// One stage-2 leaf as the checks see it.
+struct Leaf {
+  Gfn gfn;
+  Pfn pfn;
+  PageSize size;
+  Perms perms;
+};
+
+// f(const Leaf&) for the leaves of vm inside `ranges` (nullptr: every leaf). Reads the real
+// table: lookups walk it as software would.
+template <class F>
+void for_each_leaf(const Vm& vm, const std::vector<GfnRange>* ranges, F&& f) {
+  const Stage2Table& t = vm.stage2();
+  if (!ranges) {
+    t.for_each_leaf([&](const Stage2Leaf& l) {
+      if (l.valid) f(Leaf{gpa_to_gfn(l.gpa), l.pfn, l.size, l.perms});
+    });
+    return;
+  }
+  for (const GfnRange& r : *ranges) {
+    uint64_t a = gfn_to_gpa(r.start).value();
+    const uint64_t end = gfn_to_gpa(r.end).value();
+    while (a < end) {
+      const Stage2Lookup lk = t.lookup(Gpa(a));
+      if (lk.mapped() && !lk.pte.perms.none()) f(Leaf{gpa_to_gfn(lk.base), lk.pte.pfn, lk.size(), lk.pte.perms});
+      a = lk.base.value() + (kPageBytes << (9 * lk.level));
+    }
+  }
+}
+
+const char* principal_name(Principal p) {
+  static thread_local char buf[32];
+  if (p == kNobody) return "nobody";
+  if (p == kHostKernel) return "host kernel";
+  if (p == kHostUser) return "host user";
+  if (p == kFirmware) return "firmware";
+  if (p == kDevice) return "device";
+  std::snprintf(buf, sizeof buf, "VM #%u", static_cast<unsigned>(p.id - kFirstVmPrincipal));
+  return buf;
+}
+
+// The guest_memfd file (if any) whose page cache holds frame f.
+const GmemFile* gmem_owner(const Kvm& kvm, Pfn f) {
+  const GmemFile* owner = nullptr;
+  kvm.for_each_gmem([&](const GmemFile& g) {
+    if (!owner && g.inode().owns_frame(f)) owner = &g;
+  });
+  return owner;
+}
+
+// ISO-1: a private frame is mapped into at most one VM, at one GFN, and belongs to that VM.
+// Checked per mapping, which makes it incremental: a guest_memfd folio may be mapped only by
+// its own VM, only at the GFN its binding gives it (so a second mapping of the frame, at any
+// GFN of any VM, is caught when that mapping is checked), and never be a host page.
+void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
+  for (const auto& vmp : s.kvm.vms()) {
+    const Vm& vm = *vmp;
+    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+      for (uint64_t i = 0; i < frames_of(l.size); ++i) {
+        const Gfn g = l.gfn + i;
+        const Pfn f = l.pfn + i;
+        const GmemFile* owner = gmem_owner(s.kvm, f);
+        if (!owner) continue;  // not private memory (ISO-3 flags a private GFN that maps such a frame)
+        if (&owner->vm() != static_cast<const GmemVm*>(&vm)) {
+          out.push_back({"ISO-1", vm.name() + " maps frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
+                                      ": the frame belongs to another VM's guest_memfd",
+                         vm.name(), {g}, {f}});
+          continue;
+        }
+        const Memslot* slot = vm.memslots(0).find_gfn(g);
+        const bool gmem_side = vm.mem_is_private(g) || (slot && slot->gmem_only);
+        const GmemFolio* folio = slot && slot->gmem.file == owner ? owner->inode().folio(slot->gmem_index(g)) : nullptr;
+        if (!gmem_side || !folio || folio->pfn != f)
+          out.push_back({"ISO-1", vm.name() + " maps guest_memfd frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
+                                      (gmem_side ? ", which is not the GFN its binding gives it"
+                                                 : ", a shared GFN: the private frame is mapped a second time"),
+                         vm.name(), {g}, {f}});
+        for (const Process* p : s.kvm.processes())
+          if (p->mm().owns_frame(f))
+            out.push_back({"ISO-1", "guest_memfd frame " + hex(f.value()) + " of " + vm.name() + " is also a page of process " + p->name(),
+                           vm.name(), {g}, {f}});
+      }
+    });
+  }
+}
+
+// ISO-3: every private mapping in hardware structures is one KVM and guest_memfd know about.
+void check_iso3(const CheckScope& s, std::vector<Violation>& out) {
+  for (const auto& vmp : s.kvm.vms()) {
+    const Vm& vm = *vmp;
+    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+      for (uint64_t i = 0; i < frames_of(l.size); ++i) {
+        const Gfn g = l.gfn + i;
+        if (!vm.mem_is_private(g)) continue;
+        const Memslot* slot = vm.memslots(0).find_gfn(g);
+        std::string why;
+        if (!slot) why = "outside every memslot";
+        else if (!slot->has_gmem()) why = "in a memslot without guest_memfd";
+        else if (!slot->gmem.file) why = "in a dead memslot (its guest_memfd was closed)";
+        else {
+          const GmemFolio* f = slot->gmem.file->inode().folio(slot->gmem_index(g));
+          if (!f) why = "but guest_memfd has no folio at index " + hex(slot->gmem_index(g).value());
+          else if (f->pfn != l.pfn + i) why = "but guest_memfd's folio is frame " + hex(f->pfn.value());
+        }
+        if (!why.empty())
+          out.push_back({"ISO-3",
+                         vm.name() + " maps private gfn " + hex(g.value()) + " to frame " + hex((l.pfn + i).value()) + " " + why,
+                         vm.name(), {g}, {l.pfn + i}});
+      }
+    });
+  }
+}
+
+// ISO-5: no TLB entry gives access the stage-2 table no longer grants.
+void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
+  for (const auto& vmp : s.kvm.vms()) {
+    const Vm& vm = *vmp;
+    const std::vector<GfnRange>* dirty = s.dirty(vm);
+    if (dirty && dirty->empty()) continue;  // nothing changed: the TLB was filled from this table
+    vm.for_each_vcpu([&](const Vcpu& vc) {
+      const Tlb* tlb = vc.tlb();
+      if (!tlb) return;
+      auto check_entry = [&](const TlbEntry& e) {
+        const Stage2Lookup lk = vm.stage2().lookup(e.base());
+        const bool same = lk.mapped() && lk.pfn_for(e.base()) == e.pfn && lk.pte.perms.allows(e.perms);
+        if (!same)
+          out.push_back({"ISO-5",
+                         vm.name() + " vCPU " + std::to_string(vc.id()) + " TLB still maps gfn " + hex(e.gfn.value()) +
+                             " to frame " + hex(e.pfn.value()) + ", which stage-2 " +
+                             (lk.mapped() ? "now maps to frame " + hex(lk.pfn_for(e.base()).value()) : std::string("no longer maps")),
+                         vm.name(), {e.gfn}, {e.pfn}});
+      };
+      // Incremental: look up the changed GFNs when that is cheaper than scanning the TLB.
+      uint64_t pages = 0;
+      if (dirty)
+        for (const GfnRange& r : *dirty) pages += r.pages();
+      if (dirty && pages <= tlb->occupancy()) {
+        for (const GfnRange& r : *dirty)
+          for (Gfn g = r.start; g < r.end; ++g)
+            if (const TlbEntry* e = tlb->peek(vm.asid(), gfn_to_gpa(g))) check_entry(*e);
+      } else {
+        tlb->for_each_entry([&](const TlbEntry& e) {
+          if (e.asid == vm.asid()) check_entry(e);
+        });
+      }
+    });
+  }
+}
+
+// ISO-6: a frame a VM can reach holds nobody else's data.
+void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
+  for (const auto& vmp : s.kvm.vms()) {
+    const Vm& vm = *vmp;
+    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+      for (uint64_t i = 0; i < frames_of(l.size); ++i) {
+        const Pfn f = l.pfn + i;
+        const Principal lab = s.mem.meta(f).label;
+        const bool priv = vm.mem_is_private(l.gfn + i);
+        // Private memory may hold only the VM's own data; shared memory also what the host
+        // put there on purpose (the host user, the VMM).
+        const bool ok = lab == kNobody || lab == vm.principal() || (!priv && lab == kHostUser);
+        if (!ok)
+          out.push_back({"ISO-6",
+                         vm.name() + " can reach frame " + hex(f.value()) + " at " + (priv ? "private" : "shared") + " gfn " +
+                             hex((l.gfn + i).value()) + ", which still holds data of " + principal_name(lab) +
+                             " (not scrubbed when it changed hands)",
+                         vm.name(), {l.gfn + i}, {f}});
+      }
+    });
+  }
+}
+
+// ISO-7: guest_memfd memory only ever reaches the VM it was created for.
+void check_iso7(const CheckScope& s, std::vector<Violation>& out) {
+  for (const auto& vmp : s.kvm.vms()) {
+    const Vm& vm = *vmp;
+    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+      const GmemFile* owner = gmem_owner(s.kvm, l.pfn);
+      if (owner && &owner->vm() != static_cast<const GmemVm*>(&vm))
+        out.push_back({"ISO-7",
+                       vm.name() + " maps frame " + hex(l.pfn.value()) + " (gfn " + hex(l.gfn.value()) +
+                           "), a folio of a guest_memfd created for another VM",
+                       vm.name(), {l.gfn}, {l.pfn}});
+    });
+  }
+}
+
+}  // namespace
+
+std::vector<InvariantDef> generic_invariants() {
+  const std::vector<std::string> all{"all"};
+  return {
+      {"ISO-1", "a private frame is mapped into at most one VM, at one GFN, and belongs to that VM only",
+       "guest_memfd design discussion (a private frame belongs to exactly one VM); kvm-guest-memfd.md §13.3-§13.4",
+       all, check_iso1},
+      {"ISO-3", "every private mapping in the hardware's stage-2 tables is one KVM and guest_memfd know about (no orphans)",
+       "kvm-guest-memfd.md §7 (private faults resolve only from the slot's guest_memfd), §6.2 (closing zaps)", all,
+       check_iso3},
+      {"ISO-5", "no TLB entry gives an access that the stage-2 table no longer grants (after a zap, the flush happened)",
+       "kvm-guest-memfd.md §5 (invalidation: unmap then flush before the range is reused)", all, check_iso5},
+      {"ISO-6", "a frame a VM can reach holds no other principal's data: frames are scrubbed when they change hands",
+       "kvm-guest-memfd.md §6.3 (zero on first hand-out), §13.6; guest_memfd design discussion", all, check_iso6},
+      {"ISO-7", "guest_memfd memory only ever reaches the VM it was created for",
+       "kvm-guest-memfd.md §4 (kvm_gmem_bind: another VM's file is EINVAL), §13.4", all, check_iso7},
+  };
+}
+
+std::vector<InvariantDef> catalogue(const std::vector<const KvmBackend*>& backends) {
+  std::vector<InvariantDef> defs = generic_invariants();
+  for (const KvmBackend* b : backends)
+    for (auto& d : b->invariants()) defs.push_back(std::move(d));
+  return defs;
+}
+
+Checker::Checker(const Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<InvariantDef> defs)
+    : kvm_(kvm), mem_(mem), mode_(mode), defs_(std::move(defs)) {}
+
+std::vector<Violation> Checker::check() {
+  std::vector<Violation> found;
+  if (mode_ == CheckMode::kOff) return found;
+  ++checks_;
+  // Take each VM's dirty ranges (the checker is the only consumer).
+  std::map<const Vm*, Vm::Dirty> dirty;
+  for (const auto& vm : kvm_.vms()) dirty[vm.get()] = const_cast<Vm&>(*vm).take_dirty();
+  static const std::vector<GfnRange> kNone;
+  CheckScope scope{kvm_, mem_, mode_ == CheckMode::kFull, [&](const Vm& vm) -> const std::vector<GfnRange>* {
+                     if (mode_ == CheckMode::kFull) return nullptr;
+                     auto it = dirty.find(&vm);
+                     if (it == dirty.end()) return &kNone;
+                     return it->second.all ? nullptr : &it->second.ranges;
+                   }};
+  bool any_dirty = mode_ == CheckMode::kFull;
+  for (const auto& [vm, d] : dirty) any_dirty = any_dirty || d.all || !d.ranges.empty();
+  if (!any_dirty) return found;
+  for (const InvariantDef& d : defs_) {
+    std::vector<Violation> v;
+    d.check(scope, v);
+    for (auto& x : v) {
+      if (x.invariant.empty()) x.invariant = d.id;
+      // Report a lasting violation once, not at every later check.
+      if (!reported_.insert(x.invariant + "|" + x.message).second) continue;
+      ++violations_;
+      ++by_invariant_[x.invariant];
+      found.push_back(x);
+      all_.push_back(x);
+    }
+  }
+  return found;
+}
+
+void Checker::describe_stats(StatVisitor& v) const {
+  v.counter("checks", checks_, "checks", "invariant checks run (at operation boundaries)");
+  v.counter("violations", violations_, "violations", "distinct invariant violations found");
+  for (const auto& d : defs_) {
+    auto it = by_invariant_.find(d.id);
+    const uint64_t n = it == by_invariant_.end() ? 0 : it->second;
+    v.counter("violations_" + d.id, n, "violations", "violations of " + d.id + ": " + d.statement);
+  }
+}
+
+}  // namespace cvmsim::invariants

@@ -1,0 +1,50 @@
+// Isolation invariants (sim/invariants): the generic catalogue (ISO-*), the backends' own
+// (KvmBackend::invariants), and the checker that runs them over the real simulated state at
+// operation boundaries (after each KVM exit a vCPU takes, after each vmm/host step).
+//
+// Checking modes: incremental (default) re-reads only the GFN ranges each VM marked dirty since
+// the last check; full re-reads everything every time; off checks nothing.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "models/kvm/invariant.h"
+#include "models/kvm/kvm.h"
+
+namespace cvmsim::invariants {
+
+enum class CheckMode : uint8_t { kIncremental, kFull, kOff };
+
+// ISO-1 .. ISO-7 as far as the built backends need them (see docs/invariants.md).
+std::vector<kvm::InvariantDef> generic_invariants();
+
+// The generic invariants plus those of every backend a Kvm can create.
+std::vector<kvm::InvariantDef> catalogue(const std::vector<const kvm::KvmBackend*>& backends);
+
+class Checker {
+ public:
+  Checker(const kvm::Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<kvm::InvariantDef> defs);
+
+  // Runs the applicable invariants. Returns the new violations (also kept in violations()).
+  std::vector<kvm::Violation> check();
+  const std::vector<kvm::Violation>& violations() const { return all_; }
+  uint64_t checks() const { return checks_; }
+  CheckMode mode() const { return mode_; }
+  void describe_stats(StatVisitor& v) const;
+
+ private:
+  const kvm::Kvm& kvm_;
+  const PhysMem& mem_;
+  CheckMode mode_;
+  std::vector<kvm::InvariantDef> defs_;
+  std::vector<kvm::Violation> all_;
+  std::set<std::string> reported_;  // one report per (invariant, message)
+  uint64_t checks_ = 0, violations_ = 0;
+  std::map<std::string, uint64_t> by_invariant_;
+};
+
+}  // namespace cvmsim::invariants

@@ -1,4 +1,8 @@
 #include "hw/cpu/guest_op.h"
+
+#include <cinttypes>
+#include <cstdio>
+
 #include "hw/cpu/vm_exit.h"
 
 namespace cvmsim {
@@ -22,6 +26,17 @@ std::string_view name_of(ExitReason r) {
     case ExitReason::kBusError: return "bus_error";
   }
   return "?";
+}
+
+ExitAction ExitHandler::handle_machine_check(unsigned vcpu_id, const MachineCheck& mc) {
+  char m[160];
+  std::snprintf(m, sizeof m,
+                "vCPU %u: machine check: poison consumed at gpa 0x%" PRIx64 " (hpa 0x%" PRIx64 ")",
+                vcpu_id, mc.gpa.value(), mc.hpa.value());
+  ExitAction a;
+  a.kind = ExitAction::kStop;
+  a.reason = m;
+  return a;
 }
 
 }  // namespace cvmsim

@@ -320,32 +320,75 @@ void VcpuModule::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 en
 // Kept out of line so that the DMI path in access_piece stays small.
 [[gnu::noinline]] bool VcpuModule::transport(Gpa gpa, Pfn pfn, uint8_t* buf, uint32_t len,
                                              bool write) {
-  gp_.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
-  gp_.set_address(pfn_to_hpa(pfn).value() + gpa.page_offset());
-  gp_.set_data_ptr(buf);
-  gp_.set_data_length(len);
-  gp_.set_streaming_width(len);
-  gp_.set_dmi_allowed(false);
-  gp_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
-  sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
-  socket->b_transport(gp_, delay);
-  ++stats_.transport_accesses;
-  local_ps_ += delay.value();
-  quantum_left_ps_ = qk_.left_ps();  // in case the target waited (LT targets may)
-  const uint64_t cycles = clock_.from_ps(delay.value()).count();
-  stats_.memory_cycles += cycles;
-  stats_.busy_cycles += cycles;
-  if (!gp_.is_response_ok()) {
-    VmExit e;
-    e.reason = ExitReason::kBusError;
-    e.gpa = gpa;
-    e.write = write;
-    handle_exit(e);
-    if (stop_reason_.empty()) stop_reason_ = std::string(name()) + ": bus error (" + gp_.get_response_string() + ")";
-    return false;
+  for (unsigned attempt = 0;; ++attempt) {
+    gp_.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
+    gp_.set_address(pfn_to_hpa(pfn).value() + gpa.page_offset());
+    gp_.set_data_ptr(buf);
+    gp_.set_data_length(len);
+    gp_.set_streaming_width(len);
+    gp_.set_dmi_allowed(false);
+    gp_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    ext_.clear_response();
+    sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
+    socket->b_transport(gp_, delay);
+    ++stats_.transport_accesses;
+    local_ps_ += delay.value();
+    quantum_left_ps_ = qk_.left_ps();  // in case the target waited (LT targets may)
+    const uint64_t cycles = clock_.from_ps(delay.value()).count();
+    stats_.memory_cycles += cycles;
+    stats_.busy_cycles += cycles;
+    if (!gp_.is_response_ok()) {
+      VmExit e;
+      e.reason = ExitReason::kBusError;
+      e.gpa = gpa;
+      e.write = write;
+      handle_exit(e);
+      if (stop_reason_.empty()) stop_reason_ = std::string(name()) + ": bus error (" + gp_.get_response_string() + ")";
+      return false;
+    }
+    // Only a load consumes poison (writes are never checked, tdx-snp.md A9).
+    if (!ext_.poisoned || write) [[likely]] break;
+    const ExitAction::Kind k = machine_check(gpa, pfn, len, attempt);
+    if (k == ExitAction::kStop) return false;
+    if (k == ExitAction::kResume) break;  // the load completes with the zeros it read
   }
   if (gp_.is_dmi_allowed()) dmi_request(pfn);
   return true;
+}
+
+ExitAction::Kind VcpuModule::machine_check(Gpa gpa, Pfn pfn, uint32_t len, unsigned attempt) {
+  ++stats_.machine_checks;
+  MachineCheck mc;
+  mc.gpa = gpa + ext_.poison_offset;
+  mc.hpa = pfn_to_hpa(pfn) + (gpa.page_offset() + ext_.poison_offset);
+  mc.size = len;
+  mc.key = p_.key;
+  mc.generated = ext_.poison_generated;
+  if (trace_.enabled()) {
+    char d[120];
+    std::snprintf(d, sizeof d, "gpa=0x%" PRIx64 " hpa=0x%" PRIx64 " key=%u%s", mc.gpa.value(),
+                  mc.hpa.value(), unsigned{mc.key}, mc.generated ? " generated" : "");
+    trace("machine_check", d);
+  }
+  const ExitAction a = exits_.handle_machine_check(p_.id, mc);
+  const Cycles cost = p_.costs.vm_exit_round_trip + a.cost;
+  charge(cost);
+  stats_.exit_cycles += cost.count();
+  if (a.kind == ExitAction::kStop) {
+    stop_reason_ = a.reason.empty()
+                       ? std::string(name()) + ": machine check (stopped by the exit handler)"
+                       : a.reason;
+    return ExitAction::kStop;
+  }
+  if (a.kind == ExitAction::kRetry && attempt >= p_.max_fault_retries) {
+    char m[160];
+    std::snprintf(m, sizeof m,
+                  "%s: load at gpa 0x%" PRIx64 " still consumes poison after %u handled machine checks",
+                  name(), gpa.value(), attempt + 1);
+    stop_reason_ = m;
+    return ExitAction::kStop;
+  }
+  return a.kind;
 }
 
 void VcpuModule::describe_stats(StatVisitor& v) const {
@@ -364,6 +407,7 @@ void VcpuModule::describe_stats(StatVisitor& v) const {
   v.counter("exits_stage2", stats_.exits_stage2, "exits", "VM exits for stage-2 faults");
   v.counter("exits_hypercall", stats_.exits_hypercall, "exits", "VM exits for hypercalls");
   v.counter("exits_bus_error", stats_.exits_bus_error, "exits", "accesses the memory system refused");
+  v.counter("machine_checks", stats_.machine_checks, "exits", "machine checks: loads that consumed poisoned memory (each handled by the exit handler)");
   v.counter("fault_retries", stats_.fault_retries, "count", "accesses retried after a handled stage-2 fault");
   v.counter("verify_failures", stats_.verify_failures, "loads", "verified loads that did not read back the expected pattern");
   v.counter("busy_cycles", stats_.busy_cycles, "cycles", "cycles charged for all operations");

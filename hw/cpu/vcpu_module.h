@@ -7,7 +7,9 @@
 // miss, a stage-2 walk (with the page-walk cache), checked against the leaf's permissions, and
 // then performed through a DMI pointer when the memory granted one for that frame (cached in
 // the frame's TLB entry, so a TLB hit finds it at once), or through b_transport otherwise. Faults
-// and hypercalls go to the ExitHandler as typed VmExits.
+// and hypercalls go to the ExitHandler as typed VmExits; a load that the memory answers with
+// poison (tdx-snp.md A9) goes to it as a MachineCheck (#MC), whose ExitAction says whether the
+// vCPU stops, goes on, or retries the load.
 //
 // Lifetime: a vCPU starts at time 0, or, if given a start gate (start_after), when that event is
 // first notified; it runs its program to the end (or until it stops on an error) and then
@@ -117,6 +119,9 @@ class VcpuModule : public sc_core::sc_module {
   bool access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write);
   // One translated piece through b_transport (no DMI pointer for the frame).
   bool transport(Gpa gpa, Pfn pfn, uint8_t* buf, uint32_t len, bool write);
+  // A load through transport() consumed poison: reports the #MC to the exit handler and returns
+  // what to do (kStop with stop_reason_ set, kResume, or kRetry).
+  ExitAction::Kind machine_check(Gpa gpa, Pfn pfn, uint32_t len, unsigned attempt);
   // Translation of one 4 KiB piece.
   struct Xlate {
     Pfn pfn;
@@ -211,6 +216,7 @@ class VcpuModule : public sc_core::sc_module {
     uint64_t bytes_loaded = 0, bytes_stored = 0, page_crossings = 0;
     uint64_t dmi_accesses = 0, transport_accesses = 0, dmi_invalidations = 0;
     uint64_t exits_stage2 = 0, exits_hypercall = 0, exits_bus_error = 0, fault_retries = 0;
+    uint64_t machine_checks = 0;
     uint64_t verify_failures = 0;
     uint64_t busy_cycles = 0, translate_cycles = 0, memory_cycles = 0, exit_cycles = 0;
     uint64_t syncs = 0;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Regenerates the generated tables of docs/scenario-format.md: the field table (cvmsim list
-# --markdown) and the step operation table (cvmsim list --steps --markdown).
+# --markdown) and the step operation table (cvmsim list --steps --markdown); and the invariant
+# catalogue of docs/invariants.md (cvmsim list --invariants --markdown).
 # Usage: scripts/regen-docs-fields.sh [path/to/cvmsim]
 set -e
 cvmsim=${1:-build/release/cvmsim}
@@ -21,5 +22,15 @@ for name, gen in (("FIELDS", fields), ("STEPS", steps)):
     e = s.index(end)
     s = s[:b] + gen + s[e:]
 open(doc, "w").write(s)
+PY
+"$cvmsim" list --invariants --markdown > "$tmp"
+python3 - docs/invariants.md "$tmp" <<'PY'
+import sys
+doc, gen = sys.argv[1], open(sys.argv[2]).read()
+s = open(doc).read()
+begin, end = "<!-- BEGIN INVARIANTS -->\n", "<!-- END INVARIANTS -->"
+b = s.index(begin) + len(begin)
+e = s.index(end)
+open(doc, "w").write(s[:b] + gen + s[e:])
 PY
 rm -f "$tmp" "$tmp2"

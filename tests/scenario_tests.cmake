@@ -84,6 +84,9 @@ cvmsim_run_test("list shows parameters with defaults" 0 ARGS list STDOUT "platfo
 add_test(NAME "docs: scenario field reference matches the schema"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/scenario-format.md
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_fields.cmake)
+add_test(NAME "docs: invariant catalogue matches cvmsim list"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/invariants.md -DMARK=INVARIANTS
+                 "-DARGS=list|--invariants|--markdown" -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_block.cmake)
 add_test(NAME "layering: hw calls downward only, the functional core is free of SystemC"
          COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering.cmake)
 

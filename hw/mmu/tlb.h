@@ -120,6 +120,12 @@ class Tlb {
       if (keys_[i] != 0) f(static_cast<const TlbEntry&>(entries_[i]));
     }
   }
+  // f(const TlbEntry&) for every valid entry, in no particular order; costs what the TLB holds,
+  // not its capacity (checkers).
+  template <class F>
+  void for_each_occupied(F&& f) const {
+    for (const uint32_t i : occupied_) f(static_cast<const TlbEntry&>(entries_[i]));
+  }
   unsigned occupancy() const;
   unsigned population(PageSize s) const { return population_[level_of(s)]; }
   const TlbConfig& config() const { return cfg_; }

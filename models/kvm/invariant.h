@@ -15,6 +15,7 @@
 
 #include "hw/base/addr.h"
 #include "hw/memory/phys_mem.h"
+#include "hw/mmu/stage2_table.h"
 #include "models/kvm/kvm_types.h"
 
 namespace cvmsim::kvm {
@@ -40,6 +41,9 @@ struct CheckScope {
   // Incremental checks: the GFN ranges of a VM that changed since the last check (empty if
   // none), or nullptr when everything must be re-read (full check, or too many changes).
   std::function<const std::vector<GfnRange>*(const Vm&)> dirty;
+  // The stage-2 leaves found in those ranges, read once per check and shared by every
+  // invariant (nullptr when `dirty` is nullptr: walk the whole table).
+  std::function<const std::vector<Stage2Leaf>*(const Vm&)> dirty_leaves;
 };
 
 struct InvariantDef {

@@ -179,10 +179,21 @@ class Vm final : public GmemVm, public MmuNotifier {
     bool all = false;
   };
   Dirty take_dirty() {
-    Dirty d = std::move(dirty_);
-    dirty_ = Dirty{};
+    Dirty d;
+    take_dirty(d);
     return d;
   }
+  // The same, into a caller's buffer (swapping storage: no allocation in steady state).
+  void take_dirty(Dirty& out) {
+    out.ranges.clear();
+    std::swap(out.ranges, dirty_.ranges);
+    out.all = dirty_.all;
+    dirty_.all = false;
+  }
+  bool is_dirty() const { return dirty_.all || !dirty_.ranges.empty(); }
+  // Something outside KVM changed this VM's stage-2 table (a hostile host kernel in an attack
+  // scenario): recorded like KVM's own changes, so incremental checks re-read the range.
+  void note_changed(GfnRange r) { mark_dirty(r); }
   template <class F>
   void for_each_vcpu(F&& f) const {
     for (const auto& v : vcpus_) f(static_cast<const Vcpu&>(*v));

@@ -5,6 +5,9 @@
 
 #include "sim/config/scenario_config.h"
 #include "sim/config/visitors.h"
+#include "models/kvm/backend.h"
+#include "models/sw_protected/sw_protected_backend.h"
+#include "sim/invariants/invariants.h"
 
 namespace cvmsim {
 
@@ -35,6 +38,27 @@ std::string md_escape(const std::string& s) {
   return o;
 }
 }  // namespace
+
+// The invariant catalogue: the generic ones and every backend's (sim/platform registers the
+// same backends).
+std::vector<kvm::InvariantDef> all_invariants() {
+  std::vector<std::unique_ptr<kvm::KvmBackend>> owned;
+  owned.push_back(kvm::make_default_backend());
+  owned.push_back(kvm::make_sw_protected_backend());
+  std::vector<const kvm::KvmBackend*> backends;
+  for (auto& b : owned) backends.push_back(b.get());
+  return invariants::catalogue(backends);
+}
+
+int print_invariants_markdown() {
+  std::printf("| Id | Invariant | Source | Backends |\n|---|---|---|---|\n");
+  for (const auto& d : all_invariants()) {
+    std::string b;
+    for (const auto& x : d.backends) b += (b.empty() ? "" : ", ") + x;
+    std::printf("| %s | %s | %s | %s |\n", d.id.c_str(), md_escape(d.statement).c_str(), md_escape(d.source).c_str(), b.c_str());
+  }
+  return 0;
+}
 
 int print_steps(bool markdown) {
   const char* kinds[] = {"", "vmm", "host", "", "vCPU", "", "", "any"};
@@ -71,7 +95,13 @@ int print_list(bool markdown) {
     std::printf("  %-42s = %-14s %s%s%s\n", r.path.c_str(), r.default_value.c_str(), r.description.c_str(),
                 r.constraints.empty() ? "" : "  [", r.constraints.empty() ? "" : (r.constraints + "]").c_str());
   }
-  std::printf("\nInvariants: none yet (the isolation checker arrives with the invariants work).\n");
+  std::printf("\nIsolation invariants (run.invariants; docs/invariants.md):\n");
+  for (const auto& d : all_invariants()) {
+    std::string b;
+    for (const auto& x : d.backends) b += (b.empty() ? "" : ", ") + x;
+    std::printf("  %-6s %s\n         source: %s\n         backends: %s\n", d.id.c_str(), d.statement.c_str(), d.source.c_str(),
+                b.c_str());
+  }
   return 0;
 }
 

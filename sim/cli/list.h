@@ -5,4 +5,6 @@ namespace cvmsim {
 int print_list(bool markdown);
 // The scenario step operations (`cvmsim list --steps`).
 int print_steps(bool markdown);
+// The invariant catalogue as a Markdown table (`cvmsim list --invariants --markdown`).
+int print_invariants_markdown();
 }  // namespace cvmsim

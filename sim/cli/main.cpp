@@ -142,8 +142,9 @@ int main(int argc, char** argv) {
   bool markdown = false;
   auto* list = app.add_subcommand("list", "list components and every scenario parameter with its default (--steps: the step operations)");
   list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
-  bool steps = false;
+  bool steps = false, invs = false;
   list->add_flag("--steps", steps, "list the scenario step operations instead");
+  list->add_flag("--invariants", invs, "with --markdown: the invariant catalogue as a table");
 
   std::string cscenario, cout_dir;
   std::optional<uint64_t> cseed;
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
   }
   if (*run) return do_run(scenario, out, seed, sets, quiet);
   if (*check) return do_run(cscenario, cout_dir, cseed, csets, true, true);
-  if (*list) return steps ? print_steps(markdown) : print_list(markdown);
+  if (*list) return steps ? print_steps(markdown) : (invs && markdown) ? print_invariants_markdown() : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
   return kExitBadInput;
 }

@@ -102,6 +102,8 @@ void ScenarioConfig::validate_steps(const std::string& ptr, const std::vector<st
         if (u.first == vm_index && u.second == cpu)
           throw ConfigError(sp + "/actor", st.actor + " runs a workload already; a vCPU runs either a workload or steps");
     }
+    if (st.has("to_vm") && !vm_names.count(st.to_vm))
+      throw ConfigError(sp + "/to_vm", "no VM named \"" + st.to_vm + "\" (declared in /vms or created by an earlier create_vm step)");
     if (st.has("vm") && !vm_names.count(st.vm))
       throw ConfigError(sp + "/vm", "no VM named \"" + st.vm + "\" (declared in /vms or created by an earlier create_vm step)");
     if (!st.has("vm") && st.actor == "vmm" && vms.size() > 1 && st.op != StepOp::kCheckExtension && st.op != StepOp::kCreateVm &&

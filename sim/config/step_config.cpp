@@ -64,6 +64,11 @@ constexpr StepOpInfo kOps[] = {
     {StepOp::kWait, "wait", ActorKind::kAny, "time_ns", "", "advance this actor's simulated time"},
     {StepOp::kBarrier, "barrier", ActorKind::kAny, "barrier", "",
      "wait until every actor with a step on this barrier has reached it"},
+    // host: hostile host-kernel actions
+    {StepOp::kHostileMap, "hostile_map", ActorKind::kHost, "gpa to_vm", "vm",
+     "attack: the host kernel writes `to_vm`'s stage-2 table to map the frame `vm` has at gpa (at the same gpa), behind KVM's back"},
+    {StepOp::kHostileUnmapNoFlush, "hostile_unmap_no_flush", ActorKind::kHost, "gpa", "vm",
+     "attack: the host kernel clears `vm`'s stage-2 leaf at gpa and flushes no TLB (stale translations survive)"},
 };
 
 std::set<std::string> words(std::string_view s) {

@@ -32,6 +32,8 @@ enum class StepOp : uint8_t {
   kLoad, kStore, kGuestConvert, kHypercall, kCompute,
   // any actor
   kWait, kBarrier,
+  // host: hostile host-kernel actions (attack scenarios)
+  kHostileMap, kHostileUnmapNoFlush,
 };
 
 inline constexpr EnumName<StepOp> kStepOpNames[] = {
@@ -65,6 +67,8 @@ inline constexpr EnumName<StepOp> kStepOpNames[] = {
     {StepOp::kCompute, "compute"},
     {StepOp::kWait, "wait"},
     {StepOp::kBarrier, "barrier"},
+    {StepOp::kHostileMap, "hostile_map"},
+    {StepOp::kHostileUnmapNoFlush, "hostile_unmap_no_flush"},
 };
 
 enum class ActorKind : uint8_t { kVmm = 1, kHost = 2, kVcpu = 4, kAny = 7 };
@@ -153,6 +157,7 @@ struct StepConfig {
   uint64_t cycles = 0;
   uint64_t time_ns = 0;
   std::string barrier;
+  std::string to_vm;        // hostile_map: the VM that gets the mapping
   std::string prot = "rw";  // gmem_mmap: r, rw, rwx
   bool shared = true;       // gmem_mmap: MAP_SHARED
   ExpectConfig expect;
@@ -185,6 +190,7 @@ struct StepConfig {
     v(uint_field("cycles", cycles, "compute: cycles to spend").unit("cycles"));
     v(uint_field("time_ns", time_ns, "wait: simulated nanoseconds").unit("ns"));
     v(string_field("barrier", barrier, "barrier name: every actor with a step on it waits until all have arrived"));
+    v(string_field("to_vm", to_vm, "hostile_map: the VM whose stage-2 table gets the stolen mapping"));
     v(string_field("prot", prot, "gmem_mmap: r, rw or rwx"));
     v(bool_field("shared", shared, "gmem_mmap: MAP_SHARED (false: MAP_PRIVATE)"));
     v(object_field("expect", expect, "what must happen"));

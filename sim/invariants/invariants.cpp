@@ -26,26 +26,40 @@ struct Leaf {
   Perms perms;
 };
 
-// f(const Leaf&) for the leaves of vm inside `ranges` (nullptr: every leaf). Reads the real
-// table: lookups walk it as software would.
-template <class F>
-void for_each_leaf(const Vm& vm, const std::vector<GfnRange>* ranges, F&& f) {
+// The valid leaves of vm inside `ranges`, read from the real table (lookups walk it as
+// software would).
+void leaves_in(const Vm& vm, const std::vector<GfnRange>& ranges, std::vector<Stage2Leaf>& out) {
+  out.clear();
   const Stage2Table& t = vm.stage2();
-  if (!ranges) {
-    t.for_each_leaf([&](const Stage2Leaf& l) {
-      if (l.valid) f(Leaf{gpa_to_gfn(l.gpa), l.pfn, l.size, l.perms});
-    });
-    return;
-  }
-  for (const GfnRange& r : *ranges) {
+  for (const GfnRange& r : ranges) {
     uint64_t a = gfn_to_gpa(r.start).value();
     const uint64_t end = gfn_to_gpa(r.end).value();
     while (a < end) {
       const Stage2Lookup lk = t.lookup(Gpa(a));
-      if (lk.mapped() && !lk.pte.perms.none()) f(Leaf{gpa_to_gfn(lk.base), lk.pte.pfn, lk.size(), lk.pte.perms});
+      if (lk.mapped() && !lk.pte.perms.none()) {
+        Stage2Leaf l;
+        l.gpa = lk.base;
+        l.pfn = lk.pte.pfn;
+        l.size = lk.size();
+        l.perms = lk.pte.perms;
+        l.valid = true;
+        out.push_back(l);
+      }
       a = lk.base.value() + (kPageBytes << (9 * lk.level));
     }
   }
+}
+
+// f(const Leaf&) for the leaves the check must look at: the dirty ones, or all of them.
+template <class F>
+void for_each_leaf(const CheckScope& s, const Vm& vm, F&& f) {
+  if (const std::vector<Stage2Leaf>* d = s.dirty_leaves ? s.dirty_leaves(vm) : nullptr) {
+    for (const Stage2Leaf& l : *d) f(Leaf{gpa_to_gfn(l.gpa), l.pfn, l.size, l.perms});
+    return;
+  }
+  vm.stage2().for_each_leaf([&](const Stage2Leaf& l) {
+    if (l.valid) f(Leaf{gpa_to_gfn(l.gpa), l.pfn, l.size, l.perms});
+  });
 }
 
 const char* principal_name(Principal p) {
@@ -75,7 +89,7 @@ const GmemFile* gmem_owner(const Kvm& kvm, Pfn f) {
 void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const Vm& vm = *vmp;
-    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+    for_each_leaf(s, vm, [&](const Leaf& l) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Gfn g = l.gfn + i;
         const Pfn f = l.pfn + i;
@@ -108,7 +122,7 @@ void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
 void check_iso3(const CheckScope& s, std::vector<Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const Vm& vm = *vmp;
-    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+    for_each_leaf(s, vm, [&](const Leaf& l) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Gfn g = l.gfn + i;
         if (!vm.mem_is_private(g)) continue;
@@ -159,7 +173,7 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
           for (Gfn g = r.start; g < r.end; ++g)
             if (const TlbEntry* e = tlb->peek(vm.asid(), gfn_to_gpa(g))) check_entry(*e);
       } else {
-        tlb->for_each_entry([&](const TlbEntry& e) {
+        tlb->for_each_occupied([&](const TlbEntry& e) {
           if (e.asid == vm.asid()) check_entry(e);
         });
       }
@@ -171,7 +185,7 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
 void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const Vm& vm = *vmp;
-    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+    for_each_leaf(s, vm, [&](const Leaf& l) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Pfn f = l.pfn + i;
         const Principal lab = s.mem.meta(f).label;
@@ -194,7 +208,7 @@ void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
 void check_iso7(const CheckScope& s, std::vector<Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const Vm& vm = *vmp;
-    for_each_leaf(vm, s.dirty(vm), [&](const Leaf& l) {
+    for_each_leaf(s, vm, [&](const Leaf& l) {
       const GmemFile* owner = gmem_owner(s.kvm, l.pfn);
       if (owner && &owner->vm() != static_cast<const GmemVm*>(&vm))
         out.push_back({"ISO-7",
@@ -238,22 +252,44 @@ Checker::Checker(const Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector
 std::vector<Violation> Checker::check() {
   std::vector<Violation> found;
   if (mode_ == CheckMode::kOff) return found;
+  // Nothing changed since the last check: nothing to re-read (incremental mode).
+  bool any = mode_ == CheckMode::kFull;
+  for (const auto& vm : kvm_.vms()) any = any || vm->is_dirty();
+  if (!any) return found;
   ++checks_;
-  // Take each VM's dirty ranges (the checker is the only consumer).
-  std::map<const Vm*, Vm::Dirty> dirty;
-  for (const auto& vm : kvm_.vms()) dirty[vm.get()] = const_cast<Vm&>(*vm).take_dirty();
+  // Take each VM's dirty ranges (the checker is their only consumer) and read the leaves in
+  // them once, for every invariant. Buffers are reused from check to check.
+  const auto& vms = kvm_.vms();
+  if (work_.size() < vms.size()) work_.resize(vms.size());
+  for (size_t i = 0; i < vms.size(); ++i) {
+    Work& w = work_[i];
+    w.vm = vms[i].get();
+    const_cast<Vm&>(*w.vm).take_dirty(w.dirty);
+    w.leaves.clear();
+    if (mode_ != CheckMode::kFull && !w.dirty.all) leaves_in(*w.vm, w.dirty.ranges, w.leaves);
+  }
+  const size_t n = vms.size();
+  auto find = [&](const Vm& vm) -> const Work* {
+    for (size_t i = 0; i < n; ++i)
+      if (work_[i].vm == &vm) return &work_[i];
+    return nullptr;
+  };
   static const std::vector<GfnRange> kNone;
-  CheckScope scope{kvm_, mem_, mode_ == CheckMode::kFull, [&](const Vm& vm) -> const std::vector<GfnRange>* {
+  CheckScope scope{kvm_, mem_, mode_ == CheckMode::kFull,
+                   [&](const Vm& vm) -> const std::vector<GfnRange>* {
                      if (mode_ == CheckMode::kFull) return nullptr;
-                     auto it = dirty.find(&vm);
-                     if (it == dirty.end()) return &kNone;
-                     return it->second.all ? nullptr : &it->second.ranges;
+                     const Work* w = find(vm);
+                     if (!w) return &kNone;
+                     return w->dirty.all ? nullptr : &w->dirty.ranges;
+                   },
+                   [&](const Vm& vm) -> const std::vector<Stage2Leaf>* {
+                     if (mode_ == CheckMode::kFull) return nullptr;
+                     const Work* w = find(vm);
+                     return !w || w->dirty.all ? nullptr : &w->leaves;
                    }};
-  bool any_dirty = mode_ == CheckMode::kFull;
-  for (const auto& [vm, d] : dirty) any_dirty = any_dirty || d.all || !d.ranges.empty();
-  if (!any_dirty) return found;
+  std::vector<Violation> v;
   for (const InvariantDef& d : defs_) {
-    std::vector<Violation> v;
+    v.clear();
     d.check(scope, v);
     for (auto& x : v) {
       if (x.invariant.empty()) x.invariant = d.id;

@@ -14,6 +14,7 @@
 
 #include "models/kvm/invariant.h"
 #include "models/kvm/kvm.h"
+#include "models/kvm/vm.h"
 
 namespace cvmsim::invariants {
 
@@ -45,6 +46,12 @@ class Checker {
   std::set<std::string> reported_;  // one report per (invariant, message)
   uint64_t checks_ = 0, violations_ = 0;
   std::map<std::string, uint64_t> by_invariant_;
+  struct Work {
+    const kvm::Vm* vm = nullptr;
+    kvm::Vm::Dirty dirty;
+    std::vector<Stage2Leaf> leaves;
+  };
+  std::vector<Work> work_;
 };
 
 }  // namespace cvmsim::invariants

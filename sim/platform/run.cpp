@@ -74,6 +74,36 @@ kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
   return k;
 }
 
+// The exit handler a vCPU reports to: KVM's vCPU, followed by an invariant check (an exit is
+// an operation boundary: KVM's fault, zap and flush are complete). A violation the vCPU's
+// current step does not expect stops the run when on_violation is "stop".
+class CheckedExits final : public ExitHandler {
+ public:
+  CheckedExits(kvm::Vcpu& inner, invariants::Checker& checker, ScenarioDriver& driver, std::string actor, bool stop)
+      : inner_(inner), checker_(checker), driver_(driver), actor_(std::move(actor)), stop_(stop) {}
+  ExitAction handle_exit(unsigned id, const VmExit& e) override { return after(inner_.handle_exit(id, e)); }
+  ExitAction handle_machine_check(unsigned id, const MachineCheck& mc) override {
+    return after(inner_.handle_machine_check(id, mc));
+  }
+
+ private:
+  ExitAction after(ExitAction a) {
+    if (checker_.mode() == invariants::CheckMode::kOff) return a;
+    for (const auto& v : checker_.check()) {
+      if (driver_.note_violation(actor_, v) || !stop_) continue;
+      a.kind = ExitAction::kStop;
+      a.reason = "invariant " + v.invariant + " violated: " + v.message;
+      sc_core::sc_stop();
+    }
+    return a;
+  }
+  kvm::Vcpu& inner_;
+  invariants::Checker& checker_;
+  ScenarioDriver& driver_;
+  std::string actor_;
+  bool stop_;
+};
+
 class Platform : public sc_core::sc_module {
  public:
   Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace, ProgressLine& progress)
@@ -114,7 +144,12 @@ class Platform : public sc_core::sc_module {
     // Scenario steps: vmm/host actor threads, and step programs for vCPU actors.
     std::vector<vmm::Vmm*> vmms;
     for (auto& vm : vms_) vmms.push_back(vm->vmm.get());
-    driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm_, vmms, clock_);
+    // Isolation invariants: the generic catalogue plus every registered backend's.
+    auto defs = invariants::generic_invariants();
+    for (auto& d : kvm_.backend_invariants()) defs.push_back(std::move(d));
+    checker_ = std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
+    const bool stop = sc.run.invariants.on_violation == config::OnViolation::kStop;
+    driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm_, vmms, clock_, *checker_, stop);
     for (size_t v = 0; v < sc.vms.size(); ++v) {
       const auto& vmc = sc.vms[v];
       VmInstance* vm = vms_[v].get();
@@ -149,8 +184,9 @@ class Platform : public sc_core::sc_module {
         }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
-        auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), kv, std::move(program), trace,
-                                                &progress);
+        exits_.push_back(std::make_unique<CheckedExits>(kv, *checker_, *driver_, actor, stop));
+        auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(), std::move(program),
+                                                trace, &progress);
         kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);
@@ -160,12 +196,14 @@ class Platform : public sc_core::sc_module {
   }
 
   ScenarioDriver& driver() { return *driver_; }
+  invariants::Checker& checker() { return *checker_; }
 
   // The VMMs go first: closing their fds zaps mappings and revokes DMI grants, which reach the
   // vCPUs' TLBs and sockets, so those must still exist.
   ~Platform() override {
     driver_.reset();
     for (auto& vm : vms_) vm->vmm.reset();
+    exits_.clear();
   }
 
   void register_stats(StatsRegistry& reg) {
@@ -173,6 +211,7 @@ class Platform : public sc_core::sc_module {
     reg.add("platform.router", [this](StatVisitor& v) { router_.describe_stats(v); });
     reg.add("platform.host.page_allocator", [this](StatVisitor& v) { alloc_.describe_stats(v); });
     reg.add("platform.kvm", [this](StatVisitor& v) { kvm_.describe_stats(v); });
+    reg.add("invariants", [this](StatVisitor& v) { checker_->describe_stats(v); });
     for (auto& vm : vms_) {
       const std::string base = "platform." + vm->name;
       vmm::Vmm* vmmp = vm->vmm.get();
@@ -198,7 +237,9 @@ class Platform : public sc_core::sc_module {
   RouterModule router_;
   kvm::Kvm kvm_;
   std::vector<std::unique_ptr<VmInstance>> vms_;
+  std::unique_ptr<invariants::Checker> checker_;
   std::unique_ptr<ScenarioDriver> driver_;
+  std::vector<std::unique_ptr<CheckedExits>> exits_;
 };
 
 std::string with_commas(uint64_t v) {
@@ -248,6 +289,9 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
                              " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());
     }
   }
+  // Invariant violations nobody expected (expected ones are step expectations).
+  for (const auto& v : platform.driver().unexpected_violations())
+    r.problems.push_back("invariant " + v.invariant + " violated: " + v.message);
   // Scenario expectations.
   const auto& log = platform.driver().log();
   r.expectations = log.results().size();

@@ -40,8 +40,10 @@ std::vector<std::string> Barriers::stuck() const {
 }
 
 ScenarioDriver::ScenarioDriver(sc_core::sc_module_name name, const config::ScenarioConfig& sc, kvm::Kvm& kvm,
-                               std::vector<vmm::Vmm*> vmms, const Clock& clock)
-    : sc_module(name), sc_(sc), clock_(clock), exec_(kvm, sc, vmms, log_) {
+                               std::vector<vmm::Vmm*> vmms, const Clock& clock, invariants::Checker& checker,
+                               bool stop_on_violation)
+    : sc_module(name), sc_(sc), clock_(clock), exec_(kvm, sc, vmms, log_), checker_(checker),
+      stop_on_violation_(stop_on_violation) {
   std::map<std::string, std::set<std::string>> barrier_actors;
   for (size_t i = 0; i < sc.steps.size(); ++i) {
     by_actor_[sc.steps[i].actor].push_back(i);
@@ -72,6 +74,22 @@ void ScenarioDriver::run_actor(std::string actor, std::vector<size_t> steps) {
       log_.met(s, i);
     } else {
       const Cycles c = exec_.execute(i);
+      // A vmm/host step is an operation boundary: check, and match what it expects.
+      bool caught = false;
+      for (const auto& v : checker_.check()) {
+        if (s.expect.has("violation") && v.invariant == s.expect.violation) {
+          caught = true;
+          continue;
+        }
+        unexpected_.push_back(v);
+        if (stop_on_violation_) sc_core::sc_stop();
+      }
+      if (s.expect.has("violation")) {
+        if (caught) log_.met(s, i);
+        else if (checker_.mode() == invariants::CheckMode::kOff)
+          log_.failed(s, i, "expects " + s.expect.violation + " but invariant checking is off (run.invariants.mode)");
+        else log_.failed(s, i, "the checker did not catch a violation of " + s.expect.violation);
+      }
       if (c.count()) sc_core::wait(sc_core::sc_time::from_value(clock_.to_ps(c)));
     }
     ++done_[actor];
@@ -106,6 +124,13 @@ std::vector<std::string> ScenarioDriver::unfinished() const {
       out.push_back(actor + " did not finish: stopped before step " + std::to_string(steps[n]));
   }
   return out;
+}
+
+bool ScenarioDriver::note_violation(const std::string& actor, const kvm::Violation& v) {
+  auto it = programs_.find(actor);
+  if (it != programs_.end() && it->second->note_violation(v)) return true;
+  unexpected_.push_back(v);
+  return false;
 }
 
 bool ScenarioDriver::stop_expected(const std::string& actor) const {

@@ -17,6 +17,7 @@
 
 #include "hw/base/cycles.h"
 #include "hw/cpu/vcpu_module.h"
+#include "sim/invariants/invariants.h"
 #include "sim/scenario/step_runner.h"
 
 namespace cvmsim {
@@ -55,7 +56,11 @@ class ActorSync final : public SyncHandler {
 class ScenarioDriver : public sc_core::sc_module {
  public:
   ScenarioDriver(sc_core::sc_module_name name, const config::ScenarioConfig& sc, kvm::Kvm& kvm,
-                 std::vector<vmm::Vmm*> vmms, const Clock& clock);
+                 std::vector<vmm::Vmm*> vmms, const Clock& clock, invariants::Checker& checker, bool stop_on_violation);
+  // A violation found after `actor`'s operation: true if its current step expects it (then it
+  // counts toward that expectation), false if it is unexpected (kept for the report).
+  bool note_violation(const std::string& actor, const kvm::Violation& v);
+  const std::vector<kvm::Violation>& unexpected_violations() const { return unexpected_; }
 
   // The program for a vCPU actor (null if it has no steps). Call before simulation.
   std::unique_ptr<GuestProgram> program_for(const std::string& actor, uint32_t vm_type);
@@ -86,6 +91,9 @@ class ScenarioDriver : public sc_core::sc_module {
   std::map<std::string, scenario::StepProgram*> programs_;
   std::map<std::string, size_t> done_;  // actor -> steps completed (vmm/host)
   std::vector<std::unique_ptr<ActorSync>> syncs_;
+  invariants::Checker& checker_;
+  bool stop_on_violation_;
+  std::vector<kvm::Violation> unexpected_;
 };
 
 }  // namespace cvmsim

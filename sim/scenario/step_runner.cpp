@@ -406,6 +406,36 @@ Cycles StepExecutor::execute(size_t index) {
       else log_.met(s, index);
       break;
     }
+    case StepOp::kHostileMap:
+    case StepOp::kHostileUnmapNoFlush: {
+      VmHandle& src = vm_for(s);
+      Vm* vm = kvm_.vm_of(*src.proc, src.vm_fd);
+      const Stage2Lookup lk = vm ? vm->stage2().lookup(Gpa(s.gpa)) : Stage2Lookup{};
+      if (!vm || !lk.mapped()) {
+        log_.failed(s, index, "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
+        break;
+      }
+      const Gfn gfn = gpa_to_gfn(Gpa(s.gpa));
+      if (s.op == StepOp::kHostileMap) {
+        auto it = vms_.find(s.to_vm);
+        Vm* to = it == vms_.end() ? nullptr : kvm_.vm_of(*it->second.proc, it->second.vm_fd);
+        if (!to) {
+          log_.failed(s, index, "VM \"" + s.to_vm + "\" does not exist yet when this step runs");
+          break;
+        }
+        Status st = to->stage2().map(gfn_to_gpa(gfn), lk.pfn_for(Gpa(s.gpa)), PageSize::k4K, kPermsRWX);
+        if (!st.ok()) {
+          log_.failed(s, index, "the hostile mapping could not be written: " + st.error().to_string());
+          break;
+        }
+        to->note_changed(GfnRange{gfn, gfn + 1});
+      } else {
+        (void)vm->stage2().unmap(lk.base, lk.size());
+        vm->note_changed(GfnRange{gpa_to_gfn(lk.base), gpa_to_gfn(lk.base) + frames_of(lk.size())});
+      }
+      if (!s.expect.has("violation")) log_.met(s, index);
+      break;
+    }
     default:
       log_.failed(s, index, "operation " + op_name(s.op) + " is not a vmm/host operation");
       break;
@@ -497,6 +527,7 @@ bool StepProgram::next(GuestOp& op) {
     have_cur_ = true;
     any_mismatch_ = false;
     have_ret_ = false;
+    violation_seen_ = false;
     exits_.clear();
     if (cur_.ops.empty()) {
       log_.met(sc_.steps[cur_.step], cur_.step);
@@ -519,6 +550,14 @@ void StepProgram::note_exit(int err, const kvm_run& run) {
     e.gpa = run.hypercall.args[0];
   }
   exits_.push_back(e);
+}
+
+bool StepProgram::note_violation(const kvm::Violation& v) {
+  if (!have_cur_) return false;
+  const StepConfig& s = sc_.steps[cur_.step];
+  if (!s.expect.has("violation") || s.expect.violation != v.invariant) return false;
+  violation_seen_ = true;
+  return true;
 }
 
 void StepProgram::on_result(const GuestOp& op, const OpResult& r) {
@@ -574,6 +613,8 @@ void StepProgram::finish_step(bool stopped, const OpResult*) {
         wrong.push_back("exit size " + std::to_string(hit->size) + ", expected " + std::to_string(s.expect.exit_size));
     }
   }
+  if (s.expect.has("violation") && !violation_seen_)
+    wrong.push_back("the checker did not catch a violation of " + s.expect.violation);
   if (!stopped && any_mismatch_)
     wrong.push_back("the data read back does not match the expected pattern");
   if (!stopped && s.expect.has("ret") && (!have_ret_ || last_ret_ != s.expect.ret))

@@ -96,6 +96,9 @@ class StepProgram final : public GuestProgram {
 
   // Called by the VMM's exit observer for this vCPU.
   void note_exit(int err, const kvm::kvm_run& run);
+  // A violation the checker found after one of this vCPU's exits: true if the current step
+  // expects it.
+  bool note_violation(const kvm::Violation& v);
   // True if the vCPU stopped at a step that expected it.
   bool stop_expected() const { return stop_expected_; }
 
@@ -126,6 +129,7 @@ class StepProgram final : public GuestProgram {
     uint64_t flags, gpa, size;
   };
   std::vector<SeenExit> exits_;
+  bool violation_seen_ = false;
   bool stop_expected_ = false;
   uint64_t ops_total_ = 0;
 };

@@ -105,9 +105,18 @@ TEST_CASE("tdx state rule: PAGE.AUG 2 MiB needs the whole 2 MiB PAMT range free"
   CHECK_STATUS(f.e.m.mem_page_aug(f.td.tdr, big, PageSize::k2M, f.e.page()),
                with_operand(status::kOperandInvalid, operand::kR8));
   const Hpa ok = f.e.page_2m();
+  const uint64_t chld = f.e.m.td_info(f.td.tdr)->chldcnt;
   REQUIRE_OK(f.e.m.mem_page_aug(f.td.tdr, big, PageSize::k2M, ok));
   CHECK(f.e.m.pamt_leaf(ok + 17 * kPageBytes).level == PageSize::k2M);
-  CHECK(f.e.m.td_info(f.td.tdr)->chldcnt >= 512);
+  CHECK(f.e.m.td_info(f.td.tdr)->chldcnt == chld + 512);  // chldcnt += 1 << (9 * level)
+  // And back: a 2 MiB REMOVE returns all 512 frames to PT_NDA.
+  f.block_and_track(big, 1);
+  const TdxResult rm = f.e.m.mem_page_remove(f.td.tdr, big, PageSize::k2M);
+  REQUIRE_OK(rm);
+  CHECK(rm.rcx == ok.value());
+  CHECK(f.e.m.td_info(f.td.tdr)->chldcnt == chld);
+  CHECK(f.e.m.pamt_leaf(ok + 17 * kPageBytes).entry.type() == PageType::kNda);
+  CHECK(f.e.m.pamt().range_2m_free(hpa_to_pfn(ok)));
 }
 
 TEST_CASE("tdx state rule: MR.EXTEND needs a present MAPPED leaf") {

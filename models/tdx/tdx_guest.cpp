@@ -153,6 +153,7 @@ TdxTicket TdxModule::begin_tdg_vp_vmcall(Hpa tdvpr, const TdvmcallArgs& args) {
     e.vmcall = args;
     if (args.r10 == 0 && args.r11 == kTdvmcallMapGpa) {
       e.gpa = Gpa(args.r12);
+      e.size = args.r13;
       const Td& td = *td_by_pfn(v->tdr);
       e.shared = (args.r12 >> shared_bit_of(td)) & 1;
     }

@@ -190,6 +190,7 @@ struct TdExit {
   EeqType eeq = EeqType::kNone;
   SeptState sept_state = SeptState::kFree;  // private GPA: state of the entry the walk ended at
   unsigned sept_level = 0;                  // ... and its level
+  uint64_t size = 0;                        // kTdvmcall MapGPA: R13, the size in bytes
   TdvmcallArgs vmcall;                      // kTdvmcall: the guest's registers
 };
 

@@ -136,6 +136,8 @@ TEST_CASE("tdx vmcall: MapGPA is forwarded as a TD exit, the host answers with R
   CHECK(r.exit.reason == TdExitReason::kTdvmcall);
   CHECK(r.exit.vmcall.r11 == kTdvmcallMapGpa);
   CHECK(r.exit.vmcall.r13 == 4 * kPageBytes);
+  CHECK(r.exit.gpa == Gpa(a.r12));
+  CHECK(r.exit.size == 4 * kPageBytes);
   CHECK(r.exit.shared);
   CHECK_FALSE(f.e.m.vcpu_info(f.td.vcpus[1])->in_td);
   CHECK(check_map_gpa(Gpa(a.r12), a.r13, 47) == tdvmcall_status::kSuccess);

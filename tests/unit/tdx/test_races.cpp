@@ -208,6 +208,8 @@ TEST_CASE("tdx race: KOT, CACHE.WB mutex and a running vCPU's TDVPR") {
   CHECK_STATUS(f.e.m.vp_enter(f.td.vcpus[0], 0), kBusyRcx);
   CHECK_STATUS(f.e.m.vp_flush(f.td.vcpus[0], 0), kBusyRcx);
   f.e.leave(f.td, 0);
+  // Still associated with LP 0: entering on LP 1 needs a VP.FLUSH on LP 0 first.
+  CHECK_STATUS(f.e.m.vp_enter(f.td.vcpus[0], 1), status::kVcpuAssociated);
   REQUIRE_OK(f.e.m.vp_flush(f.td.vcpus[0], 0));
   TdxTicket done = f.e.m.begin_mng_vpflushdone(f.td.tdr);
   REQUIRE(done.status() == status::kSuccess);

@@ -15,13 +15,13 @@ std::string_view name_of(WalkFault f) {
 }
 
 template <class Codec>
-WalkResult Walker::walk_with(const Stage2Table& table, Gpa gpa, uint16_t asid, Perms need) {
+WalkResult Walker::walk_with(const WalkRoot& root, Gpa gpa, uint16_t asid, Perms need) {
   WalkResult r;
-  const unsigned top = table.top_level();
-  const PhysMem& mem = table.mem();
+  const unsigned top = levels_of(root.format) - 1;
+  const PhysMem& mem = *root.mem;
   ++stats_.walks;
   r.level = static_cast<uint8_t>(top);
-  if ((gpa.value() >> input_bits_of(table.format())) != 0) {
+  if ((gpa.value() >> input_bits_of(root.format)) != 0) {
     ++stats_.faults_not_present;
     return r;
   }
@@ -29,7 +29,7 @@ WalkResult Walker::walk_with(const Stage2Table& table, Gpa gpa, uint16_t asid, P
   // Start from the deepest cached non-leaf entry (SDM Vol. 3A §4.10.3.2: the walk uses the
   // paging-structure cache entry that skips the most levels).
   unsigned level = top;
-  Pfn t = table.root();
+  Pfn t = root.root;
   bool pwc_hit = false;
   for (unsigned l = Pwc::kMinLevel; l <= top; ++l) {
     Pfn next;
@@ -84,15 +84,19 @@ WalkResult Walker::walk(const Stage2Table& table, Gpa gpa, uint16_t asid, Perms 
     ++stats_.faults_not_present;
     return r;
   }
-  switch (table.codec().family()) {
+  return walk(WalkRoot{&table.mem(), table.root(), table.format()}, gpa, asid, need);
+}
+
+WalkResult Walker::walk(const WalkRoot& root, Gpa gpa, uint16_t asid, Perms need) {
+  switch (family_of(root.format)) {
     case PteFamily::kEpt:
-      return walk_with<EptCodec>(table, gpa, asid, need);
+      return walk_with<EptCodec>(root, gpa, asid, need);
     case PteFamily::kNpt:
-      return walk_with<NptCodec>(table, gpa, asid, need);
+      return walk_with<NptCodec>(root, gpa, asid, need);
     case PteFamily::kArm:
       break;
   }
-  return walk_with<ArmS2Codec>(table, gpa, asid, need);
+  return walk_with<ArmS2Codec>(root, gpa, asid, need);
 }
 
 void Walker::describe_stats(StatVisitor& v) const {

@@ -51,6 +51,15 @@ struct WalkResult {
   Gfn gfn_base(Gpa gpa) const { return gpa_to_gfn(gpa.align_down(size)); }
 };
 
+// Where a walk starts: the memory holding the tables, the root table frame and the entry format
+// (which fixes the number of levels). A Stage2Table provides one; so can any owner of a tree of
+// 512-entry table frames in PhysMem (the TDX module's Secure EPT).
+struct WalkRoot {
+  const PhysMem* mem = nullptr;
+  Pfn root;
+  Stage2Format format = Stage2Format::kEpt4;
+};
+
 class Walker {
  public:
   struct Stats {
@@ -69,6 +78,11 @@ class Walker {
   // Translates gpa through `table`, as address space `asid` (the PWC tag), checking `need`
   // against the leaf's permissions (kPermsNone: translate only).
   WalkResult walk(const Stage2Table& table, Gpa gpa, uint16_t asid, Perms need = kPermsNone);
+  // The same walk over a tree that no Stage2Table manages: the TDX module's Secure EPT, whose
+  // pages the module writes itself (hw/mmu/sept.h). The walker reads only what hardware reads
+  // (RWX, PS, address), so S-EPT state bits are invisible to it and every entry with RWX=000
+  // ends the walk with kNotPresent.
+  WalkResult walk(const WalkRoot& root, Gpa gpa, uint16_t asid, Perms need = kPermsNone);
 
   Pwc& pwc() { return *pwc_; }
   const Pwc& pwc() const { return *pwc_; }
@@ -78,7 +92,7 @@ class Walker {
 
  private:
   template <class Codec>
-  WalkResult walk_with(const Stage2Table& table, Gpa gpa, uint16_t asid, Perms need);
+  WalkResult walk_with(const WalkRoot& root, Gpa gpa, uint16_t asid, Perms need);
 
   Pwc* pwc_;
   Stats stats_;

@@ -96,6 +96,20 @@ foreach(s ${KVM_SCENARIOS})
   get_filename_component(n ${s} NAME_WE)
   cvmsim_run_test("kvm check ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
 endforeach()
+# Attack scenarios: each passes when the checker catches the attack.
+file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
+foreach(s ${ATTACK_SCENARIOS})
+  get_filename_component(n ${s} NAME_WE)
+  cvmsim_run_test("attack caught ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
+endforeach()
+# With checking off, an attack goes unnoticed and the expectation says so.
+cvmsim_run_test("attack not caught with checking off" 1
+                ARGS check ${SCN}/attacks/hostile_stale_tlb.json --set run.invariants.mode=off
+                STDOUT "expects ISO-5 but invariant checking is off")
+# An unexpected violation stops the run and is reported (the attack without its expectation).
+cvmsim_run_test("unexpected violation stops the run" 1
+                ARGS run ${SCN}/attacks/hostile_stale_tlb.json --set "steps.3.expect={}"
+                STDERR "invariant ISO-5 violated: vm0 vCPU 0 TLB still maps gfn 0x3")
 # The tutorial scenarios the docs walk through must keep passing.
 file(GLOB TUTORIAL_SCENARIOS CONFIGURE_DEPENDS ${SCN}/tutorial/*.json)
 foreach(s ${TUTORIAL_SCENARIOS})

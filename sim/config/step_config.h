@@ -126,7 +126,7 @@ struct ExpectConfig {
     v(uint_field("ret", ret, "guest_convert/hypercall: value returned to the guest (negative values as two's complement, e.g. -22 is 18446744073709551594)"));
     v(uint_field("gpa", gpa, "pre_fault_memory: gpa after the call").bytes());
     v(uint_field("size", size, "pre_fault_memory: size left after the call; gmem_fstat: st_size").bytes());
-    v(string_field("violation", violation, "an invariant id (ISO-1, ...) the step must be caught violating: an attack scenario passes when the checker catches it"));
+    v(string_field("violation", violation, "invariant ids joined by | (ISO-1, ISO-1|ISO-7) the step must be caught violating: an attack scenario passes when the checker catches it"));
   }
   bool has(std::string_view k) const { return given.count(std::string(k)) != 0; }
   void validate(const std::string& ptr) const;

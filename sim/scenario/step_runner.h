@@ -129,7 +129,7 @@ class StepProgram final : public GuestProgram {
     uint64_t flags, gpa, size;
   };
   std::vector<SeenExit> exits_;
-  bool violation_seen_ = false;
+  std::set<std::string> violations_seen_;
   bool stop_expected_ = false;
   uint64_t ops_total_ = 0;
 };

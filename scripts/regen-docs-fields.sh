@@ -34,3 +34,5 @@ e = s.index(end)
 open(doc, "w").write(s[:b] + gen + s[e:])
 PY
 rm -f "$tmp" "$tmp2"
+# The attack table runs the attack suite.
+cmake -DCVMSIM="$cvmsim" -DSCN=scenarios/attacks -DDOC=docs/attacks.md -DWRITE=ON -P tests/scenario/attack_table.cmake

@@ -102,6 +102,12 @@ foreach(s ${ATTACK_SCENARIOS})
   get_filename_component(n ${s} NAME_WE)
   cvmsim_run_test("attack caught ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
 endforeach()
+add_test(NAME "docs: attack table matches the attack suite"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN}/attacks -DDOC=${PROJECT_SOURCE_DIR}/docs/attacks.md
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/attack_table.cmake)
+cvmsim_run_test("unsafe rebinding leaks unnoticed with checking off" 1
+                ARGS check ${SCN}/attacks/rebind_gmem_unsafe_no_scrub.json --set run.invariants.mode=off
+                STDOUT "the checker did not catch a violation of ISO-6")
 # With checking off, an attack goes unnoticed and the expectation says so.
 cvmsim_run_test("attack not caught with checking off" 1
                 ARGS check ${SCN}/attacks/hostile_stale_tlb.json --set run.invariants.mode=off

@@ -81,6 +81,8 @@ void GmemStats::describe_stats(StatVisitor& v) const {
   v.counter("memory_failures", memory_failures, "calls",
             "folios marked hwpoison by memory_failure");
   v.counter("releases", releases, "calls", "files released (last reference dropped)");
+  v.counter("rebinds", rebinds, "calls", "bindings to a VM other than the file's owner (platform.kvm.gmem_rebind allows them)");
+  v.counter("scrubs", scrubs, "calls", "whole-file scrubs by the rebinding policy (zero_on_unbind, zero_on_bind)");
 }
 
 // ============================================================================================
@@ -181,7 +183,7 @@ void GmemInode::evict() {
 // GmemFile: creation, state
 
 GmemFile::GmemFile(GmemVm& vm, std::shared_ptr<GmemInode> inode)
-    : vm_(vm), inode_(std::move(inode)) {}
+    : vm_(&vm), inode_(std::move(inode)) {}
 
 Result<std::shared_ptr<GmemFile>> GmemFile::create(GmemVm& vm, const kvm_create_guest_memfd& args,
                                                    uint64_t supported_flags, GmemEnv env) {
@@ -342,7 +344,7 @@ void GmemFile::release() {
   assert(!released_);
   inode_->count(&GmemStats::releases);
   // slot->gmem.file = NULL for every bound slot: the memslots stay, dead.
-  for (const auto& [start, b] : bindings_) vm_.gmem_slot_unbound(b.slot);
+  for (const auto& [start, b] : bindings_) vm_->gmem_slot_unbound(b.slot);
   // Zap every SPTE of this file: invalidate begin/end over [0, ~0) with the inode's filter. The
   // memory itself belongs to the inode and is not freed here.
   invalidate_begin(GmemPgoff(0), GmemPgoff(kPgoffMax), inode_->invalidate_filter());
@@ -351,7 +353,7 @@ void GmemFile::release() {
   files.erase(std::remove(files.begin(), files.end(), this), files.end());
   bindings_.clear();
   released_ = true;
-  vm_.kvm_put();
+  vm_->kvm_put();
   // __fput continues after .release: dput -> iput; with the last file gone the inode is evicted
   // and its folios freed through .free_folio (§6.2, §6.4).
   if (files.empty()) inode_->evict();
@@ -364,7 +366,18 @@ void GmemFile::release() {
 Result<GmemSlotBinding> GmemFile::bind(GmemVm& vm, SlotId slot, Gfn base_gfn, uint64_t npages,
                                        int64_t offset) {
   if (!fd_open_) return Errno::kEBADF;     // §4: fget(fd) fails
-  if (&vm != &vm_) return Errno::kEINVAL;  // §4: guest_memfd created by a different VM
+  if (&vm != vm_) {
+    // §4: a guest_memfd created by a different VM -> EINVAL, unless a rebinding policy allows it
+    // (then only once every binding to its VM is gone: one file never serves two VMs at once).
+    const GmemRebindPolicy p = inode_->env().rebind;
+    if (p == GmemRebindPolicy::kForbid || !bindings_.empty()) return Errno::kEINVAL;
+    if (p == GmemRebindPolicy::kZeroOnBind) scrub_all();
+    vm.kvm_get();
+    GmemVm* old = vm_;
+    vm_ = &vm;
+    inode_->count(&GmemStats::rebinds);
+    old->kvm_put();  // may destroy the old VM (it stays as a shell for late callbacks)
+  }
   // §4: offset < 0, unaligned, or offset + size > i_size. The memslot checks (§4 rule 4) already
   // refuse an overflowing offset + size; the model refuses it here too, as does a zero-page slot
   // (a size-0 region is a delete and never binds).
@@ -387,6 +400,16 @@ Result<GmemSlotBinding> GmemFile::bind(GmemVm& vm, SlotId slot, Gfn base_gfn, ui
   return GmemSlotBinding{start, inode_->supports_mmap()};
 }
 
+uint64_t GmemFile::scrub_all() {
+  uint64_t bytes = 0;
+  inode_->for_each_folio_mut([&](GmemFolio& f) {
+    if (f.hwpoison) return;
+    bytes += inode_->zero_folio(f);
+  });
+  inode_->count(&GmemStats::scrubs);
+  return bytes;
+}
+
 // kvm_gmem_unbind (§4): clears the slot's range; a no-op once the file was released.
 void GmemFile::unbind(SlotId slot) {
   if (released_) return;
@@ -394,6 +417,7 @@ void GmemFile::unbind(SlotId slot) {
     if (it->second.slot == slot) {
       bindings_.erase(it);
       inode_->count(&GmemStats::unbinds);
+      if (bindings_.empty() && inode_->env().rebind == GmemRebindPolicy::kZeroOnUnbind) scrub_all();
       return;
     }
   }
@@ -432,7 +456,7 @@ Result<GmemPfn> GmemFile::get_pfn(SlotId slot, Gfn gfn, Gfn slot_base_gfn, GmemP
   // stays zeroed and uptodate.
   inode_->count(&GmemStats::prepare_calls);
   const Gfn prepare_gfn = slot_base_gfn + (index - slot_pgoff);
-  Status st = vm_.arch_gmem_prepare(prepare_gfn, folio.pfn, 0);
+  Status st = vm_->arch_gmem_prepare(prepare_gfn, folio.pfn, 0);
   if (!st) {
     inode_->count(&GmemStats::prepare_errors);
     inode_->count(&GmemStats::get_pfn_errors);
@@ -474,14 +498,14 @@ void GmemFile::invalidate_begin(GmemPgoff start, GmemPgoff end, AttrFilter filte
     if (!found) {
       found = true;
       inode_->count(&GmemStats::mmu_invalidations);
-      vm_.mmu_invalidate_begin();
+      vm_->mmu_invalidate_begin();
     }
     inode_->count(&GmemStats::gfn_ranges_unmapped);
-    flush |= vm_.mmu_unmap_gfn_range(b.slot, gfns, filter);
+    flush |= vm_->mmu_unmap_gfn_range(b.slot, gfns, filter);
   }
   if (flush) {
     inode_->count(&GmemStats::tlb_flushes);
-    vm_.flush_remote_tlbs();
+    vm_->flush_remote_tlbs();
   }
 }
 
@@ -490,7 +514,7 @@ void GmemFile::invalidate_begin(GmemPgoff start, GmemPgoff end, AttrFilter filte
 void GmemFile::invalidate_end(GmemPgoff start, GmemPgoff end) {
   for (const auto& [first, b] : bindings_) {
     if (b.pgoff < end && start < b.end()) {
-      vm_.mmu_invalidate_end();
+      vm_->mmu_invalidate_end();
       return;
     }
   }

@@ -97,16 +97,30 @@ struct GmemStats {
   uint64_t dontneed_pages = 0;
   uint64_t memory_failures = 0;
   uint64_t releases = 0;
+  uint64_t rebinds = 0;  // bindings to a VM other than the file's (rebinding policies)
+  uint64_t scrubs = 0;   // whole-file scrubs done by a rebinding policy
 
   void describe_stats(StatVisitor& v) const;
 };
 
 // What a guest_memfd works with on its host.
+// Binding a guest_memfd to a VM other than the one it was created for (the attack the
+// guest_memfd design set out to stop: delete the victim's memslots, bind its file to an attacker
+// VM). Mainline forbids it; the alternatives are for studying the policy space, and
+// kUnsafeNoScrub exists to show that the checker catches what it breaks (ISO-6).
+enum class GmemRebindPolicy : uint8_t {
+  kForbid,         // mainline: EINVAL (kvm-guest-memfd.md §4, kvm_gmem_bind)
+  kZeroOnUnbind,   // allowed; the file's pages are zeroed when its last binding goes away
+  kZeroOnBind,     // allowed once unbound; the pages are zeroed when a different VM binds it
+  kUnsafeNoScrub,  // allowed once unbound, pages handed over as they are (unsafe)
+};
+
 struct GmemEnv {
   PhysMem& mem;
   FrameAllocator& frames;
   GmemInodeNumbers& inode_numbers;
   GmemStats* totals = nullptr;  // optional host-wide totals; every inode also keeps its own
+  GmemRebindPolicy rebind = GmemRebindPolicy::kForbid;
 };
 
 // One page-cache entry. Mainline guest_memfd has order-0 folios only (§13.9).
@@ -196,11 +210,16 @@ class GmemInode {
   }
   bool evicted() const { return evicted_; }
   const GmemStats& stats() const { return stats_; }
+  const GmemEnv& env() const { return env_; }
 
  private:
   friend class GmemFile;
 
   Result<GmemFolio*> get_folio(GmemPgoff index);
+  template <class F>
+  void for_each_folio_mut(F&& f) {
+    for (auto& [index, folio] : page_cache_) f(folio);
+  }
   uint64_t zero_folio(GmemFolio& f);
   void invalidate_begin(GmemPgoff start, GmemPgoff end);
   void invalidate_end(GmemPgoff start, GmemPgoff end);
@@ -232,7 +251,7 @@ class GmemFile {
   GmemFile& operator=(const GmemFile&) = delete;
 
   // ---- State ----
-  GmemVm& vm() const { return vm_; }
+  GmemVm& vm() const { return *vm_; }
   const GmemInode& inode() const { return *inode_; }
   bool fd_open() const { return fd_open_; }
   bool released() const { return released_; }
@@ -312,7 +331,9 @@ class GmemFile {
   Result<HostAccess> host_access(GmemMapping m, uint64_t offset, uint64_t len, bool write,
                                  uint8_t* out, const uint8_t* in, Principal who);
 
-  GmemVm& vm_;
+  GmemVm* vm_;  // the VM the file belongs to (changes only under a rebinding policy)
+  // Zeroes every folio of the file (rebinding policies), returning the bytes cleared.
+  uint64_t scrub_all();
   std::shared_ptr<GmemInode> inode_;
   std::map<uint64_t, GmemBinding> bindings_;  // start pgoff -> binding (ranges never overlap)
   std::map<uint64_t, UserMapping> mappings_;  // mapping id -> VMA

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "hw/base/cycles.h"
+#include "models/kvm/guest_memfd.h"
 #include "models/kvm/mem_attributes.h"
 
 namespace cvmsim::kvm {
@@ -28,6 +29,7 @@ struct KvmCosts {
 struct KvmConfig {
   AttrStoreKind attr_store = AttrStoreKind::kXarray;  // Linux's xarray is the reference
   uint64_t attr_store_max_bytes = 0;                  // 0 = unlimited (ENOMEM beyond it)
+  GmemRebindPolicy gmem_rebind = GmemRebindPolicy::kForbid;  // mainline
   KvmCosts costs;
 };
 

@@ -159,12 +159,20 @@ struct KvmCostConfig {
   }
 };
 
+inline constexpr EnumName<kvm::GmemRebindPolicy> kRebindNames[] = {
+    {kvm::GmemRebindPolicy::kForbid, "forbid"},
+    {kvm::GmemRebindPolicy::kZeroOnUnbind, "zero_on_unbind"},
+    {kvm::GmemRebindPolicy::kZeroOnBind, "zero_on_bind"},
+    {kvm::GmemRebindPolicy::kUnsafeNoScrub, "unsafe_no_scrub"}};
+
 struct KvmPlatformConfig {
   kvm::AttrStoreKind attr_store = kvm::AttrStoreKind::kXarray;
+  kvm::GmemRebindPolicy gmem_rebind = kvm::GmemRebindPolicy::kForbid;
   KvmCostConfig costs;
   template <class V>
   void visit(V& v) {
     v(enum_field("attr_store", attr_store, kAttrStoreNames, "memory-attribute storage: xarray (per page, as Linux) or range (interval store)"));
+    v(enum_field("gmem_rebind", gmem_rebind, kRebindNames, "binding a guest_memfd to a VM other than its own: forbid (mainline, EINVAL), zero_on_unbind (allowed; pages zeroed when the last binding goes), zero_on_bind (allowed once unbound; zeroed when another VM binds it), unsafe_no_scrub (allowed, pages handed over as they are: unsafe, the checker's ISO-6 catches it)"));
     v(object_field("costs", costs, "cost of KVM operations"));
   }
 };

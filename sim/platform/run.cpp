@@ -70,6 +70,7 @@ struct VmInstance {
 kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
   kvm::KvmConfig k;
   k.attr_store = p.kvm.attr_store;
+  k.gmem_rebind = p.kvm.gmem_rebind;
   k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
   return k;
 }

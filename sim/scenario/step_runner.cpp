@@ -187,7 +187,18 @@ Cycles StepExecutor::execute(size_t index) {
         r.memory_size = s.size;
         r.userspace_addr = s.size ? userspace_addr(s, vm) : 0;
         r.guest_memfd_offset = s.offset;
-        r.guest_memfd = s.has("guest_memfd") ? static_cast<uint32_t>(gmem(s.guest_memfd).fd) : ~0u;
+        r.guest_memfd = ~0u;
+        if (s.has("guest_memfd")) {
+          GmemHandle g = gmem(s.guest_memfd);
+          int fd = g.fd;
+          // A guest_memfd of another VMM process reaches this one over a unix socket
+          // (SCM_RIGHTS), as a compromised host would pass it: same open file, new fd here.
+          if (g.proc && g.proc != vm.proc) {
+            auto passed = vm.proc->receive_fd(*g.proc, g.fd);
+            fd = passed.ok() ? *passed : -1;
+          }
+          r.guest_memfd = static_cast<uint32_t>(fd);
+        }
       } else {
         r.guest_memfd = ~0u;
       }

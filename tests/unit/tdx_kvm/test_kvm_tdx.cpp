@@ -202,7 +202,7 @@ TEST_CASE("TDX MapGPA with a bad operand is answered by KVM without an exit", "[
   CHECK(a.ret == static_cast<uint64_t>(-static_cast<int64_t>(KVM_ENOSYS)));
 }
 
-TEST_CASE("TDX machine check makes the TD fatal and stops the vCPU; teardown still reclaims", "[tdx_kvm]") {
+TEST_CASE("TDX machine check makes the TD fatal and stops the vCPU, teardown still reclaims", "[tdx_kvm]") {
   TdxFixture t;
   const uint64_t free0 = t.f.frames.free_frames();
   t.build();

@@ -96,6 +96,15 @@ foreach(s ${KVM_SCENARIOS})
   get_filename_component(n ${s} NAME_WE)
   cvmsim_run_test("kvm check ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
 endforeach()
+# TDX regression suite: every scenario under scenarios/tdx must pass `cvmsim check`.
+file(GLOB TDX_SCENARIOS CONFIGURE_DEPENDS ${SCN}/tdx/*.json)
+foreach(s ${TDX_SCENARIOS})
+  get_filename_component(n ${s} NAME_WE)
+  cvmsim_run_test("tdx check ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
+endforeach()
+# A TD running workloads (first touch = AUG + the guest's ACCEPT) completes, reporting platform.tdx.
+cvmsim_run_test("tdx workload run" 0 ARGS run ${SCN}/tdx/workload_smoke.json
+                STDOUT "2 \\(2 ran to completion\\)" FORBID "did not read back")
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})

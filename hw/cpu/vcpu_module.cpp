@@ -231,7 +231,9 @@ bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out) 
       // A permission fault on a cached entry: drop it and walk, as hardware re-walks on a fault.
       tlb_.invalidate_addr(p_.asid, gpa);
     }
-    const WalkResult w = walker_.walk(stage2_, gpa, p_.asid, need);
+    const bool priv = is_private_gpa(gpa);
+    if (priv) ++stats_.private_walks;
+    const WalkResult w = priv ? walker_.walk(private_root_, gpa, p_.asid, need) : walker_.walk(stage2_, gpa, p_.asid, need);
     const Cycles cost = p_.costs.walk_ref * w.mem_refs + (w.pwc_hit ? p_.costs.pwc_hit : Cycles(0));
     charge(cost);
     stats_.translate_cycles += cost.count();
@@ -320,6 +322,7 @@ void VcpuModule::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 en
 // Kept out of line so that the DMI path in access_piece stays small.
 [[gnu::noinline]] bool VcpuModule::transport(Gpa gpa, Pfn pfn, uint8_t* buf, uint32_t len,
                                              bool write) {
+  if (has_private_root_) ext_.key = key_for(gpa);
   for (unsigned attempt = 0;; ++attempt) {
     gp_.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
     gp_.set_address(pfn_to_hpa(pfn).value() + gpa.page_offset());
@@ -362,7 +365,7 @@ ExitAction::Kind VcpuModule::machine_check(Gpa gpa, Pfn pfn, uint32_t len, unsig
   mc.gpa = gpa + ext_.poison_offset;
   mc.hpa = pfn_to_hpa(pfn) + (gpa.page_offset() + ext_.poison_offset);
   mc.size = len;
-  mc.key = p_.key;
+  mc.key = key_for(gpa);
   mc.generated = ext_.poison_generated;
   if (trace_.enabled()) {
     char d[120];
@@ -408,6 +411,8 @@ void VcpuModule::describe_stats(StatVisitor& v) const {
   v.counter("exits_hypercall", stats_.exits_hypercall, "exits", "VM exits for hypercalls");
   v.counter("exits_bus_error", stats_.exits_bus_error, "exits", "accesses the memory system refused");
   v.counter("machine_checks", stats_.machine_checks, "exits", "machine checks: loads that consumed poisoned memory (each handled by the exit handler)");
+  if (has_private_root_)
+    v.counter("private_walks", stats_.private_walks, "walks", "walks of the private root (TDX Secure EPT): GPAs with the shared bit clear");
   v.counter("fault_retries", stats_.fault_retries, "count", "accesses retried after a handled stage-2 fault");
   v.counter("verify_failures", stats_.verify_failures, "loads", "verified loads that did not read back the expected pattern");
   v.counter("busy_cycles", stats_.busy_cycles, "cycles", "cycles charged for all operations");

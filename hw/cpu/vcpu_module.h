@@ -109,6 +109,22 @@ class VcpuModule : public sc_core::sc_module {
   const Tlb& tlb() const { return tlb_; }
   Pwc& pwc() { return pwc_; }
   const Walker& walker() const { return walker_; }
+  // A second translation root for a VM whose private memory has its own tree (TDX, tdx-snp.md
+  // A1): a GPA with `shared_bit` clear is walked through `root` (the TDX module's Secure EPT) and
+  // accessed under VcpuParams::key (the TD's HKID); a GPA with the bit set is walked through the
+  // stage-2 table given at construction (the host's shared EPT, indexed by the full GPA, S bit
+  // included) and accessed under `shared_key`. TLB and page-walk-cache entries are tagged by the
+  // full GPA, so the two sides never alias. Without it (every other VM type) there is one root
+  // and nothing changes on the hot path (a TLB hit never looks at the roots). A walk fault on
+  // either side is the usual kStage2Fault exit; the layer above tells private from shared by
+  // the bit. Call before the simulation starts or between accesses (the layer above flushes).
+  void set_private_root(const WalkRoot& root, Gpa shared_bit, KeyId shared_key = 0) {
+    private_root_ = root;
+    shared_mask_ = shared_bit.value();
+    shared_key_ = shared_key;
+    has_private_root_ = true;
+  }
+  bool has_private_root() const { return has_private_root_; }
   void describe_stats(StatVisitor& v) const;
 
  private:
@@ -146,6 +162,10 @@ class VcpuModule : public sc_core::sc_module {
   // `hit` is the result of the TLB lookup translate() made (nullptr on a miss).
   bool translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out);
   bool handle_exit(const VmExit& e);
+  bool is_private_gpa(Gpa gpa) const { return has_private_root_ && !(gpa.value() & shared_mask_); }
+  // The key an access to gpa uses: the VM's key, or with a private root the shared key for
+  // shared GPAs (slow path only: DMI accesses carry no key).
+  KeyId key_for(Gpa gpa) const { return has_private_root_ && !is_private_gpa(gpa) ? shared_key_ : p_.key; }
   void charge(Cycles c) {
     stats_.busy_cycles += c.count();
     local_ps_ += clock_.to_ps(c);
@@ -172,6 +192,10 @@ class VcpuModule : public sc_core::sc_module {
   Tlb tlb_;
   Pwc pwc_;
   Walker walker_;
+  WalkRoot private_root_{};
+  uint64_t shared_mask_ = 0;
+  KeyId shared_key_ = 0;
+  bool has_private_root_ = false;
   // Temporal decoupling. Local time (how far the vCPU runs ahead of sc_time_stamp()) is kept in
   // integer picoseconds and handed to the quantum keeper only when the vCPU synchronises, so an
   // access costs an addition and a comparison rather than SystemC library calls (sc_time
@@ -217,6 +241,7 @@ class VcpuModule : public sc_core::sc_module {
     uint64_t dmi_accesses = 0, transport_accesses = 0, dmi_invalidations = 0;
     uint64_t exits_stage2 = 0, exits_hypercall = 0, exits_bus_error = 0, fault_retries = 0;
     uint64_t machine_checks = 0;
+    uint64_t private_walks = 0;
     uint64_t verify_failures = 0;
     uint64_t busy_cycles = 0, translate_cycles = 0, memory_cycles = 0, exit_cycles = 0;
     uint64_t syncs = 0;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "hw/base/result.h"
 #include "hw/cpu/vm_exit.h"
 #include "hw/mmu/perms.h"
+#include "hw/mmu/stage2_table.h"
 #include "models/kvm/invariant.h"
 #include "models/kvm/kvm_types.h"
 
@@ -80,6 +82,11 @@ class KvmBackend {
   virtual Gfn fault_gfn(const Vm&, Gpa gpa) const { return gpa_to_gfn(gpa); }
   virtual bool fault_is_private(const Vm& vm, Gfn gfn, const VmExit& e) const = 0;
 
+  // kvm_gfn_direct_bits (§7): GFN bits KVM ORs into every shared ("direct") mapping; the shared
+  // stage-2 table is indexed by gfn | direct bits (TDX: the shared bit, so the shared EPT maps
+  // gpa|S as the hardware looks it up). Attributes and memslots always use the stripped gfn.
+  virtual uint64_t gfn_direct_bits(const Vm&) const { return 0; }
+
   // kvm_arch_gmem_prepare: called on every guest_memfd lookup for the guest; must be idempotent.
   virtual Status gmem_prepare(Vm&, Gfn, Pfn, int /*order*/) { return {}; }
   // kvm_arch_gmem_invalidate: a guest_memfd folio is being freed.
@@ -99,6 +106,25 @@ class KvmBackend {
   virtual bool zap_private_range(Vm&, GfnRange) { return false; }
   // gmem_max_mapping_level (§5): guest_memfd is order-0 in mainline, so 4K unless overridden.
   virtual PageSize private_max_level(const Vm&, Gfn) const { return PageSize::k4K; }
+
+  // For checkers, with a private root: whether the vCPU translates gpa (as the guest issues it,
+  // shared bit included) through the private root, and what that root maps there now (a leaf
+  // only if hardware would use it).
+  virtual bool translates_privately(const Vm&, Gpa) const { return false; }
+  virtual Stage2Lookup lookup_private(const Vm&, Gpa) const { return {}; }
+
+  // A stage-2 fault on a GPA the private root translates, before generic KVM sees it: the
+  // backend asks its firmware what the fault is (TDX: the module's EPT-violation dispatch says
+  // #VE to the guest, or a TD exit). kToKvm: go on with KVM's fault path; kRetry: handled below
+  // KVM (e.g. by the guest side), retry the access; kStop: stop the vCPU with `reason`.
+  struct PrivateFaultAction {
+    enum Kind : uint8_t { kToKvm, kRetry, kStop };
+    Kind kind = kToKvm;
+    std::string reason;
+  };
+  virtual PrivateFaultAction private_fault(Vm&, Vcpu&, const VmExit&) { return {}; }
+  // A machine check in the guest (hw/cpu/vm_exit.h): nullopt for the default handling.
+  virtual std::optional<ExitAction> machine_check(Vm&, Vcpu&, const MachineCheck&) { return std::nullopt; }
 
   // The guest's conversion ABI (§11).
   virtual HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const = 0;

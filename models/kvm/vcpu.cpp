@@ -64,6 +64,22 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
   switch (e.reason) {
     case ExitReason::kStage2Fault: {
       ++stats_.exits_stage2;
+      if (be.has_private_root() && be.translates_privately(vm_, e.gpa)) {
+        // The private root's firmware dispatches the EPT violation first (TDX A8).
+        KvmBackend::PrivateFaultAction pa = be.private_fault(vm_, *this, e);
+        if (pa.kind != KvmBackend::PrivateFaultAction::kToKvm) {
+          ExitAction a;
+          if (pa.kind == KvmBackend::PrivateFaultAction::kRetry) {
+            ++stats_.private_faults_below_kvm;
+            a.kind = ExitAction::kRetry;
+          } else {
+            a.kind = ExitAction::kStop;
+            a.reason = vm_.name() + " vCPU " + std::to_string(id_) + ": " + pa.reason;
+          }
+          a.cost = vm_.kvm().take_cost();
+          return a;
+        }
+      }
       PageFault f;
       f.gfn = be.fault_gfn(vm_, e.gpa);
       f.write = e.write;
@@ -103,7 +119,9 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
       const HypercallDecode d = be.decode_hypercall(vm_, e);
       // KVM_HC_MAP_GPA_RANGE exits only if the VMM enabled it (§11); otherwise -KVM_ENOSYS,
       // which is also what any hypercall KVM does not know returns.
-      const bool enabled = e.nr < 64 && (vm_.exit_hypercall_mask & (uint64_t{1} << e.nr));
+      // The backend's ABI (TDX: TDG.VP.VMCALL<MapGPA>) decodes to KVM_HC_MAP_GPA_RANGE.
+      const uint64_t nr = d.kind != HypercallDecode::kNotConversion ? KVM_HC_MAP_GPA_RANGE : e.nr;
+      const bool enabled = nr < 64 && (vm_.exit_hypercall_mask & (uint64_t{1} << nr));
       if (d.kind == HypercallDecode::kNotConversion || !enabled) {
         ++stats_.hypercalls_enosys;
         a.ret = static_cast<uint64_t>(-static_cast<int64_t>(KVM_ENOSYS));
@@ -118,8 +136,13 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
       }
       ++stats_.hypercall_exits;
       run_.exit_reason = KVM_EXIT_HYPERCALL;
-      run_.hypercall.nr = e.nr;
+      run_.hypercall.nr = nr;
+      // KVM_HC_MAP_GPA_RANGE's arguments as KVM forwards them (§11): gpa (shared bit stripped),
+      // npages, attributes; for the native hypercall these are the guest's own args.
       for (int i = 0; i < 6; ++i) run_.hypercall.args[i] = i < 4 ? e.args[i] : 0;
+      run_.hypercall.args[0] = d.req.gpa.value();
+      run_.hypercall.args[1] = d.req.npages;
+      run_.hypercall.args[2] = d.req.attrs_arg;
       run_.hypercall.ret = 0;
       run_.hypercall.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
       ExitAction u = to_userspace(0, ExitAction::kResume);
@@ -135,6 +158,14 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
                 std::string(name_of(e.reason)).c_str(), e.gpa.value());
   a.reason = m;
   return a;
+}
+
+ExitAction Vcpu::handle_machine_check(unsigned vcpu_id, const MachineCheck& mc) {
+  if (auto a = vm_.backend().machine_check(vm_, *this, mc)) {
+    a->cost += vm_.kvm().take_cost();
+    return *a;
+  }
+  return ExitHandler::handle_machine_check(vcpu_id, mc);
 }
 
 Status Vcpu::pre_fault_memory(kvm_pre_fault_memory& r) {
@@ -190,6 +221,9 @@ void Vcpu::describe_stats(StatVisitor& v) const {
   v.counter("mmio_exits", stats_.mmio_exits, "exits", "KVM_EXIT_MMIO exits (shared access outside every memslot)");
   v.counter("hypercalls_enosys", stats_.hypercalls_enosys, "calls", "hypercalls answered -KVM_ENOSYS");
   v.counter("hypercalls_einval", stats_.hypercalls_einval, "calls", "malformed KVM_HC_MAP_GPA_RANGE answered -KVM_EINVAL");
+  if (vm_.backend().has_private_root())
+    v.counter("private_faults_below_kvm", stats_.private_faults_below_kvm, "exits",
+              "private EPT violations the backend resolved without KVM's fault path (TDX: the guest accepted a PENDING page)");
   v.counter("tlb_flushes", stats_.tlb_flushes, "flushes", "flushes of this vCPU's TLB and page-walk cache by KVM");
   v.counter("prefault_calls", stats_.prefault_calls, "calls", "KVM_PRE_FAULT_MEMORY calls");
   v.counter("prefault_bytes", stats_.prefault_bytes, "bytes", "bytes mapped by KVM_PRE_FAULT_MEMORY");

@@ -46,6 +46,8 @@ class Vcpu final : public ExitHandler {
 
   // hw -> KVM: a stage-2 fault, hypercall or bus error of this vCPU.
   ExitAction handle_exit(unsigned vcpu_id, const VmExit& e) override;
+  // hw -> KVM: a machine check; the backend decides (TDX: the TD is FATAL, the vCPU stops).
+  ExitAction handle_machine_check(unsigned vcpu_id, const MachineCheck& mc) override;
 
   // KVM_PRE_FAULT_MEMORY after copy_from_user (§9); updates r in place.
   Status pre_fault_memory(kvm_pre_fault_memory& r);
@@ -54,6 +56,7 @@ class Vcpu final : public ExitHandler {
     uint64_t exits_stage2 = 0, exits_hypercall = 0, exits_userspace = 0, memory_fault_exits = 0;
     uint64_t hypercall_exits = 0, mmio_exits = 0, hypercalls_enosys = 0, hypercalls_einval = 0;
     uint64_t tlb_flushes = 0, prefault_calls = 0, prefault_bytes = 0;
+    uint64_t private_faults_below_kvm = 0;  // private faults the backend handled (TDX: guest ACCEPT)
   };
   const Stats& stats() const { return stats_; }
   void describe_stats(StatVisitor& v) const;

@@ -346,9 +346,11 @@ bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
       flush |= backend_->zap_private_range(*this, r);
     if (!(static_cast<uint8_t>(filter) & static_cast<uint8_t>(AttrFilter::kShared))) return flush;
   }
+  // The shared table is indexed by gfn | direct bits (TDX's shared bit).
+  const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
   const uint64_t limit = uint64_t{1} << input_bits_of(env_.format);
-  uint64_t a = gfn_to_gpa(r.start).value();
-  const uint64_t end = std::min(gfn_to_gpa(r.end).value(), limit);
+  uint64_t a = gfn_to_gpa(r.start).value() | direct;
+  const uint64_t end = std::min(gfn_to_gpa(r.end).value() | direct, limit);
   while (a < end) {
     const Stage2Lookup lk = stage2_->lookup(Gpa(a));
     const uint64_t span = level_span(lk.level);
@@ -356,7 +358,8 @@ bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
       // The whole leaf goes, even if it sticks out of the range (a huge page is zapped whole).
       const Pfn first = lk.pte.pfn;
       (void)stage2_->unmap(lk.base, lk.size());
-      mark_dirty(GfnRange{gpa_to_gfn(lk.base), gpa_to_gfn(lk.base) + frames_of(lk.size())});
+      const Gfn g = gpa_to_gfn(Gpa(lk.base.value() & ~direct));
+      mark_dirty(GfnRange{g, g + frames_of(lk.size())});
       for (uint64_t i = 0; i < frames_of(lk.size()); ++i) env_.mem.revoke_dmi(first + i);
       ++stats_.zapped_leaves;
       charge(cfg_.costs.zap_per_leaf);
@@ -492,10 +495,12 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     charge(*r);
     return {};
   }
+  const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
   for (;;) {
     const Gpa gpa = gfn_to_gpa(gfn.align_down(level));
+    const Gpa mapped_at = Gpa(gpa.value() | direct);  // kvm_gfn_direct_bits (§7)
     const uint64_t tables_freed = stage2_->stats().table_frames_freed;
-    Status st = stage2_->map(gpa, pfn, level, perms);
+    Status st = stage2_->map(mapped_at, pfn, level, perms);
     if (st.ok() && stage2_->stats().table_frames_freed != tables_freed) {
       // A huge leaf replaced an (empty) table: page-walk caches may still name the freed table
       // frame, so every vCPU must flush before the new leaf is used (as KVM flushes when it
@@ -510,7 +515,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     if (!(st.error() == Errno::kEEXIST)) return st;
     // Something is there already: a spurious fault (another vCPU mapped it), or smaller
     // leaves under a huge slot that may now be mapped huge; fall back one level.
-    const Stage2Lookup lk = stage2_->lookup(gfn_to_gpa(gfn));
+    const Stage2Lookup lk = stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct));
     if (lk.mapped()) {
       // Already mapped: report the leaf that really maps gfn, not the level attempted, so that
       // KVM_PRE_FAULT_MEMORY counts only bytes that are mapped (§9: "the bytes mapped: up to the

@@ -211,7 +211,8 @@ struct MemRegionConfig {
 };
 
 inline constexpr EnumName<uint32_t> kVmTypeNames[] = {{kvm::KVM_X86_DEFAULT_VM, "default"},
-                                                      {kvm::KVM_X86_SW_PROTECTED_VM, "sw_protected"}};
+                                                      {kvm::KVM_X86_SW_PROTECTED_VM, "sw_protected"},
+                                                      {kvm::KVM_X86_TDX_VM, "tdx"}};
 
 struct VmmPolicyConfig {
   bool discard_on_convert = true;
@@ -234,7 +235,7 @@ struct VmConfig {
   template <class V>
   void visit(V& v) {
     v(string_field("name", name, "unique VM name, referenced by workloads").required_non_empty());
-    v(enum_field("type", type, kVmTypeNames, "KVM VM type: default (no private memory) or sw_protected (private memory from guest_memfd, no hardware enforcement)"));
+    v(enum_field("type", type, kVmTypeNames, "KVM VM type: default (no private memory), sw_protected (private memory from guest_memfd, no hardware enforcement) or tdx (a TD: private memory in the TDX module's Secure EPT under the TD's HKID; shared GPAs have bit 47 set)"));
     v(uint_field("vcpus", vcpus, "number of vCPUs").min(1).max(256));
     v(array_field("memory", memory, "guest physical memory regions, one memslot each; must not overlap").items(1));
     v(object_field("vmm", vmm, "the VMM's conversion policy"));

@@ -171,7 +171,7 @@ struct StepConfig {
     v(string_field("label", label, "a name for messages"));
     v(string_field("vm", vm, "VM the step acts on (default: the actor's VM, or the only VM)"));
     v(string_field("as", as, "name for the fd, VM or mapping the step creates"));
-    v(string_field("vm_type", vm_type, "create_vm: default or sw_protected"));
+    v(string_field("vm_type", vm_type, "create_vm: default, sw_protected or tdx"));
     v(uint_field("slot", slot, "memslot: bits 0-15 slot id, bits 16-31 address space").max(0xffffffffull));
     v(string_field("flags", flags, "flag names joined by | (memslot: GUEST_MEMFD, READONLY, LOG_DIRTY_PAGES; guest_memfd: MMAP, INIT_SHARED; fallocate: KEEP_SIZE, PUNCH_HOLE) or a number"));
     v(uint_field("gpa", gpa, "guest physical address (memory_region: guest_phys_addr; attributes: address)").bytes());

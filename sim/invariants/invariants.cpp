@@ -31,14 +31,16 @@ struct Leaf {
 void leaves_in(const Vm& vm, const std::vector<GfnRange>& ranges, std::vector<Stage2Leaf>& out) {
   out.clear();
   const Stage2Table& t = vm.stage2();
+  // Shared leaves sit at gfn | kvm_gfn_direct_bits (TDX's shared bit); checks see the gfn.
+  const uint64_t direct = gfn_to_gpa(Gfn(vm.backend().gfn_direct_bits(vm))).value();
   for (const GfnRange& r : ranges) {
-    uint64_t a = gfn_to_gpa(r.start).value();
-    const uint64_t end = gfn_to_gpa(r.end).value();
+    uint64_t a = gfn_to_gpa(r.start).value() | direct;
+    const uint64_t end = gfn_to_gpa(r.end).value() | direct;
     while (a < end) {
       const Stage2Lookup lk = t.lookup(Gpa(a));
       if (lk.mapped() && !lk.pte.perms.none()) {
         Stage2Leaf l;
-        l.gpa = lk.base;
+        l.gpa = Gpa(lk.base.value() & ~direct);
         l.pfn = lk.pte.pfn;
         l.size = lk.size();
         l.perms = lk.pte.perms;
@@ -57,8 +59,9 @@ void for_each_leaf(const CheckScope& s, const Vm& vm, F&& f) {
     for (const Stage2Leaf& l : *d) f(Leaf{gpa_to_gfn(l.gpa), l.pfn, l.size, l.perms});
     return;
   }
+  const uint64_t direct = vm.backend().gfn_direct_bits(vm);
   vm.stage2().for_each_leaf([&](const Stage2Leaf& l) {
-    if (l.valid) f(Leaf{gpa_to_gfn(l.gpa), l.pfn, l.size, l.perms});
+    if (l.valid) f(Leaf{Gfn(gpa_to_gfn(l.gpa).value() & ~direct), l.pfn, l.size, l.perms});
   });
 }
 
@@ -154,8 +157,13 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
     vm.for_each_vcpu([&](const Vcpu& vc) {
       const Tlb* tlb = vc.tlb();
       if (!tlb) return;
+      const KvmBackend& be = vm.backend();
+      const uint64_t direct = gfn_to_gpa(Gfn(be.gfn_direct_bits(vm))).value();
       auto check_entry = [&](const TlbEntry& e) {
-        const Stage2Lookup lk = vm.stage2().lookup(e.base());
+        // With a private root (TDX's S-EPT) private GPAs are translated there, not by stage-2.
+        const Stage2Lookup lk = be.has_private_root() && be.translates_privately(vm, e.base())
+                                    ? be.lookup_private(vm, e.base())
+                                    : vm.stage2().lookup(e.base());
         const bool same = lk.mapped() && lk.pfn_for(e.base()) == e.pfn && lk.pte.perms.allows(e.perms);
         if (!same)
           out.push_back({"ISO-5",
@@ -170,8 +178,11 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
         for (const GfnRange& r : *dirty) pages += r.pages();
       if (dirty && pages <= tlb->occupancy()) {
         for (const GfnRange& r : *dirty)
-          for (Gfn g = r.start; g < r.end; ++g)
+          for (Gfn g = r.start; g < r.end; ++g) {
             if (const TlbEntry* e = tlb->peek(vm.asid(), gfn_to_gpa(g))) check_entry(*e);
+            if (direct)
+              if (const TlbEntry* e = tlb->peek(vm.asid(), Gpa(gfn_to_gpa(g).value() | direct))) check_entry(*e);
+          }
       } else {
         tlb->for_each_occupied([&](const TlbEntry& e) {
           if (e.asid == vm.asid()) check_entry(e);

@@ -15,6 +15,7 @@
 #include "models/host/page_allocator.h"
 #include "models/kvm/kvm.h"
 #include "models/sw_protected/sw_protected_backend.h"
+#include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/platform/scenario_driver.h"
 #include "sim/stats/registry.h"
@@ -60,6 +61,15 @@ class ProgressLine final : public Progress {
   Clock::time_point start_, last_;
   bool printed_ = false;
 };
+
+// A TDX module is built only when a scenario creates a TD (other platforms keep their key layout).
+bool uses_tdx(const ScenarioConfig& sc) {
+  for (const auto& vm : sc.vms)
+    if (vm.type == kvm::KVM_X86_TDX_VM) return true;
+  for (const auto& s : sc.steps)
+    if (s.vm_type == "tdx") return true;
+  return false;
+}
 
 struct VmInstance {
   std::string name;
@@ -118,6 +128,14 @@ class Platform : public sc_core::sc_module {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
+    if (uses_tdx(sc)) {
+      // A TDX platform: KeyIDs [0, 64), private from 16 (Linux's "private KeyID range: [16, 64)",
+      // tdx-snp.md A1; the first is the global KeyID), one TDMR over all memory, one TDX module.
+      if (Status st = mem_.set_key_config(KeyConfig::tdx(64, 16)); !st.ok())
+        throw std::runtime_error("TDX key configuration: " + st.error().to_string());
+      tdx_ = std::make_unique<tdx::TdxHost>(mem_, tdx::TdxHost::config_for(mem_));
+      kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
+    }
     router_.initiator_socket.bind(memory_.socket);
     router_.map(0, mem_.size_bytes(), 0, "dram");
     const auto& c = sc.platform.costs;
@@ -139,6 +157,13 @@ class Platform : public sc_core::sc_module {
       vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
+      if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(vm->vmm->vm())) {
+        // KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE) before any vCPU runs. There is no initial image
+        // (KVM_TDX_INIT_MEM_REGION is not modelled), so the TD is finalized right after set-up
+        // and all its memory is added at runtime (AUG + the guest's ACCEPT).
+        if (Status st = td->finalize(vm->vmm->vm()); !st.ok())
+          throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
+      }
       (void)kvm_.take_cost();  // set-up happens before simulated time starts
       vms_.push_back(std::move(vm));
     }
@@ -186,8 +211,13 @@ class Platform : public sc_core::sc_module {
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
         exits_.push_back(std::make_unique<CheckedExits>(kv, *checker_, *driver_, actor, stop));
+        tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
+        if (td) p.key = td->hkid();  // private accesses use the TD's HKID
         auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(), std::move(program),
                                                 trace, &progress);
+        // A TD's vCPU walks private GPAs through the S-EPT, shared ones (bit 47 set) through
+        // KVM's shared EPT under key 0.
+        if (td) cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
         kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);
@@ -212,6 +242,7 @@ class Platform : public sc_core::sc_module {
     reg.add("platform.router", [this](StatVisitor& v) { router_.describe_stats(v); });
     reg.add("platform.host.page_allocator", [this](StatVisitor& v) { alloc_.describe_stats(v); });
     reg.add("platform.kvm", [this](StatVisitor& v) { kvm_.describe_stats(v); });
+    if (tdx_) reg.add("platform.tdx", [this](StatVisitor& v) { tdx_->describe_stats(v); });
     reg.add("invariants", [this](StatVisitor& v) { checker_->describe_stats(v); });
     for (auto& vm : vms_) {
       const std::string base = "platform." + vm->name;
@@ -236,6 +267,7 @@ class Platform : public sc_core::sc_module {
   PageAllocator alloc_;
   MemoryModule memory_;
   RouterModule router_;
+  std::unique_ptr<tdx::TdxHost> tdx_;  // before kvm_: VM teardown calls the module
   kvm::Kvm kvm_;
   std::vector<std::unique_ptr<VmInstance>> vms_;
   std::unique_ptr<invariants::Checker> checker_;

@@ -6,6 +6,7 @@
 
 #include "hw/base/pattern.h"
 #include "models/kvm/uapi.h"
+#include "models/tdx/tdx_module_core.h"
 
 namespace cvmsim::scenario {
 
@@ -458,9 +459,17 @@ Cycles StepExecutor::execute(size_t index) {
 // Guest side
 
 std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes, bool to_private) {
-  (void)vm_type;  // default and sw_protected share KVM_HC_MAP_GPA_RANGE; TDX/SNP add their ABIs
+  // default and sw_protected share KVM_HC_MAP_GPA_RANGE; SNP will add its ABI.
   GuestOp op;
   op.kind = OpKind::kHypercall;
+  if (vm_type == KVM_X86_TDX_VM) {
+    // TDG.VP.VMCALL<MapGPA> (tdx-snp.md A8): R11 = 0x10001, R12 = GPA (S bit set: to shared),
+    // R13 = size. GPAW 48: the S bit is bit 47.
+    op.nr = tdx::kTdvmcallMapGpa;
+    op.args[0] = gpa.value() | (to_private ? 0 : uint64_t{1} << 47);
+    op.args[1] = bytes;
+    return {op};
+  }
   op.nr = KVM_HC_MAP_GPA_RANGE;
   op.args[0] = gpa.value();
   op.args[1] = bytes >> kPageShift;

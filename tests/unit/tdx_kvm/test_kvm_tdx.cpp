@@ -1,0 +1,252 @@
+// The KVM TDX glue (models/tdx/kvm_tdx.h) driven through KVM's uAPI facade, as a VMM would:
+// TD build, private fault-in (SEPT.ADD + AUG, then the guest's ACCEPT), conversions both ways
+// (the zap sequence and the cleared page), MapGPA decoding, #MC, and teardown reclaiming every
+// frame (tdx-snp.md A8, A10; kvm-guest-memfd.md §7, §10, §11).
+#include <catch2/catch.hpp>
+
+#include "../kvm/kvm_test_util.h"
+#include "models/tdx/kvm_tdx.h"
+
+namespace cvmsim::kvmtest {
+namespace {
+
+using tdx::KvmTdxBackend;
+using cvmsim::SeptState;
+using tdx::TdxHost;
+
+constexpr uint32_t kTdx = KVM_X86_TDX_VM;
+constexpr uint64_t kS = 1ull << 47;  // GPAW 48: SHARED bit 47 (A1)
+
+struct TdxFixture {
+  // Declared first so that it outlives the Kvm (whose VMs' teardown calls the module); the
+  // module's destructor touches no memory.
+  std::unique_ptr<TdxHost> host;
+  KvmFixture f{AttrStoreKind::kXarray};
+  int vm_fd = -1, vcpu_fd = -1, gmem_fd = -1;
+  RecordingUserspace user;
+
+  explicit TdxFixture(bool sept_ve_disable = true) {
+    REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
+    tdx::TdxGlueConfig g;
+    g.sept_ve_disable = sept_ve_disable;
+    host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem), g);
+    f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
+  }
+  // A TD with 2 MiB of private guest memory at GPA 0 and one vCPU, finalized.
+  void build(bool finalize = true) {
+    vm_fd = f.new_vm(kTdx);
+    gmem_fd = f.new_gmem(vm_fd, k2M);
+    f.add_slot(vm_fd, 0, 0, k2M, gmem_fd);
+    REQUIRE(f.set_attrs(vm_fd, 0, k2M, kPriv).ok());
+    REQUIRE(f.enable_exit_hypercall(vm_fd, 1ull << KVM_HC_MAP_GPA_RANGE).ok());
+    vcpu_fd = f.new_vcpu(vm_fd);
+    vcpu().set_userspace(&user);
+    if (finalize) REQUIRE(be().finalize(vm()).ok());
+    (void)f.kvm.take_cost();
+  }
+  Vm& vm() { return f.vm(vm_fd); }
+  Vcpu& vcpu() { return f.vcpu(vcpu_fd); }
+  KvmTdxBackend& be() {
+    KvmTdxBackend* b = tdx::tdx_backend_of(vm());
+    REQUIRE(b != nullptr);
+    return *b;
+  }
+  tdx::TdxModule& m() { return host->module(); }
+  // The S-EPT state of a private GPA's 4 KiB entry (kInvalid if the walk stops above it).
+  SeptState state(uint64_t gpa) {
+    const tdx::SeptLookup l = m().sept_entry(be().tdr(), Gpa(gpa), 0);
+    REQUIRE(l.found);
+    return l.entry.level == 0 ? l.entry.state : SeptState::kInvalid;
+  }
+  ExitAction fault(uint64_t gpa, bool write = true) { return vcpu().handle_exit(0, stage2_exit(gpa, write)); }
+  // First touch of a private page: exit 1 maps it (SEPT.ADD + AUG), exit 2 accepts it.
+  void fault_in(uint64_t gpa) {
+    REQUIRE(fault(gpa).kind == ExitAction::kRetry);
+    REQUIRE(state(gpa) == SeptState::kPending);
+    REQUIRE(fault(gpa).kind == ExitAction::kRetry);
+    REQUIRE(state(gpa) == SeptState::kMapped);
+  }
+};
+
+TEST_CASE("TDX VM creation builds a TD with a private HKID, no readonly slots, no pre-fault before finalize",
+          "[tdx_kvm]") {
+  TdxFixture t;
+  t.build(/*finalize=*/false);
+  KvmTdxBackend& be = t.be();
+  REQUIRE(be.td_created());
+  CHECK(be.hkid() == 17);  // 16 is the global KeyID (A1)
+  CHECK(be.shared_bit().value() == kS);
+  const auto info = t.m().td_info(be.tdr());
+  REQUIRE(info);
+  CHECK(info->lifecycle == tdx::TdLifecycle::kKeysConfigured);
+  CHECK(info->op_state == tdx::OpState::kInitialized);
+  CHECK(info->num_vcpus == 1);
+  CHECK((info->attributes & tdx::kTdAttrSeptVeDisable) != 0);
+  CHECK(be.walk_root().has_value());
+  CHECK_FALSE(t.vm().pre_fault_allowed);
+  // READONLY memslots: kvm_arch_has_readonly_mem is false for TDX (§4).
+  const Hva h = t.f.anon(kPage);
+  CHECK(err(t.f.set_region(t.vm_fd, region2(1, 0x40000000, kPage, h.value(), KVM_MEM_READONLY))) == Errno::kEINVAL);
+  // No INIT_SHARED guest_memfd with private memory (§2).
+  CHECK_FALSE(be.supports_gmem_init_shared());
+  REQUIRE(be.finalize(t.vm()).ok());
+  CHECK(t.m().td_info(be.tdr())->op_state == tdx::OpState::kRunnable);
+  CHECK(t.vm().pre_fault_allowed);
+  // A second TD gets the next HKID.
+  const int vm2 = t.f.new_vm(kTdx);
+  CHECK(tdx::tdx_backend_of(t.f.vm(vm2))->hkid() == 18);
+  CHECK(t.host->hkids_in_use() == 2);
+}
+
+TEST_CASE("TDX private fault: SEPT.ADD and PAGE.AUG, then the guest accepts", "[tdx_kvm]") {
+  const bool ve_disable = GENERATE(true, false);
+  TdxFixture t(ve_disable);
+  t.build();
+  const uint64_t adds0 = t.m().stats().calls[static_cast<size_t>(tdx::Leaf::kMemSeptAdd)];
+  // Exit 1: the S-EPT has nothing: a TD exit, KVM's fault path maps it (PENDING).
+  REQUIRE(t.fault(0x1000).kind == ExitAction::kRetry);
+  CHECK(t.state(0x1000) == SeptState::kPending);
+  CHECK(t.m().stats().calls[static_cast<size_t>(tdx::Leaf::kMemSeptAdd)] - adds0 == 3);  // levels 3, 2, 1
+  CHECK(t.be().private_pages_mapped() == 1);
+  const Pfn pfn = t.f.gmem_pfn(t.gmem_fd, 1);
+  CHECK(t.m().pamt_leaf(pfn_to_hpa(pfn)).entry.type() == tdx::PageType::kReg);
+  // Exit 2: PENDING: #VE (or, SEPT_VE_DISABLE, a PENDING EPT-violation exit): the guest accepts.
+  REQUIRE(t.fault(0x1000).kind == ExitAction::kRetry);
+  CHECK(t.state(0x1000) == SeptState::kMapped);
+  CHECK(t.vcpu().stats().private_faults_below_kvm == 1);
+  CHECK(t.host->stats().guest_accepts == 1);
+  CHECK(t.m().stats().ve_injected == (ve_disable ? 0u : 1u));
+  CHECK(t.f.mem.meta(pfn).key_id == t.be().hkid());
+  // The vCPU's private root maps it; the checkers' view agrees.
+  const Stage2Lookup lk = t.be().lookup_private(t.vm(), Gpa(0x1000));
+  REQUIRE(lk.mapped());
+  CHECK(lk.pfn_for(Gpa(0x1000)) == pfn);
+  // Nothing went into the shared table.
+  CHECK(KvmFixture::leaf_count(t.vm()) == 0);
+  // The exits cost the module's cycles.
+  CHECK(t.f.kvm.take_cost().count() == 0);  // already taken by the exits
+  CHECK(t.m().stats().cycles[static_cast<size_t>(tdx::Leaf::kMemPageAug)] > 0);
+}
+
+TEST_CASE("TDX conversion to shared and back: BLOCK, TRACK, REMOVE, WBINVD, page cleared, AUG again", "[tdx_kvm]") {
+  TdxFixture t;
+  t.build();
+  t.fault_in(0x1000);
+  const Pfn pfn = t.f.gmem_pfn(t.gmem_fd, 1);
+  // The guest writes its secret under the TD key.
+  (void)t.f.mem.fill_keyed(pfn_to_hpa(pfn), kPage, 0xab, KeyedAccess{t.be().hkid(), t.vm().principal(), true});
+  const auto leaf = [&](tdx::Leaf l) { return t.m().stats().calls[static_cast<size_t>(l)]; };
+  const uint64_t blocks = leaf(tdx::Leaf::kMemRangeBlock), tracks = leaf(tdx::Leaf::kMemTrack),
+                 removes = leaf(tdx::Leaf::kMemPageRemove), wbinvds = leaf(tdx::Leaf::kPhymemPageWbinvd);
+  const uint64_t epoch0 = t.m().td_info(t.be().tdr())->td_epoch;
+
+  // MapGPA(gpa|S): TDG.VP.VMCALL<MapGPA> becomes KVM_HC_MAP_GPA_RANGE without the S bit.
+  ExitAction a = t.vcpu().handle_exit(0, hypercall_exit(tdx::kTdvmcallMapGpa, 0x1000 | kS, kPage));
+  REQUIRE(t.user.exits.size() == 1);
+  const kvm_run& run = t.user.exits.back().run;
+  CHECK(run.exit_reason == KVM_EXIT_HYPERCALL);
+  CHECK(run.hypercall.nr == KVM_HC_MAP_GPA_RANGE);
+  CHECK(run.hypercall.args[0] == 0x1000);
+  CHECK(run.hypercall.args[1] == 1);
+  CHECK(run.hypercall.args[2] == 0);
+  CHECK(a.ret == 0);
+  // The VMM converts: the private mapping is zapped in the A10.3 order.
+  REQUIRE(t.f.set_attrs(t.vm_fd, 0x1000, kPage, 0).ok());
+  CHECK(leaf(tdx::Leaf::kMemRangeBlock) - blocks == 1);
+  CHECK(leaf(tdx::Leaf::kMemTrack) - tracks == 1);
+  CHECK(leaf(tdx::Leaf::kMemPageRemove) - removes == 1);
+  CHECK(leaf(tdx::Leaf::kPhymemPageWbinvd) - wbinvds == 1);
+  CHECK(t.m().td_info(t.be().tdr())->td_epoch == epoch0 + 1);
+  CHECK(t.be().private_pages_mapped() == 0);
+  CHECK(t.m().pamt_leaf(pfn_to_hpa(pfn)).entry.type() == tdx::PageType::kNda);
+  CHECK_FALSE(t.be().lookup_private(t.vm(), Gpa(0x1000)).mapped());
+  // The host cleared the page: key 0, zeros, nobody's data.
+  CHECK(t.f.mem.meta(pfn).key_id == 0);
+  CHECK(t.f.mem.meta(pfn).label == kNobody);
+  CHECK(t.f.frame_is(pfn, 0));
+
+  // The shared side: the guest accesses gpa|S; KVM maps the shared EPT at gfn|S.
+  REQUIRE(t.fault(0x1000 | kS).kind == ExitAction::kRetry);
+  CHECK(KvmFixture::mapped(t.vm(), 0x1000 | kS));
+  CHECK_FALSE(KvmFixture::mapped(t.vm(), 0x1000));
+  // A private access to the now-shared gfn is a KVM_EXIT_MEMORY_FAULT (attribute mismatch, §7).
+  t.user.exits.clear();
+  (void)t.fault(0x1000);
+  REQUIRE(t.user.exits.size() == 1);
+  CHECK(t.user.exits.back().run.exit_reason == KVM_EXIT_MEMORY_FAULT);
+  CHECK(t.user.exits.back().run.memory_fault.gpa == 0x1000);
+  CHECK(t.user.exits.back().run.memory_fault.flags == KVM_MEMORY_EXIT_FLAG_PRIVATE);
+
+  // And back: MapGPA(gpa) is a to-private request; the shared leaf at gfn|S goes.
+  t.user.exits.clear();
+  (void)t.vcpu().handle_exit(0, hypercall_exit(tdx::kTdvmcallMapGpa, 0x1000, kPage));
+  REQUIRE(t.user.exits.size() == 1);
+  CHECK(t.user.exits.back().run.hypercall.args[2] == KVM_MAP_GPA_RANGE_ENCRYPTED);
+  REQUIRE(t.f.set_attrs(t.vm_fd, 0x1000, kPage, kPriv).ok());
+  CHECK_FALSE(KvmFixture::mapped(t.vm(), 0x1000 | kS));
+  // The S-EPT entry is FREE again: the next touch AUGs a page and the guest accepts it.
+  CHECK(t.state(0x1000) == SeptState::kFree);
+  t.fault_in(0x1000);
+}
+
+TEST_CASE("TDX MapGPA with a bad operand is answered by KVM without an exit", "[tdx_kvm]") {
+  TdxFixture t;
+  t.build();
+  ExitAction a = t.vcpu().handle_exit(0, hypercall_exit(tdx::kTdvmcallMapGpa, 0x1001 | kS, kPage));
+  CHECK(t.user.exits.empty());
+  CHECK(a.kind == ExitAction::kResume);
+  CHECK(a.ret == tdx::tdvmcall_status::kAlignError);
+  // Another TDVMCALL is not a conversion: -KVM_ENOSYS.
+  a = t.vcpu().handle_exit(0, hypercall_exit(0x10002, 0, 0));
+  CHECK(t.user.exits.empty());
+  CHECK(a.ret == static_cast<uint64_t>(-static_cast<int64_t>(KVM_ENOSYS)));
+}
+
+TEST_CASE("TDX machine check makes the TD fatal and stops the vCPU, teardown still reclaims", "[tdx_kvm]") {
+  TdxFixture t;
+  const uint64_t free0 = t.f.frames.free_frames();
+  t.build();
+  t.fault_in(0x2000);
+  MachineCheck mc;
+  mc.gpa = Gpa(0x2000);
+  const ExitAction a = t.vcpu().handle_machine_check(0, mc);
+  CHECK(a.kind == ExitAction::kStop);
+  CHECK(a.reason.find("FATAL") != std::string::npos);
+  CHECK(t.m().td_info(t.be().tdr())->fatal);
+  CHECK(t.fault(0x3000).kind == ExitAction::kStop);  // VP.ENTER fails TDX_TD_FATAL
+  REQUIRE(t.f.proc.close(t.vcpu_fd).ok());
+  REQUIRE(t.f.proc.close(t.gmem_fd).ok());
+  REQUIRE(t.f.proc.close(t.vm_fd).ok());
+  CHECK(t.f.frames.free_frames() == free0);
+  CHECK(t.host->hkids_in_use() == 0);
+}
+
+TEST_CASE("TDX teardown reclaims every frame and frees the HKID", "[tdx_kvm]") {
+  TdxFixture t;
+  const uint64_t free0 = t.f.frames.free_frames();
+  t.build();
+  for (uint64_t gpa = 0; gpa < 0x10000; gpa += kPage) t.fault_in(gpa);
+  // Convert a few back and forth so that zapped pages, S-EPT pages and live pages all exist.
+  REQUIRE(t.f.set_attrs(t.vm_fd, 0x4000, 0x4000, 0).ok());
+  REQUIRE(t.f.set_attrs(t.vm_fd, 0x4000, 0x2000, kPriv).ok());
+  t.fault_in(0x4000);
+  CHECK(t.be().private_pages_mapped() == 13);
+  CHECK(t.f.frames.free_frames() < free0);
+  const Hpa tdr = t.be().tdr();
+  const uint64_t reclaimed0 = t.m().stats().tds_reclaimed;
+  REQUIRE(t.f.proc.close(t.vcpu_fd).ok());
+  REQUIRE(t.f.proc.close(t.gmem_fd).ok());
+  REQUIRE(t.f.proc.close(t.vm_fd).ok());
+  CHECK(t.m().stats().tds_reclaimed == reclaimed0 + 1);
+  CHECK_FALSE(t.m().td_info(tdr).has_value());
+  CHECK(t.f.frames.free_frames() == free0);
+  CHECK(t.host->hkids_in_use() == 0);
+  CHECK(t.m().kot(17).state == tdx::HkidState::kFree);
+  // Nothing is left assigned in the PAMT.
+  uint64_t assigned = 0;
+  t.m().pamt().for_each_assigned([&](auto&&...) { ++assigned; });
+  CHECK(assigned == 0);
+}
+
+}  // namespace
+}  // namespace cvmsim::kvmtest

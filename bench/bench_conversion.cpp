@@ -134,21 +134,23 @@ int main(int argc, char** argv) {
               argc == 3 ? (std::string(" --reps ") + argv[2]).c_str() : "", load.c_str());
   std::printf("each configuration runs %u times as a child process; medians reported\n\n", reps);
 
+  // Repetitions are interleaved across configurations, so that a burst of load on this shared
+  // machine hits every configuration alike and the ratios stay meaningful.
   std::vector<Sample> med(std::size(kConfigs));
-  for (size_t i = 0; i < std::size(kConfigs); ++i) {
-    std::vector<double> walls;
-    std::vector<long> rss;
-    for (unsigned r = 0; r < reps; ++r) {
+  std::vector<std::vector<double>> walls(std::size(kConfigs));
+  std::vector<std::vector<long>> rss(std::size(kConfigs));
+  for (unsigned r = 0; r < reps; ++r) {
+    for (size_t i = 0; i < std::size(kConfigs); ++i) {
       Sample s;
       if (!run_child(argv[0], i, s)) {
         std::printf("FAIL  configuration %s did not run cleanly\n", kConfigs[i].name);
         return 1;
       }
-      walls.push_back(s.wall);
-      rss.push_back(s.rss_kb);
+      walls[i].push_back(s.wall);
+      rss[i].push_back(s.rss_kb);
     }
-    med[i] = Sample{median(walls), median(rss)};
   }
+  for (size_t i = 0; i < std::size(kConfigs); ++i) med[i] = Sample{median(walls[i]), median(rss[i])};
 
   bool all = true;
   std::printf("conversion round trips (sw_protected, 4 KiB, shared->private->shared, VMM discards the other side)\n");

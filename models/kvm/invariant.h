@@ -22,6 +22,7 @@ namespace cvmsim::kvm {
 
 class Kvm;
 class Vm;
+class GmemFile;
 
 struct Violation {
   std::string invariant;  // id, e.g. "ISO-1"
@@ -44,6 +45,9 @@ struct CheckScope {
   // The stage-2 leaves found in those ranges, read once per check and shared by every
   // invariant (nullptr when `dirty` is nullptr: walk the whole table).
   std::function<const std::vector<Stage2Leaf>*(const Vm&)> dirty_leaves;
+  // The guest_memfd file whose page cache holds a frame, or null; memoised per check (several
+  // invariants ask about the same frames).
+  std::function<const GmemFile*(Pfn)> gmem_owner;
 };
 
 struct InvariantDef {

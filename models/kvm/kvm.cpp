@@ -216,7 +216,7 @@ Result<int> Kvm::create_guest_memfd(Process& p, int vm_fd, const kvm_create_gues
     return file.error();
   }
   auto f = make_file(*this, File::kGmem);
-  gmem_files_.push_back(*file);
+  gmem_files_.emplace_back(*file, file->get());
   f->gmem = std::move(*file);
   ++stats_.gmem_created;
   return p.install(std::move(f));

@@ -124,10 +124,12 @@ class Kvm {
   std::shared_ptr<GmemFile> gmem_of(const Process& p, int fd) const;
   const std::vector<std::unique_ptr<Vm>>& vms() const { return vms_; }
   // f(const GmemFile&) for every guest_memfd file not yet released (checkers, graphs).
+  // (Single-threaded: an unexpired weak reference means the file is alive for the call, so no
+  // reference is taken; checkers call this for every leaf they look at.)
   template <class F>
   void for_each_gmem(F&& f) const {
-    for (const auto& w : gmem_files_)
-      if (auto g = w.lock(); g && !g->released()) f(*g);
+    for (const auto& [w, raw] : gmem_files_)
+      if (!w.expired() && !raw->released()) f(static_cast<const GmemFile&>(*raw));
   }
   // Every process that ever opened /dev/kvm and still exists (their address spaces).
   const std::vector<Process*>& processes() const { return processes_; }
@@ -187,7 +189,7 @@ class Kvm {
   uint64_t time_override_ = 0;
   std::vector<std::unique_ptr<Vm>> destroyed_;  // torn down, kept for late arch_gmem_invalidate calls
   GmemInodeNumbers inode_numbers_;
-  std::vector<std::weak_ptr<GmemFile>> gmem_files_;
+  std::vector<std::pair<std::weak_ptr<GmemFile>, GmemFile*>> gmem_files_;
   std::vector<Process*> processes_;
   GmemStats gmem_totals_;
   struct Stats {

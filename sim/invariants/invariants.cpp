@@ -76,14 +76,18 @@ const char* principal_name(Principal p) {
   return buf;
 }
 
+}  // namespace
+
 // The guest_memfd file (if any) whose page cache holds frame f.
-const GmemFile* gmem_owner(const Kvm& kvm, Pfn f) {
+const GmemFile* find_gmem_owner(const Kvm& kvm, Pfn f) {
   const GmemFile* owner = nullptr;
   kvm.for_each_gmem([&](const GmemFile& g) {
     if (!owner && g.inode().owns_frame(f)) owner = &g;
   });
   return owner;
 }
+
+namespace {
 
 // ISO-1: a private frame is mapped into at most one VM, at one GFN, and belongs to that VM.
 // Checked per mapping, which makes it incremental: a guest_memfd folio may be mapped only by
@@ -96,7 +100,7 @@ void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Gfn g = l.gfn + i;
         const Pfn f = l.pfn + i;
-        const GmemFile* owner = gmem_owner(s.kvm, f);
+        const GmemFile* owner = s.gmem_owner(f);
         if (!owner) continue;  // not private memory (ISO-3 flags a private GFN that maps such a frame)
         if (&owner->vm() != static_cast<const GmemVm*>(&vm)) {
           out.push_back({"ISO-1", vm.name() + " maps frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
@@ -220,7 +224,7 @@ void check_iso7(const CheckScope& s, std::vector<Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const Vm& vm = *vmp;
     for_each_leaf(s, vm, [&](const Leaf& l) {
-      const GmemFile* owner = gmem_owner(s.kvm, l.pfn);
+      const GmemFile* owner = s.gmem_owner(l.pfn);
       if (owner && &owner->vm() != static_cast<const GmemVm*>(&vm))
         out.push_back({"ISO-7",
                        vm.name() + " maps frame " + hex(l.pfn.value()) + " (gfn " + hex(l.gfn.value()) +
@@ -297,7 +301,15 @@ std::vector<Violation> Checker::check() {
                      if (mode_ == CheckMode::kFull) return nullptr;
                      const Work* w = find(vm);
                      return !w || w->dirty.all ? nullptr : &w->leaves;
+                   },
+                   [&](Pfn f) -> const GmemFile* {
+                     for (const auto& [pfn, owner] : memo_)
+                       if (pfn == f.value()) return owner;
+                     const GmemFile* owner = find_gmem_owner(kvm_, f);
+                     if (memo_.size() < 64) memo_.emplace_back(f.value(), owner);
+                     return owner;
                    }};
+  memo_.clear();
   std::vector<Violation> v;
   for (const InvariantDef& d : defs_) {
     v.clear();

@@ -26,6 +26,9 @@ std::vector<kvm::InvariantDef> generic_invariants();
 // The generic invariants plus those of every backend a Kvm can create.
 std::vector<kvm::InvariantDef> catalogue(const std::vector<const kvm::KvmBackend*>& backends);
 
+// The guest_memfd file whose page cache holds frame f, or null (scans the live files).
+const kvm::GmemFile* find_gmem_owner(const kvm::Kvm& kvm, Pfn f);
+
 class Checker {
  public:
   Checker(const kvm::Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<kvm::InvariantDef> defs);
@@ -52,6 +55,7 @@ class Checker {
     std::vector<Stage2Leaf> leaves;
   };
   std::vector<Work> work_;
+  std::vector<std::pair<uint64_t, const kvm::GmemFile*>> memo_;  // frame -> owner, per check
 };
 
 }  // namespace cvmsim::invariants

@@ -255,8 +255,10 @@ struct EdgeWriter {
       default: break;
     }
     if (!p.access && p.kind == EdgeKind::kExtension) style = "dashed";
+    // Arrows pointing back at a principal do not pull the layout (left to right: who -> what).
+    const bool back = p.kind == EdgeKind::kHoldsData || p.kind == EdgeKind::kCreatedFor;
     os << "[label=\"" << dot_escape(p.label) << "\", color=\"" << color << "\", fontcolor=\"" << color
-       << "\", style=" << style << "]";
+       << "\", style=" << style << (back ? ", constraint=false" : "") << "]";
   }
 };
 
@@ -462,7 +464,7 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
     VertexProps vp;
     vp.kind = VertexKind::kGmem;
     vp.name = "guest_memfd ino " + std::to_string(ino.ino());
-    vp.detail = bytes(static_cast<uint64_t>(ino.size())) + ", " + std::to_string(ino.nr_folios()) + " folios" +
+    vp.detail = bytes(static_cast<uint64_t>(ino.size())) + ", " + std::to_string(ino.nr_folios()) + (ino.nr_folios() == 1 ? " folio" : " folios") +
                 (ino.supports_mmap() ? ", mmap" : "") + (g.fd_open() ? "" : ", fd closed");
     vp.object = &g;
     const Vertex v = b.add_vertex(std::move(vp));

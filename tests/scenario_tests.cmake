@@ -171,3 +171,7 @@ cvmsim_run_test("bad input: graph --out with an unknown extension" 2
                 ARGS graph ${SCN}/kvm/convert_both_ways.json --out g.txt
                 STDERR "--out g.txt: the file name must end in .dot, .svg or .png")
 cvmsim_run_test("bad input: graph without a scenario" 2 ARGS graph STDERR "scenario is required")
+# The graph of the hostile double map shows the stolen frame reachable by both VMs.
+cvmsim_run_test("graph shows the hostile double map" 0 ARGS graph ${SCN}/attacks/hostile_double_map.json
+                STDOUT "digraph G"
+                STDERR "violation of GRAPH-1: private frames 0x[0-9a-f]+ .guest_memfd ino [0-9]+, created for victim. are reachable by 2 VM.s.: victim, evil")

@@ -170,3 +170,23 @@ cvmsim_run_test("bad step: unknown guest_memfd name" 2
 cvmsim_run_test("bad step: barrier reached by one actor" 2
                 ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.3.actor=vm0.cpu0
                 STDERR "barrier \"written\" is used by one actor only")
+
+# The ownership graph (docs/ownership-graph.md).
+add_test(NAME "scenario: graph writes the ownership graph after a step"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/kvm/convert_both_ways.json -DSTEP=5
+                 -DOUT=${OUTROOT}/graph -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/graph.cmake)
+cvmsim_run_test("graph to stdout at the end of the run" 0 ARGS graph ${SCN}/quickstart.json
+                STDOUT "^digraph G {.*at the end of the run")
+cvmsim_run_test("graph after a host step" 0 ARGS graph ${SCN}/kvm/convert_both_ways.json --at-step 7
+                STDOUT "after step 7 \\(host host_read: host sees the shared page\\).*vmm:vm0")
+cvmsim_run_test("bad input: graph --at-step beyond the last step" 2
+                ARGS graph ${SCN}/kvm/convert_both_ways.json --at-step 31
+                STDERR "--at-step 31: the scenario has 31 steps \\(0-30\\)")
+cvmsim_run_test("bad input: graph --out with an unknown extension" 2
+                ARGS graph ${SCN}/kvm/convert_both_ways.json --out g.txt
+                STDERR "--out g.txt: the file name must end in .dot, .svg or .png")
+cvmsim_run_test("bad input: graph without a scenario" 2 ARGS graph STDERR "scenario is required")
+# The graph of the hostile double map shows the stolen frame reachable by both VMs.
+cvmsim_run_test("graph shows the hostile double map" 0 ARGS graph ${SCN}/attacks/hostile_double_map.json
+                STDOUT "digraph G"
+                STDERR "violation of GRAPH-1: private frames 0x[0-9a-f]+ .guest_memfd ino [0-9]+, created for victim. are reachable by 2 VM.s.: victim, evil")

@@ -82,6 +82,20 @@ class HostMm {
   uint64_t resident_bytes() const { return resident_bytes_; }
   // True if frame f is the first frame of a page of this address space (checkers).
   bool owns_frame(Pfn f) const { return owned_.count(f.value()) != 0; }
+  // One mapping as inspectors see it: its range, page size and present pages (page index
+  // within the mapping -> first frame of that page).
+  struct VmaView {
+    Hva start;
+    uint64_t len = 0;
+    PageSize page = PageSize::k4K;
+    const std::map<uint64_t, Pfn>& pages;
+  };
+  // f(const VmaView&) for every mapping, by address (ownership graph, checkers).
+  template <class F>
+  void for_each_vma(F&& f) const {
+    for (const auto& [s, v] : vmas_) f(VmaView{v.start, v.len, v.page, v.pages});
+  }
+  Principal owner() const { return owner_; }
   void describe_stats(StatVisitor& v) const;
 
  private:

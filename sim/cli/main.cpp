@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "sim/cli/graph.h"
 #include "sim/cli/list.h"
 #include "sim/config/loader.h"
 #include "sim/platform/run.h"
@@ -161,6 +162,18 @@ int main(int argc, char** argv) {
   validate->add_option("scenario", vscenario, "scenario JSON file")->required();
   validate->add_option("--set", vsets, "override a field (repeatable)")->take_all();
 
+  std::string gscenario, gout;
+  std::optional<uint64_t> gseed;
+  std::optional<size_t> gstep;
+  std::vector<std::string> gsets;
+  auto* graph = app.add_subcommand(
+      "graph", "run a scenario and write its ownership graph (who can reach which frame) in Graphviz DOT");
+  graph->add_option("scenario", gscenario, "scenario JSON file")->required();
+  graph->add_option("--at-step", gstep, "snapshot right after this step (0-based) completes; default: at the end");
+  graph->add_option("--out,-o", gout, "FILE.dot, or FILE.svg / FILE.png to render with Graphviz (default: DOT on stdout)");
+  graph->add_option("--seed", gseed, "master seed (overrides the scenario's)");
+  graph->add_option("--set", gsets, "override a field (repeatable)")->take_all();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -171,5 +184,18 @@ int main(int argc, char** argv) {
   if (*check) return do_run(cscenario, cout_dir, cseed, csets, true, true);
   if (*list) return steps ? print_steps(markdown) : (invs && markdown) ? print_invariants_markdown() : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
+  if (*graph) {
+    config::LoadOptions lo;
+    lo.overrides = gsets;
+    lo.seed = gseed;
+    config::LoadedScenario s;
+    try {
+      s = config::load_scenario(gscenario, lo);
+    } catch (const config::ConfigError& e) {
+      report(gscenario, e);
+      return kExitBadInput;
+    }
+    return run_graph(s, gstep, gout);
+  }
   return kExitBadInput;
 }

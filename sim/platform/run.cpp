@@ -260,6 +260,7 @@ class Platform : public sc_core::sc_module {
 
   const std::vector<std::unique_ptr<VmInstance>>& vms() const { return vms_; }
   PhysMem& mem() { return mem_; }
+  const kvm::Kvm& kvm() const { return kvm_; }
 
  private:
   Clock clock_;
@@ -300,6 +301,16 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   StatsRegistry reg;
   platform.register_stats(reg);
 
+  // A snapshot of the state (cvmsim graph): after the named step, else at the end.
+  bool snapped = false;
+  if (opts.snapshot && opts.snapshot_step) {
+    platform.driver().set_step_hook([&](size_t i) {
+      if (snapped || i != *opts.snapshot_step) return;
+      snapped = true;
+      opts.snapshot(platform.kvm(), platform.mem(), "after step " + std::to_string(i));
+    });
+  }
+
   const auto t0 = std::chrono::steady_clock::now();
   if (sc.run.max_time_ns)
     sc_core::sc_start(sc_core::sc_time(static_cast<double>(sc.run.max_time_ns), sc_core::SC_NS));
@@ -307,6 +318,12 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
     sc_core::sc_start();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   progress.finish();
+  if (opts.snapshot && !snapped) {
+    snapped = true;
+    opts.snapshot(platform.kvm(), platform.mem(),
+                  opts.snapshot_step ? "at the end of the run (step " + std::to_string(*opts.snapshot_step) + " never completed)"
+                                     : std::string("at the end of the run"));
+  }
 
   RunReport r;
   // The run ends when the last vCPU finished; threads have no further events.

@@ -3,6 +3,9 @@
 // be called at most once per process.
 #pragma once
 
+#include <cstddef>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,9 +13,24 @@
 
 namespace cvmsim {
 
+class PhysMem;
+namespace kvm {
+class Kvm;
+}
+
+// A look at the simulated state while the scenario runs (cvmsim graph). `when` says when it
+// was taken: "after step N" or "at the end of the run".
+using StateSnapshot = std::function<void(const kvm::Kvm&, const PhysMem&, const std::string& when)>;
+
 struct RunOptions {
   bool progress = false;       // a progress line on stderr (the CLI enables it on a terminal)
   std::string trace_path;      // trace file to write when the scenario asks for a trace
+  // Called once: right after scenario step `snapshot_step` completes (a vmm/host step after
+  // its invariant check; a vCPU step when the vCPU has finished the step's last operation, in
+  // that vCPU's thread), or at the end of the run when no step is named or the step never
+  // completed. Nothing is called when `snapshot` is empty.
+  StateSnapshot snapshot;
+  std::optional<size_t> snapshot_step;
 };
 
 struct RunReport {

@@ -105,6 +105,7 @@ void ScenarioDriver::run_actor(std::string actor, std::vector<size_t> steps) {
       if (c.count()) sc_core::wait(sc_core::sc_time::from_value(clock_.to_ps(c)));
     }
     ++done_[actor];
+    if (step_hook_) step_hook_(i);
   }
 }
 
@@ -112,6 +113,9 @@ std::unique_ptr<GuestProgram> ScenarioDriver::program_for(const std::string& act
   auto it = by_actor_.find(actor);
   if (it == by_actor_.end()) return nullptr;
   auto p = std::make_unique<scenario::StepProgram>(sc_, it->second, vm_type, clock_.frequency_hz(), log_, barrier_ids_);
+  p->on_step_done = [this](size_t i) {
+    if (step_hook_) step_hook_(i);
+  };
   programs_[actor] = p.get();
   return p;
 }

@@ -8,6 +8,7 @@
 // them first, so a race written with barriers and waits happens in the order written.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -77,6 +78,9 @@ class ScenarioDriver : public sc_core::sc_module {
   bool stop_expected(const std::string& actor) const;
   // True if the vCPU runs steps (its verify failures are step expectations, reported as such).
   bool has_program(const std::string& actor) const { return programs_.count(actor) != 0; }
+  // Called with a step's index when it completes: vmm/host steps in their actor's thread after
+  // the invariant check, vCPU steps in the vCPU's thread after the step's last operation.
+  void set_step_hook(std::function<void(size_t)> f) { step_hook_ = std::move(f); }
 
  private:
   void run_actor(std::string actor, std::vector<size_t> steps);
@@ -94,6 +98,7 @@ class ScenarioDriver : public sc_core::sc_module {
   invariants::Checker& checker_;
   bool stop_on_violation_;
   std::vector<kvm::Violation> unexpected_;
+  std::function<void(size_t)> step_hook_;
 };
 
 }  // namespace cvmsim

@@ -615,6 +615,7 @@ void StepProgram::on_stop(std::string_view reason) {
 void StepProgram::finish_step(bool stopped, const OpResult*) {
   const StepConfig& s = sc_.steps[cur_.step];
   have_cur_ = false;
+  if (on_step_done) on_step_done(cur_.step);
   std::vector<std::string> wrong;
   if (s.expect.has("stops") && s.expect.stops && !stopped) wrong.push_back("the vCPU did not stop");
   if (s.expect.has("exit")) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <memory>
@@ -101,6 +102,9 @@ class StepProgram final : public GuestProgram {
   bool note_violation(const kvm::Violation& v);
   // True if the vCPU stopped at a step that expected it.
   bool stop_expected() const { return stop_expected_; }
+  // Called with the scenario step index each time this program finishes a step (after its
+  // last operation's result, or when the vCPU stopped in it).
+  std::function<void(size_t)> on_step_done;
 
  private:
   struct Pending {

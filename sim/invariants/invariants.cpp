@@ -236,6 +236,54 @@ void check_iso7(const CheckScope& s, std::vector<Violation>& out) {
 
 }  // namespace
 
+namespace {
+
+// ISO-4: while a GFN stays private its frame does not change except through a conversion or a
+// punch-hole, both of which go through KVM's invalidation (mmu_invalidate_seq advances). The
+// check remembers, per private GFN it has seen mapped, the frame and the sequence number; a new
+// frame under an unchanged sequence is a swap nobody asked for. (It sees the mappings of the
+// stage-2 table; a backend with its own private root covers its tables with its invariants.)
+struct Iso4State {
+  struct Seen {
+    uint64_t pfn;
+    uint64_t seq;
+  };
+  std::map<const Vm*, std::unordered_map<uint64_t, Seen>> seen;
+};
+
+void check_iso4(Iso4State& st, const CheckScope& s, std::vector<Violation>& out) {
+  // Forget VMs that are gone.
+  for (auto it = st.seen.begin(); it != st.seen.end();) {
+    bool alive = false;
+    for (const auto& vm : s.kvm.vms()) alive = alive || vm.get() == it->first;
+    it = alive ? std::next(it) : st.seen.erase(it);
+  }
+  for (const auto& vmp : s.kvm.vms()) {
+    const Vm& vm = *vmp;
+    auto& seen = st.seen[&vm];
+    const uint64_t seq = vm.mmu_invalidate_seq();
+    for_each_leaf(s, vm, [&](const Leaf& l) {
+      for (uint64_t i = 0; i < frames_of(l.size); ++i) {
+        const Gfn g = l.gfn + i;
+        if (!vm.mem_is_private(g)) {
+          seen.erase(g.value());
+          continue;
+        }
+        const uint64_t f = (l.pfn + i).value();
+        auto [it, fresh] = seen.try_emplace(g.value(), Iso4State::Seen{f, seq});
+        if (!fresh && it->second.pfn != f && it->second.seq == seq)
+          out.push_back({"ISO-4",
+                         vm.name() + " private gfn " + hex(g.value()) + " changed from frame " + hex(it->second.pfn) +
+                             " to " + hex(f) + " with no invalidation (no conversion or punch-hole) in between",
+                         vm.name(), {g}, {Pfn(it->second.pfn), Pfn(f)}});
+        it->second = Iso4State::Seen{f, seq};
+      }
+    });
+  }
+}
+
+}  // namespace
+
 std::vector<InvariantDef> generic_invariants() {
   const std::vector<std::string> all{"all"};
   return {
@@ -245,6 +293,10 @@ std::vector<InvariantDef> generic_invariants() {
       {"ISO-3", "every private mapping in the hardware's stage-2 tables is one KVM and guest_memfd know about (no orphans)",
        "kvm-guest-memfd.md §7 (private faults resolve only from the slot's guest_memfd), §6.2 (closing zaps)", all,
        check_iso3},
+      {"ISO-4", "while a GFN stays private its frame does not change except through a conversion or a punch-hole",
+       "invariants issue (ISO-4); kvm-guest-memfd.md §5 (every change of a mapping goes through the invalidation protocol), §13.3",
+       all,
+       [st = std::make_shared<Iso4State>()](const CheckScope& s, std::vector<Violation>& out) { check_iso4(*st, s, out); }},
       {"ISO-5", "no TLB entry gives an access that the stage-2 table no longer grants (after a zap, the flush happened)",
        "kvm-guest-memfd.md §5 (invalidation: unmap then flush before the range is reused)", all, check_iso5},
       {"ISO-6", "a frame a VM can reach holds no other principal's data: frames are scrubbed when they change hands",

@@ -158,3 +158,28 @@ TEST_CASE("incremental checks re-read only what changed and report a violation o
   CHECK(c.check().empty());  // already reported
   CHECK(c.violations().size() == v.size());
 }
+
+TEST_CASE("ISO-4 catches a private frame swapped without an invalidation") {
+  World w(any_store());
+  Checker c = w.checker(CheckMode::kIncremental);
+  REQUIRE(c.check().empty());
+  SECTION("a conversion and a punch-hole change the frame legitimately") {
+    const Pfn before = w.f.mapped_pfn(w.vm(), 0x1000);
+    REQUIRE(w.f.set_attrs(w.vm_fd, 0x1000, kPage, 0).ok());
+    REQUIRE(w.f.kvm.fallocate(w.f.proc, w.gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0x1000, kPage).ok());
+    auto hold = w.f.frames.alloc(PageSize::k4K);  // takes the freed frame: the refault gets another
+    REQUIRE(hold.ok());
+    REQUIRE(w.f.set_attrs(w.vm_fd, 0x1000, kPage, kPriv).ok());
+    REQUIRE(w.f.vcpu(w.vcpu_fd).handle_exit(0, stage2_exit(0x1000, true)).kind == ExitAction::kRetry);
+    CHECK(w.f.mapped_pfn(w.vm(), 0x1000) != before);
+    CHECK(c.check().empty());
+  }
+  SECTION("a swap behind KVM's back is caught") {
+    auto other = w.f.frames.alloc(PageSize::k4K);
+    REQUIRE(other.ok());
+    REQUIRE(w.vm().stage2().unmap(Gpa(0x1000), PageSize::k4K).ok());
+    REQUIRE(w.vm().stage2().map(Gpa(0x1000), *other, PageSize::k4K, kPermsRWX).ok());
+    w.vm().note_changed(GfnRange{Gfn(1), Gfn(2)});
+    CHECK(has(c.check(), "ISO-4"));
+  }
+}

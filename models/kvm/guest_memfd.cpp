@@ -450,7 +450,11 @@ Result<GmemPfn> GmemFile::get_pfn(SlotId slot, Gfn gfn, Gfn slot_base_gfn, GmemP
   GmemFolio& folio = **f;
   GmemPfn out{folio.pfn, 0, 0};
   // §6.3/§13.6: zero on first hand-out unless already uptodate (zeroed before, or populated).
-  if (!folio.uptodate) out.bytes_zeroed = inode_->zero_folio(folio);
+  // The unsafe policy skips it: the frame reaches the guest with whatever it held.
+  if (!folio.uptodate) {
+    if (inode_->env().zero_on_handout) out.bytes_zeroed = inode_->zero_folio(folio);
+    else folio.uptodate = true;
+  }
   // §6.3: kvm_arch_gmem_prepare on every call (mainline baseline: no "prepared" tracking), for the
   // folio's first gfn; order 0, so that is `gfn` itself. An error is returned as is; the folio
   // stays zeroed and uptodate.

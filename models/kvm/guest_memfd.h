@@ -121,6 +121,9 @@ struct GmemEnv {
   GmemInodeNumbers& inode_numbers;
   GmemStats* totals = nullptr;  // optional host-wide totals; every inode also keeps its own
   GmemRebindPolicy rebind = GmemRebindPolicy::kForbid;
+  // Zero a folio before its first hand-out to the guest (§6.3, §13.6). false is unsafe: freed
+  // frames reach the next owner with their old contents (the checker's ISO-6 catches it).
+  bool zero_on_handout = true;
 };
 
 // One page-cache entry. Mainline guest_memfd has order-0 folios only (§13.9).

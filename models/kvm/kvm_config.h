@@ -30,6 +30,8 @@ struct KvmConfig {
   AttrStoreKind attr_store = AttrStoreKind::kXarray;  // Linux's xarray is the reference
   uint64_t attr_store_max_bytes = 0;                  // 0 = unlimited (ENOMEM beyond it)
   GmemRebindPolicy gmem_rebind = GmemRebindPolicy::kForbid;  // mainline
+  bool gmem_zero_on_handout = true;  // mainline; false is unsafe
+  bool flush_tlb_after_zap = true;   // mainline; false is unsafe (stale translations survive a zap)
   KvmCosts costs;
 };
 

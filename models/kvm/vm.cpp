@@ -371,6 +371,11 @@ bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
 }
 
 void Vm::flush_remote_tlbs() {
+  // The unsafe policy skips the flush after a zap: stale translations survive (ISO-5 catches it).
+  if (!cfg_.flush_tlb_after_zap) {
+    ++stats_.tlb_flushes_skipped;
+    return;
+  }
   for (auto& v : vcpus_) v->flush_tlb();
   ++stats_.tlb_flushes;
   charge(cfg_.costs.tlb_flush);
@@ -678,6 +683,8 @@ void Vm::describe_stats(StatVisitor& v) const {
   v.counter("huge_fallbacks", stats_.huge_fallbacks, "count", "huge mappings that fell back one level because smaller leaves were present");
   v.counter("zapped_leaves", stats_.zapped_leaves, "leaves", "stage-2 leaves removed by invalidations");
   v.counter("tlb_flushes", stats_.tlb_flushes, "flushes", "kvm_flush_remote_tlbs calls");
+  v.counter("tlb_flushes_skipped", stats_.tlb_flushes_skipped, "flushes",
+            "TLB flushes skipped by the unsafe platform.kvm.flush_tlb_after_zap = false policy");
   v.counter("invalidations", stats_.invalidations, "count", "mmu_invalidate_begin calls");
   v.counter("notifier_invalidations", stats_.notifier_invalidations, "count",
             "host MMU-notifier invalidations that hit a memslot");

@@ -247,7 +247,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   struct Stats {
     uint64_t faults = 0, faults_fixed = 0, faults_retried = 0, memory_fault_exits = 0, mmio_exits = 0;
     uint64_t private_faults = 0, shared_faults = 0, maps_4k = 0, maps_2m = 0, maps_1g = 0, huge_fallbacks = 0;
-    uint64_t zapped_leaves = 0, tlb_flushes = 0, invalidations = 0, notifier_invalidations = 0;
+    uint64_t zapped_leaves = 0, tlb_flushes = 0, tlb_flushes_skipped = 0, invalidations = 0, notifier_invalidations = 0;
     uint64_t attr_sets = 0, attr_sets_noop = 0, attr_pages_changed = 0;
     uint64_t slots_created = 0, slots_deleted = 0, slots_moved = 0;
     uint64_t gmem_prepares = 0, gmem_invalidates = 0, bytes_zeroed = 0;

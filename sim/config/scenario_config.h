@@ -168,11 +168,15 @@ inline constexpr EnumName<kvm::GmemRebindPolicy> kRebindNames[] = {
 struct KvmPlatformConfig {
   kvm::AttrStoreKind attr_store = kvm::AttrStoreKind::kXarray;
   kvm::GmemRebindPolicy gmem_rebind = kvm::GmemRebindPolicy::kForbid;
+  bool gmem_zero_on_handout = true;
+  bool flush_tlb_after_zap = true;
   KvmCostConfig costs;
   template <class V>
   void visit(V& v) {
     v(enum_field("attr_store", attr_store, kAttrStoreNames, "memory-attribute storage: xarray (per page, as Linux) or range (interval store)"));
     v(enum_field("gmem_rebind", gmem_rebind, kRebindNames, "binding a guest_memfd to a VM other than its own: forbid (mainline, EINVAL), zero_on_unbind (allowed; pages zeroed when the last binding goes), zero_on_bind (allowed once unbound; zeroed when another VM binds it), unsafe_no_scrub (allowed, pages handed over as they are: unsafe, the checker's ISO-6 catches it)"));
+    v(bool_field("gmem_zero_on_handout", gmem_zero_on_handout, "zero a guest_memfd page before the guest first gets it (mainline); false is UNSAFE: freed frames reach the next owner with their old contents"));
+    v(bool_field("flush_tlb_after_zap", flush_tlb_after_zap, "flush every vCPU's TLB after KVM zaps mappings (mainline); false is UNSAFE: stale translations survive"));
     v(object_field("costs", costs, "cost of KVM operations"));
   }
 };

@@ -81,6 +81,8 @@ kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
   kvm::KvmConfig k;
   k.attr_store = p.kvm.attr_store;
   k.gmem_rebind = p.kvm.gmem_rebind;
+  k.gmem_zero_on_handout = p.kvm.gmem_zero_on_handout;
+  k.flush_tlb_after_zap = p.kvm.flush_tlb_after_zap;
   k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
   return k;
 }

@@ -111,6 +111,25 @@ foreach(s ${ATTACK_SCENARIOS})
   get_filename_component(n ${s} NAME_WE)
   cvmsim_run_test("attack caught ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
 endforeach()
+# The host kernel's write into TD-private memory: the TD's next read consumes poison (#MC, the TD
+# is FATAL), the vCPU's later steps never run, and the TD's other vCPU cannot enter it any more.
+set(POISON ${SCN}/attacks/tdx_host_write_poison.json)
+cvmsim_run_test("tdx host write poison: the TD takes #MC and is FATAL" 1
+                ARGS check ${POISON} --set "steps.8.expect={}"
+                STDOUT "FAIL step 8 .*the vCPU stopped: vm0 vCPU 0: machine check at gpa 0x5040 .*the TD is FATAL .TDX_NON_RECOVERABLE_TD.")
+cvmsim_run_test("tdx host write poison: later steps of the vCPU do not run" 1
+                ARGS check ${POISON} --set steps.9.actor=vm0.cpu0 --set steps.10.actor=vm0.cpu0
+                STDOUT "FAIL step 10 .*not run: the vCPU stopped at step 8")
+cvmsim_run_test("tdx host write poison: the other vCPU cannot enter the FATAL TD" 1
+                ARGS check ${POISON} --set "steps.10.expect={}"
+                STDOUT "FAIL step 10 .*TDH.VP.ENTER failed: TDX_TD_FATAL")
+# Without the host's write there is no poison: the TD reads its data.
+cvmsim_run_test("tdx host read: the TD still reads its data, not zeros" 1
+                ARGS check ${SCN}/attacks/tdx_host_read.json --set steps.6.expect.pattern=zero
+                STDOUT "FAIL step 6 .*the data read back does not match")
+cvmsim_run_test("bad step: hostile_read across a page boundary" 2
+                ARGS check ${SCN}/attacks/tdx_host_read.json --set steps.3.gpa=0x5800
+                STDERR "/steps/3/size: hostile_read/hostile_write access 1..4096 bytes within one 4 KiB page")
 add_test(NAME "docs: attack table matches the attack suite"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN}/attacks -DDOC=${PROJECT_SOURCE_DIR}/docs/attacks.md
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/attack_table.cmake)

@@ -69,6 +69,10 @@ constexpr StepOpInfo kOps[] = {
      "attack: the host kernel writes `to_vm`'s stage-2 table to map the frame `vm` has at gpa (at the same gpa), behind KVM's back"},
     {StepOp::kHostileUnmapNoFlush, "hostile_unmap_no_flush", ActorKind::kHost, "gpa", "vm",
      "attack: the host kernel clears `vm`'s stage-2 leaf at gpa and flushes no TLB (stale translations survive)"},
+    {StepOp::kHostileWrite, "hostile_write", ActorKind::kHost, "gpa size", "vm pattern value",
+     "attack: the host kernel writes through its direct map, with key 0 (not full-line), into the frame `vm` has at gpa, private or shared (TDX: the shared side at gpa | SHARED bit); size 1..4096 within one page"},
+    {StepOp::kHostileRead, "hostile_read", ActorKind::kHost, "gpa size", "vm",
+     "attack: the host kernel reads the frame `vm` has at gpa through its direct map with key 0; expect the data (a TD-private page reads as zeros, sw_protected returns the plaintext)"},
 };
 
 std::set<std::string> words(std::string_view s) {
@@ -198,6 +202,9 @@ void StepConfig::validate(const std::string& ptr) const {
     throw ConfigError(ptr + "/prot", "must be r, rw or rwx");
   if ((op == StepOp::kLoad || op == StepOp::kStore) && (size == 0 || size > 4096))
     throw ConfigError(ptr + "/size", "guest loads and stores are 1..4096 bytes");
+  if ((op == StepOp::kHostileWrite || op == StepOp::kHostileRead) &&
+      (size == 0 || size > 4096 || (gpa & 4095) + size > 4096))
+    throw ConfigError(ptr + "/size", "hostile_read/hostile_write access 1..4096 bytes within one 4 KiB page");
   if (has("hva") && !hva.empty() && !parse_size(hva))
     throw ConfigError(ptr + "/hva", "not a number: \"" + hva + "\"");
   // Expectations that make sense only for some actors.

@@ -33,7 +33,7 @@ enum class StepOp : uint8_t {
   // any actor
   kWait, kBarrier,
   // host: hostile host-kernel actions (attack scenarios)
-  kHostileMap, kHostileUnmapNoFlush,
+  kHostileMap, kHostileUnmapNoFlush, kHostileWrite, kHostileRead,
 };
 
 inline constexpr EnumName<StepOp> kStepOpNames[] = {
@@ -69,6 +69,8 @@ inline constexpr EnumName<StepOp> kStepOpNames[] = {
     {StepOp::kBarrier, "barrier"},
     {StepOp::kHostileMap, "hostile_map"},
     {StepOp::kHostileUnmapNoFlush, "hostile_unmap_no_flush"},
+    {StepOp::kHostileWrite, "hostile_write"},
+    {StepOp::kHostileRead, "hostile_read"},
 };
 
 enum class ActorKind : uint8_t { kVmm = 1, kHost = 2, kVcpu = 4, kAny = 7 };
@@ -184,7 +186,7 @@ struct StepConfig {
     v(uint_field("arg", arg, "enable_cap: args[0]"));
     v(uint_field("vcpu", vcpu, "pre_fault_memory: vCPU index").max(255));
     v(string_field("to", to, "convert: private or shared"));
-    v(enum_field("pattern", pattern, kStepPatternNames, "store/host_write/map_write: data written"));
+    v(enum_field("pattern", pattern, kStepPatternNames, "store/host_write/map_write/hostile_write: data written"));
     v(uint_field("value", value, "pattern value or seed"));
     v(uint_field("nr", nr, "hypercall number (args: gpa, size/4096, value)"));
     v(uint_field("cycles", cycles, "compute: cycles to spend").unit("cycles"));

@@ -448,6 +448,39 @@ Cycles StepExecutor::execute(size_t index) {
       if (!s.expect.has("violation")) log_.met(s, index);
       break;
     }
+    case StepOp::kHostileWrite:
+    case StepOp::kHostileRead: {
+      // The host kernel's direct map: the frame behind gpa, accessed with key 0 by the host
+      // kernel, as a buggy or hostile kernel would (no full-line store: a partial write).
+      VmHandle& target = vm_for(s);
+      Vm* vm = kvm_.vm_of(*target.proc, target.vm_fd);
+      const Gpa g(s.gpa);
+      Stage2Lookup lk;
+      if (vm) lk = vm->backend().translates_privately(*vm, g) ? vm->backend().lookup_private(*vm, g) : vm->stage2().lookup(g);
+      if (!vm || !lk.mapped()) {
+        log_.failed(s, index, "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
+        break;
+      }
+      const Hpa hpa = Hpa(pfn_to_hpa(lk.pfn_for(g)).value() + (s.gpa & (kPageBytes - 1)));
+      PhysMem& mem = vm->mem();
+      std::vector<uint8_t> buf(s.size);
+      if (s.op == StepOp::kHostileWrite) {
+        fill_pattern(s.pattern, s.value, s.gpa, buf);
+        (void)mem.write_keyed(hpa, buf, KeyedAccess{0, kHostKernel, false});
+        if (!s.expect.has("violation")) log_.met(s, index);
+      } else {
+        const IntegrityResult r = mem.read_keyed(hpa, buf, 0);
+        if (r.poisoned)
+          log_.failed(s, index, "the host kernel consumed poison at hpa " + hex(r.poison_address.value()) + " (#MC in the host)");
+        else if (s.expect.has("violation"))
+          ;  // the checker reports it
+        else
+          check_data(s, index, s.gpa, buf);
+      }
+      const double bw = kvm_.config().costs.zero_bytes_per_cycle;
+      kvm_.charge(Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) + 1));
+      break;
+    }
     default:
       log_.failed(s, index, "operation " + op_name(s.op) + " is not a vmm/host operation");
       break;

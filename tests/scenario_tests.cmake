@@ -105,6 +105,11 @@ endforeach()
 # A TD running workloads (first touch = AUG + the guest's ACCEPT) completes, reporting platform.tdx.
 cvmsim_run_test("tdx workload run" 0 ARGS run ${SCN}/tdx/workload_smoke.json
                 STDOUT "2 \\(2 ran to completion\\)" FORBID "did not read back")
+# A TD built from a measured initial image: MRTD depends on the measured contents only, the image
+# needs no ACCEPT.
+add_test(NAME "scenario: tdx measured build MRTD and no ACCEPT for the image"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/measured_build.json
+                 -DOUT=${OUTROOT}/tdx_build -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_build.cmake)
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})

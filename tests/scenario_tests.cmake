@@ -110,6 +110,10 @@ cvmsim_run_test("tdx workload run" 0 ARGS run ${SCN}/tdx/workload_smoke.json
 add_test(NAME "scenario: tdx measured build MRTD and no ACCEPT for the image"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/measured_build.json
                  -DOUT=${OUTROOT}/tdx_build -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_build.cmake)
+# TDs destroyed by closing their fds are reclaimed completely and their HKID is reused.
+add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/teardown_reuse.json
+                 -DOUT=${OUTROOT}/tdx_teardown -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_teardown.cmake)
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})

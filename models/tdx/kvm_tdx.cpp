@@ -43,7 +43,9 @@ std::optional<KeyId> TdxHost::alloc_hkid() {
     if (!hkid_used_[i]) {
       hkid_used_[i] = true;
       hkids_live_ = hkids_in_use();
-      return static_cast<KeyId>(module_.config().private_hkid_min + i);
+      const KeyId k = static_cast<KeyId>(module_.config().private_hkid_min + i);
+      if (double(k) > hkid_highest_) hkid_highest_ = double(k);
+      return k;
     }
   ++stats_.hkid_exhausted;
   return std::nullopt;
@@ -67,6 +69,7 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   module_.describe_stats(v);
   PrefixedStats g(v, "glue");
   g.value("hkids_in_use", hkids_live_, "keys", "HKIDs held by TDs (the global KeyID excluded)");
+  g.value("hkid_highest", hkid_highest_, "key", "highest HKID ever given to a TD (lowest free first: it stays put when freed HKIDs are reused)");
   g.counter("seamcall_errors", stats_.seamcall_errors, "calls", "module calls made by the KVM glue that failed (mapped to EBUSY or EIO)");
   g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
   g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");

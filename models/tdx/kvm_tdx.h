@@ -104,6 +104,7 @@ class TdxHost {
   TdxGlueConfig glue_;
   std::vector<bool> hkid_used_;  // index: hkid - private_hkid_min
   double hkids_live_ = 0;
+  double hkid_highest_ = 0;
   Stats stats_;
 };
 

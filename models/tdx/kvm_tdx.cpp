@@ -99,7 +99,8 @@ void TdxHost::describe_stats(StatVisitor& v) const {
 
 uint32_t KvmTdxBackend::vm_type() const { return kvm::KVM_X86_TDX_VM; }
 
-TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa, int level, uint64_t hpa) {
+TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa, int level, uint64_t hpa,
+                                 int hkid) {
   vm.kvm().charge(r.cost);
   if (r.is_error()) ++host_.stats().seamcall_errors;
   TdxHost::Stats& st = host_.stats();
@@ -130,6 +131,7 @@ TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uin
       std::snprintf(buf, sizeof buf, " hpa=0x%" PRIx64, hpa);
       d += buf;
     }
+    if (hkid >= 0) d += " hkid=" + std::to_string(hkid);
     d += " -> ";
     d += status_name(r.status);
     if (r.outcome == GuestOutcome::kTdExit) {
@@ -231,7 +233,7 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
     host_.free_hkid(*hk);
     return tdr.error();
   }
-  TdxResult r = charged(vm, m.mng_create(*tdr, *hk, vm.principal()), "TDH.MNG.CREATE", kNoArg, -1, tdr->value());
+  TdxResult r = charged(vm, m.mng_create(*tdr, *hk, vm.principal()), "TDH.MNG.CREATE", kNoArg, -1, tdr->value(), *hk);
   if (!r.ok()) {
     vm.frames().free(hpa_to_pfn(*tdr));
     host_.free_hkid(*hk);
@@ -551,7 +553,7 @@ void KvmTdxBackend::teardown(Vm& vm) {
     TdxResult r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kStart), "TDH.PHYMEM.CACHE.WB");
     while (r.code() == status::kInterruptedResumable) r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kResume), "TDH.PHYMEM.CACHE.WB");
   }
-  if (charged(vm, m.mng_key_freeid(tdr_), "TDH.MNG.KEY.FREEID", kNoArg, -1, tdr_.value()).ok()) {
+  if (charged(vm, m.mng_key_freeid(tdr_), "TDH.MNG.KEY.FREEID", kNoArg, -1, tdr_.value(), hkid_).ok()) {
     host_.free_hkid(hkid_);
     ++host_.stats().hkids_freed;
   }

@@ -184,7 +184,7 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   // and traces the call (platform.<vm>.tdx: leaf, gpa, level, hpa, status; docs/trace-output.md).
   static constexpr uint64_t kNoArg = ~uint64_t{0};
   TdxResult charged(kvm::Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa = kNoArg, int level = -1,
-                    uint64_t hpa = kNoArg);
+                    uint64_t hpa = kNoArg, int hkid = -1);
   static Errno to_errno(const TdxResult& r);
   Result<Hpa> alloc_frame(kvm::Vm& vm);
   void clear_page(kvm::Vm& vm, Hpa page);

@@ -73,6 +73,10 @@ cvmsim_run_test("bad input: wrong type" 2 ARGS run ${B}/wrong_type.json STDERR "
 cvmsim_run_test("bad input: out of range" 2 ARGS run ${B}/out_of_range.json STDERR "/platform/mmu/tlb/ways: value 0 is out of range")
 cvmsim_run_test("bad input: misaligned" 2 ARGS run ${B}/misaligned.json STDERR "/vms/0/memory/0/gpa: .*not aligned to the region's page_size 2MiB")
 cvmsim_run_test("bad input: overlapping regions" 2 ARGS run ${B}/overlap.json STDERR "/vms/0/memory/1: overlaps /vms/0/memory/0")
+cvmsim_run_test("bad input: tdx image outside private memory" 2 ARGS run ${B}/tdx_image_not_private.json STDERR "/vms/0/tdx/initial_image/0: the piece is not inside one private memory region")
+cvmsim_run_test("bad input: tdx image on a non-TDX VM" 2 ARGS run ${B}/tdx_image_not_tdx.json STDERR "/vms/0/tdx/initial_image: an initial image needs a VM of type")
+cvmsim_run_test("bad input: tdx image pieces overlap" 2 ARGS run ${B}/tdx_image_overlap.json STDERR "/vms/0/tdx/initial_image/1: overlaps /vms/0/tdx/initial_image/0")
+cvmsim_run_test("bad input: tdx image misaligned" 2 ARGS run ${B}/tdx_image_misaligned.json STDERR "/vms/0/tdx/initial_image/0/gpa: .*not aligned")
 cvmsim_run_test("bad input: undeclared reference" 2 ARGS run ${B}/undeclared_vm.json STDERR "/workloads/0/vm: no VM named \"vm1\"")
 cvmsim_run_test("bad input: missing trace file" 2 ARGS run ${B}/missing_trace.json STDERR "/workloads/0/trace: no such file")
 cvmsim_run_test("bad input: malformed trace" 2 ARGS run ${B}/malformed_trace.json STDERR "malformed.trace:2")
@@ -105,6 +109,15 @@ endforeach()
 # A TD running workloads (first touch = AUG + the guest's ACCEPT) completes, reporting platform.tdx.
 cvmsim_run_test("tdx workload run" 0 ARGS run ${SCN}/tdx/workload_smoke.json
                 STDOUT "2 \\(2 ran to completion\\)" FORBID "did not read back")
+# A TD built from a measured initial image: MRTD depends on the measured contents only, the image
+# needs no ACCEPT.
+add_test(NAME "scenario: tdx measured build MRTD and no ACCEPT for the image"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/measured_build.json
+                 -DOUT=${OUTROOT}/tdx_build -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_build.cmake)
+# TDs destroyed by closing their fds are reclaimed completely and their HKID is reused.
+add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/teardown_reuse.json
+                 -DOUT=${OUTROOT}/tdx_teardown -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_teardown.cmake)
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "models/kvm/guest_memfd.h"
 #include "models/kvm/kvm.h"
 #include "models/kvm/uapi.h"
 #include "models/kvm/vcpu.h"
@@ -42,7 +43,9 @@ std::optional<KeyId> TdxHost::alloc_hkid() {
     if (!hkid_used_[i]) {
       hkid_used_[i] = true;
       hkids_live_ = hkids_in_use();
-      return static_cast<KeyId>(module_.config().private_hkid_min + i);
+      const KeyId k = static_cast<KeyId>(module_.config().private_hkid_min + i);
+      if (double(k) > hkid_highest_) hkid_highest_ = double(k);
+      return k;
     }
   ++stats_.hkid_exhausted;
   return std::nullopt;
@@ -66,9 +69,12 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   module_.describe_stats(v);
   PrefixedStats g(v, "glue");
   g.value("hkids_in_use", hkids_live_, "keys", "HKIDs held by TDs (the global KeyID excluded)");
+  g.value("hkid_highest", hkid_highest_, "key", "highest HKID ever given to a TD (lowest free first: it stays put when freed HKIDs are reused)");
   g.counter("seamcall_errors", stats_.seamcall_errors, "calls", "module calls made by the KVM glue that failed (mapped to EBUSY or EIO)");
   g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
   g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
+  g.counter("pages_added", stats_.pages_added, "pages", "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
+  g.counter("mr_extends", stats_.mr_extends, "calls", "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
   g.counter("sept_pages_added", stats_.sept_pages_added, "pages", "S-EPT pages added (TDH.MEM.SEPT.ADD)");
   g.counter("private_zaps", stats_.private_zaps, "pages", "private pages removed (BLOCK, TRACK, kick, REMOVE, WBINVD, clear)");
   g.counter("guest_accepts", stats_.guest_accepts, "calls", "TDG.MEM.PAGE.ACCEPT issued on the guest kernel's behalf after #VE or a PENDING EPT violation");
@@ -77,6 +83,14 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   g.counter("machine_checks", stats_.machine_checks, "count", "machine checks that made a TD fatal");
   g.counter("pages_reclaimed", stats_.pages_reclaimed, "pages", "pages reclaimed at teardown (TDH.PHYMEM.PAGE.RECLAIM)");
   g.counter("pages_cleared", stats_.pages_cleared, "pages", "pages the host cleared with MOVDIR64B under key 0 before reuse");
+  g.counter("td_exits.ept_violation", stats_.td_exits_ept_violation, "exits", "TD exits for an EPT violation KVM handles (FREE/absent private page: SEPT.ADD + AUG)");
+  g.counter("td_exits.pending_ept_violation", stats_.td_exits_pending, "exits", "TD exits for an EPT violation on a PENDING page (SEPT_VE_DISABLE: EEQ PENDING_EPT_VIOLATION; the guest accepts)");
+  g.counter("td_exits.tdvmcall", stats_.td_exits_tdvmcall, "exits", "TD exits for a TDG.VP.VMCALL seen by the glue");
+  g.counter("td_exits.async", stats_.td_exits_async, "exits", "asynchronous TD exits the glue caused (kicks for TLB tracking, teardown)");
+  g.counter("td_exits.fatal", stats_.td_exits_fatal, "exits", "TD exits because the TD became FATAL");
+  g.counter("ves_injected", stats_.ves_injected, "count", "#VE injected into the guest for a PENDING page (SEPT_VE_DISABLE clear)");
+  g.counter("tds_reclaimed", stats_.tds_reclaimed, "count", "TDs torn down completely (the TDR reclaimed last)");
+  g.counter("hkids_freed", stats_.hkids_freed, "keys", "HKIDs returned to the allocator after TDH.MNG.KEY.FREEID");
   g.counter("hkid_exhausted", stats_.hkid_exhausted, "count", "TDX VM creations refused because no HKID was free");
 }
 
@@ -85,9 +99,52 @@ void TdxHost::describe_stats(StatVisitor& v) const {
 
 uint32_t KvmTdxBackend::vm_type() const { return kvm::KVM_X86_TDX_VM; }
 
-TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r) {
+TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa, int level, uint64_t hpa,
+                                 int hkid) {
   vm.kvm().charge(r.cost);
   if (r.is_error()) ++host_.stats().seamcall_errors;
+  TdxHost::Stats& st = host_.stats();
+  if (r.outcome == GuestOutcome::kInjectVe) ++st.ves_injected;
+  if (r.outcome == GuestOutcome::kTdExit) {
+    switch (r.exit.reason) {
+      case TdExitReason::kEptViolation:
+        ++(r.exit.eeq == EeqType::kPendingEptViolation ? st.td_exits_pending : st.td_exits_ept_violation);
+        break;
+      case TdExitReason::kTdvmcall: ++st.td_exits_tdvmcall; break;
+      case TdExitReason::kAsync: ++st.td_exits_async; break;
+      case TdExitReason::kFatal: ++st.td_exits_fatal; break;
+      default: break;
+    }
+  }
+  if (vm.kvm().tracing()) {
+    // SEAMCALLs (TDH.*) and the guest's TDCALLs (TDG.*) by leaf; the module's own events
+    // (EPT_VIOLATION, TD_EXIT, MACHINE_CHECK) as "module".
+    const bool seam = leaf.starts_with("TDH."), td = leaf.starts_with("TDG.");
+    char buf[160];
+    std::string d(leaf);
+    if (gpa != kNoArg) {
+      std::snprintf(buf, sizeof buf, " gpa=0x%" PRIx64, gpa);
+      d += buf;
+    }
+    if (level >= 0) d += " level=" + std::to_string(level);
+    if (hpa != kNoArg) {
+      std::snprintf(buf, sizeof buf, " hpa=0x%" PRIx64, hpa);
+      d += buf;
+    }
+    if (hkid >= 0) d += " hkid=" + std::to_string(hkid);
+    d += " -> ";
+    d += status_name(r.status);
+    if (r.outcome == GuestOutcome::kTdExit) {
+      d += " exit=";
+      d += name_of(r.exit.reason);
+      if (r.exit.eeq == EeqType::kPendingEptViolation) d += " eeq=pending";
+    } else if (r.outcome == GuestOutcome::kInjectVe || r.outcome == GuestOutcome::kInjectPfRsvd) {
+      d += " outcome=";
+      d += name_of(r.outcome);
+    }
+    d += " cost=" + std::to_string(r.cost.count());
+    vm.kvm().trace("platform." + vm.name() + ".tdx", seam ? "seamcall" : td ? "tdcall" : "module", d);
+  }
   return r;
 }
 
@@ -132,7 +189,7 @@ bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
   auto info = host_.module().vcpu_info(v.tdvpr);
   if (info && info->in_td) return true;
   ++host_.stats().vp_enters;
-  const TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id));
+  const TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
   if (!r.ok()) {
     if (why) *why = "TDH.VP.ENTER failed: " + std::string(status_name(r.status));
     return false;
@@ -148,18 +205,18 @@ void KvmTdxBackend::kick_all(Vm& vm) {
   for (auto& v : vcpus_) {
     auto info = host_.module().vcpu_info(v.tdvpr);
     if (!info || !info->in_td) continue;
-    (void)charged(vm, host_.module().td_exit(v.tdvpr));
+    (void)charged(vm, host_.module().td_exit(v.tdvpr), "TD_EXIT", kNoArg, -1, v.tdvpr.value());
     ++host_.stats().vcpu_kicks;
   }
 }
 
 template <class F>
-TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, F&& call) {
-  TdxResult r = charged(vm, call());
+TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call) {
+  TdxResult r = charged(vm, call(), leaf, gpa, level);
   if (is_busy_class(r.status)) {
     ++host_.stats().busy_retries;
     kick_all(vm);
-    r = charged(vm, call());
+    r = charged(vm, call(), leaf, gpa, level);
   }
   return r;
 }
@@ -176,7 +233,7 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
     host_.free_hkid(*hk);
     return tdr.error();
   }
-  TdxResult r = charged(vm, m.mng_create(*tdr, *hk, vm.principal()));
+  TdxResult r = charged(vm, m.mng_create(*tdr, *hk, vm.principal()), "TDH.MNG.CREATE", kNoArg, -1, tdr->value(), *hk);
   if (!r.ok()) {
     vm.frames().free(hpa_to_pfn(*tdr));
     host_.free_hkid(*hk);
@@ -186,11 +243,11 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   tdr_ = *tdr;
   hkid_ = *hk;
   for (unsigned p = 0; p < m.config().num_packages; ++p)
-    if (r = charged(vm, m.mng_key_config(tdr_, p)); !r.ok()) return to_errno(r);
+    if (r = charged(vm, m.mng_key_config(tdr_, p), "TDH.MNG.KEY.CONFIG", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
   for (unsigned i = 0; i < m.config().num_tdcs_pages; ++i) {
     auto page = alloc_frame(vm);
     if (!page.ok()) return page.error();
-    if (r = charged(vm, m.mng_addcx(tdr_, *page)); !r.ok()) {
+    if (r = charged(vm, m.mng_addcx(tdr_, *page), "TDH.MNG.ADDCX", kNoArg, -1, page->value()); !r.ok()) {
       vm.frames().free(hpa_to_pfn(*page));
       return to_errno(r);
     }
@@ -200,7 +257,7 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   params.attributes = host_.glue().sept_ve_disable ? kTdAttrSeptVeDisable : 0;
   params.max_vcpus = host_.glue().max_vcpus;
   params.sept_levels = 4;  // GPAW 48: SHARED = bit 47 (A1)
-  if (r = charged(vm, m.mng_init(tdr_, params)); !r.ok()) return to_errno(r);
+  if (r = charged(vm, m.mng_init(tdr_, params), "TDH.MNG.INIT", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
   const auto info = m.td_info(tdr_);
   shared_mask_ = info->shared_bit.value();
   sept_levels_ = info->sept_levels;
@@ -216,7 +273,7 @@ Status KvmTdxBackend::vcpu_create(Vm& vm, kvm::Vcpu& vcpu) {
   t.vcpu = &vcpu;
   auto tdvpr = alloc_frame(vm);
   if (!tdvpr.ok()) return tdvpr.error();
-  TdxResult r = charged(vm, m.vp_create(tdr_, *tdvpr));
+  TdxResult r = charged(vm, m.vp_create(tdr_, *tdvpr), "TDH.VP.CREATE", kNoArg, -1, tdvpr->value());
   if (!r.ok()) {
     vm.frames().free(hpa_to_pfn(*tdvpr));
     return to_errno(r);
@@ -229,7 +286,7 @@ Status KvmTdxBackend::vcpu_create(Vm& vm, kvm::Vcpu& vcpu) {
       st = page.error();
       break;
     }
-    if (r = charged(vm, m.vp_addcx(t.tdvpr, *page)); !r.ok()) {
+    if (r = charged(vm, m.vp_addcx(t.tdvpr, *page), "TDH.VP.ADDCX", kNoArg, -1, page->value()); !r.ok()) {
       vm.frames().free(hpa_to_pfn(*page));
       st = to_errno(r);
       break;
@@ -237,14 +294,56 @@ Status KvmTdxBackend::vcpu_create(Vm& vm, kvm::Vcpu& vcpu) {
     t.tdvpx.push_back(*page);
   }
   if (st.ok())
-    if (r = charged(vm, m.vp_init(t.tdvpr)); !r.ok()) st = to_errno(r);
+    if (r = charged(vm, m.vp_init(t.tdvpr), "TDH.VP.INIT", kNoArg, -1, t.tdvpr.value()); !r.ok()) st = to_errno(r);
   vcpus_.push_back(std::move(t));  // its pages are the TD's now: reclaimed at teardown
   return st;
 }
 
+Status KvmTdxBackend::init_mem_page(Vm& vm, Gfn gfn, Hpa source, bool measure) {
+  if (!td_created_ || finalized_) return Errno::kEINVAL;
+  if (mirror_.count(gfn.value())) return Errno::kEEXIST;
+  // kvm_gmem_populate: the range must be private and in a guest_memfd-backed slot (§6.6).
+  if (!vm.mem_is_private(gfn)) return Errno::kEINVAL;
+  kvm::Memslot* slot = vm.memslots().find_gfn(gfn);
+  if (!slot || !slot->has_gmem() || !slot->gmem.file) return Errno::kEINVAL;
+  auto pfn = slot->gmem.file->populate_get_pfn(slot->id, gfn, slot->base_gfn, slot->gmem.pgoff);
+  if (!pfn.ok()) return pfn.error();
+  const Gpa gpa = gfn_to_gpa(gfn);
+  if (Status st = ensure_sept(vm, gpa); !st.ok()) return st;
+  TdxModule& m = host_.module();
+  TdxResult r = charged(vm, m.mem_page_add(tdr_, gpa, pfn_to_hpa(pfn->pfn), source), "TDH.MEM.PAGE.ADD", gpa.value(), 0, pfn_to_hpa(pfn->pfn).value());
+  if (!r.ok()) return to_errno(r);
+  mirror_[gfn.value()] = pfn->pfn;
+  ++pages_added_;
+  ++host_.stats().pages_added;
+  if (measure) {
+    // tdx_gmem_post_populate with KVM_TDX_MEASURE_MEMORY_REGION: TDH.MR.EXTEND per 256 B chunk.
+    for (uint64_t off = 0; off < kPageBytes; off += 256) {
+      r = charged(vm, m.mr_extend(tdr_, Gpa(gpa.value() + off)), "TDH.MR.EXTEND", gpa.value() + off);
+      if (!r.ok()) return to_errno(r);
+      ++host_.stats().mr_extends;
+    }
+  }
+  (void)slot->gmem.file->mark_uptodate(slot->gmem_index(gfn));
+  return {};
+}
+
+std::optional<std::string> KvmTdxBackend::mrtd_hex() const {
+  if (!td_created_ || !finalized_) return std::nullopt;
+  const auto info = host_.module().td_info(tdr_);
+  if (!info) return std::nullopt;
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : info->mrtd) {
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  return s;
+}
+
 Status KvmTdxBackend::finalize(Vm& vm) {
   if (!td_created_) return Errno::kEINVAL;
-  const TdxResult r = charged(vm, host_.module().mr_finalize(tdr_));
+  const TdxResult r = charged(vm, host_.module().mr_finalize(tdr_), "TDH.MR.FINALIZE", kNoArg, -1, tdr_.value());
   if (!r.ok()) return to_errno(r);
   finalized_ = true;
   vm.pre_fault_allowed = true;  // kvm->arch.pre_fault_allowed after KVM_TDX_FINALIZE_VM (§9)
@@ -264,14 +363,25 @@ Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize siz
   }
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  // SEPT.ADD for each missing level on the path, top down (A10.2).
+  if (Status st = ensure_sept(vm, gpa); !st.ok()) return st.error();
+  // Runtime: PAGE.AUG (PENDING; the guest accepts). The initial image goes through
+  // init_mem_page (PAGE.ADD) instead; AUG is refused by nothing here, the module decides.
+  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, PageSize::k4K, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(), 0, pfn_to_hpa(pfn).value());
+  if (!r.ok()) return to_errno(r);
+  mirror_[gfn.value()] = pfn;
+  ++host_.stats().private_maps;
+  return Cycles(0);  // the module's cost is already on KVM's meter
+}
+
+Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
+  TdxModule& m = host_.module();
   for (unsigned l = sept_levels_ - 1; l >= 1; --l) {
     const uint64_t span = uint64_t{1} << (kPageShift + 9 * l);
     const auto key = std::make_pair(l, gpa.value() & ~(span - 1));
     if (sept_pages_.count(key)) continue;
     auto page = alloc_frame(vm);
     if (!page.ok()) return page.error();
-    const TdxResult r = charged(vm, m.mem_sept_add(tdr_, Gpa(key.second), l, *page));
+    const TdxResult r = charged(vm, m.mem_sept_add(tdr_, Gpa(key.second), l, *page), "TDH.MEM.SEPT.ADD", key.second, static_cast<int>(l), page->value());
     if (!r.ok()) {
       vm.frames().free(hpa_to_pfn(*page));
       return to_errno(r);
@@ -279,28 +389,21 @@ Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize siz
     sept_pages_[key] = *page;
     ++host_.stats().sept_pages_added;
   }
-  // Runtime: PAGE.AUG (PENDING; the guest accepts). Before finalize KVM would PAGE.ADD through
-  // KVM_TDX_INIT_MEM_REGION, which is not modelled: AUG is refused by nothing here, the module
-  // decides.
-  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, PageSize::k4K, pfn_to_hpa(pfn)));
-  if (!r.ok()) return to_errno(r);
-  mirror_[gfn.value()] = pfn;
-  ++host_.stats().private_maps;
-  return Cycles(0);  // the module's cost is already on KVM's meter
+  return {};
 }
 
 bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  TdxResult r = with_no_vcpus(vm, [&] { return m.mem_range_block(tdr_, gpa, 0); });
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 0, [&] { return m.mem_range_block(tdr_, gpa, 0); });
   if (r.is_error()) return false;
   // tdx_track: TRACK, then kick every vCPU so that none runs in the previous epoch (A6).
-  r = with_no_vcpus(vm, [&] { return m.mem_track(tdr_); });
+  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
-  r = with_no_vcpus(vm, [&] { return m.mem_page_remove(tdr_, gpa, PageSize::k4K); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), 0, [&] { return m.mem_page_remove(tdr_, gpa, PageSize::k4K); });
   if (r.is_error()) return false;
-  r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(pfn_to_hpa(pfn), hkid_)));
+  r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(pfn_to_hpa(pfn), hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(pfn_to_hpa(pfn), hkid_).value());
   if (r.is_error()) return false;
   clear_page(vm, pfn_to_hpa(pfn));
   ++host_.stats().private_zaps;
@@ -361,7 +464,7 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
     a.kind = PrivateFaultAction::kStop;
     return a;
   }
-  const TdxResult r = charged(vm, m.ept_violation(v->tdvpr, e.gpa, e.write));
+  const TdxResult r = charged(vm, m.ept_violation(v->tdvpr, e.gpa, e.write), "EPT_VIOLATION", e.gpa.value(), -1, v->tdvpr.value());
   bool accept = false;
   switch (r.outcome) {
     case GuestOutcome::kInjectVe: accept = true; break;  // #VE: the guest kernel's handler accepts
@@ -382,7 +485,7 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
     return a;
   }
   ++host_.stats().guest_accepts;
-  const TdxResult acc = charged(vm, m.tdg_mem_page_accept(v->tdvpr, Gpa(e.gpa.value() & ~(kPageBytes - 1)), PageSize::k4K));
+  const TdxResult acc = charged(vm, m.tdg_mem_page_accept(v->tdvpr, Gpa(e.gpa.value() & ~(kPageBytes - 1)), PageSize::k4K), "TDG.MEM.PAGE.ACCEPT", e.gpa.value() & ~(kPageBytes - 1), 0);
   if (acc.ok() || acc.code() == status::kPageAlreadyAccepted || is_busy_class(acc.status)) {
     a.kind = PrivateFaultAction::kRetry;
     return a;
@@ -397,7 +500,7 @@ std::optional<ExitAction> KvmTdxBackend::machine_check(Vm& vm, kvm::Vcpu& vcpu, 
   VcpuTd* v = vcpu_td(vcpu);
   if (!v) return std::nullopt;
   ++host_.stats().machine_checks;
-  (void)charged(vm, host_.module().machine_check(v->tdvpr));
+  (void)charged(vm, host_.module().machine_check(v->tdvpr), "MACHINE_CHECK", mc.gpa.value(), -1, mc.hpa.value());
   ExitAction a;
   a.kind = ExitAction::kStop;
   char m[200];
@@ -442,21 +545,25 @@ void KvmTdxBackend::teardown(Vm& vm) {
   for (auto& v : vcpus_) {
     auto info = m.vcpu_info(v.tdvpr);
     if (!info) continue;
-    if (info->in_td) (void)charged(vm, m.td_exit(v.tdvpr));
-    if (info->lp >= 0) (void)charged(vm, m.vp_flush(v.tdvpr, static_cast<unsigned>(info->lp)));
+    if (info->in_td) (void)charged(vm, m.td_exit(v.tdvpr), "TD_EXIT", kNoArg, -1, v.tdvpr.value());
+    if (info->lp >= 0) (void)charged(vm, m.vp_flush(v.tdvpr, static_cast<unsigned>(info->lp)), "TDH.VP.FLUSH", kNoArg, -1, v.tdvpr.value());
   }
-  (void)charged(vm, m.mng_vpflushdone(tdr_));
+  (void)charged(vm, m.mng_vpflushdone(tdr_), "TDH.MNG.VPFLUSHDONE", kNoArg, -1, tdr_.value());
   for (unsigned p = 0; p < m.config().num_packages; ++p) {
-    TdxResult r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kStart));
-    while (r.code() == status::kInterruptedResumable) r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kResume));
+    TdxResult r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kStart), "TDH.PHYMEM.CACHE.WB");
+    while (r.code() == status::kInterruptedResumable) r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kResume), "TDH.PHYMEM.CACHE.WB");
   }
-  if (charged(vm, m.mng_key_freeid(tdr_)).ok()) host_.free_hkid(hkid_);
+  if (charged(vm, m.mng_key_freeid(tdr_), "TDH.MNG.KEY.FREEID", kNoArg, -1, tdr_.value(), hkid_).ok()) {
+    host_.free_hkid(hkid_);
+    ++host_.stats().hkids_freed;
+  }
   auto reclaim = [&](Hpa page, bool ours) {
-    const TdxResult r = charged(vm, m.phymem_page_reclaim(page));
-    if (!r.ok()) return;  // still the module's: leaked (a checker sees it in the PAMT)
+    const TdxResult r = charged(vm, m.phymem_page_reclaim(page), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg, -1, page.value());
+    if (!r.ok()) return false;  // still the module's: leaked (a checker sees it in the PAMT)
     ++host_.stats().pages_reclaimed;
     clear_page(vm, page);
     if (ours) vm.frames().free(hpa_to_pfn(page));
+    return true;
   };
   // Private pages still mapped belong to guest_memfd (it frees them); S-EPT, TDVPS and TDCS
   // pages came from the VM's allocator; the TDR last (TDX_TD_ASSOCIATED_PAGES_EXIST before).
@@ -471,7 +578,7 @@ void KvmTdxBackend::teardown(Vm& vm) {
   vcpus_.clear();
   for (Hpa p : tdcs_) reclaim(p, true);
   tdcs_.clear();
-  reclaim(tdr_, true);
+  if (reclaim(tdr_, true)) ++host_.stats().tds_reclaimed;
   td_created_ = false;
 }
 

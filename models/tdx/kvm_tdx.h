@@ -8,6 +8,7 @@
 //   vm_init       TDH.MNG.CREATE (HKID from the allocator: the private KeyID range minus the
 //                 global KeyID), KEY.CONFIG on every package, ADDCX x num_tdcs_pages, MNG.INIT
 //   vcpu_create   TDH.VP.CREATE, VP.ADDCX, VP.INIT
+//   init_mem_page KVM_TDX_INIT_MEM_REGION: SEPT.ADD, PAGE.ADD from a source page, MR.EXTEND x16
 //   finalize      TDH.MR.FINALIZE (KVM_TDX_FINALIZE_VM); pre-fault allowed from then on
 //   map_private   SEPT.ADD for missing levels, then PAGE.AUG (PENDING)
 //   zap           RANGE.BLOCK, MEM.TRACK, kick every vCPU (TD exit), PAGE.REMOVE,
@@ -34,6 +35,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "hw/base/stat_visitor.h"
@@ -73,6 +75,8 @@ class TdxHost {
     uint64_t busy_retries = 0;        // BUSY answered by kicking the vCPUs and retrying once
     uint64_t private_maps = 0;        // PAGE.AUG done for KVM faults
     uint64_t sept_pages_added = 0;    // SEPT.ADD done
+    uint64_t pages_added = 0;         // PAGE.ADD done (initial image, before finalize)
+    uint64_t mr_extends = 0;          // MR.EXTEND done (256 B each)
     uint64_t private_zaps = 0;        // private pages removed (BLOCK..REMOVE..clear)
     uint64_t guest_accepts = 0;       // ACCEPTs issued on the guest kernel's behalf
     uint64_t vcpu_kicks = 0;          // TD exits forced for TLB tracking
@@ -81,6 +85,14 @@ class TdxHost {
     uint64_t pages_reclaimed = 0;     // PHYMEM.PAGE.RECLAIM at teardown
     uint64_t pages_cleared = 0;       // pages the host cleared with MOVDIR64B (zap, teardown)
     uint64_t hkid_exhausted = 0;      // VM creations refused for lack of an HKID
+    uint64_t td_exits_ept_violation = 0;  // TD exits by reason, as the glue saw them
+    uint64_t td_exits_pending = 0;
+    uint64_t td_exits_tdvmcall = 0;
+    uint64_t td_exits_async = 0;
+    uint64_t td_exits_fatal = 0;
+    uint64_t ves_injected = 0;        // #VE the module injected for a PENDING page
+    uint64_t tds_reclaimed = 0;       // TDs whose TDR was reclaimed (teardown complete)
+    uint64_t hkids_freed = 0;         // HKIDs back in the allocator after KEY.FREEID
   };
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
@@ -92,6 +104,7 @@ class TdxHost {
   TdxGlueConfig glue_;
   std::vector<bool> hkid_used_;  // index: hkid - private_hkid_min
   double hkids_live_ = 0;
+  double hkid_highest_ = 0;
   Stats stats_;
 };
 
@@ -134,9 +147,18 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   kvm::HypercallDecode decode_hypercall(const kvm::Vm&, const VmExit& e) const override;
   void teardown(kvm::Vm& vm) override;
 
-  // KVM_TDX_FINALIZE_VM: TDH.MR.FINALIZE. There is no initial image (KVM_TDX_INIT_MEM_REGION
-  // is not modelled yet), so the platform finalizes right after setting the VM up.
+  // KVM_TDX_INIT_MEM_REGION for one 4 KiB page (before finalize): the page comes from the
+  // memslot's guest_memfd (kvm_gmem_populate: no zeroing), SEPT.ADD for each missing level,
+  // TDH.MEM.PAGE.ADD copying `source` (a host page holding the image, under key 0) with the MRTD
+  // update, TDH.MR.EXTEND x16 (256 B each) when `measure`, and the folio marked uptodate. The GFN
+  // must be private (attribute) and in a slot with a guest_memfd: EINVAL otherwise.
+  Status init_mem_page(kvm::Vm& vm, Gfn gfn, Hpa source, bool measure);
+  // KVM_TDX_FINALIZE_VM: TDH.MR.FINALIZE. The platform adds the initial image first
+  // (init_mem_page), then finalizes before any vCPU runs.
   Status finalize(kvm::Vm& vm);
+  // The TD's MRTD once finalized (nullopt before), as lowercase hex (96 digits).
+  std::optional<std::string> mrtd_hex() const;
+  size_t pages_added() const { return pages_added_; }
 
   // ---- For the platform and tests ----
   bool td_created() const { return td_created_; }
@@ -159,7 +181,10 @@ class KvmTdxBackend final : public kvm::KvmBackend {
     kvm::Vcpu* vcpu = nullptr;
   };
   // Charges the module's cost to KVM's meter and counts errors.
-  TdxResult charged(kvm::Vm& vm, TdxResult r);
+  // and traces the call (platform.<vm>.tdx: leaf, gpa, level, hpa, status; docs/trace-output.md).
+  static constexpr uint64_t kNoArg = ~uint64_t{0};
+  TdxResult charged(kvm::Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa = kNoArg, int level = -1,
+                    uint64_t hpa = kNoArg, int hkid = -1);
   static Errno to_errno(const TdxResult& r);
   Result<Hpa> alloc_frame(kvm::Vm& vm);
   void clear_page(kvm::Vm& vm, Hpa page);
@@ -169,8 +194,10 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   void kick_all(kvm::Vm& vm);
   // BLOCK/TRACK/REMOVE with KVM's "BUSY: kick everyone, retry once" (tdh_do_no_vcpus).
   template <class F>
-  TdxResult with_no_vcpus(kvm::Vm& vm, F&& call);
+  TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call);
   bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn);
+  // SEPT.ADD for every missing level above the 4 KiB leaf of `gpa`, top down (A10.2).
+  Status ensure_sept(kvm::Vm& vm, Gpa gpa);
 
   TdxHost& host_;
   bool td_created_ = false;
@@ -179,6 +206,7 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   KeyId hkid_ = 0;
   uint64_t shared_mask_ = 0;
   unsigned sept_levels_ = 4;
+  size_t pages_added_ = 0;
   std::vector<Hpa> tdcs_;
   std::vector<VcpuTd> vcpus_;
   std::map<std::pair<unsigned, uint64_t>, Hpa> sept_pages_;  // (level, gpa base) -> page

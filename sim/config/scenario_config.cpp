@@ -41,6 +41,19 @@ void ScenarioConfig::validate(const std::string& ptr) const {
         throw ConfigError(rp + "/private", "VM type \"default\" has no private memory (KVM_CAP_MEMORY_ATTRIBUTES is 0 for it); use type \"sw_protected\"");
       total_guest += regs[r].size;
     }
+    const auto& img = vms[i].tdx.initial_image;
+    if (!img.empty() && vms[i].type != kvm::KVM_X86_TDX_VM)
+      throw ConfigError(vp + "/tdx/initial_image", "an initial image needs a VM of type \"tdx\"");
+    for (size_t k = 0; k < img.size(); ++k) {
+      const std::string ip = vp + "/tdx/initial_image/" + std::to_string(k);
+      const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
+        return m.is_private && img[k].gpa >= m.gpa && img[k].gpa + img[k].size <= m.gpa + m.size;
+      });
+      if (!inside) throw ConfigError(ip, "the piece is not inside one private memory region of the VM");
+      for (size_t q = 0; q < k; ++q)
+        if (img[k].gpa < img[q].gpa + img[q].size && img[q].gpa < img[k].gpa + img[k].size)
+          throw ConfigError(ip, "overlaps " + vp + "/tdx/initial_image/" + std::to_string(q));
+    }
   }
   if (total_guest > platform.memory.size)
     throw ConfigError(ptr + "/vms", "guest memory (" + format_size(total_guest) + " in all) does not fit in host memory (/platform/memory/size = " + format_size(platform.memory.size) + ")");

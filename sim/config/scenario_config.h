@@ -230,12 +230,38 @@ struct VmmPolicyConfig {
   }
 };
 
+// One piece of a TD's initial image (KVM_TDX_INIT_MEM_REGION before KVM_TDX_FINALIZE_VM).
+struct InitialImageConfig {
+  uint64_t gpa = 0;
+  uint64_t size = 4 * kKiB;
+  PatternKind pattern = PatternKind::kSeeded;
+  uint64_t value = 1;
+  bool measure = true;
+  template <class V>
+  void visit(V& v) {
+    v(uint_field("gpa", gpa, "first guest physical address (private, without the SHARED bit) the piece is added at").bytes().aligned(4 * kKiB));
+    v(uint_field("size", size, "bytes added: every 4 KiB page gets TDH.MEM.PAGE.ADD").bytes().min(4 * kKiB).aligned(4 * kKiB));
+    v(enum_field("pattern", pattern, kPatternNames, "contents of the VMM's source buffer, keyed by guest physical address as guest loads check them"));
+    v(uint_field("value", value, "pattern parameter (see docs/scenario-format.md, patterns)"));
+    v(bool_field("measure", measure, "also extend the MRTD with the contents (TDH.MR.EXTEND x16 per page, KVM_TDX_MEASURE_MEMORY_REGION); PAGE.ADD extends it with the GPA either way"));
+  }
+};
+
+struct TdxVmConfig {
+  std::vector<InitialImageConfig> initial_image;
+  template <class V>
+  void visit(V& v) {
+    v(array_field("initial_image", initial_image, "pages the VMM adds before the TD is finalized (PAGE.ADD: MAPPED, no ACCEPT needed); each piece lies in a private region of the VM; pieces must not overlap"));
+  }
+};
+
 struct VmConfig {
   std::string name;
   uint32_t type = kvm::KVM_X86_DEFAULT_VM;
   uint64_t vcpus = 1;
   std::vector<MemRegionConfig> memory{MemRegionConfig{}};
   VmmPolicyConfig vmm;
+  TdxVmConfig tdx;
   template <class V>
   void visit(V& v) {
     v(string_field("name", name, "unique VM name, referenced by workloads").required_non_empty());
@@ -243,6 +269,7 @@ struct VmConfig {
     v(uint_field("vcpus", vcpus, "number of vCPUs").min(1).max(256));
     v(array_field("memory", memory, "guest physical memory regions, one memslot each; must not overlap").items(1));
     v(object_field("vmm", vmm, "the VMM's conversion policy"));
+    v(object_field("tdx", tdx, "TD build (type tdx only): the initial image added and measured before TDH.MR.FINALIZE"));
   }
 };
 

@@ -7,6 +7,7 @@
 #include <systemc>
 #include <vector>
 
+#include "hw/base/pattern.h"
 #include "hw/cpu/vcpu_module.h"
 #include "hw/memory/memory_module.h"
 #include "hw/mmu/stage2_table.h"
@@ -160,11 +161,17 @@ class Platform : public sc_core::sc_module {
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
       if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(vm->vmm->vm())) {
-        // KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE) before any vCPU runs. There is no initial image
-        // (KVM_TDX_INIT_MEM_REGION is not modelled), so the TD is finalized right after set-up
-        // and all its memory is added at runtime (AUG + the guest's ACCEPT).
+        // The initial image (KVM_TDX_INIT_MEM_REGION): the VMM fills a source buffer with each
+        // page's contents and KVM adds it (SEPT.ADD as needed, PAGE.ADD, MR.EXTEND x16 when
+        // measured). Then KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE) before any vCPU runs; the rest
+        // of the TD's memory is added at runtime (AUG + the guest's ACCEPT).
+        add_initial_image(*td, vm->vmm->vm(), vmc);
         if (Status st = td->finalize(vm->vmm->vm()); !st.ok())
           throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
+        if (auto mrtd = td->mrtd_hex()) {
+          kvm_.trace("platform." + vmc.name + ".tdx", "mrtd", *mrtd);
+          mrtds_.emplace_back(vmc.name, *mrtd);
+        }
       }
       (void)kvm_.take_cost();  // set-up happens before simulated time starts
       vms_.push_back(std::move(vm));
@@ -229,6 +236,28 @@ class Platform : public sc_core::sc_module {
   }
 
   ScenarioDriver& driver() { return *driver_; }
+  // (TD name, final MRTD in hex) for every TD the platform built.
+  const std::vector<std::pair<std::string, std::string>>& mrtds() const { return mrtds_; }
+
+  void add_initial_image(tdx::KvmTdxBackend& td, kvm::Vm& kvm_vm, const config::VmConfig& vmc) {
+    if (vmc.tdx.initial_image.empty()) return;
+    auto src = alloc_.alloc(PageSize::k4K);  // the VMM's source buffer (shared, key 0)
+    if (!src.ok()) throw std::runtime_error("initial image of " + vmc.name + ": no frame for the source buffer");
+    const Hpa source = pfn_to_hpa(*src);
+    std::vector<uint8_t> buf(kPageBytes);
+    for (const auto& piece : vmc.tdx.initial_image) {
+      for (uint64_t off = 0; off < piece.size; off += kPageBytes) {
+        const uint64_t gpa = piece.gpa + off;
+        fill_pattern(piece.pattern, piece.value, gpa, buf);
+        (void)mem_.write_keyed(source, buf, KeyedAccess{0, kHostUser, true});
+        if (Status st = td.init_mem_page(kvm_vm, gpa_to_gfn(Gpa(gpa)), source, piece.measure); !st.ok())
+          throw std::runtime_error("initial image of " + vmc.name + ": adding gpa " + std::to_string(gpa) + ": " +
+                                   st.error().to_string());
+      }
+    }
+    (void)mem_.fill_keyed(source, kPageBytes, 0, KeyedAccess{0, kNobody, true});
+    alloc_.free(*src, PageSize::k4K);
+  }
   invariants::Checker& checker() { return *checker_; }
 
   // The VMMs go first: closing their fds zaps mappings and revokes DMI grants, which reach the
@@ -276,6 +305,7 @@ class Platform : public sc_core::sc_module {
   std::unique_ptr<invariants::Checker> checker_;
   std::unique_ptr<ScenarioDriver> driver_;
   std::vector<std::unique_ptr<CheckedExits>> exits_;
+  std::vector<std::pair<std::string, std::string>> mrtds_;
 };
 
 std::string with_commas(uint64_t v) {
@@ -403,6 +433,7 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   if (r.expectations)
     r.summary += "  expectations       " + std::to_string(r.expectations - platform.driver().log().failures()) + " of " +
                  std::to_string(r.expectations) + " met\n";
+  for (const auto& [name, mrtd] : platform.mrtds()) r.summary += "  TD " + name + " MRTD   " + mrtd + "\n";
   if (!r.problems.empty()) r.summary += "  problems           " + std::to_string(r.problems.size()) + " (see stderr)\n";
   return r;
 }

@@ -246,6 +246,46 @@ TEST_CASE("TDX teardown reclaims every frame and frees the HKID", "[tdx_kvm]") {
   uint64_t assigned = 0;
   t.m().pamt().for_each_assigned([&](auto&&...) { ++assigned; });
   CHECK(assigned == 0);
+  CHECK(t.host->stats().tds_reclaimed == 1);
+  CHECK(t.host->stats().hkids_freed == 1);
+  // A new TD gets the freed HKID back.
+  t.build();
+  CHECK(t.be().hkid() == 17);
+  CHECK(t.m().kot(17).state != tdx::HkidState::kFree);
+}
+
+// The TD's MRTD after adding one 4 KiB page at GPA 0x10000 holding `byte` (measured or not).
+std::string mrtd_after_image(uint8_t byte, bool measure) {
+  TdxFixture t;
+  t.build(/*finalize=*/false);
+  auto src = t.f.frames.alloc();
+  REQUIRE(src.ok());
+  std::vector<uint8_t> buf(kPage, byte);
+  (void)t.f.mem.write_keyed(pfn_to_hpa(*src), buf, KeyedAccess{0, kHostUser, true});
+  REQUIRE(t.be().init_mem_page(t.vm(), Gfn(0x10), pfn_to_hpa(*src), measure).ok());
+  CHECK(t.state(0x10000) == SeptState::kMapped);  // PAGE.ADD: MAPPED, no ACCEPT needed
+  CHECK(t.be().private_pages_mapped() == 1);
+  CHECK_FALSE(t.be().mrtd_hex().has_value());     // not final before MR.FINALIZE
+  // Adding it again, or after finalize, is refused.
+  CHECK(t.be().init_mem_page(t.vm(), Gfn(0x10), pfn_to_hpa(*src), measure).error() == Errno::kEEXIST);
+  REQUIRE(t.be().finalize(t.vm()).ok());
+  CHECK(t.be().init_mem_page(t.vm(), Gfn(0x11), pfn_to_hpa(*src), measure).error() == Errno::kEINVAL);
+  CHECK(t.host->stats().pages_added == 1);
+  CHECK(t.host->stats().mr_extends == (measure ? 16u : 0u));
+  auto h = t.be().mrtd_hex();
+  REQUIRE(h.has_value());
+  CHECK(h->size() == 96);
+  return *h;
+}
+
+TEST_CASE("TDX initial image: PAGE.ADD maps the page, MR.EXTEND makes the MRTD depend on its contents", "[tdx_kvm]") {
+  const std::string a = mrtd_after_image(0x5a, true);
+  CHECK(mrtd_after_image(0x5a, true) == a);   // identical image: identical MRTD
+  CHECK(mrtd_after_image(0xa5, true) != a);   // different contents: different MRTD
+  // Unmeasured: PAGE.ADD extends the MRTD with the GPA only, so the contents do not matter.
+  const std::string u = mrtd_after_image(0x5a, false);
+  CHECK(mrtd_after_image(0xa5, false) == u);
+  CHECK(u != a);
 }
 
 }  // namespace

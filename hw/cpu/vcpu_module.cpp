@@ -4,31 +4,9 @@
 #include <cstdio>
 #include <cstring>
 
-namespace cvmsim {
+#include "hw/base/copy.h"
 
-namespace {
-// Guest accesses are mostly 1, 2, 4 or 8 bytes: fixed-size copies compile to single moves
-// instead of a libc call.
-inline void copy_bytes(uint8_t* dst, const uint8_t* src, uint32_t n) {
-  switch (n) {
-    case 8:
-      std::memcpy(dst, src, 8);
-      return;
-    case 4:
-      std::memcpy(dst, src, 4);
-      return;
-    case 2:
-      std::memcpy(dst, src, 2);
-      return;
-    case 1:
-      *dst = *src;
-      return;
-    default:
-      std::memcpy(dst, src, n);
-      return;
-  }
-}
-}  // namespace
+namespace cvmsim {
 
 VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, Stage2Table& stage2,
                        ExitHandler& exits, std::unique_ptr<GuestProgram> program, TraceSink& trace,
@@ -172,9 +150,9 @@ void VcpuModule::run() {
   // data, no integrity state): the check it would make has a known outcome.
   const uint64_t off = gpa.page_offset();
   if (write)
-    copy_bytes(host + off, buf, len);
+    copy_small(host + off, buf, len);
   else
-    copy_bytes(buf, host + off, len);
+    copy_small(buf, host + off, len);
   ++stats_.dmi_accesses;
   const Cycles c = p_.costs.memory.cost(len);
   charge(c);

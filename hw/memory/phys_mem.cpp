@@ -1,5 +1,6 @@
 #include "hw/memory/phys_mem.h"
 
+#include "hw/base/copy.h"
 #include "hw/base/rng.h"
 
 #include <algorithm>
@@ -35,27 +36,6 @@ uint8_t* block_of(const FrameMeta& m) {
                                 : nullptr;
 }
 
-// Small accesses (the common guest sizes) as single moves: a memset/memcpy of unknown length
-// may become `rep stos`/`rep movs`, whose start-up cost dwarfs 8 bytes.
-inline void copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
-  switch (n) {
-    case 8:
-      std::memcpy(dst, src, 8);
-      return;
-    case 4:
-      std::memcpy(dst, src, 4);
-      return;
-    case 2:
-      std::memcpy(dst, src, 2);
-      return;
-    case 1:
-      *dst = *src;
-      return;
-    default:
-      std::memcpy(dst, src, n);
-      return;
-  }
-}
 inline void zero_small(uint8_t* dst, size_t n) {
   static constexpr uint8_t kZeros[8] = {};
   if (n <= 8 && (n & (n - 1)) == 0)

@@ -66,6 +66,12 @@ void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& d
   } else if (gp.is_read() && !full_line) {
     ++stats_.reads;
     r = mem_.read_keyed(Hpa(addr), data, key);
+    if (read_observer_ && !r.key_mismatch && !r.zeroed && !r.poisoned) [[unlikely]] {
+      for (uint64_t f = addr >> kPageShift; f <= (addr + len - 1) >> kPageShift; ++f) {
+        const Principal holder = mem_.meta(Pfn(f)).label;
+        if (holder != who && holder != kNobody) read_observer_(Pfn(f), who, holder);
+      }
+    }
     if (r.key_mismatch) ++stats_.key_mismatch_reads;
     if (r.zeroed) [[unlikely]] ++stats_.zeroed_reads;
     if (r.poisoned) [[unlikely]] {

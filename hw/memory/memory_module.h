@@ -11,6 +11,8 @@
 // whenever the frame's key, owner, label or poison changes.
 #pragma once
 
+#include <functional>
+
 #include <systemc>
 #include <tlm>
 #include <tlm_utils/simple_target_socket.h>
@@ -30,9 +32,15 @@ class MemoryModule : public sc_core::sc_module {
 
   PhysMem& mem() { return mem_; }
   void describe_stats(StatVisitor& v) const;
+  // Called for every read transaction that returned plaintext of a frame labelled with another
+  // principal than the reader (not scrambled, not zeroed, no poison). The layer above decides
+  // whether that is a leak (sim/invariants, ISO-2). Unset: no cost beyond one test.
+  using ReadObserver = std::function<void(Pfn frame, Principal reader, Principal holder)>;
+  void set_read_observer(ReadObserver o) { read_observer_ = std::move(o); }
 
 
  private:
+  ReadObserver read_observer_;
   void b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
   unsigned transport_dbg(tlm::tlm_generic_payload& gp);
   bool get_direct_mem_ptr(tlm::tlm_generic_payload& gp, tlm::tlm_dmi& dmi);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hw/base/addr.h"
+#include "hw/base/principal.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/stage2_table.h"
 #include "models/kvm/kvm_types.h"
@@ -23,6 +24,15 @@ namespace cvmsim::kvm {
 class Kvm;
 class Vm;
 class GmemFile;
+struct Memslot;
+struct GmemFolio;
+
+// What several invariants want to know about one GFN of a VM, looked up once per check.
+struct GfnFacts {
+  bool is_private = false;              // the attribute
+  const Memslot* slot = nullptr;        // the memslot holding it (address space 0), or null
+  const GmemFolio* folio = nullptr;     // the slot's guest_memfd folio at the GFN's index, or null
+};
 
 struct Violation {
   std::string invariant;  // id, e.g. "ISO-1"
@@ -35,6 +45,14 @@ struct Violation {
 // What a check may look at. `full` is false for an incremental check, which may restrict itself
 // to what changed since the last check (the Vm's dirty ranges); a check that cannot restrict
 // itself simply checks everything.
+// A read that returned another principal's plaintext (reported by the memory system and by
+// host-kernel accesses): the raw material of ISO-2. The holder is the frame's secret label.
+struct PlaintextRead {
+  Pfn frame;
+  Principal reader;
+  Principal holder;
+};
+
 struct CheckScope {
   const Kvm& kvm;
   const PhysMem& mem;
@@ -48,6 +66,10 @@ struct CheckScope {
   // The guest_memfd file whose page cache holds a frame, or null; memoised per check (several
   // invariants ask about the same frames).
   std::function<const GmemFile*(Pfn)> gmem_owner;
+  // Plaintext reads by a principal other than the data's holder since the last check.
+  const std::vector<PlaintextRead>* plaintext_reads = nullptr;
+  // GfnFacts of (vm, gfn), memoised per check.
+  std::function<GfnFacts(const Vm&, Gfn)> facts = nullptr;
 };
 
 struct InvariantDef {

@@ -108,9 +108,10 @@ void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
                          vm.name(), {g}, {f}});
           continue;
         }
-        const Memslot* slot = vm.memslots(0).find_gfn(g);
-        const bool gmem_side = vm.mem_is_private(g) || (slot && slot->gmem_only);
-        const GmemFolio* folio = slot && slot->gmem.file == owner ? owner->inode().folio(slot->gmem_index(g)) : nullptr;
+        const GfnFacts fx = s.facts(vm, g);
+        const Memslot* slot = fx.slot;
+        const bool gmem_side = fx.is_private || (slot && slot->gmem_only);
+        const GmemFolio* folio = slot && slot->gmem.file == owner ? fx.folio : nullptr;
         if (!gmem_side || !folio || folio->pfn != f)
           out.push_back({"ISO-1", vm.name() + " maps guest_memfd frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
                                       (gmem_side ? ", which is not the GFN its binding gives it"
@@ -132,14 +133,15 @@ void check_iso3(const CheckScope& s, std::vector<Violation>& out) {
     for_each_leaf(s, vm, [&](const Leaf& l) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Gfn g = l.gfn + i;
-        if (!vm.mem_is_private(g)) continue;
-        const Memslot* slot = vm.memslots(0).find_gfn(g);
+        const GfnFacts fx = s.facts(vm, g);
+        if (!fx.is_private) continue;
+        const Memslot* slot = fx.slot;
         std::string why;
         if (!slot) why = "outside every memslot";
         else if (!slot->has_gmem()) why = "in a memslot without guest_memfd";
         else if (!slot->gmem.file) why = "in a dead memslot (its guest_memfd was closed)";
         else {
-          const GmemFolio* f = slot->gmem.file->inode().folio(slot->gmem_index(g));
+          const GmemFolio* f = fx.folio;
           if (!f) why = "but guest_memfd has no folio at index " + hex(slot->gmem_index(g).value());
           else if (f->pfn != l.pfn + i) why = "but guest_memfd's folio is frame " + hex(f->pfn.value());
         }
@@ -204,7 +206,7 @@ void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Pfn f = l.pfn + i;
         const Principal lab = s.mem.meta(f).label;
-        const bool priv = vm.mem_is_private(l.gfn + i);
+        const bool priv = s.facts(vm, l.gfn + i).is_private;
         // Private memory may hold only the VM's own data; shared memory also what the host
         // put there on purpose (the host user, the VMM).
         const bool ok = lab == kNobody || lab == vm.principal() || (!priv && lab == kHostUser);
@@ -238,6 +240,27 @@ void check_iso7(const CheckScope& s, std::vector<Violation>& out) {
 
 namespace {
 
+// ISO-2: nobody but the owning VM reads the plaintext of its private data. The memory system
+// reports every read that returned a frame labelled with another principal (secret labels of
+// hw/memory); a read is a leak when the frame is the holder VM's private memory (a guest_memfd
+// folio of its file) and the reader is not that VM. Shared memory the VM wrote (a conversion to
+// shared, a bounce buffer) is read by the host on purpose and is not flagged.
+void check_iso2(const CheckScope& s, std::vector<Violation>& out) {
+  if (!s.plaintext_reads) return;
+  for (const PlaintextRead& r : *s.plaintext_reads) {
+    const Vm* holder = nullptr;
+    for (const auto& vm : s.kvm.vms())
+      if (vm->principal() == r.holder) holder = vm.get();
+    if (!holder) continue;  // host or firmware data: not a VM's secret
+    const GmemFile* owner = s.gmem_owner(r.frame);
+    if (!owner || &owner->vm() != static_cast<const GmemVm*>(holder)) continue;  // not its private memory
+    out.push_back({"ISO-2",
+                   std::string(principal_name(r.reader)) + " read the plaintext of " + holder->name() +
+                       "'s private frame " + hex(r.frame.value()),
+                   holder->name(), {}, {r.frame}});
+  }
+}
+
 // ISO-4: while a GFN stays private its frame does not change except through a conversion or a
 // punch-hole, both of which go through KVM's invalidation (mmu_invalidate_seq advances). The
 // check remembers, per private GFN it has seen mapped, the frame and the sequence number; a new
@@ -265,7 +288,7 @@ void check_iso4(Iso4State& st, const CheckScope& s, std::vector<Violation>& out)
     for_each_leaf(s, vm, [&](const Leaf& l) {
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const Gfn g = l.gfn + i;
-        if (!vm.mem_is_private(g)) {
+        if (!s.facts(vm, g).is_private) {
           seen.erase(g.value());
           continue;
         }
@@ -290,6 +313,9 @@ std::vector<InvariantDef> generic_invariants() {
       {"ISO-1", "a private frame is mapped into at most one VM, at one GFN, and belongs to that VM only",
        "guest_memfd design discussion (a private frame belongs to exactly one VM); kvm-guest-memfd.md §13.3-§13.4",
        all, check_iso1},
+      {"ISO-2", "nobody but the owning VM reads the plaintext of its private data (host kernel, host user, another VM, a device)",
+       "guest_memfd design discussion (neither host userspace nor the host kernel may access a private frame); invariants issue (secret labels)",
+       all, check_iso2},
       {"ISO-3", "every private mapping in the hardware's stage-2 tables is one KVM and guest_memfd know about (no orphans)",
        "kvm-guest-memfd.md §7 (private faults resolve only from the slot's guest_memfd), §6.2 (closing zaps)", all,
        check_iso3},
@@ -322,6 +348,7 @@ std::vector<Violation> Checker::check() {
   // Nothing changed since the last check: nothing to re-read (incremental mode).
   bool any = mode_ == CheckMode::kFull;
   for (const auto& vm : kvm_.vms()) any = any || vm->is_dirty();
+  any = any || !reads_.empty();
   if (!any) return found;
   ++checks_;
   // Take each VM's dirty ranges (the checker is their only consumer) and read the leaves in
@@ -362,6 +389,18 @@ std::vector<Violation> Checker::check() {
                      return owner;
                    }};
   memo_.clear();
+  facts_memo_.clear();
+  scope.plaintext_reads = &reads_;
+  scope.facts = [&](const Vm& vm, Gfn g) -> GfnFacts {
+    for (const auto& e : facts_memo_)
+      if (e.vm == &vm && e.gfn == g.value()) return e.facts;
+    GfnFacts fx;
+    fx.is_private = vm.mem_is_private(g);
+    fx.slot = vm.memslots(0).find_gfn(g);
+    if (fx.slot && fx.slot->gmem.file) fx.folio = fx.slot->gmem.file->inode().folio(fx.slot->gmem_index(g));
+    if (facts_memo_.size() < 64) facts_memo_.push_back({&vm, g.value(), fx});
+    return fx;
+  };
   std::vector<Violation> v;
   for (const InvariantDef& d : defs_) {
     v.clear();
@@ -376,6 +415,7 @@ std::vector<Violation> Checker::check() {
       all_.push_back(x);
     }
   }
+  reads_.clear();
   return found;
 }
 

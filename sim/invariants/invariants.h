@@ -35,6 +35,11 @@ class Checker {
 
   // Runs the applicable invariants. Returns the new violations (also kept in violations()).
   std::vector<kvm::Violation> check();
+  // A read returned another principal's plaintext (the memory module's read observer and
+  // host-kernel accesses report them); ISO-2 judges them at the next check.
+  void note_plaintext_read(const kvm::PlaintextRead& r) {
+    if (mode_ != CheckMode::kOff && reads_.size() < 4096) reads_.push_back(r);
+  }
   const std::vector<kvm::Violation>& violations() const { return all_; }
   uint64_t checks() const { return checks_; }
   CheckMode mode() const { return mode_; }
@@ -56,6 +61,13 @@ class Checker {
   };
   std::vector<Work> work_;
   std::vector<std::pair<uint64_t, const kvm::GmemFile*>> memo_;  // frame -> owner, per check
+  std::vector<kvm::PlaintextRead> reads_;
+  struct FactsMemo {
+    const kvm::Vm* vm;
+    uint64_t gfn;
+    kvm::GfnFacts facts;
+  };
+  std::vector<FactsMemo> facts_memo_;
 };
 
 }  // namespace cvmsim::invariants

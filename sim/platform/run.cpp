@@ -185,6 +185,11 @@ class Platform : public sc_core::sc_module {
     checker_ = std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
     const bool stop = sc.run.invariants.on_violation == config::OnViolation::kStop;
     driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm_, vmms, clock_, *checker_, stop);
+    // ISO-2 needs to hear about reads that return another principal's plaintext.
+    if (sc.run.invariants.mode != invariants::CheckMode::kOff)
+      memory_.set_read_observer([c = checker_.get()](Pfn f, Principal reader, Principal holder) {
+        c->note_plaintext_read(kvm::PlaintextRead{f, reader, holder});
+      });
     for (size_t v = 0; v < sc.vms.size(); ++v) {
       const auto& vmc = sc.vms[v];
       VmInstance* vm = vms_[v].get();

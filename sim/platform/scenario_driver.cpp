@@ -47,6 +47,7 @@ ScenarioDriver::ScenarioDriver(sc_core::sc_module_name name, const config::Scena
                                bool stop_on_violation)
     : sc_module(name), sc_(sc), clock_(clock), exec_(kvm, sc, vmms, log_), checker_(checker),
       stop_on_violation_(stop_on_violation) {
+  exec_.on_plaintext_read = [this](const kvm::PlaintextRead& r) { checker_.note_plaintext_read(r); };
   std::map<std::string, std::set<std::string>> barrier_actors;
   for (size_t i = 0; i < sc.steps.size(); ++i) {
     by_actor_[sc.steps[i].actor].push_back(i);

@@ -470,9 +470,13 @@ Cycles StepExecutor::execute(size_t index) {
         if (!s.expect.has("violation")) log_.met(s, index);
       } else {
         const IntegrityResult r = mem.read_keyed(hpa, buf, 0);
+        const Pfn frame = hpa_to_pfn(hpa);
+        if (on_plaintext_read && !r.poisoned && !r.zeroed && !r.key_mismatch && mem.meta(frame).label != kHostKernel &&
+            mem.meta(frame).label != kNobody)
+          on_plaintext_read(kvm::PlaintextRead{frame, kHostKernel, mem.meta(frame).label});
         if (r.poisoned)
           log_.failed(s, index, "the host kernel consumed poison at hpa " + hex(r.poison_address.value()) + " (#MC in the host)");
-        else if (s.expect.has("violation"))
+        else if (s.expect.has("violation") && !s.expect.has("pattern") && !s.expect.has("value"))
           ;  // the checker reports it
         else
           check_data(s, index, s.gpa, buf);

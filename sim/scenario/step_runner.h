@@ -55,6 +55,8 @@ class StepExecutor {
   // Runs a vmm or host step (not wait/barrier, which the shell handles) and checks its
   // expectation. Returns the cycles it cost the actor.
   Cycles execute(size_t index);
+  // Reads by the host kernel that returned another principal's plaintext (for ISO-2).
+  std::function<void(const kvm::PlaintextRead&)> on_plaintext_read;
 
  private:
   struct GmemHandle {

@@ -586,6 +586,65 @@ void KvmTdxBackend::teardown(Vm& vm) {
 
 std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host) { return std::make_unique<KvmTdxBackend>(host); }
 
+namespace {
+
+bool is_leaf_mapping_state(SeptState s) {
+  switch (s) {
+    case SeptState::kMapped:
+    case SeptState::kBlocked:
+    case SeptState::kBlockedW:
+    case SeptState::kExportedBlockedW:
+    case SeptState::kExportedDirty:
+    case SeptState::kExportedDirtyBlockedW:
+    case SeptState::kPending:
+    case SeptState::kPendingBlocked:
+    case SeptState::kPendingBlockedW:
+    case SeptState::kPendingExportedBlockedW:
+    case SeptState::kPendingExportedDirty:
+    case SeptState::kPendingExportedDirtyBlockedW: return true;
+    default: return false;
+  }
+}
+
+// T2 (tdx-snp.md Part D): an S-EPT leaf in a mapped, pending or blocked state points to a page
+// whose PAMT entry is PT_REG owned by this TD; an S-EPT non-leaf entry points to a PT_EPT page of
+// this TD. Read from the module's real S-EPT pages and PAMT; the TDs are found through the VMs.
+void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+  for (const auto& vmp : s.kvm.vms()) {
+    const auto* be = dynamic_cast<const KvmTdxBackend*>(&vmp->backend());
+    if (!be || be->tdr().value() == 0) continue;
+    if (const auto* d = s.dirty ? s.dirty(*vmp) : nullptr; d && d->empty()) continue;  // unchanged
+    const TdxModule& m = be->host().module();
+    const Hpa tdr = be->tdr();
+    m.for_each_sept_entry(tdr, [&](Gpa gpa, const SeptEntry& e) {
+      PageType want;
+      if (e.leaf && is_leaf_mapping_state(e.state)) want = PageType::kReg;
+      else if (!e.leaf && (e.state == SeptState::kNlMapped || e.state == SeptState::kNlBlocked)) want = PageType::kEpt;
+      else return;
+      const PamtLeaf pl = m.pamt_leaf(e.hpa());
+      if (pl.entry.type() == want && pl.entry.owner() == hpa_to_pfn(tdr)) return;
+      char buf[240];
+      std::snprintf(buf, sizeof buf,
+                    "%s: S-EPT %s at gpa 0x%llx level %u points to frame 0x%llx whose PAMT entry is type %u owned by "
+                    "TDR frame 0x%llx (expected type %u owned by this TD's TDR 0x%llx)",
+                    vmp->name().c_str(), e.leaf ? "leaf" : "table", static_cast<unsigned long long>(gpa.value()), e.level,
+                    static_cast<unsigned long long>(e.pfn.value()), static_cast<unsigned>(pl.entry.type()),
+                    static_cast<unsigned long long>(pl.entry.owner().value()), static_cast<unsigned>(want),
+                    static_cast<unsigned long long>(hpa_to_pfn(tdr).value()));
+      out.push_back({"T2", buf, vmp->name(), {gpa_to_gfn(gpa)}, {e.pfn}});
+    });
+  }
+}
+
+}  // namespace
+
+std::vector<kvm::InvariantDef> tdx_invariants() {
+  return {{"T2",
+           "an S-EPT leaf in a mapped, pending or blocked state points to a PT_REG page owned by its TD; an S-EPT table "
+           "entry points to a PT_EPT page of the TD",
+           "tdx-snp.md Part D (T2), A2.3, A7", {"tdx"}, check_t2}};
+}
+
 KvmTdxBackend* tdx_backend_of(kvm::Vm& vm) { return dynamic_cast<KvmTdxBackend*>(&vm.backend()); }
 
 }  // namespace cvmsim::tdx

@@ -110,6 +110,9 @@ class TdxHost {
 
 // The backend of one TDX VM. Public so that the platform and tests can finalize the TD and give
 // the vCPUs their private root.
+// The TDX invariants (tdx-snp.md Part D) this backend contributes to the checker: T2 so far.
+std::vector<kvm::InvariantDef> tdx_invariants();
+
 class KvmTdxBackend final : public kvm::KvmBackend {
  public:
   explicit KvmTdxBackend(TdxHost& host) : host_(host) {}
@@ -163,6 +166,8 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   // ---- For the platform and tests ----
   bool td_created() const { return td_created_; }
   Hpa tdr() const { return tdr_; }
+  const TdxHost& host() const { return host_; }
+  std::vector<kvm::InvariantDef> invariants() const override { return tdx_invariants(); }
   KeyId hkid() const { return hkid_; }
   Gpa shared_bit() const { return Gpa(shared_mask_); }
   std::optional<WalkRoot> walk_root() const { return host_.module().sept_walk_root(tdr_); }

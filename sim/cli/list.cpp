@@ -7,6 +7,7 @@
 #include "sim/config/visitors.h"
 #include "models/kvm/backend.h"
 #include "models/sw_protected/sw_protected_backend.h"
+#include "models/tdx/kvm_tdx.h"
 #include "sim/invariants/invariants.h"
 
 namespace cvmsim {
@@ -47,7 +48,9 @@ std::vector<kvm::InvariantDef> all_invariants() {
   owned.push_back(kvm::make_sw_protected_backend());
   std::vector<const kvm::KvmBackend*> backends;
   for (auto& b : owned) backends.push_back(b.get());
-  return invariants::catalogue(backends);
+  auto defs = invariants::catalogue(backends);
+  for (auto& d : tdx::tdx_invariants()) defs.push_back(std::move(d));  // the TDX backend needs a module to build
+  return defs;
 }
 
 int print_invariants_markdown() {

@@ -208,8 +208,9 @@ void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
         const Principal lab = s.mem.meta(f).label;
         const bool priv = s.facts(vm, l.gfn + i).is_private;
         // Private memory may hold only the VM's own data; shared memory also what the host
-        // put there on purpose (the host user, the VMM).
-        const bool ok = lab == kNobody || lab == vm.principal() || (!priv && lab == kHostUser);
+        // put there on purpose (the VMM in userspace, or the host kernel, e.g. an in-kernel
+        // device backend writing a shared buffer).
+        const bool ok = lab == kNobody || lab == vm.principal() || (!priv && (lab == kHostUser || lab == kHostKernel));
         if (!ok)
           out.push_back({"ISO-6",
                          vm.name() + " can reach frame " + hex(f.value()) + " at " + (priv ? "private" : "shared") + " gfn " +

@@ -467,6 +467,9 @@ Cycles StepExecutor::execute(size_t index) {
       if (s.op == StepOp::kHostileWrite) {
         fill_pattern(s.pattern, s.value, s.gpa, buf);
         (void)mem.write_keyed(hpa, buf, KeyedAccess{0, kHostKernel, false});
+        // Incremental checks look at the frame again (gfn without a shared bit, as KVM records it).
+        const Gfn gf = vm->backend().fault_gfn(*vm, g);
+        vm->note_changed(GfnRange{gf, gf + 1});
         if (!s.expect.has("violation")) log_.met(s, index);
       } else {
         const IntegrityResult r = mem.read_keyed(hpa, buf, 0);

@@ -290,3 +290,38 @@ TEST_CASE("TDX initial image: PAGE.ADD maps the page, MR.EXTEND makes the MRTD d
 
 }  // namespace
 }  // namespace cvmsim::kvmtest
+
+namespace cvmsim::kvmtest {
+namespace {
+
+std::vector<Violation> run_tdx_invariants(TdxFixture& t) {
+  std::vector<Violation> out;
+  CheckScope scope{t.f.kvm, t.f.mem, true, nullptr, nullptr, nullptr};
+  for (const auto& d : tdx::tdx_invariants()) d.check(scope, out);
+  return out;
+}
+
+TEST_CASE("TDX invariant T2 holds on a built TD and catches an S-EPT leaf pointing at a foreign page",
+          "[tdx_kvm]") {
+  TdxFixture t;
+  t.build();
+  t.fault_in(0x1000);
+  t.fault_in(0x2000);
+  CHECK(run_tdx_invariants(t).empty());
+  // Break it behind the module's back: point the leaf of 0x2000 at a frame the TD does not own
+  // (a free page: PAMT PT_NDA), as a corrupted or forged S-EPT would.
+  const tdx::SeptLookup l = t.m().sept_entry(t.be().tdr(), Gpa(0x2000), 0);
+  REQUIRE(l.found);
+  REQUIRE(l.entry.level == 0);
+  auto stray = t.f.frames.alloc(PageSize::k4K);
+  REQUIRE(stray.ok());
+  const uint64_t raw = t.f.mem.read_u64(l.entry_hpa);
+  t.f.mem.write_u64(l.entry_hpa, (raw & ~0x000FFFFFFFFFF000ull) | (stray->value() << kPageShift));
+  const auto v = run_tdx_invariants(t);
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].invariant == "T2");
+  CHECK(v[0].frames.at(0) == *stray);
+}
+
+}  // namespace
+}  // namespace cvmsim::kvmtest

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <unordered_set>
 #include <span>
@@ -76,6 +77,10 @@ class HostMm {
   Status read(Hva a, std::span<uint8_t> out);
   Status write(Hva a, std::span<const uint8_t> in);
 
+  // A token that lives as long as this address space: holders of a weak reference (a VM that
+  // may outlive the VMM process, pinned by a guest_memfd) can tell whether it is gone (Linux
+  // keeps the mm_struct alive with mmgrab; the model lets the VM see that it died).
+  std::weak_ptr<const void> lifetime() const { return alive_; }
   void register_notifier(MmuNotifier* n);
   void unregister_notifier(MmuNotifier* n);
 
@@ -121,6 +126,7 @@ class HostMm {
   std::vector<MmuNotifier*> notifiers_;
   uint64_t resident_bytes_ = 0;
   std::unordered_set<uint64_t> owned_;  // first frames of present pages
+  std::shared_ptr<const void> alive_ = std::make_shared<int>(0);
   struct Stats {
     uint64_t mmaps = 0, munmaps = 0, madvise_dontneed = 0, page_faults = 0, pages_freed = 0;
     uint64_t bytes_zeroed = 0, notifier_calls = 0, efaults = 0;

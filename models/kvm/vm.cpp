@@ -39,7 +39,7 @@ void Vm::destroy() {
   if (destroyed_) return;
   destroyed_ = true;
   dead_ = true;
-  env_.mm.unregister_notifier(this);
+  if (!mm_alive_.expired()) env_.mm.unregister_notifier(this);
   // Slots: unbind from their files (the files may outlive the VM only while they pin it, so
   // by now every file is released; unbind is then a no-op, §4).
   for (auto& set : slots_) {
@@ -59,6 +59,7 @@ Status Vm::init() {
   if (!s2.ok()) return s2.error();
   stage2_ = std::move(*s2);
   env_.mm.register_notifier(this);
+  mm_alive_ = env_.mm.lifetime();
   return backend_->vm_init(*this);
 }
 

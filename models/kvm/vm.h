@@ -230,6 +230,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   uint64_t users_ = 1;  // the VM fd
   bool dead_ = false;
   bool destroyed_ = false;
+  std::weak_ptr<const void> mm_alive_;  // the creating process's address space still exists
   Dirty dirty_;
   std::unique_ptr<MemAttributeStore> attrs_;
   std::string trace_name_;

@@ -64,6 +64,10 @@ StepExecutor::StepExecutor(Kvm& kvm, const config::ScenarioConfig& sc, std::vect
   next_principal_ = static_cast<uint32_t>(vmms.size());
 }
 
+StepExecutor::~StepExecutor() {
+  for (auto& [name, m] : maps_) (void)m.file->munmap(m.map);
+}
+
 VmHandle& StepExecutor::vm_for(const StepConfig& s) {
   if (s.has("vm")) return vms_.at(s.vm);
   return vms_.at(sc_.vms.front().name);

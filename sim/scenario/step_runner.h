@@ -51,6 +51,8 @@ struct VmHandle {
 class StepExecutor {
  public:
   StepExecutor(kvm::Kvm& kvm, const config::ScenarioConfig& sc, std::vector<vmm::Vmm*> vmms, ExpectationLog& log);
+  // Process exit unmaps what the host actor still has mapped.
+  ~StepExecutor();
 
   // Runs a vmm or host step (not wait/barrier, which the shell handles) and checks its
   // expectation. Returns the cycles it cost the actor.

@@ -106,6 +106,7 @@ TEST_CASE("ISO-5 catches a TLB entry that outlives its stage-2 mapping") {
   Tlb tlb(TlbConfig{64, 4});
   Pwc pwc(PwcConfig{});
   w.f.vcpu(w.vcpu_fd).attach(&tlb, &pwc);
+  DetachOnExit detach{w.f.vcpu(w.vcpu_fd)};
   const Pfn priv = w.f.mapped_pfn(w.vm(), 0x1000);
   tlb.fill(w.vm().asid(), Gpa(0x1000), priv, PageSize::k4K, kPermsRWX);
   Checker c = w.checker(CheckMode::kIncremental);

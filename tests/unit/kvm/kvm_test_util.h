@@ -155,6 +155,13 @@ struct OtherProcess {
       : mm(mem, frames, kHostUser, Hva(0x600000000000)), proc(kvm, mm, std::move(name)) {}
 };
 
+// Detaches a vCPU's hw TLB/PWC when it goes out of scope: declared after the caches (so it runs
+// first), it keeps a later flush (closing the fixture's files) from reaching freed caches.
+struct DetachOnExit {
+  Vcpu& vcpu;
+  ~DetachOnExit() { vcpu.attach(nullptr, nullptr); }
+};
+
 struct KvmFixture {
   static constexpr uint64_t kFrames = 8192;  // 32 MiB
 

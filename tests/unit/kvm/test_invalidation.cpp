@@ -30,6 +30,8 @@ struct InvFx {
     gmem_fd = fx.new_gmem(vm_fd, 16 * kPage);
     hva = fx.add_slot(vm_fd, 0, kBase, 16 * kPage, gmem_fd);
   }
+  // The TLB and PWC go before the fixture does, and closing its files flushes TLBs: detach them.
+  ~InvFx() { fx.vcpu(vcpu_fd).attach(nullptr, nullptr); }
   Vm& vm() { return fx.vm(vm_fd); }
   static Gfn gfn(uint64_t gpa) { return gpa_to_gfn(Gpa(gpa)); }
   Vm::FaultContext start(uint64_t gpa, bool is_private = false) {

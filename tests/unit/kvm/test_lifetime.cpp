@@ -121,6 +121,7 @@ TEST_CASE("Lifetime: closing the guest_memfd zaps the mappings of every bound sl
   const int c = fx.new_vcpu(v);
   Tlb tlb;
   fx.vcpu(c).attach(&tlb, nullptr);
+  DetachOnExit detach{fx.vcpu(c)};
   const int g = fx.new_gmem(v, 16 * kPage);
   fx.add_slot(v, 0, 0x100000, 8 * kPage, g, 0);
   fx.add_slot(v, 1, 0x300000, 8 * kPage, g, 8 * kPage);

@@ -137,6 +137,7 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES: no change -> early exit without invalidation",
   const int vcpu = t.fx.new_vcpu(t.vm_fd);
   Tlb tlb;
   t.fx.vcpu(vcpu).attach(&tlb, nullptr);
+  DetachOnExit detach{t.fx.vcpu(vcpu)};
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   REQUIRE(t.vm().page_fault(PageFault{gpa_to_gfn(Gpa(0x100000))}).kind == FaultOutcome::kFixed);
   tlb.fill(t.vm().asid(), Gpa(0x100000), KvmFixture::mapped_pfn(t.vm(), 0x100000), PageSize::k4K, kPermsRWX);
@@ -163,6 +164,7 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES: a change zaps the range in every intersecting 
   Tlb tlb;
   Pwc pwc;
   t.fx.vcpu(vcpu).attach(&tlb, &pwc);
+  DetachOnExit detach{t.fx.vcpu(vcpu)};
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 4 * kPage);
   t.fx.add_slot(t.vm_fd, 1, 0x104000, 4 * kPage);
   Vm& vm = t.vm();

@@ -379,6 +379,28 @@ TdxTicket TdxModule::begin_mem_page_remove(Hpa tdr, Gpa gpa, PageSize size) {
 // TDH.MEM.SEPT.REMOVE (A2.3): NL_* -> FREE when all 512 children are FREE; the S-EPT page goes
 // back to PT_NDA (M tdh_mem_sept_remove.c).
 
+// The S-EPT table checks shared by SEPT.REMOVE and PROMOTE (A2.3): the entry is NL_MAPPED or
+// NL_BLOCKED; the table page's PAMT entry is locked; once the TD can run, the entry must be
+// NL_BLOCKED and its block epoch tracked (A6). The table's frame comes back in `table`.
+bool TdxModule::check_blocked_table(TdxTicket& t, Td& td, const Walk& w, unsigned level, Pfn* table) {
+  const SeptState s = sept_state_of(w.raw);
+  if (s != SeptState::kNlMapped && s != SeptState::kNlBlocked) {
+    set_sept_error_details(t, w.raw, level);
+    return fail(t, with_operand(kEptEntryStateIncorrect, operand::kRcx));
+  }
+  *table = SeptCodec::pfn(w.raw);
+  if (!lock_pamt(t, *table, PageSize::k4K, LockMode::kExclusive, operand::kRcx)) return false;
+  if (op_state_tracking_required(td.op_state)) {
+    if (s != SeptState::kNlBlocked) {
+      set_sept_error_details(t, w.raw, level);
+      return fail(t, with_operand(kGpaRangeNotBlocked, operand::kRcx));
+    }
+    if (!is_tlb_tracked(td, pamt_.entry(*table, PageSize::k4K).bepoch))
+      return fail(t, with_operand(kTlbTrackingNotDone, operand::kRcx));
+  }
+  return true;
+}
+
 TdxTicket TdxModule::begin_mem_sept_remove(Hpa tdr, Gpa gpa, unsigned level) {
   TdxTicket t = start(Leaf::kMemSeptRemove, cfg_.costs.seamcall);
   Td* td = nullptr;
@@ -387,25 +409,8 @@ TdxTicket TdxModule::begin_mem_sept_remove(Hpa tdr, Gpa gpa, unsigned level) {
                      &w)) {
     return t;
   }
-  const SeptState s = sept_state_of(w.raw);
-  if (s != SeptState::kNlMapped && s != SeptState::kNlBlocked) {
-    set_sept_error_details(t, w.raw, level);
-    fail(t, with_operand(kEptEntryStateIncorrect, operand::kRcx));
-    return t;
-  }
-  const Pfn child = SeptCodec::pfn(w.raw);
-  if (!lock_pamt(t, child, PageSize::k4K, LockMode::kExclusive, operand::kRcx)) return t;
-  if (op_state_tracking_required(td->op_state)) {
-    if (s != SeptState::kNlBlocked) {
-      set_sept_error_details(t, w.raw, level);
-      fail(t, with_operand(kGpaRangeNotBlocked, operand::kRcx));
-      return t;
-    }
-    if (!is_tlb_tracked(*td, pamt_.entry(child, PageSize::k4K).bepoch)) {
-      fail(t, with_operand(kTlbTrackingNotDone, operand::kRcx));
-      return t;
-    }
-  }
+  Pfn child;
+  if (!check_blocked_table(t, *td, w, level, &child)) return t;
   charge(t, cfg_.costs.sept_page_scan);
   for (unsigned i = 0; i < kEntriesPerTable; ++i) {
     if (sept_state_of(read_entry(pfn_to_hpa(child) + 8 * i)) != SeptState::kFree) {
@@ -499,25 +504,8 @@ TdxTicket TdxModule::begin_mem_page_promote(Hpa tdr, Gpa gpa, PageSize size) {
   if (!sept_prologue(t, tdr, Leaf::kMemPagePromote, gpa, level, 1, 2, LockMode::kShared, &td, &w)) {
     return t;
   }
-  const SeptState s = sept_state_of(w.raw);
-  if (s != SeptState::kNlMapped && s != SeptState::kNlBlocked) {
-    set_sept_error_details(t, w.raw, level);
-    fail(t, with_operand(kEptEntryStateIncorrect, operand::kRcx));
-    return t;
-  }
-  const Pfn table = SeptCodec::pfn(w.raw);
-  if (!lock_pamt(t, table, PageSize::k4K, LockMode::kExclusive, operand::kRcx)) return t;
-  if (op_state_tracking_required(td->op_state)) {
-    if (s != SeptState::kNlBlocked) {
-      set_sept_error_details(t, w.raw, level);
-      fail(t, with_operand(kGpaRangeNotBlocked, operand::kRcx));
-      return t;
-    }
-    if (!is_tlb_tracked(*td, pamt_.entry(table, PageSize::k4K).bepoch)) {
-      fail(t, with_operand(kTlbTrackingNotDone, operand::kRcx));
-      return t;
-    }
-  }
+  Pfn table;
+  if (!check_blocked_table(t, *td, w, level, &table)) return t;
   charge(t, cfg_.costs.sept_page_scan);
   const PageSize child_size = static_cast<PageSize>(level - 1);
   const SeptEntry first = SeptCodec::decode(read_entry(pfn_to_hpa(table)), level - 1);

@@ -245,25 +245,9 @@ bool TdxModule::hpa_operand_ok(Hpa a, uint64_t align) const {
 // entry free).
 bool TdxModule::check_page(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode,
                            PageType expected) {
-  if (!hpa_operand_ok(a, bytes_of(size))) return fail(t, with_operand(kOperandInvalid, op));
-  const Pfn f = hpa_to_pfn(a);
-  if (!pamt_.covers_range(f, size) || !mem_.contains(a, bytes_of(size))) {
-    return fail(t, with_operand(kOperandAddrRangeError, op));
-  }
-  charge(t, cfg_.costs.pamt_level * (3 - level_of(size)) + cfg_.costs.lock);
-  std::vector<Pamt::LockRef> refs;
   PageSize reached = size;
-  if (!pamt_.walk_and_lock(f, size, mode, refs, &reached)) {
-    return fail(t, with_operand(kOperandBusy, op));
-  }
-  for (const Pamt::LockRef& r : refs) {
-    TdxHeldLock h;
-    h.kind = TdxHeldLock::kPamt;
-    h.mode = r.mode;
-    h.pfn = r.base;
-    h.level = r.level;
-    t.held_.push_back(h);
-  }
+  if (!lock_page_metadata(t, a, op, size, mode, /*in_memory=*/true, &reached)) return false;
+  const Pfn f = hpa_to_pfn(a);
   const PamtEntry e = pamt_.entry(f.align_down(reached), reached);
   if (reached != size || e.type() != expected) {
     return fail(t, with_operand(kPageMetadataIncorrect, op));
@@ -271,6 +255,31 @@ bool TdxModule::check_page(TdxTicket& t, Hpa a, uint32_t op, PageSize size, Lock
   // pamt_is_2mb_range_free (A2.3 AUG 2 MiB, A7).
   if (expected == PageType::kNda && size == PageSize::k2M && !pamt_.range_2m_free(f)) {
     return fail(t, with_operand(kPageMetadataIncorrect, op));
+  }
+  return true;
+}
+
+// The common prologue of every leaf that takes a page operand: the operand check, TDMR coverage
+// (and, for pages the module will touch, that the frame exists), then the PAMT walk taking its
+// locks, which the ticket holds. `reached` is the level of the PAMT leaf found.
+bool TdxModule::lock_page_metadata(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode, bool in_memory,
+                                   PageSize* reached) {
+  if (!hpa_operand_ok(a, bytes_of(size))) return fail(t, with_operand(kOperandInvalid, op));
+  const Pfn f = hpa_to_pfn(a);
+  if (!pamt_.covers_range(f, size) || (in_memory && !mem_.contains(a, bytes_of(size)))) {
+    return fail(t, with_operand(kOperandAddrRangeError, op));
+  }
+  charge(t, cfg_.costs.pamt_level * (3 - level_of(size)) + cfg_.costs.lock);
+  std::vector<Pamt::LockRef> refs;
+  const bool locked = pamt_.walk_and_lock(f, size, mode, refs, reached);
+  if (!locked) return fail(t, with_operand(kOperandBusy, op));
+  for (const Pamt::LockRef& r : refs) {
+    TdxHeldLock h;
+    h.kind = TdxHeldLock::kPamt;
+    h.mode = r.mode;
+    h.pfn = r.base;
+    h.level = r.level;
+    t.held_.push_back(h);
   }
   return true;
 }
@@ -832,25 +841,10 @@ TdxTicket TdxModule::begin_mng_key_reclaimid() {
 TdxTicket TdxModule::begin_phymem_page_reclaim(Hpa page) {
   TdxTicket t = start(Leaf::kPhymemPageReclaim, cfg_.costs.seamcall);
   // A9: 4 KiB aligned, no KeyID bits, inside a TDMR.
-  if (!hpa_operand_ok(page, kPageBytes)) {
-    fail(t, with_operand(kOperandInvalid, operand::kRcx));
-    return t;
-  }
-  const Pfn f = hpa_to_pfn(page);
-  if (!pamt_.covers(f)) {
-    fail(t, with_operand(kOperandAddrRangeError, operand::kRcx));
-    return t;
-  }
-  charge(t, 3 * cfg_.costs.pamt_level + cfg_.costs.lock);
-  std::vector<Pamt::LockRef> refs;
   PageSize level = PageSize::k4K;
-  if (!pamt_.walk_and_lock(f, PageSize::k4K, LockMode::kExclusive, refs, &level)) {
-    fail(t, with_operand(kOperandBusy, operand::kRcx));
+  if (!lock_page_metadata(t, page, operand::kRcx, PageSize::k4K, LockMode::kExclusive, /*in_memory=*/false, &level))
     return t;
-  }
-  for (const Pamt::LockRef& r : refs) {
-    t.held_.push_back(TdxHeldLock{TdxHeldLock::kPamt, r.mode, r.base, r.level, Hpa(), 0});
-  }
+  const Pfn f = hpa_to_pfn(page);
   const Pfn base = f.align_down(level);
   const PamtEntry e = pamt_.entry(base, level);
   if (e.type() == PageType::kNda || e.type() == PageType::kRsvd) {
@@ -915,25 +909,10 @@ TdxTicket TdxModule::begin_phymem_page_wbinvd(Hpa page_with_hkid) {
 
 TdxTicket TdxModule::begin_phymem_page_rdmd(Hpa page) {
   TdxTicket t = start(Leaf::kPhymemPageRdmd, cfg_.costs.seamcall);
-  if (!hpa_operand_ok(page, kPageBytes)) {
-    fail(t, with_operand(kOperandInvalid, operand::kRcx));
-    return t;
-  }
-  const Pfn f = hpa_to_pfn(page);
-  if (!pamt_.covers(f)) {
-    fail(t, with_operand(kOperandAddrRangeError, operand::kRcx));
-    return t;
-  }
-  charge(t, 3 * cfg_.costs.pamt_level + cfg_.costs.lock);
-  std::vector<Pamt::LockRef> refs;
   PageSize level = PageSize::k4K;
-  if (!pamt_.walk_and_lock(f, PageSize::k4K, LockMode::kShared, refs, &level)) {
-    fail(t, with_operand(kOperandBusy, operand::kRcx));
+  if (!lock_page_metadata(t, page, operand::kRcx, PageSize::k4K, LockMode::kShared, /*in_memory=*/false, &level))
     return t;
-  }
-  for (const Pamt::LockRef& r : refs) {
-    t.held_.push_back(TdxHeldLock{TdxHeldLock::kPamt, r.mode, r.base, r.level, Hpa(), 0});
-  }
+  const Pfn f = hpa_to_pfn(page);
   const PamtEntry e = pamt_.entry(f.align_down(level), level);
   t.result_.rcx = e.pt;
   t.result_.rdx = pfn_to_hpa(e.owner()).value();

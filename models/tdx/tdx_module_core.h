@@ -540,6 +540,9 @@ class TdxModule {
   bool sept_prologue(TdxTicket& t, Hpa tdr, Leaf leaf, Gpa gpa, unsigned level, unsigned min_level,
                      int max_level, LockMode tree_mode, Td** out, Walk* w);
   bool lock_pamt(TdxTicket& t, Pfn base, PageSize level, LockMode mode, uint32_t op);
+  bool check_blocked_table(TdxTicket& t, Td& td, const Walk& w, unsigned level, Pfn* table);
+  bool lock_page_metadata(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode, bool in_memory,
+                          PageSize* reached);
   void set_sept_error_details(TdxTicket& t, uint64_t raw, unsigned level);
 
   Walk sept_walk(const Td& td, Gpa gpa, unsigned level) const;

@@ -362,7 +362,6 @@ Cycles StepExecutor::execute(size_t index) {
         fill_pattern(s.pattern, s.value, s.gpa, buf);
         status_step(vm.vmm->mm().write(h, buf), "host write");
       }
-      (void)kvm_.take_cost();
       kvm_.charge(Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) + 1));  // memcpy at the memory bandwidth
       break;
     }

@@ -128,6 +128,9 @@ class KvmBackend {
 
   // The guest's conversion ABI (§11).
   virtual HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const = 0;
+  // A conversion request the VMM completed, `ret` going back to the guest: the point where the
+  // guest resumes after the hypercall (TDX: the guest kernel accepts what became private).
+  virtual void conversion_done(Vm&, Vcpu&, const HypercallDecode&, uint64_t /*ret*/) {}
 
   // VM teardown: reclaim whatever the backend owns.
   virtual void teardown(Vm&) {}

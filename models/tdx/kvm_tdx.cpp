@@ -58,6 +58,13 @@ void TdxHost::free_hkid(KeyId k) {
   hkids_live_ = hkids_in_use();
 }
 
+TdxTdOptions TdxHost::td_options(const std::string& vm) const {
+  if (auto it = td_options_.find(vm); it != td_options_.end()) return it->second;
+  TdxTdOptions o;
+  o.sept_ve_disable = glue_.sept_ve_disable;
+  return o;
+}
+
 unsigned TdxHost::hkids_in_use() const {
   unsigned n = 0;
   for (size_t i = 0; i < hkid_used_.size(); ++i)
@@ -77,7 +84,12 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   g.counter("mr_extends", stats_.mr_extends, "calls", "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
   g.counter("sept_pages_added", stats_.sept_pages_added, "pages", "S-EPT pages added (TDH.MEM.SEPT.ADD)");
   g.counter("private_zaps", stats_.private_zaps, "pages", "private pages removed (BLOCK, TRACK, kick, REMOVE, WBINVD, clear)");
-  g.counter("guest_accepts", stats_.guest_accepts, "calls", "TDG.MEM.PAGE.ACCEPT issued on the guest kernel's behalf after #VE or a PENDING EPT violation");
+  g.counter("guest_accepts", stats_.guest_accepts, "calls", "TDG.MEM.PAGE.ACCEPT calls the guest kernel issued through the glue (re-issues after an exit included)");
+  g.counter("accept_exits", stats_.accept_exits, "exits", "ACCEPTs that exited to KVM (EEQ ACCEPT: FREE entry or missing level, the lazy-AUG path; or a 2 MiB PENDING leaf under a 4 KiB request) and were re-issued after KVM mapped or demoted");
+  g.counter("pending_access_fatal", stats_.pending_access_fatal, "exits", "guest accesses to a PENDING page with SEPT_VE_DISABLE set: KVM marks the VM dead (tdx_handle_ept_violation) and the vCPU stops");
+  g.counter("private_maps_2m", stats_.private_maps_2m, "leaves", "2 MiB private leaves added at runtime (TDH.MEM.PAGE.AUG 2M); private_maps counts the 4 KiB ones");
+  g.counter("demotes", stats_.demotes, "leaves", "2 MiB private leaves split into 512 4 KiB leaves (BLOCK, TRACK, TDH.MEM.PAGE.DEMOTE) for a partial zap or a 4 KiB accept");
+  g.counter("private_zaps_2m", stats_.private_zaps_2m, "leaves", "2 MiB private leaves removed whole (BLOCK, TRACK, REMOVE 2M, WBINVD, clear); private_zaps counts the 4 KiB ones");
   g.counter("vcpu_kicks", stats_.vcpu_kicks, "exits", "TD exits forced so that TLB tracking completes");
   g.counter("vp_enters", stats_.vp_enters, "calls", "TDH.VP.ENTER calls by the glue");
   g.counter("machine_checks", stats_.machine_checks, "count", "machine checks that made a TD fatal");
@@ -241,6 +253,8 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   }
   td_created_ = true;
   tdr_ = *tdr;
+  vm_ = &vm;
+  options_ = host_.td_options(vm.name());
   hkid_ = *hk;
   for (unsigned p = 0; p < m.config().num_packages; ++p)
     if (r = charged(vm, m.mng_key_config(tdr_, p), "TDH.MNG.KEY.CONFIG", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
@@ -254,7 +268,7 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
     tdcs_.push_back(*page);
   }
   TdParams params;
-  params.attributes = host_.glue().sept_ve_disable ? kTdAttrSeptVeDisable : 0;
+  params.attributes = options_.sept_ve_disable ? kTdAttrSeptVeDisable : 0;
   params.max_vcpus = host_.glue().max_vcpus;
   params.sept_levels = 4;  // GPAW 48: SHARED = bit 47 (A1)
   if (r = charged(vm, m.mng_init(tdr_, params), "TDH.MNG.INIT", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
@@ -354,28 +368,45 @@ Status KvmTdxBackend::finalize(Vm& vm) {
 // Private mappings (A10.2, A10.3)
 
 Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms) {
-  if (size != PageSize::k4K) return Errno::kEINVAL;  // private_max_level is 4K
+  if (size == PageSize::k1G || (size == PageSize::k2M && !options_.huge_private)) return Errno::kEINVAL;
   if (!td_created_) return Errno::kEIO;
-  if (auto it = mirror_.find(gfn.value()); it != mirror_.end()) {
-    // Already mapped: a spurious fault (the mirror says so, as KVM's mirror SPTE would).
-    if (it->second == pfn) return Cycles(0);
-    return Errno::kEEXIST;
+  if (size == PageSize::k2M) {
+    if (auto it = mirror_2m_.find(gfn.value()); it != mirror_2m_.end()) return it->second == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
+    // Smaller leaves (or their S-EPT page) under it: KVM falls back to 4 KiB (no PROMOTE here).
+    if (sept_pages_.count({1u, gfn_to_gpa(gfn).value()})) return Errno::kEEXIST;
+  } else {
+    if (auto it = mirror_2m_.find(gfn.align_down(PageSize::k2M).value()); it != mirror_2m_.end()) {
+      // A 2 MiB leaf maps it already: a spurious fault.
+      return it->second + (gfn - gfn.align_down(PageSize::k2M)) == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
+    }
+    if (auto it = mirror_.find(gfn.value()); it != mirror_.end()) {
+      // Already mapped: a spurious fault (the mirror says so, as KVM's mirror SPTE would).
+      if (it->second == pfn) return Cycles(0);
+      return Errno::kEEXIST;
+    }
   }
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  if (Status st = ensure_sept(vm, gpa); !st.ok()) return st.error();
+  const unsigned leaf_level = size == PageSize::k2M ? 1u : 0u;
+  // SEPT.ADD down to the level holding the leaf (A10.2): levels 3..1 for 4 KiB, 3..2 for 2 MiB.
+  if (Status st = ensure_sept(vm, gpa, leaf_level); !st.ok()) return st.error();
   // Runtime: PAGE.AUG (PENDING; the guest accepts). The initial image goes through
   // init_mem_page (PAGE.ADD) instead; AUG is refused by nothing here, the module decides.
-  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, PageSize::k4K, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(), 0, pfn_to_hpa(pfn).value());
+  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, size, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(), static_cast<int>(leaf_level), pfn_to_hpa(pfn).value());
   if (!r.ok()) return to_errno(r);
-  mirror_[gfn.value()] = pfn;
-  ++host_.stats().private_maps;
+  if (size == PageSize::k2M) {
+    mirror_2m_[gfn.value()] = pfn;
+    ++host_.stats().private_maps_2m;
+  } else {
+    mirror_[gfn.value()] = pfn;
+    ++host_.stats().private_maps;
+  }
   return Cycles(0);  // the module's cost is already on KVM's meter
 }
 
-Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
+Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa, unsigned leaf_level) {
   TdxModule& m = host_.module();
-  for (unsigned l = sept_levels_ - 1; l >= 1; --l) {
+  for (unsigned l = sept_levels_ - 1; l >= leaf_level + 1; --l) {
     const uint64_t span = uint64_t{1} << (kPageShift + 9 * l);
     const auto key = std::make_pair(l, gpa.value() & ~(span - 1));
     if (sept_pages_.count(key)) continue;
@@ -392,26 +423,67 @@ Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
   return {};
 }
 
-bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn) {
+bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn, PageSize size) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 0, [&] { return m.mem_range_block(tdr_, gpa, 0); });
+  const int level = size == PageSize::k2M ? 1 : 0;
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), level, [&] { return m.mem_range_block(tdr_, gpa, static_cast<unsigned>(level)); });
   if (r.is_error()) return false;
   // tdx_track: TRACK, then kick every vCPU so that none runs in the previous epoch (A6).
   r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), 0, [&] { return m.mem_page_remove(tdr_, gpa, PageSize::k4K); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), level, [&] { return m.mem_page_remove(tdr_, gpa, size); });
   if (r.is_error()) return false;
-  r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(pfn_to_hpa(pfn), hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(pfn_to_hpa(pfn), hkid_).value());
+  for (uint64_t i = 0; i < frames_of(size); ++i) {
+    const Hpa page = pfn_to_hpa(pfn + i);
+    r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(page, hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(page, hkid_).value());
+    if (r.is_error()) return false;
+    clear_page(vm, page);
+  }
+  ++(size == PageSize::k2M ? host_.stats().private_zaps_2m : host_.stats().private_zaps);
+  return true;
+}
+
+bool KvmTdxBackend::demote_2m(Vm& vm, Gfn head) {
+  auto it = mirror_2m_.find(head.value());
+  if (it == mirror_2m_.end()) return false;
+  TdxModule& m = host_.module();
+  const Gpa gpa = gfn_to_gpa(head);
+  // A runnable TD needs the leaf blocked and the block tracked before DEMOTE (A2.3).
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 1, [&] { return m.mem_range_block(tdr_, gpa, 1); });
   if (r.is_error()) return false;
-  clear_page(vm, pfn_to_hpa(pfn));
-  ++host_.stats().private_zaps;
+  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.mem_track(tdr_); });
+  if (r.is_error()) return false;
+  kick_all(vm);
+  auto page = alloc_frame(vm);
+  if (!page.ok()) return false;
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.DEMOTE", gpa.value(), 1, [&] { return m.mem_page_demote(tdr_, gpa, PageSize::k2M, *page); });
+  if (r.is_error()) {
+    vm.frames().free(hpa_to_pfn(*page));
+    return false;
+  }
+  sept_pages_[{1u, gpa.value()}] = *page;
+  ++host_.stats().sept_pages_added;
+  ++host_.stats().demotes;
+  for (uint64_t i = 0; i < kEntriesPerTable; ++i) mirror_[head.value() + i] = it->second + i;
+  mirror_2m_.erase(it);
+  vm.note_changed(kvm::GfnRange{head, head + kEntriesPerTable});
   return true;
 }
 
 Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
+  if (size == PageSize::k2M) {
+    auto it = mirror_2m_.find(gfn.value());
+    if (it == mirror_2m_.end()) return Errno::kENOENT;
+    if (!zap_one(vm, gfn, it->second, PageSize::k2M)) return Errno::kEIO;
+    mirror_2m_.erase(it);
+    vm.note_changed(kvm::GfnRange{gfn, gfn + kEntriesPerTable});
+    return Cycles(0);
+  }
   if (size != PageSize::k4K) return Errno::kEINVAL;
+  if (mirror_2m_.count(gfn.align_down(PageSize::k2M).value()) && !demote_2m(vm, gfn.align_down(PageSize::k2M)))
+    return Errno::kEIO;
   auto it = mirror_.find(gfn.value());
   if (it == mirror_.end()) return Errno::kENOENT;
   if (!zap_one(vm, gfn, it->second)) return Errno::kEIO;
@@ -422,6 +494,26 @@ Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
 
 bool KvmTdxBackend::zap_private_range(Vm& vm, kvm::GfnRange r) {
   bool any = false;
+  // 2 MiB leaves first: one the range covers goes whole; one it cuts is demoted (A10.3; KVM's
+  // TDX huge-page series splits before a partial zap), its 4 KiB pages then go below.
+  const uint64_t first_head = r.start.align_down(PageSize::k2M).value();
+  for (auto it = mirror_2m_.lower_bound(first_head); it != mirror_2m_.end() && it->first < r.end.value();) {
+    const Gfn head(it->first);
+    const bool whole = r.start <= head && head + kEntriesPerTable <= r.end;
+    if (whole) {
+      if (zap_one(vm, head, it->second, PageSize::k2M)) {
+        vm.note_changed(kvm::GfnRange{head, head + kEntriesPerTable});
+        it = mirror_2m_.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    } else {
+      ++it;  // demote_2m erases it
+      if (!demote_2m(vm, head)) continue;
+      any = true;
+    }
+  }
   for (auto it = mirror_.lower_bound(r.start.value()); it != mirror_.end() && it->first < r.end.value();) {
     const Gfn gfn(it->first);
     if (zap_one(vm, gfn, it->second)) {
@@ -465,35 +557,81 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
     return a;
   }
   const TdxResult r = charged(vm, m.ept_violation(v->tdvpr, e.gpa, e.write), "EPT_VIOLATION", e.gpa.value(), -1, v->tdvpr.value());
-  bool accept = false;
+  char buf[200];
   switch (r.outcome) {
-    case GuestOutcome::kInjectVe: accept = true; break;  // #VE: the guest kernel's handler accepts
+    case GuestOutcome::kInjectVe:
+      // #VE: the guest kernel's handler (TDG.VP.VEINFO.GET, then its policy: ACCEPT).
+      if (guest_ && guest_->on_ve(*this, vcpu.id(), Gpa(e.gpa.value() & ~(kPageBytes - 1)))) {
+        a.kind = PrivateFaultAction::kRetry;
+        return a;
+      }
+      a.kind = PrivateFaultAction::kStop;
+      std::snprintf(buf, sizeof buf, "#VE for the PENDING private page at gpa 0x%" PRIx64 " and %s", e.gpa.value(),
+                    guest_ ? "the guest kernel did not accept it" : "no guest kernel model handles #VE");
+      a.reason = buf;
+      return a;
     case GuestOutcome::kInjectPfRsvd:
       a.kind = PrivateFaultAction::kStop;
       a.reason = "#PF(RSVD) injected for a GPA above the SHARED bit (no guest kernel model handles it)";
       return a;
     case GuestOutcome::kTdExit:
-      // SEPT_VE_DISABLE: a PENDING page exits with EEQ PENDING_EPT_VIOLATION. A Linux guest
-      // accepts before it touches; the stand-in accepts at the first touch instead.
-      accept = r.exit.eeq == EeqType::kPendingEptViolation;
-      break;
-    default: break;
+      if (r.exit.eeq == EeqType::kPendingEptViolation) {
+        // SEPT_VE_DISABLE: the guest touched a page it had not accepted. KVM treats it as fatal
+        // (tdx_handle_ept_violation: "Guest access before accepting", kvm_vm_dead, -EIO).
+        ++host_.stats().pending_access_fatal;
+        a.kind = PrivateFaultAction::kStop;
+        std::snprintf(buf, sizeof buf,
+                      "guest access before accepting gpa 0x%" PRIx64 " (PENDING, SEPT_VE_DISABLE set): KVM marks the VM dead (-EIO)",
+                      e.gpa.value());
+        a.reason = buf;
+      }
+      return a;  // otherwise KVM's fault path (FREE -> SEPT.ADD + AUG)
+    default: return a;
   }
-  if (!accept) return a;  // a TD exit: KVM's fault path (FREE -> SEPT.ADD + AUG)
-  if (!ensure_entered(vm, *v, &a.reason)) {
-    a.kind = PrivateFaultAction::kStop;
-    return a;
+}
+
+TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) {
+  TdxResult last;
+  last.status = with_operand(status::kOperandInvalid, operand::kRcx);
+  VcpuTd* v = nullptr;
+  for (auto& t : vcpus_)
+    if (t.id == vcpu_id) v = &t;
+  if (!v || !vm_ || !td_created_) return last;
+  Vm& vm = *vm_;
+  TdxModule& m = host_.module();
+  const int level = size == PageSize::k2M ? 1 : 0;
+  // Bounded: each round trip either accepts, or lets KVM map/demote, or retries BUSY or an
+  // interrupted 2 MiB accept; a 2 MiB accept needs at most 512 interrupted rounds.
+  for (unsigned round = 0; round < 2 * kEntriesPerTable + 8; ++round) {
+    std::string why;
+    if (!ensure_entered(vm, *v, &why)) return last;
+    ++host_.stats().guest_accepts;
+    last = charged(vm, m.tdg_mem_page_accept(v->tdvpr, gpa, size), "TDG.MEM.PAGE.ACCEPT", gpa.value(), level);
+    if (last.outcome == GuestOutcome::kInterrupted || is_busy_class(last.status)) continue;
+    if (last.outcome != GuestOutcome::kTdExit) return last;
+    if (last.exit.reason != TdExitReason::kEptViolation || last.exit.eeq != EeqType::kAccept) return last;
+    // The ACCEPT exited to KVM (tdx_handle_ept_violation with the accept level as the fault's
+    // maximum): a 2 MiB PENDING leaf under a 4 KiB request is demoted; otherwise the fault
+    // path maps the page (SEPT.ADD, AUG). Then the guest re-executes the TDCALL.
+    ++host_.stats().accept_exits;
+    const Gfn gfn = gpa_to_gfn(gpa);
+    if (size == PageSize::k4K && mirror_2m_.count(gfn.align_down(PageSize::k2M).value())) {
+      if (!demote_2m(vm, gfn.align_down(PageSize::k2M))) return last;
+      continue;
+    }
+    kvm::PageFault f;
+    f.gfn = gfn;
+    f.write = true;  // KVM treats every S-EPT violation as a write
+    f.is_private = true;
+    f.max_level = size;
+    kvm::FaultOutcome o;
+    unsigned tries = 0;
+    do {
+      o = vm.page_fault(f);
+    } while (o.kind == kvm::FaultOutcome::kRetry && ++tries < 8);
+    if (o.kind != kvm::FaultOutcome::kFixed) return last;
   }
-  ++host_.stats().guest_accepts;
-  const TdxResult acc = charged(vm, m.tdg_mem_page_accept(v->tdvpr, Gpa(e.gpa.value() & ~(kPageBytes - 1)), PageSize::k4K), "TDG.MEM.PAGE.ACCEPT", e.gpa.value() & ~(kPageBytes - 1), 0);
-  if (acc.ok() || acc.code() == status::kPageAlreadyAccepted || is_busy_class(acc.status)) {
-    a.kind = PrivateFaultAction::kRetry;
-    return a;
-  }
-  if (acc.outcome == GuestOutcome::kTdExit) return a;  // e.g. the lazy-AUG path: KVM maps it
-  a.kind = PrivateFaultAction::kStop;
-  a.reason = "TDG.MEM.PAGE.ACCEPT failed: " + std::string(status_name(acc.status));
-  return a;
+  return last;
 }
 
 std::optional<ExitAction> KvmTdxBackend::machine_check(Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) {
@@ -535,6 +673,12 @@ kvm::HypercallDecode KvmTdxBackend::decode_hypercall(const Vm&, const VmExit& e)
   return d;
 }
 
+void KvmTdxBackend::conversion_done(Vm&, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d, uint64_t ret) {
+  // The guest resumes after TDG.VP.VMCALL<MapGPA>: its kernel finishes the conversion.
+  if (guest_)
+    guest_->on_map_gpa_done(*this, vcpu.id(), d.req.gpa, d.req.npages << kPageShift, d.req.to_private, ret);
+}
+
 // ============================================================================================
 // Teardown (A10.4)
 
@@ -569,6 +713,14 @@ void KvmTdxBackend::teardown(Vm& vm) {
   // pages came from the VM's allocator; the TDR last (TDX_TD_ASSOCIATED_PAGES_EXIST before).
   for (const auto& [gfn, pfn] : mirror_) reclaim(pfn_to_hpa(pfn), false);
   mirror_.clear();
+  for (const auto& [gfn, pfn] : mirror_2m_) {
+    // One RECLAIM for the 2 MiB page (its PAMT entry is at 2 MiB); the host clears all of it.
+    if (charged(vm, m.phymem_page_reclaim(pfn_to_hpa(pfn)), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg, -1, pfn_to_hpa(pfn).value()).ok()) {
+      ++host_.stats().pages_reclaimed;
+      for (uint64_t i = 0; i < kEntriesPerTable; ++i) clear_page(vm, pfn_to_hpa(pfn + i));
+    }
+  }
+  mirror_2m_.clear();
   for (auto it = sept_pages_.rbegin(); it != sept_pages_.rend(); ++it) reclaim(it->second, true);
   sept_pages_.clear();
   for (auto& v : vcpus_) {

@@ -13,8 +13,12 @@
 //   map_private   SEPT.ADD for missing levels, then PAGE.AUG (PENDING)
 //   zap           RANGE.BLOCK, MEM.TRACK, kick every vCPU (TD exit), PAGE.REMOVE,
 //                 PHYMEM.PAGE.WBINVD, then the host clears the page (MOVDIR64B under key 0)
-//   private fault the module's EPT-violation dispatch first: #VE (or a PENDING TD exit) is a
-//                 guest ACCEPT, done here on the guest kernel's behalf (stand-in, see below)
+//   private fault the module's EPT-violation dispatch first: #VE goes to the guest kernel (below);
+//                 a PENDING TD exit (SEPT_VE_DISABLE) kills the VM as KVM does
+//   map 2M        SEPT.ADD down to level 1, PAGE.AUG 2M (when private_max_level allows 2M)
+//   zap in 2M     a range covering a whole 2M leaf removes it (BLOCK, TRACK, REMOVE 2M); a
+//                 partial range first splits it: BLOCK, TRACK, DEMOTE (new S-EPT page), then
+//                 the 4 KiB leaves go as usual (A2.3, A10.3)
 //   teardown      VP.FLUSH, VPFLUSHDONE, CACHE.WB per package, KEY.FREEID, RECLAIM every page
 //                 (TDR last), frames cleared and returned to the VM's FrameAllocator
 //
@@ -24,11 +28,13 @@
 // PREVIOUS_TLB_EPOCH_BUSY -> EBUSY, every other error -> EIO. The module enforces its own rules;
 // the glue never assumes a call succeeded.
 //
-// Guest side (stand-in): there is no guest-kernel model yet, so when the module says "inject
-// #VE" for a PENDING page, or (SEPT_VE_DISABLE set, the default) exits with EEQ
-// PENDING_EPT_VIOLATION, the glue issues TDG.MEM.PAGE.ACCEPT(4K) for the guest, charges it and
-// has the access retried. A real Linux guest accepts before touching (MapGPA then ACCEPT); a
-// separate guest-kernel model should take this over.
+// Guest side: the glue does not act for the guest. What the hardware delivers to the guest kernel
+// (a #VE for a PENDING page, the end of a MapGPA TDVMCALL) goes to a TdxGuestSide the platform
+// attaches (models/guest/tdx_guest_kernel.h implements it; declared here so that the glue never
+// calls up, ARCHITECTURE.md principle 2), and the guest kernel issues its TDCALLs through the
+// TdxGuestAbi this backend implements. With SEPT_VE_DISABLE set, a guest access to a PENDING page
+// is a TD exit that KVM treats as fatal (tdx_handle_ept_violation: "Guest access before
+// accepting", kvm_vm_dead, -EIO): the vCPU stops. docs/tdx-model.md "Guest side" explains it.
 #pragma once
 
 #include <cstdint>
@@ -46,10 +52,43 @@
 namespace cvmsim::tdx {
 
 struct TdxGlueConfig {
-  // TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28): Linux guests require it (A8).
+  // TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28): Linux guests require it (A8). The default for every
+  // TD; TdxHost::set_td_options overrides it per VM (scenario vms[].tdx.sept_ve_disable).
   bool sept_ve_disable = true;
   // TD_PARAMS.MAX_VCPUS.
   unsigned max_vcpus = 64;
+};
+
+// Per-TD options the VMM passes with KVM_TDX_INIT_VM (looked up by VM name at vm_init).
+struct TdxTdOptions {
+  bool sept_ve_disable = true;  // TD ATTRIBUTES.SEPT_VE_DISABLE (A8)
+  // Map private memory at 2 MiB where guest_memfd hands out a 2 MiB folio and the attributes
+  // allow (KVM's TDX huge-page support is not in mainline: the default, false, is mainline's 4K).
+  bool huge_private = false;
+};
+
+// The TDX guest ABI as a guest-kernel model uses it: TDCALLs issued on one of the TD's vCPUs.
+class TdxGuestAbi {
+ public:
+  virtual ~TdxGuestAbi() = default;
+  // TDG.MEM.PAGE.ACCEPT(gpa, size) on vCPU `vcpu`, as the guest executes it: a TD exit it causes
+  // (EEQ ACCEPT: a FREE entry or a missing level, the lazy-AUG path; or a PENDING 2 MiB leaf
+  // under a 4 KiB request) goes to KVM, which maps the page at most at the accept's size (or
+  // DEMOTEs the 2 MiB leaf), and the guest re-executes the TDCALL; an interrupted 2 MiB accept
+  // is re-issued; BUSY is retried. Returns the last result (ok, PAGE_ALREADY_ACCEPTED,
+  // PAGE_SIZE_MISMATCH, or an error).
+  virtual TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) = 0;
+};
+
+// The guest kernel of a TD as the glue sees it: the events the hardware delivers to the guest.
+class TdxGuestSide {
+ public:
+  virtual ~TdxGuestSide() = default;
+  // A #VE for a PENDING private page (SEPT_VE_DISABLE clear). true: handled, retry the access.
+  virtual bool on_ve(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa) = 0;
+  // TDG.VP.VMCALL<MapGPA>(gpa with or without the S bit, size) returned `ret` (R10) to the guest.
+  virtual void on_map_gpa_done(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size, bool to_private,
+                               uint64_t ret) = 0;
 };
 
 // The platform's TDX: the module and the HKID allocator every TDX VM shares.
@@ -64,6 +103,9 @@ class TdxHost {
   TdxModule& module() { return module_; }
   const TdxModule& module() const { return module_; }
   const TdxGlueConfig& glue() const { return glue_; }
+  // Options of the TD named `vm` (set before the VM is created); the glue's defaults otherwise.
+  void set_td_options(const std::string& vm, TdxTdOptions o) { td_options_[vm] = o; }
+  TdxTdOptions td_options(const std::string& vm) const;
 
   // HKIDs for TDs: [private_hkid_min, private_hkid_max] minus the global KeyID, lowest first.
   std::optional<KeyId> alloc_hkid();
@@ -78,7 +120,12 @@ class TdxHost {
     uint64_t pages_added = 0;         // PAGE.ADD done (initial image, before finalize)
     uint64_t mr_extends = 0;          // MR.EXTEND done (256 B each)
     uint64_t private_zaps = 0;        // private pages removed (BLOCK..REMOVE..clear)
-    uint64_t guest_accepts = 0;       // ACCEPTs issued on the guest kernel's behalf
+    uint64_t guest_accepts = 0;       // TDG.MEM.PAGE.ACCEPT calls the guest kernel issued (retries included)
+    uint64_t accept_exits = 0;        // ACCEPTs that exited to KVM (EEQ ACCEPT) and were re-issued
+    uint64_t pending_access_fatal = 0;  // PENDING accesses with SEPT_VE_DISABLE: KVM killed the VM
+    uint64_t private_maps_2m = 0;     // PAGE.AUG 2M done for KVM faults
+    uint64_t demotes = 0;             // PAGE.DEMOTE of a 2 MiB leaf (partial zap or a 4 KiB accept)
+    uint64_t private_zaps_2m = 0;     // 2 MiB private leaves removed whole
     uint64_t vcpu_kicks = 0;          // TD exits forced for TLB tracking
     uint64_t vp_enters = 0;
     uint64_t machine_checks = 0;
@@ -102,6 +149,7 @@ class TdxHost {
  private:
   TdxModule module_;
   TdxGlueConfig glue_;
+  std::map<std::string, TdxTdOptions> td_options_;
   std::vector<bool> hkid_used_;  // index: hkid - private_hkid_min
   double hkids_live_ = 0;
   double hkid_highest_ = 0;
@@ -113,7 +161,7 @@ class TdxHost {
 // The TDX invariants (tdx-snp.md Part D) this backend contributes to the checker: T2 so far.
 std::vector<kvm::InvariantDef> tdx_invariants();
 
-class KvmTdxBackend final : public kvm::KvmBackend {
+class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
  public:
   explicit KvmTdxBackend(TdxHost& host) : host_(host) {}
 
@@ -138,7 +186,9 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   Result<Cycles> map_private(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms perms) override;
   Result<Cycles> unmap_private(kvm::Vm& vm, Gfn gfn, PageSize size) override;
   bool zap_private_range(kvm::Vm& vm, kvm::GfnRange r) override;
-  PageSize private_max_level(const kvm::Vm&, Gfn) const override { return PageSize::k4K; }
+  PageSize private_max_level(const kvm::Vm&, Gfn) const override {
+    return options_.huge_private ? PageSize::k2M : PageSize::k4K;
+  }
 
   bool translates_privately(const kvm::Vm&, Gpa gpa) const override {
     return td_created_ && !(gpa.value() & shared_mask_);
@@ -148,6 +198,14 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) override;
 
   kvm::HypercallDecode decode_hypercall(const kvm::Vm&, const VmExit& e) const override;
+  void conversion_done(kvm::Vm& vm, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d, uint64_t ret) override;
+
+  // The guest kernel (models/guest) that gets #VE and MapGPA completions; none: a #VE stops the vCPU.
+  void set_guest_side(TdxGuestSide* g) { guest_ = g; }
+  TdxGuestSide* guest_side() const { return guest_; }
+  // TdxGuestAbi
+  TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) override;
+  const TdxTdOptions& options() const { return options_; }
   void teardown(kvm::Vm& vm) override;
 
   // KVM_TDX_INIT_MEM_REGION for one 4 KiB page (before finalize): the page comes from the
@@ -174,8 +232,10 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   std::optional<Hpa> tdvpr_of(uint32_t vcpu_id) const;
   // Frames the TD holds from the VM's allocator (TDR, TDCS, TDVPS, S-EPT pages).
   size_t frames_held() const;
-  // Private pages mapped (the mirror).
-  size_t private_pages_mapped() const { return mirror_.size(); }
+  // Private 4 KiB pages mapped (the mirror; a 2 MiB leaf counts 512).
+  size_t private_pages_mapped() const { return mirror_.size() + 512 * mirror_2m_.size(); }
+  // 2 MiB private leaves mapped.
+  size_t private_2m_mapped() const { return mirror_2m_.size(); }
   TdxHost& host() { return host_; }
 
  private:
@@ -200,9 +260,13 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   // BLOCK/TRACK/REMOVE with KVM's "BUSY: kick everyone, retry once" (tdh_do_no_vcpus).
   template <class F>
   TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call);
-  bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn);
-  // SEPT.ADD for every missing level above the 4 KiB leaf of `gpa`, top down (A10.2).
-  Status ensure_sept(kvm::Vm& vm, Gpa gpa);
+  bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size = PageSize::k4K);
+  // BLOCK, TRACK (kick), DEMOTE of the 2 MiB leaf at `head` into a new S-EPT page; the mirror
+  // then holds its 512 4 KiB pages.
+  bool demote_2m(kvm::Vm& vm, Gfn head);
+  // SEPT.ADD for every missing level above the leaf of `gpa` at `leaf_level` (0: 4 KiB, 1:
+  // 2 MiB), top down (A10.2).
+  Status ensure_sept(kvm::Vm& vm, Gpa gpa, unsigned leaf_level = 0);
 
   TdxHost& host_;
   bool td_created_ = false;
@@ -216,6 +280,10 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   std::vector<VcpuTd> vcpus_;
   std::map<std::pair<unsigned, uint64_t>, Hpa> sept_pages_;  // (level, gpa base) -> page
   std::map<uint64_t, Pfn> mirror_;                           // gfn -> private frame (4 KiB)
+  std::map<uint64_t, Pfn> mirror_2m_;                        // head gfn -> first frame (2 MiB leaves)
+  TdxTdOptions options_;
+  kvm::Vm* vm_ = nullptr;                                    // the VM this backend serves (vm_init)
+  TdxGuestSide* guest_ = nullptr;
 };
 
 // KVM_X86_TDX_VM's factory for Kvm::register_backend.

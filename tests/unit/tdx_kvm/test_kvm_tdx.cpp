@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "../kvm/kvm_test_util.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 
 namespace cvmsim::kvmtest {
@@ -24,8 +25,11 @@ struct TdxFixture {
   KvmFixture f{AttrStoreKind::kXarray};
   int vm_fd = -1, vcpu_fd = -1, gmem_fd = -1;
   RecordingUserspace user;
+  bool ve_disable = true;
+  // The guest kernel: accepts on #VE (SEPT_VE_DISABLE clear) and after MapGPA to private.
+  std::unique_ptr<guest::TdxGuestKernel> kernel;
 
-  explicit TdxFixture(bool sept_ve_disable = true) {
+  explicit TdxFixture(bool sept_ve_disable = true) : ve_disable(sept_ve_disable) {
     REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
     tdx::TdxGlueConfig g;
     g.sept_ve_disable = sept_ve_disable;
@@ -41,6 +45,11 @@ struct TdxFixture {
     REQUIRE(f.enable_exit_hypercall(vm_fd, 1ull << KVM_HC_MAP_GPA_RANGE).ok());
     vcpu_fd = f.new_vcpu(vm_fd);
     vcpu().set_userspace(&user);
+    guest::TdxGuestKernelConfig gk;
+    gk.accept = guest::AcceptPolicy::kLazy;
+    gk.private_ranges.push_back(guest::GpaRange{Gpa(0), k2M});
+    kernel = std::make_unique<guest::TdxGuestKernel>(gk);
+    be().set_guest_side(kernel.get());
     if (finalize) REQUIRE(be().finalize(vm()).ok());
     (void)f.kvm.take_cost();
   }
@@ -59,11 +68,14 @@ struct TdxFixture {
     return l.entry.level == 0 ? l.entry.state : SeptState::kInvalid;
   }
   ExitAction fault(uint64_t gpa, bool write = true) { return vcpu().handle_exit(0, stage2_exit(gpa, write)); }
-  // First touch of a private page: exit 1 maps it (SEPT.ADD + AUG), exit 2 accepts it.
+  // First touch of a private page: exit 1 maps it (SEPT.ADD + AUG); then the guest accepts it:
+  // on the #VE of the next touch (SEPT_VE_DISABLE clear), or, as a Linux guest does with
+  // SEPT_VE_DISABLE set, before touching it (a touch would be fatal).
   void fault_in(uint64_t gpa) {
     REQUIRE(fault(gpa).kind == ExitAction::kRetry);
     REQUIRE(state(gpa) == SeptState::kPending);
-    REQUIRE(fault(gpa).kind == ExitAction::kRetry);
+    if (ve_disable) REQUIRE(kernel->accept_range(be(), 0, Gpa(gpa), kPage) == 0);
+    else REQUIRE(fault(gpa).kind == ExitAction::kRetry);
     REQUIRE(state(gpa) == SeptState::kMapped);
   }
 };
@@ -110,11 +122,28 @@ TEST_CASE("TDX private fault: SEPT.ADD and PAGE.AUG, then the guest accepts", "[
   CHECK(t.be().private_pages_mapped() == 1);
   const Pfn pfn = t.f.gmem_pfn(t.gmem_fd, 1);
   CHECK(t.m().pamt_leaf(pfn_to_hpa(pfn)).entry.type() == tdx::PageType::kReg);
-  // Exit 2: PENDING: #VE (or, SEPT_VE_DISABLE, a PENDING EPT-violation exit): the guest accepts.
-  REQUIRE(t.fault(0x1000).kind == ExitAction::kRetry);
+  // Exit 2: PENDING. SEPT_VE_DISABLE clear: #VE, the guest kernel's handler accepts. Set: a
+  // PENDING EPT-violation TD exit, which KVM treats as fatal (the vCPU stops); the guest
+  // should have accepted first, and accepting then works.
+  const ExitAction second = t.fault(0x1000);
+  if (ve_disable) {
+    CHECK(second.kind == ExitAction::kStop);
+    CHECK(second.reason.find("guest access before accepting") != std::string::npos);
+    CHECK(t.host->stats().pending_access_fatal == 1);
+    CHECK(t.state(0x1000) == SeptState::kPending);
+    REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0x1000), kPage) == 0);
+    CHECK(t.f.kvm.take_cost().count() > 0);  // the TDCALL's cost, outside any exit here
+  } else {
+    CHECK(second.kind == ExitAction::kRetry);
+    CHECK(t.vcpu().stats().private_faults_below_kvm == 1);
+    CHECK(t.kernel->stats().ves_handled == 1);
+  }
   CHECK(t.state(0x1000) == SeptState::kMapped);
-  CHECK(t.vcpu().stats().private_faults_below_kvm == 1);
-  CHECK(t.host->stats().guest_accepts == 1);
+  // The #VE handler tried 2 MiB first (the chunk is whole private memory): PAGE_SIZE_MISMATCH,
+  // then 4 KiB; the explicit accept is 4 KiB only.
+  CHECK(t.kernel->stats().accepts_4k == 1);
+  CHECK(t.kernel->stats().size_mismatch == (ve_disable ? 0u : 1u));
+  CHECK(t.host->stats().guest_accepts == (ve_disable ? 1u : 2u));
   CHECK(t.m().stats().ve_injected == (ve_disable ? 0u : 1u));
   CHECK(t.f.mem.meta(pfn).key_id == t.be().hkid());
   // The vCPU's private root maps it; the checkers' view agrees.

@@ -61,7 +61,7 @@ constexpr StepOpInfo kOps[] = {
      "raw hypercall: args[0]=gpa, args[1]=size/4096, args[2]=value; expect.ret"},
     {StepOp::kCompute, "compute", ActorKind::kVcpu, "cycles", "", "spend cycles"},
     {StepOp::kGuestIo, "guest_io", ActorKind::kVcpu, "gpa size", "offset pattern value",
-     "TD guest I/O through its bounce buffer (vms[].tdx.bounce_buffer): the guest reads [gpa, gpa+size) of its private memory (checked against pattern/value) and copies it to the bounce buffer at offset, through the shared alias (gpa | SHARED bit), for the host to read; the copy is written as the same pattern at the bounce buffer's address (patterns are keyed by address)"},
+     "TD guest I/O through its bounce buffer (vms[].tdx.bounce_buffer): the guest reads [gpa, gpa+size) of its private memory (checked against pattern/value) and copies it to the bounce buffer at offset, through the shared alias (gpa | SHARED bit), for the host to read; the copy is written as the same pattern at the buffer's shared alias, so use pattern value (address-independent) when the host checks the copy (seeded patterns are keyed by address, S bit included)"},
     // any
     {StepOp::kWait, "wait", ActorKind::kAny, "time_ns", "", "advance this actor's simulated time"},
     {StepOp::kBarrier, "barrier", ActorKind::kAny, "barrier", "",

@@ -398,8 +398,10 @@ FaultOutcome Vm::memory_fault_exit(const PageFault& f, Errno err, std::string wh
 }
 
 PageSize Vm::max_mapping_level(const Memslot& slot, Gfn gfn, bool is_private) const {
-  // Host side: guest_memfd is order-0 (§5: "private or gmem-backed mappings are 4 KiB") capped
-  // by the backend; the shared side follows the host page size (host_pfn_mapping_level).
+  // Host side: private or gmem-backed memory is capped by the backend's gmem_max_mapping_level
+  // here and by the folio's order in faultin (mainline guest_memfd is order-0, §5: "private or
+  // gmem-backed mappings are 4 KiB"; platform.kvm.gmem_huge_folios gives 2 MiB folios); the
+  // shared side follows the host page size (host_pfn_mapping_level).
   PageSize host = PageSize::k4K;
   if (is_private || slot.gmem_only) {
     host = backend_->private_max_level(*this, gfn);  // capped below by the folio's order

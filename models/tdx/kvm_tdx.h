@@ -15,7 +15,10 @@
 //                 PHYMEM.PAGE.WBINVD, then the host clears the page (MOVDIR64B under key 0)
 //   private fault the module's EPT-violation dispatch first: #VE goes to the guest kernel (below);
 //                 a PENDING TD exit (SEPT_VE_DISABLE) kills the VM as KVM does
-//   map 2M        SEPT.ADD down to level 1, PAGE.AUG 2M (when private_max_level allows 2M)
+//   map 2M        SEPT.ADD for levels 3 and 2 (down to the table whose level-1 entry holds the
+//                 leaf), PAGE.AUG 2M; when TdxTdOptions::huge_private lets private_max_level say
+//                 2M and guest_memfd hands out a 2 MiB folio. Smaller leaves already under the
+//                 2 MiB range: EEXIST, KVM falls back to 4 KiB (no PROMOTE)
 //   zap in 2M     a range covering a whole 2M leaf removes it (BLOCK, TRACK, REMOVE 2M); a
 //                 partial range first splits it: BLOCK, TRACK, DEMOTE (new S-EPT page), then
 //                 the 4 KiB leaves go as usual (A2.3, A10.3)

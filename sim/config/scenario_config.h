@@ -211,7 +211,7 @@ struct MemRegionConfig {
   void visit(V& v) {
     v(uint_field("gpa", gpa, "first guest physical address of the region").bytes().aligned(4 * kKiB));
     v(uint_field("size", size, "region size").bytes().min(4 * kKiB).aligned(4 * kKiB));
-    v(enum_field("page_size", page_size, kPageSizeNames, "host page size of the region's shared backing (2M/1G: hugetlb) and so the largest stage-2 leaf KVM maps it with; gpa and size must be multiples of it. Private memory is always mapped at 4K (guest_memfd is order-0)"));
+    v(enum_field("page_size", page_size, kPageSizeNames, "host page size of the region's shared backing (2M/1G: hugetlb) and so the largest stage-2 leaf KVM maps it with; gpa and size must be multiples of it. Private memory is mapped at 4K (mainline guest_memfd is order-0) unless platform.kvm.gmem_huge_folios and the backend allow 2M (vms[].tdx.huge_private)"));
     v(bool_field("private", is_private, "back the region with a guest_memfd too and make it private from the start (needs a VM type with private memory)"));
   }
   void validate(const std::string& ptr) const;

@@ -150,6 +150,7 @@ TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uin
       d += " exit=";
       d += name_of(r.exit.reason);
       if (r.exit.eeq == EeqType::kPendingEptViolation) d += " eeq=pending";
+      if (r.exit.eeq == EeqType::kAccept) d += " eeq=accept";
     } else if (r.outcome == GuestOutcome::kInjectVe || r.outcome == GuestOutcome::kInjectPfRsvd) {
       d += " outcome=";
       d += name_of(r.outcome);

@@ -134,9 +134,10 @@ tdx_guest_test("tdx lazy accept: every mapped page accepted on its #VE" lazy_acc
 tdx_guest_test("tdx boot accept: 2 MiB accepts, no fault in the workload" boot_accept_workload
   "platform.td0.guest.boot_bytes_accepted=16777216|platform.td0.guest.accepts_2m=8|platform.td0.guest.accepts_4k=0|platform.tdx.glue.private_maps_2m=8|platform.tdx.glue.private_maps=0|platform.tdx.glue.accept_exits=8|platform.tdx.glue.td_exits.ept_violation=8|platform.tdx.glue.ves_injected=0|platform.td0.cpu0.kvm.stage2_faults_handled=0|platform.kvm.guest_memfd.huge_folios_allocated=8")
 # 2 MiB conversions both ways (REMOVE 2M, AUG 2M again) and a 4 KiB conversion inside a 2 MiB
-# leaf (DEMOTE first, then 4 KiB REMOVE; back with a 4 KiB AUG).
+# leaf (DEMOTE first, then 4 KiB REMOVE; back with a 4 KiB AUG); boot's 2 MiB accepts interrupted
+# and resumed.
 tdx_guest_test("tdx 2 MiB private pages: convert whole, demote for 4 KiB" huge_private_2m
-  "platform.tdx.glue.private_maps_2m=9|platform.tdx.glue.private_zaps_2m=1|platform.tdx.glue.demotes=1|platform.tdx.mem_page_demote.calls=1|platform.tdx.glue.private_zaps=1|platform.tdx.glue.private_maps=1|platform.vm0.guest.accepts_2m=9|platform.vm0.guest.accepts_4k=1|platform.vm0.kvm.maps_2m=9")
+  "platform.tdx.accept_interrupts>0|platform.tdx.glue.private_maps_2m=9|platform.tdx.glue.private_zaps_2m=1|platform.tdx.glue.demotes=1|platform.tdx.mem_page_demote.calls=1|platform.tdx.glue.private_zaps=1|platform.tdx.glue.private_maps=1|platform.vm0.guest.accepts_2m=9|platform.vm0.guest.accepts_4k=1|platform.vm0.kvm.maps_2m=9")
 # The bounce buffer: the host's reads of it are not leaks; the sw_protected leak is (one ISO-2).
 tdx_guest_test("tdx bounce buffer: host reads of it are not reported as leaks" bounce_buffer_io
   "invariants.violations_ISO-2=1|invariants.violations=1")

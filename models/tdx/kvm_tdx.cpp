@@ -603,11 +603,19 @@ TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) 
   const int level = size == PageSize::k2M ? 1 : 0;
   // Bounded: each round trip either accepts, or lets KVM map/demote, or retries BUSY or an
   // interrupted 2 MiB accept; a 2 MiB accept needs at most 512 interrupted rounds.
-  for (unsigned round = 0; round < 2 * kEntriesPerTable + 8; ++round) {
+  for (unsigned round = 0; round < 4 * kEntriesPerTable + 8; ++round) {
     std::string why;
     if (!ensure_entered(vm, *v, &why)) return last;
     ++host_.stats().guest_accepts;
-    last = charged(vm, m.tdg_mem_page_accept(v->tdvpr, gpa, size), "TDG.MEM.PAGE.ACCEPT", gpa.value(), level);
+    // An interrupt is pending once accept_interrupt_cycles of ACCEPT work have passed since the
+    // last one the guest took: a 2 MiB ACCEPT then zeroes one chunk and returns interrupted (its
+    // ACCEPT_COUNTER saved), to be re-issued (A8). The guest takes the interrupt when a TDCALL
+    // returns to it (interrupted or not); across an exit to KVM it stays pending.
+    const uint64_t every = options_.accept_interrupt_cycles;
+    const bool irq = every && accept_work_ >= every;
+    last = charged(vm, m.tdg_mem_page_accept(v->tdvpr, gpa, size, irq), "TDG.MEM.PAGE.ACCEPT", gpa.value(), level);
+    accept_work_ += last.cost.count();
+    if (irq && last.outcome != GuestOutcome::kTdExit) accept_work_ = 0;
     if (last.outcome == GuestOutcome::kInterrupted || is_busy_class(last.status)) continue;
     if (last.outcome != GuestOutcome::kTdExit) return last;
     if (last.exit.reason != TdExitReason::kEptViolation || last.exit.eeq != EeqType::kAccept) return last;

@@ -68,6 +68,10 @@ struct TdxTdOptions {
   // Map private memory at 2 MiB where guest_memfd hands out a 2 MiB folio and the attributes
   // allow (KVM's TDX huge-page support is not in mainline: the default, false, is mainline's 4K).
   bool huge_private = false;
+  // An interrupt becomes pending for the guest every this many cycles of its ACCEPT work (a
+  // timer or IPI; 0: never). A 2 MiB ACCEPT issued with one pending stops after one 4 KiB chunk
+  // (ACCEPT_COUNTER saved, A8) and the guest re-issues it. A modelling parameter, not an ABI one.
+  uint64_t accept_interrupt_cycles = 0;
 };
 
 // The TDX guest ABI as a guest-kernel model uses it: TDCALLs issued on one of the TD's vCPUs.
@@ -287,6 +291,7 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   TdxTdOptions options_;
   kvm::Vm* vm_ = nullptr;                                    // the VM this backend serves (vm_init)
   TdxGuestSide* guest_ = nullptr;
+  uint64_t accept_work_ = 0;  // ACCEPT cycles since the last interrupt (accept_interrupt_cycles)
 };
 
 // KVM_X86_TDX_VM's factory for Kvm::register_backend.

@@ -46,7 +46,8 @@ void ScenarioConfig::validate(const std::string& ptr) const {
       throw ConfigError(vp + "/tdx/initial_image", "an initial image needs a VM of type \"tdx\"");
     const TdxVmConfig& tc = vms[i].tdx;
     if (vms[i].type != kvm::KVM_X86_TDX_VM) {
-      if (tc.accept != guest::AcceptPolicy::kBoot || !tc.sept_ve_disable || tc.huge_private || tc.bounce_buffer.size)
+      if (tc.accept != guest::AcceptPolicy::kBoot || !tc.sept_ve_disable || tc.huge_private || tc.bounce_buffer.size ||
+          tc.accept_interrupt_cycles)
         throw ConfigError(vp + "/tdx", "TD options need a VM of type \"tdx\"");
     }
     if (tc.accept == guest::AcceptPolicy::kLazy && tc.sept_ve_disable)

@@ -269,6 +269,7 @@ struct TdxVmConfig {
   guest::AcceptPolicy accept = guest::AcceptPolicy::kBoot;
   bool sept_ve_disable = true;
   bool huge_private = false;
+  uint64_t accept_interrupt_cycles = 0;
   BounceBufferConfig bounce_buffer;
   template <class V>
   void visit(V& v) {
@@ -276,6 +277,7 @@ struct TdxVmConfig {
     v(enum_field("accept", accept, kAcceptPolicyNames, "the guest kernel's acceptance of private memory: boot (TDG.MEM.PAGE.ACCEPT of every private region before the workload, 2 MiB where aligned, 4 KiB after PAGE_SIZE_MISMATCH) or lazy (accept a page when its first access gets a #VE; needs sept_ve_disable false). Conversions to private accept at once either way"));
     v(bool_field("sept_ve_disable", sept_ve_disable, "TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28; Linux guests require it): a guest access to a PENDING page is then a TD exit, which KVM treats as fatal (the vCPU stops), instead of a #VE to the guest"));
     v(bool_field("huge_private", huge_private, "map private memory with 2 MiB S-EPT leaves (SEPT.ADD to level 2, PAGE.AUG 2M) where guest_memfd hands out a 2 MiB folio (platform.kvm.gmem_huge_folios) and the attributes allow; KVM's TDX huge-page support is not in mainline (false: 4 KiB)"));
+    v(uint_field("accept_interrupt_cycles", accept_interrupt_cycles, "an interrupt becomes pending for the guest every this many cycles of its TDG.MEM.PAGE.ACCEPT work (0: never); a 2 MiB ACCEPT with one pending zeroes one 4 KiB chunk, saves its ACCEPT_COUNTER and returns interrupted, and the guest re-issues it (platform.tdx.accept_interrupts counts them)").unit("cycles"));
     v(object_field("bounce_buffer", bounce_buffer, "a shared area guest I/O copies private data into (step guest_io): a deliberate share the leak checker does not report"));
   }
 };

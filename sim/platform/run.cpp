@@ -162,7 +162,7 @@ class Platform : public sc_core::sc_module {
       vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
       // KVM_TDX_INIT_VM's attributes and the TD's mapping options, per VM.
       if (tdx_ && vmc.type == kvm::KVM_X86_TDX_VM)
-        tdx_->set_td_options(vmc.name, tdx::TdxTdOptions{vmc.tdx.sept_ve_disable, vmc.tdx.huge_private});
+        tdx_->set_td_options(vmc.name, tdx::TdxTdOptions{vmc.tdx.sept_ve_disable, vmc.tdx.huge_private, vmc.tdx.accept_interrupt_cycles});
       vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);

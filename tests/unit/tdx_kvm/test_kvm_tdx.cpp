@@ -30,13 +30,13 @@ struct TdxFixture {
   std::unique_ptr<guest::TdxGuestKernel> kernel;
 
   // huge: guest_memfd 2 MiB folios and the TD's huge_private option (2 MiB private leaves).
-  explicit TdxFixture(bool sept_ve_disable = true, bool huge = false)
+  explicit TdxFixture(bool sept_ve_disable = true, bool huge = false, uint64_t accept_interrupt_cycles = 0)
       : f(AttrStoreKind::kXarray, 0, huge), ve_disable(sept_ve_disable) {
     REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
     tdx::TdxGlueConfig g;
     g.sept_ve_disable = sept_ve_disable;
     host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem), g);
-    host->set_td_options("vm0", tdx::TdxTdOptions{sept_ve_disable, huge});
+    host->set_td_options("vm0", tdx::TdxTdOptions{sept_ve_disable, huge, accept_interrupt_cycles});
     f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
   }
   // A TD with `bytes` (2 MiB by default) of private guest memory at GPA 0 and one vCPU, finalized.
@@ -477,6 +477,31 @@ TEST_CASE("TDX 2 MiB private pages: teardown reclaims the 2 MiB leaf and returns
   t.m().pamt().for_each_assigned([&](auto&&...) { ++assigned; });
   CHECK(assigned == 0);
   CHECK(t.f.frames.free_frames() == free0);
+}
+
+TEST_CASE("TDX 2 MiB ACCEPT interrupted by a pending interrupt resumes from ACCEPT_COUNTER", "[tdx_kvm][2m]") {
+  // accept_interrupt_cycles = 1: after the first ACCEPT(2M) (which exits for the AUG) an
+  // interrupt is pending, so the re-issued ACCEPT zeroes one 4 KiB chunk and returns
+  // interrupted; the guest takes the interrupt and re-issues it, and the module resumes at
+  // ACCEPT_COUNTER = 1 and zeroes the other 511 chunks.
+  TdxFixture t(true, true, /*accept_interrupt_cycles=*/1);
+  t.build(true, 2 * k2M);
+  const uint64_t zeroed0 = t.m().stats().pages_zeroed, septs0 = t.host->stats().sept_pages_added;
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(k2M), k2M) == 0);
+  CHECK(leaf_2m_state(t, k2M) == SeptState::kMapped);
+  CHECK(t.m().stats().accept_interrupts == 1);
+  CHECK(t.kernel->stats().accepts_2m == 1);
+  CHECK(t.host->stats().guest_accepts == 3);  // exit, interrupted, completed
+  // Each page zeroed once (the counter resumed), plus the new S-EPT pages SEPT.ADD zeroed.
+  CHECK(t.m().stats().pages_zeroed - zeroed0 == 512 + (t.host->stats().sept_pages_added - septs0));
+  const Pfn first = t.f.gmem_pfn(t.gmem_fd, 512);
+  for (uint64_t i = 0; i < 512; i += 73) CHECK(t.f.mem.meta(first + i).key_id == t.be().hkid());
+  // Without the option nothing is interrupted.
+  TdxFixture u(true, true);
+  u.build(true, 2 * k2M);
+  REQUIRE(u.kernel->accept_range(u.be(), 0, Gpa(k2M), k2M) == 0);
+  CHECK(u.m().stats().accept_interrupts == 0);
+  CHECK(u.host->stats().guest_accepts == 2);
 }
 
 }  // namespace

@@ -130,9 +130,10 @@ endfunction()
 tdx_guest_test("tdx lazy accept: every mapped page accepted on its #VE" lazy_accept_workload
   "platform.td0.guest.ves_handled>100|platform.td0.guest.ves_handled==platform.tdx.glue.ves_injected|platform.td0.guest.accepts_4k==platform.tdx.glue.private_maps|platform.td0.guest.ves_handled==platform.td0.guest.accepts_4k|platform.td0.guest.boot_bytes_accepted=0|platform.tdx.glue.pending_access_fatal=0|platform.tdx.glue.accept_exits=0")
 # Boot with 2 MiB pages: 8 ACCEPT(2M), each exiting once for SEPT.ADD + AUG 2M; the workload
-# takes no private fault and no #VE.
+# takes no private fault and no #VE; the boot's cycles (at least the module's 4,225,930) are
+# charged to the vCPU as one compute operation before it.
 tdx_guest_test("tdx boot accept: 2 MiB accepts, no fault in the workload" boot_accept_workload
-  "platform.td0.guest.boot_bytes_accepted=16777216|platform.td0.guest.accepts_2m=8|platform.td0.guest.accepts_4k=0|platform.tdx.glue.private_maps_2m=8|platform.tdx.glue.private_maps=0|platform.tdx.glue.accept_exits=8|platform.tdx.glue.td_exits.ept_violation=8|platform.tdx.glue.ves_injected=0|platform.td0.cpu0.kvm.stage2_faults_handled=0|platform.kvm.guest_memfd.huge_folios_allocated=8")
+  "platform.td0.guest.boot_bytes_accepted=16777216|platform.td0.guest.accepts_2m=8|platform.td0.guest.accepts_4k=0|platform.tdx.glue.private_maps_2m=8|platform.tdx.glue.private_maps=0|platform.tdx.glue.accept_exits=8|platform.tdx.glue.td_exits.ept_violation=8|platform.tdx.glue.ves_injected=0|platform.td0.cpu0.kvm.stage2_faults_handled=0|platform.kvm.guest_memfd.huge_folios_allocated=8|platform.td0.cpu0.computes=1|platform.td0.cpu0.busy_cycles>4225930")
 # 2 MiB conversions both ways (REMOVE 2M, AUG 2M again) and a 4 KiB conversion inside a 2 MiB
 # leaf (DEMOTE first, then 4 KiB REMOVE; back with a 4 KiB AUG); boot's 2 MiB accepts interrupted
 # and resumed.

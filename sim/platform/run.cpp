@@ -76,6 +76,7 @@ bool uses_tdx(const ScenarioConfig& sc) {
 struct VmInstance {
   std::string name;
   std::unique_ptr<guest::TdxGuestKernel> guest;  // a TD's guest kernel (outlives the VMM's VM)
+  uint64_t boot_cycles = 0;                      // the guest kernel's boot work, run first by each vCPU
   std::unique_ptr<vmm::Vmm> vmm;
   std::vector<std::unique_ptr<VcpuModule>> vcpus;
 };
@@ -188,8 +189,12 @@ class Platform : public sc_core::sc_module {
         gk.bounce_buffer = guest::GpaRange{Gpa(vmc.tdx.bounce_buffer.gpa), vmc.tdx.bounce_buffer.size};
         vm->guest = std::make_unique<guest::TdxGuestKernel>(std::move(gk));
         td->set_guest_side(vm->guest.get());
+        (void)kvm_.take_cost();  // the build's cost is not the guest's
         if (std::string err = vm->guest->boot(*td, 0); !err.empty())
           throw std::runtime_error("booting TD " + vmc.name + ": " + err);
+        // The boot's cycles (TDCALLs, exits, KVM's faults) become simulated time: every vCPU of
+        // the TD starts with them (secondary vCPUs come up after the boot vCPU has accepted).
+        vm->boot_cycles = kvm_.take_cost().count();
       }
       (void)kvm_.take_cost();  // set-up happens before simulated time starts
       vms_.push_back(std::move(vm));
@@ -239,6 +244,10 @@ class Platform : public sc_core::sc_module {
         if (!program) {
           program = driver_->program_for(actor, vmc.type);
           if (program) progress.add_total(program->expected_ops());
+        }
+        if (vm->boot_cycles) {
+          program = std::make_unique<guest::AfterBootProgram>(vm->boot_cycles, std::move(program));
+          progress.add_total(1);
         }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));

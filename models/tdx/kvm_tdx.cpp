@@ -552,6 +552,12 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
   PrivateFaultAction a;
   VcpuTd* v = vcpu_td(vcpu);
   if (!v) return a;
+  if (vm_dead_) {
+    // kvm_vm_dead: every KVM_RUN of the VM fails from then on (-EIO).
+    a.kind = PrivateFaultAction::kStop;
+    a.reason = "the VM is dead (an earlier guest access before accepting): KVM_RUN fails with -EIO";
+    return a;
+  }
   TdxModule& m = host_.module();
   if (!ensure_entered(vm, *v, &a.reason)) {
     a.kind = PrivateFaultAction::kStop;
@@ -580,6 +586,7 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
         // SEPT_VE_DISABLE: the guest touched a page it had not accepted. KVM treats it as fatal
         // (tdx_handle_ept_violation: "Guest access before accepting", kvm_vm_dead, -EIO).
         ++host_.stats().pending_access_fatal;
+        vm_dead_ = true;
         a.kind = PrivateFaultAction::kStop;
         std::snprintf(buf, sizeof buf,
                       "guest access before accepting gpa 0x%" PRIx64 " (PENDING, SEPT_VE_DISABLE set): KVM marks the VM dead (-EIO)",

@@ -14,7 +14,7 @@
 //   zap           RANGE.BLOCK, MEM.TRACK, kick every vCPU (TD exit), PAGE.REMOVE,
 //                 PHYMEM.PAGE.WBINVD, then the host clears the page (MOVDIR64B under key 0)
 //   private fault the module's EPT-violation dispatch first: #VE goes to the guest kernel (below);
-//                 a PENDING TD exit (SEPT_VE_DISABLE) kills the VM as KVM does
+//                 a PENDING TD exit (SEPT_VE_DISABLE) marks the VM dead as KVM does
 //   map 2M        SEPT.ADD for levels 3 and 2 (down to the table whose level-1 entry holds the
 //                 leaf), PAGE.AUG 2M; when TdxTdOptions::huge_private lets private_max_level say
 //                 2M and guest_memfd hands out a 2 MiB folio. Smaller leaves already under the
@@ -37,7 +37,8 @@
 // calls up, ARCHITECTURE.md principle 2), and the guest kernel issues its TDCALLs through the
 // TdxGuestAbi this backend implements. With SEPT_VE_DISABLE set, a guest access to a PENDING page
 // is a TD exit that KVM treats as fatal (tdx_handle_ept_violation: "Guest access before
-// accepting", kvm_vm_dead, -EIO): the vCPU stops. docs/tdx-model.md "Guest side" explains it.
+// accepting", kvm_vm_dead, -EIO): the vCPU stops, and the TD's other vCPUs at their next
+// private fault (the model's vCPUs return to KVM only on exits). docs/tdx-model.md "Guest side".
 #pragma once
 
 #include <cstdint>
@@ -292,6 +293,7 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   kvm::Vm* vm_ = nullptr;                                    // the VM this backend serves (vm_init)
   TdxGuestSide* guest_ = nullptr;
   uint64_t accept_work_ = 0;  // ACCEPT cycles since the last interrupt (accept_interrupt_cycles)
+  bool vm_dead_ = false;      // kvm_vm_dead after a guest access before accepting
 };
 
 // KVM_X86_TDX_VM's factory for Kvm::register_backend.

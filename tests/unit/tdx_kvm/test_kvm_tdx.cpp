@@ -134,6 +134,11 @@ TEST_CASE("TDX private fault: SEPT.ADD and PAGE.AUG, then the guest accepts", "[
     CHECK(second.reason.find("guest access before accepting") != std::string::npos);
     CHECK(t.host->stats().pending_access_fatal == 1);
     CHECK(t.state(0x1000) == SeptState::kPending);
+    // kvm_vm_dead: any later private fault of the TD stops too.
+    const ExitAction later = t.fault(0x2000);
+    CHECK(later.kind == ExitAction::kStop);
+    CHECK(later.reason.find("the VM is dead") != std::string::npos);
+    CHECK(t.be().private_pages_mapped() == 1);
     REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0x1000), kPage) == 0);
     CHECK(t.f.kvm.take_cost().count() > 0);  // the TDCALL's cost, outside any exit here
   } else {

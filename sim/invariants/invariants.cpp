@@ -1,7 +1,10 @@
 #include "sim/invariants/invariants.h"
 
+#include <bit>
 #include <cinttypes>
 #include <cstdio>
+#include <memory>
+#include <tuple>
 #include <unordered_map>
 
 #include "hw/base/principal.h"
@@ -306,6 +309,64 @@ void check_iso4(Iso4State& st, const CheckScope& s, std::vector<Violation>& out)
   }
 }
 
+// ISO-8: key hygiene. A key id (HKID, ASID) a VM holds is carried by no cache line or frame of
+// another (earlier) owner. Reads the backends' current key assignments (KvmBackend::vm_key) and
+// PhysMem's per-line key tags (LineState: cached lines and their writer, TD-owned lines and
+// their key), so it needs no backend switch. The scan of the line state runs when the set of
+// (VM, key) assignments changed since the last check (a full check always): a stale line can
+// only meet a new owner when a key is handed out.
+struct Iso8State {
+  std::vector<std::tuple<const Vm*, KeyId, uint32_t>> last;
+};
+
+void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out) {
+  std::vector<std::tuple<const Vm*, KeyId, uint32_t>> now;
+  for (const auto& vm : s.kvm.vms())
+    if (auto k = vm->backend().vm_key(*vm)) now.emplace_back(vm.get(), *k, vm->principal().id);
+  if (!s.full && now == st.last) return;
+  st.last = now;
+  if (now.empty()) return;
+  std::map<KeyId, const Vm*> holder;
+  for (const auto& [vm, k, p] : now) {
+    auto [it, fresh] = holder.emplace(k, vm);
+    if (!fresh)
+      out.push_back({"ISO-8", vm->name() + " and " + it->second->name() + " both hold key id " + std::to_string(k), vm->name(), {}, {}});
+  }
+  struct Stale {
+    uint64_t lines = 0;
+    std::vector<Pfn> frames;
+    Principal owner;
+    bool cached = false;
+  };
+  std::map<std::pair<KeyId, uint32_t>, Stale> stale;  // (key, other owner) -> what still carries the key
+  s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
+    auto it = holder.find(ls.private_key);
+    if (it == holder.end()) return;
+    const Principal me = it->second->principal();
+    auto note = [&](Principal other, uint64_t lines, bool cached) {
+      Stale& x = stale[{ls.private_key, other.id}];
+      x.lines += static_cast<uint64_t>(std::popcount(lines));
+      if (x.frames.size() < 8) x.frames.push_back(f);
+      x.owner = other;
+      x.cached = x.cached || cached;
+    };
+    if (ls.cached && ls.cached_owner != me) note(ls.cached_owner, ls.cached, true);
+    // A frame whose TD-owned lines under the key hold another VM's data.
+    const Principal lab = s.mem.meta(f).label;
+    if (ls.td_owner && lab.id >= kFirstVmPrincipal && lab != me && !(ls.cached && ls.cached_owner == lab))
+      note(lab, ls.td_owner, false);
+  });
+  for (const auto& [key, x] : stale) {
+    const Vm* vm = holder.at(key.first);
+    out.push_back({"ISO-8",
+                   vm->name() + " holds key id " + std::to_string(key.first) + " while " + std::to_string(x.lines) + " " +
+                       (x.cached ? "cache lines tagged with it still hold data of " : "lines encrypted under it still hold data of ") +
+                       principal_name(x.owner) + " (first frame " + hex(x.frames.front().value()) +
+                       "): the key was reused without writing back and flushing the previous owner's lines",
+                   vm->name(), {}, x.frames});
+  }
+}
+
 }  // namespace
 
 std::vector<InvariantDef> generic_invariants() {
@@ -330,6 +391,11 @@ std::vector<InvariantDef> generic_invariants() {
        "kvm-guest-memfd.md §6.3 (zero on first hand-out), §13.6; guest_memfd design discussion", all, check_iso6},
       {"ISO-7", "guest_memfd memory only ever reaches the VM it was created for",
        "kvm-guest-memfd.md §4 (kvm_gmem_bind: another VM's file is EINVAL), §13.4", all, check_iso7},
+      {"ISO-8",
+       "key hygiene: a key id (HKID, ASID) a VM holds is carried by no cache line or frame of another or earlier owner "
+       "(a key is reused only after its lines were written back and flushed)",
+       "invariants issue (ISO-8); tdx-snp.md A9 (CACHE.WB before KEY.FREEID), T6", all,
+       [st = std::make_shared<Iso8State>()](const CheckScope& s, std::vector<Violation>& out) { check_iso8(*st, s, out); }},
   };
 }
 

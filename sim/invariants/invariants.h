@@ -20,7 +20,7 @@ namespace cvmsim::invariants {
 
 enum class CheckMode : uint8_t { kIncremental, kFull, kOff };
 
-// ISO-1 .. ISO-7 as far as the built backends need them (see docs/invariants.md).
+// ISO-1 .. ISO-8 as far as the built backends need them (see docs/invariants.md).
 std::vector<kvm::InvariantDef> generic_invariants();
 
 // The generic invariants plus those of every backend a Kvm can create.

@@ -15,7 +15,7 @@ namespace cvmsim {
 // A chunk covers 512 frames (2 MiB) and is allocated on the first touch of any of them. Guest
 // and table frames come from an allocator that hands out frames densely, so chunks fill up and
 // the per-frame overhead stays at the 16 bytes of FrameMeta (which also holds the address of
-// the frame's byte block, if it has one). The chunk's LineState array (32 bytes per frame) is
+// the frame's byte block, if it has one). The chunk's LineState array (40 bytes per frame) is
 // allocated when one of its frames first gets integrity state (a TD-owned, poisoned or cached line).
 struct PhysMem::Chunk {
   std::array<FrameMeta, kChunkFrames> meta{};
@@ -384,8 +384,7 @@ void PhysMem::write_lines(Pfn f, FrameMeta& m, uint64_t off, uint64_t n, const K
     // now sit in the cache tagged with the key until written back (ISO-8).
     s.td_owner |= lines;
     s.private_key = acc.key;
-    s.cached |= lines;
-    s.cached_owner = acc.who;
+    mark_cached(s, lines, acc.key, acc.who);
   } else {
     // The partial-write erratum: a shared-key write that does not replace a TD-owned line
     // entirely poisons it.
@@ -416,7 +415,7 @@ LineState& PhysMem::lines_mut(Pfn f, FrameMeta& m) {
     ++stats_.line_state_chunks;
   }
   LineState& s = c.lines[f.value() & (kChunkFrames - 1)];
-  if (!(m.flags & kIntegrityFlags)) s = LineState{0, 0, m.key_id, m.key_id, kNobody, 0};
+  if (!(m.flags & kIntegrityFlags)) s = LineState{0, 0, m.key_id, m.key_id, 0, kNobody, 0};
   return s;
 }
 
@@ -434,7 +433,7 @@ void PhysMem::lines_changed(Pfn f, FrameMeta& m, const LineState& s, uint64_t ol
 
 LineState PhysMem::line_state(Pfn f) const {
   const FrameMeta& m = meta(f);
-  if (!(m.flags & kIntegrityFlags)) return LineState{0, 0, m.key_id, m.key_id, kNobody, 0};
+  if (!(m.flags & kIntegrityFlags)) return LineState{0, 0, m.key_id, m.key_id, 0, kNobody, 0};
   return chunk_for(f)->lines[f.value() & (kChunkFrames - 1)];
 }
 
@@ -512,7 +511,7 @@ uint64_t PhysMem::writeback_frame(Pfn f, KeyId k) {
   FrameMeta& m = c->meta[f.value() & (kChunkFrames - 1)];
   if (!(m.flags & kFrameCached)) return 0;
   LineState& s = c->lines[f.value() & (kChunkFrames - 1)];
-  if (s.private_key != k || !s.cached) return 0;
+  if (s.cached_key != k || !s.cached) return 0;
   const uint64_t n = static_cast<uint64_t>(std::popcount(s.cached));
   s.cached = 0;
   s.cached_owner = kNobody;
@@ -548,9 +547,16 @@ void PhysMem::note_cached(Pfn f, uint64_t lines, Principal who) {
   if (!(m.flags & kFrameTdOwner)) return;
   LineState& s = lines_mut(f, m);
   if (!keys_.is_private(s.private_key)) return;
-  s.cached |= lines & s.td_owner;
-  s.cached_owner = who;
+  mark_cached(s, lines & s.td_owner, s.private_key, who);
   lines_changed(f, m, s, s.td_owner, s.poison);
+}
+
+void PhysMem::mark_cached(LineState& s, uint64_t lines, KeyId key, Principal who) {
+  if (s.cached && s.cached_key != key) return;  // other lines, another tag: keep the older record
+  // Same key: the write replaces those lines in the cache; the record names the last writer.
+  s.cached |= lines;
+  s.cached_key = key;
+  s.cached_owner = who;
 }
 
 uint64_t PhysMem::fingerprint(Pfn f) const {

@@ -14,7 +14,7 @@
 // TD-owner bit and a sticky poison bit for each of a frame's 64 lines (LineState), plus the keys
 // the TD-owned and the other lines were written under. LineState lives in a side array allocated
 // per 2 MiB chunk on the first integrity state in that chunk, so memory without TDX-private
-// traffic pays nothing and a TD-private page costs 32 bytes more (metadata-only mode stays under
+// traffic pays nothing and a TD-private page costs 40 bytes more (metadata-only mode stays under
 // 64 host bytes per touched page). LineState also records which lines may still sit in a cache
 // tagged with the private key they were written under (key hygiene, ISO-8). The key ids and integrity mode come from a KeyConfig.
 //
@@ -101,15 +101,17 @@ struct LineState {
   KeyId private_key = 0;
   KeyId shared_key = 0;    // the key the other (not TD-owned) lines were last written under
   // Key hygiene (ISO-8, tdx-snp.md A9/T6; docs/memory-integrity.md "Cached lines"): caches tag a
-  // line with its physical address including the KeyID bits, so a line written under private key
-  // `private_key` may stay in a cache, tagged with that key, until it is written back
+  // line with its physical address including the KeyID bits, so a line written under a private
+  // key may stay in a cache, tagged with that key, until it is written back
   // (TDH.PHYMEM.PAGE.WBINVD of the page, TDH.PHYMEM.CACHE.WB of the key). `cached` marks those
-  // lines; `cached_owner` is who wrote them. A write under another key does not clear them: it is
-  // another cache line (another tag).
+  // lines, `cached_key` is their tag and `cached_owner` who wrote them. One tag per frame: while
+  // lines are cached under one key, writes under another key (another cache line, another tag)
+  // leave the record alone, so the oldest unflushed lines, the ones that matter, are kept.
+  KeyId cached_key = 0;
   Principal cached_owner = kNobody;
   uint64_t cached = 0;
 };
-static_assert(sizeof(LineState) == 32);
+static_assert(sizeof(LineState) == 40);
 
 // A keyed access: under which key, by whom, and whether it is a MOVDIR64B-style direct full-line
 // store (no read-for-ownership: it replaces whole lines, clearing their poison).
@@ -274,6 +276,7 @@ class PhysMem {
   // LineState of f, allocating its chunk's array; a frame that had none gets a fresh record
   // (both keys = key_id).
   LineState& lines_mut(Pfn f, FrameMeta& m);
+  static void mark_cached(LineState& s, uint64_t lines, KeyId key, Principal who);
   // Brings FrameMeta's summary flags in line with `ls`; revokes DMI if anything changed.
   void lines_changed(Pfn f, FrameMeta& m, const LineState& ls, uint64_t old_owner,
                      uint64_t old_poison);

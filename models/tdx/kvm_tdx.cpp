@@ -918,16 +918,16 @@ void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s, std::v
   };
   std::map<std::pair<KeyId, bool>, Seen> bad;  // (hkid, free?) -> what is still cached
   s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
-    if (!ls.cached || ls.private_key < c.private_hkid_min || ls.private_key > c.private_hkid_max) return;
-    const KotEntry e = m->kot(ls.private_key);
+    if (!ls.cached || ls.cached_key < c.private_hkid_min || ls.cached_key > c.private_hkid_max) return;
+    const KotEntry e = m->kot(ls.cached_key);
     bool is_free = e.state == HkidState::kFree;
     bool stale = false;
     if (!is_free && e.state == HkidState::kAssigned) {
-      auto it = holder_principal.find(ls.private_key);
+      auto it = holder_principal.find(ls.cached_key);
       stale = it != holder_principal.end() && it->second != ls.cached_owner;
     }
     if (!is_free && !stale) return;
-    Seen& sn = bad[{ls.private_key, is_free}];
+    Seen& sn = bad[{ls.cached_key, is_free}];
     sn.lines += std::popcount(ls.cached);
     if (sn.frames.size() < 8) sn.frames.push_back(f);
     sn.writer = ls.cached_owner;

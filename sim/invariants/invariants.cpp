@@ -340,21 +340,23 @@ void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out)
   };
   std::map<std::pair<KeyId, uint32_t>, Stale> stale;  // (key, other owner) -> what still carries the key
   s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
-    auto it = holder.find(ls.private_key);
-    if (it == holder.end()) return;
-    const Principal me = it->second->principal();
-    auto note = [&](Principal other, uint64_t lines, bool cached) {
-      Stale& x = stale[{ls.private_key, other.id}];
+    auto note = [&](KeyId k, Principal other, uint64_t lines, bool cached) {
+      Stale& x = stale[{k, other.id}];
       x.lines += static_cast<uint64_t>(std::popcount(lines));
       if (x.frames.size() < 8) x.frames.push_back(f);
       x.owner = other;
       x.cached = x.cached || cached;
     };
-    if (ls.cached && ls.cached_owner != me) note(ls.cached_owner, ls.cached, true);
-    // A frame whose TD-owned lines under the key hold another VM's data.
-    const Principal lab = s.mem.meta(f).label;
-    if (ls.td_owner && lab.id >= kFirstVmPrincipal && lab != me && !(ls.cached && ls.cached_owner == lab))
-      note(lab, ls.td_owner, false);
+    // Lines in a cache tagged with a key another principal now holds.
+    if (ls.cached)
+      if (auto it = holder.find(ls.cached_key); it != holder.end() && ls.cached_owner != it->second->principal())
+        note(ls.cached_key, ls.cached_owner, ls.cached, true);
+    // TD-owned lines encrypted under a key another VM now holds, with the earlier VM's data.
+    if (ls.td_owner)
+      if (auto it = holder.find(ls.private_key); it != holder.end()) {
+        const Principal lab = s.mem.meta(f).label;
+        if (is_vm(lab) && lab != it->second->principal()) note(ls.private_key, lab, ls.td_owner, false);
+      }
   });
   for (const auto& [key, x] : stale) {
     const Vm* vm = holder.at(key.first);
@@ -416,6 +418,16 @@ std::vector<Violation> Checker::check() {
   bool any = mode_ == CheckMode::kFull;
   for (const auto& vm : kvm_.vms()) any = any || vm->is_dirty();
   any = any || !reads_.empty();
+  // A VM created or destroyed changes state no live VM's dirty ranges cover (key assignments,
+  // a backend's teardown: ISO-8, T6).
+  {
+    std::vector<const Vm*> live;
+    for (const auto& vm : kvm_.vms()) live.push_back(vm.get());
+    if (live != live_vms_) {
+      any = true;
+      live_vms_ = std::move(live);
+    }
+  }
   if (!any) return found;
   ++checks_;
   // Take each VM's dirty ranges (the checker is their only consumer) and read the leaves in

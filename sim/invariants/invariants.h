@@ -68,6 +68,7 @@ class Checker {
     kvm::GfnFacts facts;
   };
   std::vector<FactsMemo> facts_memo_;
+  std::vector<const kvm::Vm*> live_vms_;  // the VMs at the last check
 };
 
 }  // namespace cvmsim::invariants

@@ -136,7 +136,14 @@ class Platform : public sc_core::sc_module {
       // tdx-snp.md A1; the first is the global KeyID), one TDMR over all memory, one TDX module.
       if (Status st = mem_.set_key_config(KeyConfig::tdx(64, 16)); !st.ok())
         throw std::runtime_error("TDX key configuration: " + st.error().to_string());
-      tdx_ = std::make_unique<tdx::TdxHost>(mem_, tdx::TdxHost::config_for(mem_));
+      tdx::TdxConfig tc = tdx::TdxHost::config_for(mem_);
+      tdx::TdxGlueConfig glue;
+      if (sc.platform.tdx.hkid_reuse == config::HkidReusePolicy::kUnsafeNoFlush) {
+        // A buggy KVM that skips CACHE.WB on a module whose FREEID does not insist on it.
+        glue.hkid_reuse = tdx::HkidReuse::kUnsafeNoFlush;
+        tc.erratum_freeid_ignores_cache_wb = true;
+      }
+      tdx_ = std::make_unique<tdx::TdxHost>(mem_, std::move(tc), glue);
       kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
     }
     router_.initiator_socket.bind(memory_.socket);

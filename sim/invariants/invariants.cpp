@@ -411,7 +411,7 @@ std::vector<InvariantDef> catalogue(const std::vector<const KvmBackend*>& backen
 Checker::Checker(const Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<InvariantDef> defs)
     : kvm_(kvm), mem_(mem), mode_(mode), defs_(std::move(defs)) {}
 
-std::vector<Violation> Checker::check() {
+std::vector<Violation> Checker::check(const std::string& where) {
   std::vector<Violation> found;
   if (mode_ == CheckMode::kOff) return found;
   // Nothing changed since the last check: nothing to re-read (incremental mode).
@@ -481,6 +481,8 @@ std::vector<Violation> Checker::check() {
     return fx;
   };
   std::vector<Violation> v;
+  std::vector<std::string> recent;
+  bool have_recent = false;
   for (const InvariantDef& d : defs_) {
     v.clear();
     d.check(scope, v);
@@ -488,6 +490,10 @@ std::vector<Violation> Checker::check() {
       if (x.invariant.empty()) x.invariant = d.id;
       // Report a lasting violation once, not at every later check.
       if (!reported_.insert(x.invariant + "|" + x.message).second) continue;
+      if (!have_recent && recent_trace_) recent = recent_trace_();
+      have_recent = true;
+      x.where = where;
+      x.recent_trace = recent;
       ++violations_;
       ++by_invariant_[x.invariant];
       found.push_back(x);
@@ -496,6 +502,31 @@ std::vector<Violation> Checker::check() {
   }
   reads_.clear();
   return found;
+}
+
+std::string Checker::report() const {
+  std::string r;
+  size_t n = 0;
+  for (const Violation& x : all_) {
+    r += "violation " + std::to_string(++n) + ": " + x.invariant + (x.where.empty() ? "" : " at " + x.where) + "\n";
+    r += "  " + x.message + "\n";
+    if (!x.vm.empty()) r += "  vm: " + x.vm + "\n";
+    if (!x.gfns.empty()) {
+      r += "  gfns:";
+      for (Gfn g : x.gfns) r += " " + hex(g.value());
+      r += "\n";
+    }
+    if (!x.frames.empty()) {
+      r += "  frames:";
+      for (Pfn f : x.frames) r += " " + hex(f.value());
+      r += "\n";
+    }
+    if (!x.recent_trace.empty()) {
+      r += "  last " + std::to_string(x.recent_trace.size()) + " trace events:\n";
+      for (const auto& e : x.recent_trace) r += "    " + e + "\n";
+    }
+  }
+  return r;
 }
 
 void Checker::describe_stats(StatVisitor& v) const {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -33,8 +34,15 @@ class Checker {
  public:
   Checker(const kvm::Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<kvm::InvariantDef> defs);
 
-  // Runs the applicable invariants. Returns the new violations (also kept in violations()).
-  std::vector<kvm::Violation> check();
+  // Runs the applicable invariants. Returns the new violations (also kept in violations()), each
+  // with `where` (what the caller says the boundary is: a scenario step, an actor's exit) and
+  // the recent trace events, if a source was set.
+  std::vector<kvm::Violation> check(const std::string& where = {});
+  // Where the recent trace events for violation reports come from (a RingTrace).
+  void set_recent_trace(std::function<std::vector<std::string>()> f) { recent_trace_ = std::move(f); }
+  // Every violation found, as a report: invariant, where, message, VM, GFNs, frames, and the
+  // trace events before it (docs/invariants.md "Violation reports"). Empty if none.
+  std::string report() const;
   // A read returned another principal's plaintext (the memory module's read observer and
   // host-kernel accesses report them); ISO-2 judges them at the next check.
   void note_plaintext_read(const kvm::PlaintextRead& r) {
@@ -69,6 +77,7 @@ class Checker {
   };
   std::vector<FactsMemo> facts_memo_;
   std::vector<const kvm::Vm*> live_vms_;  // the VMs at the last check
+  std::function<std::vector<std::string>()> recent_trace_;
 };
 
 }  // namespace cvmsim::invariants

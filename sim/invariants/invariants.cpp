@@ -320,10 +320,18 @@ struct Iso8State {
 };
 
 void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out) {
+  // Unchanged assignments (the common case): compare in place, no allocation.
+  size_t n = 0;
+  bool same = true;
+  for (const auto& vm : s.kvm.vms())
+    if (auto k = vm->backend().vm_key(*vm)) {
+      same = same && n < st.last.size() && st.last[n] == std::make_tuple(vm.get(), *k, vm->principal().id);
+      ++n;
+    }
+  if (!s.full && same && n == st.last.size()) return;
   std::vector<std::tuple<const Vm*, KeyId, uint32_t>> now;
   for (const auto& vm : s.kvm.vms())
     if (auto k = vm->backend().vm_key(*vm)) now.emplace_back(vm.get(), *k, vm->principal().id);
-  if (!s.full && now == st.last) return;
   st.last = now;
   if (now.empty()) return;
   std::map<KeyId, const Vm*> holder;
@@ -421,11 +429,13 @@ std::vector<Violation> Checker::check(const std::string& where) {
   // A VM created or destroyed changes state no live VM's dirty ranges cover (key assignments,
   // a backend's teardown: ISO-8, T6).
   {
-    std::vector<const Vm*> live;
-    for (const auto& vm : kvm_.vms()) live.push_back(vm.get());
-    if (live != live_vms_) {
+    const auto& vms = kvm_.vms();
+    bool same = vms.size() == live_vms_.size();
+    for (size_t i = 0; same && i < vms.size(); ++i) same = vms[i].get() == live_vms_[i];
+    if (!same) {
       any = true;
-      live_vms_ = std::move(live);
+      live_vms_.clear();
+      for (const auto& vm : vms) live_vms_.push_back(vm.get());
     }
   }
   if (!any) return found;

@@ -419,7 +419,7 @@ std::vector<InvariantDef> catalogue(const std::vector<const KvmBackend*>& backen
 Checker::Checker(const Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<InvariantDef> defs)
     : kvm_(kvm), mem_(mem), mode_(mode), defs_(std::move(defs)) {}
 
-std::vector<Violation> Checker::check(const std::string& where) {
+std::vector<Violation> Checker::check_at(const std::function<std::string()>& where) {
   std::vector<Violation> found;
   if (mode_ == CheckMode::kOff) return found;
   // Nothing changed since the last check: nothing to re-read (incremental mode).
@@ -492,6 +492,7 @@ std::vector<Violation> Checker::check(const std::string& where) {
   };
   std::vector<Violation> v;
   std::vector<std::string> recent;
+  std::string here;
   bool have_recent = false;
   for (const InvariantDef& d : defs_) {
     v.clear();
@@ -500,9 +501,12 @@ std::vector<Violation> Checker::check(const std::string& where) {
       if (x.invariant.empty()) x.invariant = d.id;
       // Report a lasting violation once, not at every later check.
       if (!reported_.insert(x.invariant + "|" + x.message).second) continue;
-      if (!have_recent && recent_trace_) recent = recent_trace_();
+      if (!have_recent) {
+        if (recent_trace_) recent = recent_trace_();
+        here = where();
+      }
       have_recent = true;
-      x.where = where;
+      x.where = here;
       x.recent_trace = recent;
       ++violations_;
       ++by_invariant_[x.invariant];

@@ -37,7 +37,12 @@ class Checker {
   // Runs the applicable invariants. Returns the new violations (also kept in violations()), each
   // with `where` (what the caller says the boundary is: a scenario step, an actor's exit) and
   // the recent trace events, if a source was set.
-  std::vector<kvm::Violation> check(const std::string& where = {});
+  std::vector<kvm::Violation> check(const std::string& where = {}) {
+    return check_at([&where] { return where; });
+  }
+  // The same, computing `where` only when a violation is recorded (after every KVM exit a vCPU
+  // takes, building the string each time would cost more than the check).
+  std::vector<kvm::Violation> check_at(const std::function<std::string()>& where);
   // Where the recent trace events for violation reports come from (a RingTrace).
   void set_recent_trace(std::function<std::vector<std::string>()> f) { recent_trace_ = std::move(f); }
   // Every violation found, as a report: invariant, where, message, VM, GFNs, frames, and the

@@ -104,7 +104,7 @@ class CheckedExits final : public ExitHandler {
  private:
   ExitAction after(ExitAction a) {
     if (checker_.mode() == invariants::CheckMode::kOff) return a;
-    for (const auto& v : checker_.check(driver_.where(actor_))) {
+    for (const auto& v : checker_.check_at([this] { return driver_.where(actor_); })) {
       if (driver_.note_violation(actor_, v) || !stop_) continue;
       a.kind = ExitAction::kStop;
       a.reason = "invariant " + v.invariant + " violated: " + v.message;

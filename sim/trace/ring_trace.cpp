@@ -1,17 +1,38 @@
 #include "sim/trace/ring_trace.h"
 
-#include <cstdio>
 
 namespace cvmsim {
 
+namespace {
+// Appends v in decimal (no printf: the ring formats an event per KVM exit or SEAMCALL).
+void append_u64(std::string& s, uint64_t v) {
+  char b[24];
+  int n = 0;
+  do {
+    b[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) s.push_back(b[--n]);
+}
+
+void format_into(std::string& s, uint64_t time_ps, std::string_view component, std::string_view event,
+                 std::string_view details) {
+  s.clear();
+  append_u64(s, time_ps / 1000);
+  const unsigned frac = static_cast<unsigned>(time_ps % 1000);
+  s.push_back('.');
+  s.push_back(static_cast<char>('0' + frac / 100));
+  s.push_back(static_cast<char>('0' + frac / 10 % 10));
+  s.push_back(static_cast<char>('0' + frac % 10));
+  s.push_back(' ');
+  s.append(component).append(" ").append(event).append(" ").append(details);
+}
+}  // namespace
+
 std::string RingTrace::format(uint64_t time_ps, std::string_view component, std::string_view event,
                               std::string_view details) {
-  char t[48];
-  std::snprintf(t, sizeof t, "%llu.%03llu ", static_cast<unsigned long long>(time_ps / 1000),
-                static_cast<unsigned long long>(time_ps % 1000));
-  std::string s(t);
-  s.reserve(s.size() + component.size() + event.size() + details.size() + 2);
-  s.append(component).append(" ").append(event).append(" ").append(details);
+  std::string s;
+  format_into(s, time_ps, component, event, details);
   return s;
 }
 
@@ -19,7 +40,7 @@ void RingTrace::event(uint64_t time_ps, std::string_view component, std::string_
                       std::string_view details) {
   if (inner_.enabled()) inner_.event(time_ps, component, event, details);
   if (ring_.empty()) return;
-  ring_[count_ % ring_.size()] = format(time_ps, component, event, details);
+  format_into(ring_[count_ % ring_.size()], time_ps, component, event, details);  // reuses the slot's buffer
   ++count_;
 }
 

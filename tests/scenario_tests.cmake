@@ -118,6 +118,9 @@ add_test(NAME "scenario: tdx measured build MRTD and no ACCEPT for the image"
 add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/teardown_reuse.json
                  -DOUT=${OUTROOT}/tdx_teardown -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_teardown.cmake)
+add_test(NAME "scenario: violations.txt lists every violation with where, frames and trace events"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN} -DOUT=${OUTROOT}/violations_file
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/violations_file.cmake)
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})

@@ -1,5 +1,6 @@
 #include "models/tdx/kvm_tdx.h"
 
+#include <algorithm>
 #include <bit>
 #include <cinttypes>
 #include <cstdio>
@@ -617,10 +618,11 @@ void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const auto* be = dynamic_cast<const KvmTdxBackend*>(&vmp->backend());
     if (!be || be->tdr().value() == 0) continue;
-    if (const auto* d = s.dirty ? s.dirty(*vmp) : nullptr; d && d->empty()) continue;  // unchanged
+    const std::vector<kvm::GfnRange>* dirty = s.dirty ? s.dirty(*vmp) : nullptr;
+    if (dirty && dirty->empty()) continue;  // unchanged
     const TdxModule& m = be->host().module();
     const Hpa tdr = be->tdr();
-    m.for_each_sept_entry(tdr, [&](Gpa gpa, const SeptEntry& e) {
+    auto check = [&](Gpa gpa, const SeptEntry& e) {
       PageType want;
       if (e.leaf && is_leaf_mapping_state(e.state)) want = PageType::kReg;
       else if (!e.leaf && (e.state == SeptState::kNlMapped || e.state == SeptState::kNlBlocked)) want = PageType::kEpt;
@@ -636,7 +638,31 @@ void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
                     static_cast<unsigned long long>(pl.entry.owner().value()), static_cast<unsigned>(want),
                     static_cast<unsigned long long>(hpa_to_pfn(tdr).value()));
       out.push_back({"T2", buf, vmp->name(), {gpa_to_gfn(gpa)}, {e.pfn}});
-    });
+    };
+    if (!dirty) {
+      m.for_each_sept_entry(tdr, check);
+      continue;
+    }
+    // Incremental: the entries on the walk to each changed GFN (its leaf and the table entries
+    // above it), each once. A full check reads every entry.
+    const auto info = m.td_info(tdr);
+    if (!info || info->sept_levels == 0) continue;
+    std::vector<uint64_t> seen;
+    for (const kvm::GfnRange& r : *dirty)
+      for (Gfn g = r.start; g < r.end; ++g)
+        for (unsigned level = info->sept_levels; level-- > 0;) {
+          const Gpa gpa = gfn_to_gpa(g);
+          const SeptLookup l = m.sept_entry(tdr, gpa, level);
+          if (!l.found || l.entry.level != level) break;  // the walk stopped above
+          const uint64_t at = l.entry_hpa.value();
+          if (std::find(seen.begin(), seen.end(), at) != seen.end()) {
+            if (l.entry.leaf) break;
+            continue;
+          }
+          if (seen.size() < 64) seen.push_back(at);
+          check(Gpa(gpa.value() & ~((uint64_t{1} << (kPageShift + 9 * level)) - 1)), l.entry);
+          if (l.entry.leaf) break;
+        }
   }
 }
 

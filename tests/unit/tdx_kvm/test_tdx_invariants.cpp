@@ -260,3 +260,40 @@ TEST_CASE("HKID reuse: mainline teardown writes the lines back; unsafe_no_flush 
 
 }  // namespace
 }  // namespace cvmsim::kvmtest
+
+namespace cvmsim::kvmtest {
+namespace {
+
+TEST_CASE("incremental T2 reads the S-EPT walk of each changed GFN only, and still catches a bad leaf there",
+          "[tdx_kvm][invariants]") {
+  Td t;
+  t.fault_in(0x1000);
+  invariants::Checker c(t.f.kvm, t.f.mem, invariants::CheckMode::kIncremental, t.be().invariants());
+  CHECK(c.check().empty());
+  t.fault_in(0x2000);  // AUG marks gfn 2 changed
+  // Corrupt the new leaf and, behind everyone's back, the old one (gfn 1: not changed).
+  auto corrupt = [&](uint64_t gpa) {
+    const tdx::SeptLookup l = t.m().sept_entry(t.be().tdr(), Gpa(gpa), 0);
+    REQUIRE(l.found);
+    auto stray = t.f.frames.alloc(PageSize::k4K);
+    REQUIRE(stray.ok());
+    const uint64_t raw = t.f.mem.read_u64(l.entry_hpa);
+    t.f.mem.write_u64(l.entry_hpa, (raw & ~0x000FFFFFFFFFF000ull) | (stray->value() << kPageShift));
+    return *stray;
+  };
+  const Pfn bad2 = corrupt(0x2000);
+  const Pfn bad1 = corrupt(0x1000);
+  const auto v = c.check();
+  std::vector<Pfn> t2;
+  for (const auto& x : v)
+    if (x.invariant == "T2") t2.push_back(x.frames.at(0));
+  CHECK(t2 == std::vector<Pfn>{bad2});  // the changed GFN's leaf, not the untouched one
+  // A full check reads every entry.
+  invariants::Checker full(t.f.kvm, t.f.mem, invariants::CheckMode::kFull, t.be().invariants());
+  size_t n = 0;
+  for (const auto& x : full.check()) n += x.invariant == "T2" && (x.frames.at(0) == bad1 || x.frames.at(0) == bad2);
+  CHECK(n == 2);
+}
+
+}  // namespace
+}  // namespace cvmsim::kvmtest

@@ -5,6 +5,8 @@
 //    punch-hole / MADV_DONTNEED, and the refault on the next touch), with each attribute store.
 //    Target: at least 250,000 round trips per host second.
 //    The same with invariant checking off, for the checker's overhead (target: at most +25%).
+//    run.invariants.trace_events is 0 in every configuration: the checker's cost, without the
+//    ring of recent trace events for violation reports (its cost: docs/performance.md).
 // 2. Memory: the same number of touched pages in a 64 GiB and a 1 TiB guest (all of it private,
 //    with a guest_memfd and an attribute range over it): peak RSS must not grow with the guest's
 //    size. Reported as bytes per touched page.
@@ -48,7 +50,7 @@ std::string scenario_json(const Config& c) {
     "name": "bench_conversion_%s",
     "platform": {"memory": {"size": "2TiB", "mode": "%s"}, "kvm": {"attr_store": "%s"}},
     "vms": [{"name": "vm0", "type": "sw_protected", "memory": [{"gpa": 0, "size": %llu, "private": true}]}],
-    "run": {"invariants": {"mode": "%s"}},
+    "run": {"invariants": {"mode": "%s", "trace_events": 0}},
     "workloads": [{"vm": "vm0", "kind": "%s", "base": 0, "footprint": %llu, "access_size": 8, "ops": %llu,
                    "read_fraction": 0}]
   })",

@@ -145,6 +145,9 @@ tdx_guest_test("tdx bounce buffer: host reads of it are not reported as leaks" b
 add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/teardown_reuse.json
                  -DOUT=${OUTROOT}/tdx_teardown -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_teardown.cmake)
+add_test(NAME "scenario: violations.txt lists every violation with where, frames and trace events"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN} -DOUT=${OUTROOT}/violations_file
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/violations_file.cmake)
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})
@@ -183,7 +186,7 @@ cvmsim_run_test("attack not caught with checking off" 1
 # An unexpected violation stops the run and is reported (the attack without its expectation).
 cvmsim_run_test("unexpected violation stops the run" 1
                 ARGS run ${SCN}/attacks/hostile_stale_tlb.json --set "steps.3.expect={}"
-                STDERR "invariant ISO-5 violated: vm0 vCPU 0 TLB still maps gfn 0x3")
+                STDERR "invariant ISO-5 violated at step 3 \\([^\n]*\\): vm0 vCPU 0 TLB still maps gfn 0x3")
 # The tutorial scenarios the docs walk through must keep passing.
 file(GLOB TUTORIAL_SCENARIOS CONFIGURE_DEPENDS ${SCN}/tutorial/*.json)
 foreach(s ${TUTORIAL_SCENARIOS})
@@ -249,3 +252,15 @@ cvmsim_run_test("bad input: graph without a scenario" 2 ARGS graph STDERR "scena
 cvmsim_run_test("graph shows the hostile double map" 0 ARGS graph ${SCN}/attacks/hostile_double_map.json
                 STDOUT "digraph G"
                 STDERR "violation of GRAPH-1: private frames 0x[0-9a-f]+ .guest_memfd ino [0-9]+, created for victim. are reachable by 2 VM.s.: victim, evil")
+
+# Violation reports: where the violation was found and the last run.invariants.trace_events
+# trace events (docs/invariants.md "Violation reports"). The mainline HKID-reuse scenario under
+# the unsafe policy violates T6 at its teardown step, which it does not expect.
+cvmsim_run_test("violation report carries the last N trace events" 1
+                ARGS run ${SCN}/attacks/hkid_reuse_mainline.json --set platform.tdx.hkid_reuse=unsafe_no_flush
+                     --set run.invariants.trace_events=3
+                STDERR "invariant T6 violated at step 4 \\(vmm: mainline teardown[^\n]*\n  last 3 trace events:\n    [0-9.]+ platform.victim.tdx seamcall TDH.PHYMEM.PAGE.RECLAIM")
+cvmsim_run_test("violation report without trace events" 1
+                ARGS run ${SCN}/attacks/hkid_reuse_mainline.json --set platform.tdx.hkid_reuse=unsafe_no_flush
+                     --set run.invariants.trace_events=0
+                STDERR "invariant T6 violated at step 4" FORBID "trace events")

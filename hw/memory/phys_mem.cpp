@@ -15,8 +15,8 @@ namespace cvmsim {
 // A chunk covers 512 frames (2 MiB) and is allocated on the first touch of any of them. Guest
 // and table frames come from an allocator that hands out frames densely, so chunks fill up and
 // the per-frame overhead stays at the 16 bytes of FrameMeta (which also holds the address of
-// the frame's byte block, if it has one). The chunk's LineState array (24 bytes per frame) is
-// allocated when one of its frames first gets integrity state (a TD-owned or poisoned line).
+// the frame's byte block, if it has one). The chunk's LineState array (40 bytes per frame) is
+// allocated when one of its frames first gets integrity state (a TD-owned, poisoned or cached line).
 struct PhysMem::Chunk {
   std::array<FrameMeta, kChunkFrames> meta{};
   std::unique_ptr<LineState[]> lines;
@@ -70,7 +70,7 @@ void scramble(uint8_t* p, uint64_t addr, uint64_t n, KeyId written, KeyId read) 
         mix64((addr + i) ^ (uint64_t{written} << 48) ^ (uint64_t{read} << 32)) | 1);
 }
 
-constexpr uint8_t kIntegrityFlags = kFrameTdOwner | kFramePoison;
+constexpr uint8_t kIntegrityFlags = kFrameTdOwner | kFramePoison | kFrameCached;
 
 unsigned popcount(uint64_t v) { return static_cast<unsigned>(std::popcount(v)); }
 }  // namespace
@@ -380,9 +380,11 @@ void PhysMem::write_lines(Pfn f, FrameMeta& m, uint64_t off, uint64_t n, const K
   const uint64_t lines = lines_touched(off, n);
   const uint64_t whole = lines_covered(off, n);
   if (keys_.is_private(acc.key)) {
-    // A private-key write sets TD-owner (and, in Ci, the MAC under the writer's key).
+    // A private-key write sets TD-owner (and, in Ci, the MAC under the writer's key). The lines
+    // now sit in the cache tagged with the key until written back (ISO-8).
     s.td_owner |= lines;
     s.private_key = acc.key;
+    mark_cached(s, lines, acc.key, acc.who);
   } else {
     // The partial-write erratum: a shared-key write that does not replace a TD-owned line
     // entirely poisons it.
@@ -413,23 +415,25 @@ LineState& PhysMem::lines_mut(Pfn f, FrameMeta& m) {
     ++stats_.line_state_chunks;
   }
   LineState& s = c.lines[f.value() & (kChunkFrames - 1)];
-  if (!(m.flags & kIntegrityFlags)) s = LineState{0, 0, m.key_id, m.key_id};
+  if (!(m.flags & kIntegrityFlags)) s = LineState{0, 0, m.key_id, m.key_id, 0, kNobody, 0};
   return s;
 }
 
 void PhysMem::lines_changed(Pfn f, FrameMeta& m, const LineState& s, uint64_t old_owner,
                             uint64_t old_poison) {
-  if (s.td_owner == old_owner && s.poison == old_poison) return;
   uint8_t flags = static_cast<uint8_t>(m.flags & ~kIntegrityFlags);
   if (s.td_owner) flags |= kFrameTdOwner;
   if (s.poison) flags |= kFramePoison;
+  if (s.cached) flags |= kFrameCached;
+  const bool isolation = s.td_owner != old_owner || s.poison != old_poison;
+  if (!isolation && flags == m.flags) return;
   m.flags = flags;
-  changed_isolation_state(f, m);
+  if (isolation) changed_isolation_state(f, m);
 }
 
 LineState PhysMem::line_state(Pfn f) const {
   const FrameMeta& m = meta(f);
-  if (!(m.flags & kIntegrityFlags)) return LineState{0, 0, m.key_id, m.key_id};
+  if (!(m.flags & kIntegrityFlags)) return LineState{0, 0, m.key_id, m.key_id, 0, kNobody, 0};
   return chunk_for(f)->lines[f.value() & (kChunkFrames - 1)];
 }
 
@@ -501,6 +505,60 @@ void PhysMem::mark_table(Pfn f, bool is_table) {
     table_blocks_.erase(f.value());
 }
 
+uint64_t PhysMem::writeback_frame(Pfn f, KeyId k) {
+  Chunk* c = chunk_for(f);
+  if (!c || !c->lines) return 0;
+  FrameMeta& m = c->meta[f.value() & (kChunkFrames - 1)];
+  if (!(m.flags & kFrameCached)) return 0;
+  LineState& s = c->lines[f.value() & (kChunkFrames - 1)];
+  if (s.cached_key != k || !s.cached) return 0;
+  const uint64_t n = static_cast<uint64_t>(std::popcount(s.cached));
+  s.cached = 0;
+  s.cached_owner = kNobody;
+  stats_.lines_written_back += n;
+  lines_changed(f, m, s, s.td_owner, s.poison);
+  // A DMI pointer would let later writes bypass write_keyed, which marks lines cached again.
+  changed_isolation_state(f, m);
+  return n;
+}
+
+uint64_t PhysMem::writeback_key(KeyId k) {
+  uint64_t n = 0;
+  for (size_t ci = 0; ci < chunks_.size(); ++ci) {
+    const Chunk* c = chunks_[ci].get();
+    if (!c || !c->lines) continue;
+    for (uint64_t i = 0; i < kChunkFrames; ++i)
+      if (c->meta[i].flags & kFrameCached) n += writeback_frame(Pfn((ci << kChunkShift) + i), k);
+  }
+  return n;
+}
+
+void PhysMem::for_each_line_state(const std::function<void(Pfn, const LineState&)>& f) const {
+  for (size_t ci = 0; ci < chunks_.size(); ++ci) {
+    const Chunk* c = chunks_[ci].get();
+    if (!c || !c->lines) continue;
+    for (uint64_t i = 0; i < kChunkFrames; ++i)
+      if (c->meta[i].flags & kIntegrityFlags) f(Pfn((ci << kChunkShift) + i), c->lines[i]);
+  }
+}
+
+void PhysMem::note_cached(Pfn f, uint64_t lines, Principal who) {
+  FrameMeta& m = meta_mut(f);
+  if (!(m.flags & kFrameTdOwner)) return;
+  LineState& s = lines_mut(f, m);
+  if (!keys_.is_private(s.private_key)) return;
+  mark_cached(s, lines & s.td_owner, s.private_key, who);
+  lines_changed(f, m, s, s.td_owner, s.poison);
+}
+
+void PhysMem::mark_cached(LineState& s, uint64_t lines, KeyId key, Principal who) {
+  if (s.cached && s.cached_key != key) return;  // other lines, another tag: keep the older record
+  // Same key: the write replaces those lines in the cache; the record names the last writer.
+  s.cached |= lines;
+  s.cached_key = key;
+  s.cached_owner = who;
+}
+
 uint64_t PhysMem::fingerprint(Pfn f) const {
   const FrameMeta& m = meta(f);
   if (const uint8_t* d = block_of(m)) return hash_bytes(d, kPageBytes);
@@ -548,6 +606,8 @@ void PhysMem::describe_stats(StatVisitor& v) const {
             "TD-owned cache lines read under a shared key (returned as zeros)");
   v.counter("line_state_chunks", stats_.line_state_chunks, "chunks",
             "2 MiB chunks holding per-line integrity state");
+  v.counter("lines_written_back", stats_.lines_written_back, "lines",
+            "cache lines tagged with a private key written back (TDH.PHYMEM.PAGE.WBINVD, TDH.PHYMEM.CACHE.WB)");
 }
 
 uint64_t PhysMem::host_bytes() const {

@@ -14,8 +14,9 @@
 // TD-owner bit and a sticky poison bit for each of a frame's 64 lines (LineState), plus the keys
 // the TD-owned and the other lines were written under. LineState lives in a side array allocated
 // per 2 MiB chunk on the first integrity state in that chunk, so memory without TDX-private
-// traffic pays nothing and a TD-private page costs 24 bytes more (metadata-only mode stays under
-// 64 host bytes per touched page). The key ids and integrity mode come from a KeyConfig.
+// traffic pays nothing and a TD-private page costs 40 bytes more (metadata-only mode stays under
+// 64 host bytes per touched page). LineState also records which lines may still sit in a cache
+// tagged with the private key they were written under (key hygiene, ISO-8). The key ids and integrity mode come from a KeyConfig.
 //
 // Two kinds of access:
 //   read/write/fill/read_u64/write_u64  raw bytes: no keys, no labels, no integrity (a debugger's
@@ -52,6 +53,7 @@ enum FrameFlag : uint8_t {
   kFrameTable = 1 << 3,       // holds a page table: always byte-backed
   kFrameDmiGranted = 1 << 4,  // a DMI pointer to this frame is out
   kFrameData = 1 << 5,        // has a 4 KiB byte block; `content` is its address
+  kFrameCached = 1 << 6,      // some line may sit in a cache tagged with a private key (LineState::cached)
 };
 
 struct FrameMeta {
@@ -98,7 +100,18 @@ struct LineState {
   // while the PAMT is intact) is judged as if all its TD-owned lines had the last one.
   KeyId private_key = 0;
   KeyId shared_key = 0;    // the key the other (not TD-owned) lines were last written under
+  // Key hygiene (ISO-8, tdx-snp.md A9/T6; docs/memory-integrity.md "Cached lines"): caches tag a
+  // line with its physical address including the KeyID bits, so a line written under a private
+  // key may stay in a cache, tagged with that key, until it is written back
+  // (TDH.PHYMEM.PAGE.WBINVD of the page, TDH.PHYMEM.CACHE.WB of the key). `cached` marks those
+  // lines, `cached_key` is their tag and `cached_owner` who wrote them. One tag per frame: while
+  // lines are cached under one key, writes under another key (another cache line, another tag)
+  // leave the record alone, so the oldest unflushed lines, the ones that matter, are kept.
+  KeyId cached_key = 0;
+  Principal cached_owner = kNobody;
+  uint64_t cached = 0;
 };
+static_assert(sizeof(LineState) == 40);
 
 // A keyed access: under which key, by whom, and whether it is a MOVDIR64B-style direct full-line
 // store (no read-for-ownership: it replaces whole lines, clearing their poison).
@@ -137,6 +150,7 @@ class PhysMem {
     uint64_t poisoned_line_reads = 0;   // poisoned lines returned by keyed reads
     uint64_t zeroed_line_reads = 0;     // TD-owned lines read as zeros under a shared key
     uint64_t line_state_chunks = 0;     // 2 MiB chunks holding a LineState array
+    uint64_t lines_written_back = 0;    // cached private-key lines written back (writeback_*)
   };
   using DmiListener = std::function<void(Hpa start, Hpa end_inclusive)>;
 
@@ -210,6 +224,20 @@ class PhysMem {
   uint64_t td_owner_lines(Pfn f) const { return line_state(f).td_owner; }
   uint64_t poison_lines(Pfn f) const { return line_state(f).poison; }
   void mark_table(Pfn f, bool is_table);
+  // ---- Cached lines tagged with a private key (LineState::cached) ----
+  // Writes back (and invalidates) every cached line tagged with key k: WBINVD / TDH.PHYMEM.CACHE.WB
+  // for that key. Returns the number of lines written back.
+  uint64_t writeback_key(KeyId k);
+  // The same for frame f only (TDH.PHYMEM.PAGE.WBINVD with k in the address's KeyID bits).
+  uint64_t writeback_frame(Pfn f, KeyId k);
+  // Marks `lines` of f as cached under f's private key, written by `who`: for writers that set a
+  // frame's key and TD-owner bits directly (set_key/set_td_owner, the TDX module's MOVDIR64B
+  // under a TD's HKID) rather than through write_keyed, which marks them itself. No-op unless
+  // the frame's TD-owned lines carry a private key.
+  void note_cached(Pfn f, uint64_t lines, Principal who);
+  // f(frame, its line state) for every frame with line state (a TD-owned, poisoned or cached
+  // line), in frame order.
+  void for_each_line_state(const std::function<void(Pfn, const LineState&)>& f) const;
   // Content fingerprint: 0 iff the frame is known to be all zero. In data mode it is a hash of
   // the frame's bytes (computed on demand); in metadata-only mode it is updated on each write.
   uint64_t fingerprint(Pfn f) const;
@@ -248,6 +276,7 @@ class PhysMem {
   // LineState of f, allocating its chunk's array; a frame that had none gets a fresh record
   // (both keys = key_id).
   LineState& lines_mut(Pfn f, FrameMeta& m);
+  static void mark_cached(LineState& s, uint64_t lines, KeyId key, Principal who);
   // Brings FrameMeta's summary flags in line with `ls`; revokes DMI if anything changed.
   void lines_changed(Pfn f, FrameMeta& m, const LineState& ls, uint64_t old_owner,
                      uint64_t old_poison);

@@ -136,6 +136,11 @@ class KvmBackend {
   // VM teardown: reclaim whatever the backend owns.
   virtual void teardown(Vm&) {}
 
+  // Key hygiene (ISO-8): the memory-encryption key id the VM's private memory is encrypted under
+  // (a TDX HKID, later an SEV ASID) while the VM holds one, else nullopt. sim/invariants reads it
+  // with PhysMem's per-line key tags, so it needs no backend switch.
+  virtual std::optional<KeyId> vm_key(const Vm&) const { return std::nullopt; }
+
   // The backend's own isolation invariants (tdx-snp.md T1-T6, S1-S8; pkvm 1-9), checked with
   // the generic ones by sim/invariants.
   virtual std::vector<InvariantDef> invariants() const { return {}; }

@@ -40,6 +40,10 @@ struct Violation {
   std::string vm;         // the VM involved, if one
   std::vector<Gfn> gfns;
   std::vector<Pfn> frames;
+  // Filled by sim/invariants' checker when it records the violation: where the check ran (the
+  // scenario step or actor) and the most recent trace events (run.invariants.trace_events).
+  std::string where{};
+  std::vector<std::string> recent_trace{};
 };
 
 // What a check may look at. `full` is false for an incremental check, which may restrict itself

@@ -1,7 +1,11 @@
 #include "models/tdx/kvm_tdx.h"
 
+#include <algorithm>
+#include <bit>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
+#include <memory>
 
 #include "models/kvm/guest_memfd.h"
 #include "models/kvm/kvm.h"
@@ -709,7 +713,8 @@ void KvmTdxBackend::teardown(Vm& vm) {
     if (info->lp >= 0) (void)charged(vm, m.vp_flush(v.tdvpr, static_cast<unsigned>(info->lp)), "TDH.VP.FLUSH", kNoArg, -1, v.tdvpr.value());
   }
   (void)charged(vm, m.mng_vpflushdone(tdr_), "TDH.MNG.VPFLUSHDONE", kNoArg, -1, tdr_.value());
-  for (unsigned p = 0; p < m.config().num_packages; ++p) {
+  // hkid_reuse = unsafe_no_flush: KVM skips the write-back (the HKID's lines stay cached).
+  for (unsigned p = 0; host_.glue().hkid_reuse == HkidReuse::kFlush && p < m.config().num_packages; ++p) {
     TdxResult r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kStart), "TDH.PHYMEM.CACHE.WB");
     while (r.code() == status::kInterruptedResumable) r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kResume), "TDH.PHYMEM.CACHE.WB");
   }
@@ -781,10 +786,11 @@ void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
   for (const auto& vmp : s.kvm.vms()) {
     const auto* be = dynamic_cast<const KvmTdxBackend*>(&vmp->backend());
     if (!be || be->tdr().value() == 0) continue;
-    if (const auto* d = s.dirty ? s.dirty(*vmp) : nullptr; d && d->empty()) continue;  // unchanged
+    const std::vector<kvm::GfnRange>* dirty = s.dirty ? s.dirty(*vmp) : nullptr;
+    if (dirty && dirty->empty()) continue;  // unchanged
     const TdxModule& m = be->host().module();
     const Hpa tdr = be->tdr();
-    m.for_each_sept_entry(tdr, [&](Gpa gpa, const SeptEntry& e) {
+    auto check = [&](Gpa gpa, const SeptEntry& e) {
       PageType want;
       if (e.leaf && is_leaf_mapping_state(e.state)) want = PageType::kReg;
       else if (!e.leaf && (e.state == SeptState::kNlMapped || e.state == SeptState::kNlBlocked)) want = PageType::kEpt;
@@ -800,17 +806,399 @@ void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
                     static_cast<unsigned long long>(pl.entry.owner().value()), static_cast<unsigned>(want),
                     static_cast<unsigned long long>(hpa_to_pfn(tdr).value()));
       out.push_back({"T2", buf, vmp->name(), {gpa_to_gfn(gpa)}, {e.pfn}});
+    };
+    if (!dirty) {
+      m.for_each_sept_entry(tdr, check);
+      continue;
+    }
+    // Incremental: the entries on the walk to each changed GFN (its leaf and the table entries
+    // above it), each once. A full check reads every entry.
+    const auto info = m.td_info(tdr);
+    if (!info || info->sept_levels == 0) continue;
+    std::vector<uint64_t> seen;
+    for (const kvm::GfnRange& r : *dirty)
+      for (Gfn g = r.start; g < r.end; ++g)
+        for (unsigned level = info->sept_levels; level-- > 0;) {
+          const Gpa gpa = gfn_to_gpa(g);
+          const SeptLookup l = m.sept_entry(tdr, gpa, level);
+          if (!l.found || l.entry.level != level) break;  // the walk stopped above
+          const uint64_t at = l.entry_hpa.value();
+          if (std::find(seen.begin(), seen.end(), at) != seen.end()) {
+            if (l.entry.leaf) break;
+            continue;
+          }
+          if (seen.size() < 64) seen.push_back(at);
+          check(Gpa(gpa.value() & ~((uint64_t{1} << (kPageShift + 9 * level)) - 1)), l.entry);
+          if (l.entry.leaf) break;
+        }
+  }
+}
+
+// ---- T1, T3-T6 ----
+// Each reads the module of `host` when the platform gave one, else that of the first TDX VM
+// (tests; `cvmsim list` never runs a check).
+
+const TdxModule* module_of(const kvm::CheckScope& s, const TdxHost* host) {
+  if (host) return &host->module();
+  for (const auto& vmp : s.kvm.vms())
+    if (const auto* be = dynamic_cast<const KvmTdxBackend*>(&vmp->backend())) return &be->host().module();
+  return nullptr;
+}
+
+std::string hx(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%" PRIx64, v);
+  return b;
+}
+
+bool is_blocked_state(SeptState s) {
+  switch (s) {
+    case SeptState::kBlocked:
+    case SeptState::kBlockedW:
+    case SeptState::kExportedBlockedW:
+    case SeptState::kExportedDirtyBlockedW:
+    case SeptState::kPendingBlocked:
+    case SeptState::kPendingBlockedW:
+    case SeptState::kPendingExportedBlockedW:
+    case SeptState::kPendingExportedDirtyBlockedW: return true;
+    default: return false;
+  }
+}
+
+bool is_pending_state(SeptState s) {
+  switch (s) {
+    case SeptState::kPending:
+    case SeptState::kPendingBlocked:
+    case SeptState::kPendingBlockedW:
+    case SeptState::kPendingExportedBlockedW:
+    case SeptState::kPendingExportedDirty:
+    case SeptState::kPendingExportedDirtyBlockedW: return true;
+    default: return false;
+  }
+}
+
+// The pages a PAMT-based check must look at: those changed since it last ran (the PAMT's change
+// journal), or every assigned one (full check, first run, or the journal overflowed).
+struct PamtCursor {
+  uint64_t seq = 0;
+  bool primed = false;
+  const TdxModule* module = nullptr;
+  // True: `pages` holds the changed pages; false: the caller re-reads everything.
+  bool changed(const kvm::CheckScope& s, const TdxModule& m, std::vector<std::pair<Pfn, PageSize>>& pages) {
+    pages.clear();
+    const bool incremental = !s.full && primed && module == &m;
+    primed = true;
+    module = &m;
+    if (incremental)
+      if (auto now = m.pamt().changes_since(seq, pages)) {
+        seq = *now;
+        return true;
+      }
+    seq = m.pamt().change_seq();
+    pages.clear();
+    return false;
+  }
+};
+
+// T1: every 4 KiB frame of a TDMR has exactly one PAMT leaf, with one owner TDR. Checked per
+// assigned entry: inside a TDMR, no assigned entry above or below it (one leaf), a page type
+// the module hands out, the owner a live TD whose TDR page is PT_TDR (a TDR's owner field is 0);
+// on a full check also each TD's CHLDCNT against the 4 KiB-equivalents the PAMT gives it.
+void check_t1(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+  const TdxModule* m = module_of(s, host);
+  if (!m) return;
+  const Pamt& pamt = m->pamt();
+  std::vector<std::pair<Pfn, PageSize>> pages;
+  const bool incremental = cur.changed(s, *m, pages);
+  if (!incremental) pamt.for_each_assigned([&](Pfn base, PageSize level, const PamtEntry&) { pages.emplace_back(base, level); });
+  std::map<uint64_t, uint64_t> owned;  // TDR frame -> 4 KiB-equivalents (full check)
+  for (const auto& [base, level] : pages) {
+    const PamtEntry e = pamt.entry(base, level);
+    const PageType t = e.type();
+    if (t == PageType::kNda || t == PageType::kRsvd) continue;
+    const std::string where = "PAMT " + std::string(name_of(t)) + " entry of frame " + hx(base.value()) + " (" +
+                              std::string(name_of(level)) + ")";
+    auto bad = [&](const std::string& why) { out.push_back({"T1", where + " " + why, "", {}, {base}}); };
+    if (!pamt.covers_range(base, level)) bad("lies outside every TDMR");
+    // Exactly one leaf: no assigned entry at a larger level covering it, none below it.
+    for (PageSize up : {PageSize::k2M, PageSize::k1G}) {
+      if (static_cast<unsigned>(up) <= static_cast<unsigned>(level)) continue;
+      const PamtEntry pe = pamt.entry(base.align_down(up), up);
+      if (pe.type() != PageType::kNda && pe.type() != PageType::kRsvd)
+        bad("is covered by an assigned " + std::string(name_of(up)) + " entry too (two PAMT leaves for one frame)");
+    }
+    if (level == PageSize::k2M && pamt.assigned_4k_in_2m(base) != 0)
+      bad("has assigned 4K entries inside it (two PAMT leaves for one frame)");
+    switch (t) {
+      case PageType::kReg: case PageType::kTdr: case PageType::kTdcx: case PageType::kTdvpr: case PageType::kEpt: break;
+      default: bad("has page type " + std::to_string(e.pt) + ", which the module never assigns");
+    }
+    if (t == PageType::kTdr) {
+      if (e.owner().value() != 0) bad("(a TDR) has owner " + hx(e.owner().value()) + " (a TDR's owner field is 0)");
+      if (!m->td_info(pfn_to_hpa(base))) bad("is a TDR the module has no TD for");
+      continue;
+    }
+    const PamtLeaf owner = pamt.leaf(e.owner());
+    if (owner.entry.type() != PageType::kTdr || !m->td_info(pfn_to_hpa(e.owner())))
+      bad("is owned by frame " + hx(e.owner().value()) + ", which is not the TDR of a live TD");
+    if (!incremental) owned[e.owner().value()] += frames_of(level);
+  }
+  if (incremental) return;
+  for (Hpa tdr : m->tds()) {
+    const auto info = m->td_info(tdr);
+    const uint64_t n = owned[hpa_to_pfn(tdr).value()];
+    if (info && info->chldcnt != n)
+      out.push_back({"T1", "TD with TDR " + hx(tdr.value()) + " has CHLDCNT " + std::to_string(info->chldcnt) + " but the PAMT gives it " +
+                               std::to_string(n) + " 4K-equivalents",
+                     "", {}, {hpa_to_pfn(tdr)}});
+  }
+}
+
+// T3 and T4 through their consequence in the TLBs: a vCPU inside the TD (TDH.VP.ENTER done, no TD
+// exit since) translates a private GPA only through an S-EPT leaf that maps it to that frame in a
+// guest-accessible state. T3: a translation whose leaf was REMOVEd, changed, or BLOCKED with its
+// BEPOCH already tracked (every vCPU has left that epoch and flushes at entry) means the
+// operation ran without BLOCK + TRACK. T4: a translation through a PENDING leaf means the guest
+// used a page it never accepted (the walk must fault: #VE, or a TD exit with SEPT_VE_DISABLE).
+// Also T4: a PENDING 4 KiB leaf whose frame holds TD-owned lines written by the TD (AUG does not
+// write the page; only ACCEPT does, and it makes the leaf MAPPED).
+void check_t3_t4(const char* which, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+  const bool t3 = which[1] == '3';
+  for (const auto& vmp : s.kvm.vms()) {
+    const kvm::Vm& vm = *vmp;
+    const auto* be = dynamic_cast<const KvmTdxBackend*>(&vm.backend());
+    if (!be || !be->td_created()) continue;
+    // Incremental: the GFN ranges that changed (nullptr: everything).
+    const std::vector<kvm::GfnRange>* dirty = s.dirty ? s.dirty(vm) : nullptr;
+    if (dirty && dirty->empty()) continue;  // unchanged
+    uint64_t dirty_pages = 0;
+    if (dirty)
+      for (const kvm::GfnRange& r : *dirty) dirty_pages += r.pages();
+    const TdxModule& m = be->host().module();
+    const Hpa tdr = be->tdr();
+    vm.for_each_vcpu([&](const kvm::Vcpu& vc) {
+      const Tlb* tlb = vc.tlb();
+      const auto tdvpr = be->tdvpr_of(vc.id());
+      if (!tlb || !tdvpr) return;
+      const auto vi = m.vcpu_info(*tdvpr);
+      if (!vi || !vi->in_td) return;
+      auto check_entry = [&](const TlbEntry& e) {
+        if (e.asid != vm.asid() || !be->translates_privately(vm, e.base())) return;
+        const SeptLookup sl = m.sept_lookup(tdr, e.base());
+        const std::string who = vm.name() + " vCPU " + std::to_string(vc.id()) + " (in the TD) translates private gpa " +
+                                hx(e.base().value()) + " to frame " + hx(e.pfn.value());
+        const bool leaf = sl.found && sl.entry.leaf && is_leaf_mapping_state(sl.entry.state);
+        if (!leaf) {
+          if (t3)
+            out.push_back({"T3", who + ", but its S-EPT entry is " + std::string(info_of(sl.found ? sl.entry.state : SeptState::kFree).name) +
+                                     ": removed without BLOCK + TRACK",
+                           vm.name(), {e.gfn}, {e.pfn}});
+          return;
+        }
+        const Gpa base = e.base().align_down(static_cast<PageSize>(sl.entry.level));
+        const Pfn want = sl.entry.pfn + ((e.base() - base) >> kPageShift);
+        if (t3 && want != e.pfn)
+          out.push_back({"T3", who + ", but the S-EPT leaf maps frame " + hx(want.value()) + ": changed without BLOCK + TRACK",
+                         vm.name(), {e.gfn}, {e.pfn, want}});
+        else if (t3 && is_blocked_state(sl.entry.state) && m.tlb_tracked(tdr, m.pamt_leaf(sl.entry.hpa()).entry.bepoch))
+          out.push_back({"T3", who + " through a " + std::string(info_of(sl.entry.state).name) +
+                                   " leaf whose block epoch is already tracked (the vCPU should have flushed)",
+                         vm.name(), {e.gfn}, {e.pfn}});
+        else if (!t3 && is_pending_state(sl.entry.state))
+          out.push_back({"T4", who + " through a " + std::string(info_of(sl.entry.state).name) +
+                                   " leaf: the guest used a page it never accepted",
+                         vm.name(), {e.gfn}, {e.pfn}});
+      };
+      // Look up the changed GFNs when that is cheaper than scanning the TLB (as ISO-5 does).
+      if (dirty && dirty_pages <= tlb->occupancy()) {
+        for (const kvm::GfnRange& r : *dirty)
+          for (Gfn g = r.start; g < r.end; ++g)
+            if (const TlbEntry* e = tlb->peek(vm.asid(), gfn_to_gpa(g))) check_entry(*e);
+      } else {
+        tlb->for_each_occupied(check_entry);
+      }
     });
+    if (t3) continue;
+    const auto info = m.td_info(tdr);
+    if (!info) continue;
+    auto pending_page = [&](Gpa gpa, const SeptEntry& e) {
+      if (!e.leaf || e.level != 0 || !is_pending_state(e.state)) return;
+      const LineState ls = s.mem.line_state(e.pfn);
+      if (ls.td_owner && ls.private_key == info->hkid && s.mem.meta(e.pfn).label == info->principal)
+        out.push_back({"T4", vm.name() + ": PENDING page at gpa " + hx(gpa.value()) + " (frame " + hx(e.pfn.value()) +
+                                 ") holds the TD's data: written before TDG.MEM.PAGE.ACCEPT",
+                       vm.name(), {gpa_to_gfn(gpa)}, {e.pfn}});
+    };
+    if (dirty) {
+      for (const kvm::GfnRange& r : *dirty)
+        for (Gfn g = r.start; g < r.end; ++g) {
+          const SeptLookup sl = m.sept_entry(tdr, gfn_to_gpa(g), 0);
+          if (sl.found) pending_page(gfn_to_gpa(g), sl.entry);
+        }
+    } else {
+      m.for_each_sept_entry(tdr, pending_page);
+    }
+  }
+}
+
+// T5: the TD-owner bits and keys of cache lines agree with the PAMT. A frame with TD-owned lines
+// is assigned in the PAMT (a page the host got back was cleared with MOVDIR64B, which drops
+// them), and its TD-owned lines carry the owning TD's HKID (the global KeyID for a TDR). Per
+// frame of the PAMT pages changed since the last check, every frame with line state on a full
+// check. (The read semantics themselves, poison and zeros, are PhysMem's and tested there.)
+void check_t5(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+  const TdxModule* m = module_of(s, host);
+  if (!m) return;
+  std::vector<std::pair<Pfn, PageSize>> pages;
+  auto check = [&](Pfn f, const LineState& ls) {
+    if (!ls.td_owner) return;
+    const PamtLeaf l = m->pamt_leaf(pfn_to_hpa(f));
+    const PageType t = l.entry.type();
+    const std::string fr = "frame " + hx(f.value());
+    if (t == PageType::kNda || t == PageType::kRsvd) {
+      out.push_back({"T5", fr + " is the host's (PAMT " + std::string(name_of(t)) + ") but " + std::to_string(std::popcount(ls.td_owner)) +
+                               " of its lines are still TD-owned under HKID " + std::to_string(ls.private_key) +
+                               ": not cleared with MOVDIR64B when it left the TD",
+                     "", {}, {f}});
+      return;
+    }
+    KeyId want = m->config().global_hkid;
+    if (t != PageType::kTdr) {
+      const auto info = m->td_info(pfn_to_hpa(l.entry.owner()));
+      if (!info) return;  // T1 reports the orphan
+      want = info->hkid;
+    }
+    if (ls.private_key != want)
+      out.push_back({"T5", fr + " (PAMT " + std::string(name_of(t)) + ") has TD-owned lines under HKID " + std::to_string(ls.private_key) +
+                               ", not its owner's HKID " + std::to_string(want),
+                     "", {}, {f}});
+  };
+  if (cur.changed(s, *m, pages)) {
+    for (const auto& [base, level] : pages)
+      for (uint64_t i = 0; i < frames_of(level); ++i) check(base + i, s.mem.line_state(base + i));
+    return;
+  }
+  s.mem.for_each_line_state(check);
+}
+
+// T6: HKID reuse only after VPFLUSHDONE -> CACHE.WB on all packages -> KEY.FREEID. Checked on the
+// state it protects: an HKID the KOT says is FREE has no line tagged with it left in a cache, and
+// an ASSIGNED HKID has no cached line written by anyone but its TD (a reuse before the write-back);
+// the KOT and the TDs agree (an ASSIGNED or FLUSHED HKID belongs to a live TD holding it, and a TD
+// before TD_TEARDOWN holds its HKID). Page reclaim only in TD_TEARDOWN is refused by the module
+// itself (TDH.PHYMEM.PAGE.RECLAIM) and leaves no state of its own; T1 sees orphans. Runs when
+// the KOT, the TDs or the cached lines changed (a full check always).
+struct T6State {
+  std::vector<uint64_t> last, cur;  // signatures of the state T6 reads (buffers reused)
+};
+
+void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+  const TdxModule* m = module_of(s, host);
+  if (!m) return;
+  const TdxConfig& c = m->config();
+  std::vector<uint64_t>& sig = st.cur;
+  sig.clear();
+  for (unsigned k = c.private_hkid_min; k <= c.private_hkid_max; ++k) {
+    const KotEntry e = m->kot(static_cast<KeyId>(k));
+    sig.push_back((uint64_t(e.state) << 56) ^ (e.wbinvd_bitmap << 8) ^ e.tdr.value());
+  }
+  for (Hpa tdr : m->tds()) sig.push_back(tdr.value());
+  sig.push_back(s.mem.stats().lines_written_back);
+  if (!s.full && sig == st.last) return;
+  std::swap(st.last, st.cur);
+  std::map<KeyId, Hpa> holder;  // HKID -> TDR of the live TD holding it (before TD_TEARDOWN)
+  std::map<KeyId, Principal> holder_principal;
+  for (Hpa tdr : m->tds()) {
+    const auto info = m->td_info(tdr);
+    if (!info || info->lifecycle == TdLifecycle::kTeardown) continue;
+    holder[info->hkid] = tdr;
+    holder_principal[info->hkid] = info->principal;
+    const KotEntry e = m->kot(info->hkid);
+    if ((e.state != HkidState::kAssigned && e.state != HkidState::kFlushed) || e.tdr != tdr)
+      out.push_back({"T6", "TD with TDR " + hx(tdr.value()) + " (" + std::string(name_of(info->lifecycle)) + ") holds HKID " +
+                               std::to_string(info->hkid) + " but the KOT entry is " + std::string(name_of(e.state)) +
+                               (e.tdr.value() ? " for TDR " + hx(e.tdr.value()) : std::string()),
+                     "", {}, {hpa_to_pfn(tdr)}});
+  }
+  for (unsigned k = c.private_hkid_min; k <= c.private_hkid_max; ++k) {
+    const KotEntry e = m->kot(static_cast<KeyId>(k));
+    if ((e.state == HkidState::kAssigned || e.state == HkidState::kFlushed) && !holder.count(static_cast<KeyId>(k)))
+      out.push_back({"T6", "KOT entry of HKID " + std::to_string(k) + " is " + std::string(name_of(e.state)) +
+                               " but no live TD before TD_TEARDOWN holds it",
+                     "", {}, {}});
+  }
+  // Cached lines by HKID: FREE ones must have none, ASSIGNED ones only their TD's.
+  struct Seen {
+    uint64_t lines = 0;
+    std::vector<Pfn> frames;
+    Principal writer;
+  };
+  std::map<std::pair<KeyId, bool>, Seen> bad;  // (hkid, free?) -> what is still cached
+  s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
+    if (!ls.cached || ls.cached_key < c.private_hkid_min || ls.cached_key > c.private_hkid_max) return;
+    const KotEntry e = m->kot(ls.cached_key);
+    bool is_free = e.state == HkidState::kFree;
+    bool stale = false;
+    if (!is_free && e.state == HkidState::kAssigned) {
+      auto it = holder_principal.find(ls.cached_key);
+      stale = it != holder_principal.end() && it->second != ls.cached_owner;
+    }
+    if (!is_free && !stale) return;
+    Seen& sn = bad[{ls.cached_key, is_free}];
+    sn.lines += std::popcount(ls.cached);
+    if (sn.frames.size() < 8) sn.frames.push_back(f);
+    sn.writer = ls.cached_owner;
+  });
+  for (const auto& [key, sn] : bad) {
+    const std::string k = std::to_string(key.first);
+    out.push_back({"T6",
+                   key.second ? "HKID " + k + " is FREE in the KOT but " + std::to_string(sn.lines) +
+                                    " cache lines tagged with it are still cached (KEY.FREEID before CACHE.WB on every package)"
+                              : "HKID " + k + " is ASSIGNED to a new TD while " + std::to_string(sn.lines) +
+                                    " cache lines a previous holder wrote under it are still cached (reused without CACHE.WB)",
+                   "", {}, sn.frames});
   }
 }
 
 }  // namespace
 
-std::vector<kvm::InvariantDef> tdx_invariants() {
-  return {{"T2",
-           "an S-EPT leaf in a mapped, pending or blocked state points to a PT_REG page owned by its TD; an S-EPT table "
-           "entry points to a PT_EPT page of the TD",
-           "tdx-snp.md Part D (T2), A2.3, A7", {"tdx"}, check_t2}};
+std::vector<kvm::InvariantDef> tdx_invariants(const TdxHost* host) {
+  const std::vector<std::string> tdx{"tdx"};
+  return {
+      {"T1",
+       "each 4K frame of a TDMR has exactly one PAMT leaf (4K, 2M or 1G) with one page type and one owner TDR of a live TD "
+       "(and each TD's CHLDCNT matches the PAMT); checked per PAMT entry changed since the last check",
+       "tdx-snp.md Part D (T1), A7", tdx,
+       [host, cur = std::make_shared<PamtCursor>()](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+         check_t1(*cur, host, s, out);
+       }},
+      {"T2",
+       "an S-EPT leaf in a mapped, pending or blocked state points to a PT_REG page owned by its TD; an S-EPT table "
+       "entry points to a PT_EPT page of the TD",
+       "tdx-snp.md Part D (T2), A2.3, A7", tdx, check_t2},
+      {"T3",
+       "REMOVE/DEMOTE/PROMOTE/UNBLOCK of a runnable TD need BLOCKED and a tracked BEPOCH; checked as its consequence: no vCPU "
+       "inside the TD still translates a private GPA whose S-EPT leaf was removed or changed, or is blocked with a tracked epoch",
+       "tdx-snp.md Part D (T3), A6", tdx, [](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) { check_t3_t4("T3", s, out); }},
+      {"T4",
+       "a guest access to a PENDING leaf faults (#VE, or a TD exit with SEPT_VE_DISABLE); checked as: no vCPU inside the TD "
+       "translates a private GPA through a PENDING leaf, and no PENDING 4K page holds data the TD wrote",
+       "tdx-snp.md Part D (T4), A8", tdx, [](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) { check_t3_t4("T4", s, out); }},
+      {"T5",
+       "cache lines carry (HKID, TD-owner) consistent with the PAMT: TD-owned lines only in frames the PAMT assigns, under "
+       "the owner TD's HKID (a TDR's: the global KeyID); a page back with the host has been cleared with MOVDIR64B",
+       "tdx-snp.md Part D (T5), A9", tdx,
+       [host, cur = std::make_shared<PamtCursor>()](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+         check_t5(*cur, host, s, out);
+       }},
+      {"T6",
+       "an HKID is reused only after VPFLUSHDONE, CACHE.WB on every package and KEY.FREEID: a FREE HKID has no cached "
+       "line, an ASSIGNED one only its TD's; KOT entries and TDs agree",
+       "tdx-snp.md Part D (T6), A9, A10.4", tdx,
+       [host, st = std::make_shared<T6State>()](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+         check_t6(*st, host, s, out);
+       }},
+  };
 }
 
 KvmTdxBackend* tdx_backend_of(kvm::Vm& vm) { return dynamic_cast<KvmTdxBackend*>(&vm.backend()); }

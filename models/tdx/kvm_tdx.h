@@ -55,12 +55,21 @@
 
 namespace cvmsim::tdx {
 
+// platform.tdx.hkid_reuse (docs/tdx-model.md "HKID reuse"): how KVM's teardown returns a TD's
+// HKID. kFlush is mainline (tdx_mmu_release_hkid: VP.FLUSH, VPFLUSHDONE, CACHE.WB on every
+// package, KEY.FREEID, and only then the HKID back to the allocator; tdx-snp.md A9, T6).
+// kUnsafeNoFlush skips TDH.PHYMEM.CACHE.WB (a buggy KVM) on a module with the FREEID erratum
+// (TdxConfig::erratum_freeid_ignores_cache_wb), so the next TD gets the HKID while lines tagged
+// with it are still cached: ISO-8 and T6 catch it.
+enum class HkidReuse : uint8_t { kFlush, kUnsafeNoFlush };
+
 struct TdxGlueConfig {
   // TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28): Linux guests require it (A8). The default for every
   // TD; TdxHost::set_td_options overrides it per VM (scenario vms[].tdx.sept_ve_disable).
   bool sept_ve_disable = true;
   // TD_PARAMS.MAX_VCPUS.
   unsigned max_vcpus = 64;
+  HkidReuse hkid_reuse = HkidReuse::kFlush;
 };
 
 // Per-TD options the VMM passes with KVM_TDX_INIT_VM (looked up by VM name at vm_init).
@@ -166,8 +175,10 @@ class TdxHost {
 
 // The backend of one TDX VM. Public so that the platform and tests can finalize the TD and give
 // the vCPUs their private root.
-// The TDX invariants (tdx-snp.md Part D) this backend contributes to the checker: T2 so far.
-std::vector<kvm::InvariantDef> tdx_invariants();
+// The TDX invariants (tdx-snp.md Part D) this backend contributes to the checker: T1-T6. They
+// read the module of `host` (the platform's); with nullptr, the module of the first live TD's
+// backend (tests, and `cvmsim list`, which never runs them).
+std::vector<kvm::InvariantDef> tdx_invariants(const TdxHost* host = nullptr);
 
 class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
  public:
@@ -233,7 +244,10 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   bool td_created() const { return td_created_; }
   Hpa tdr() const { return tdr_; }
   const TdxHost& host() const { return host_; }
-  std::vector<kvm::InvariantDef> invariants() const override { return tdx_invariants(); }
+  std::vector<kvm::InvariantDef> invariants() const override { return tdx_invariants(&host_); }
+  std::optional<KeyId> vm_key(const kvm::Vm&) const override {
+    return td_created_ ? std::optional<KeyId>(hkid_) : std::nullopt;
+  }
   KeyId hkid() const { return hkid_; }
   Gpa shared_bit() const { return Gpa(shared_mask_); }
   std::optional<WalkRoot> walk_root() const { return host_.module().sept_walk_root(tdr_); }

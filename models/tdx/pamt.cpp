@@ -142,6 +142,7 @@ void Pamt::count(PageType t, PageSize level, int64_t sign) {
 }
 
 void Pamt::assign(Pfn base, PageSize level, PageType pt, Pfn owner) {
+  journal(base, level);
   PamtEntry& e = slot(base, level);
   const PageType old = e.type();
   if (old != PageType::kNda && old != PageType::kRsvd) count(old, level, -1);
@@ -157,6 +158,7 @@ void Pamt::assign(Pfn base, PageSize level, PageType pt, Pfn owner) {
 }
 
 void Pamt::make_nda(Pfn base, PageSize level) {
+  journal(base, level);
   auto it = entries_.find(key(base, level));
   if (it == entries_.end()) return;
   PamtEntry& e = it->second;

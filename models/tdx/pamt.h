@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -138,8 +139,26 @@ class Pamt {
   uint64_t host_bytes() const;
   // Size of the hardware PAMT for the TDMRs: 16 B per 4 KiB, 2 MiB and 1 GiB entry.
   uint64_t modelled_bytes() const;
+  // Change journal for incremental checkers (T1, T5): every assign/make_nda is numbered; the
+  // last kJournalSize changes are kept. changes_since(seq, out) appends the (base, level) pages
+  // changed after change number `seq` and returns the current number, or nullopt when more than
+  // kJournalSize changes happened since (the caller must re-read everything).
+  static constexpr size_t kJournalSize = 4096;
+  uint64_t change_seq() const { return change_seq_; }
+  std::optional<uint64_t> changes_since(uint64_t seq, std::vector<std::pair<Pfn, PageSize>>& out) const {
+    if (change_seq_ - seq > kJournalSize) return std::nullopt;
+    for (uint64_t i = seq; i < change_seq_; ++i) {
+      const uint64_t k = journal_[i % kJournalSize];
+      out.emplace_back(base_of(k), level_of_key(k));
+    }
+    return change_seq_;
+  }
 
  private:
+  void journal(Pfn base, PageSize level) {
+    if (journal_.empty()) journal_.resize(kJournalSize);
+    journal_[change_seq_++ % kJournalSize] = key(base, level);
+  }
   static constexpr uint64_t key(Pfn base, PageSize level) {
     return (uint64_t{static_cast<uint8_t>(level)} << 62) | base.value();
   }
@@ -155,6 +174,8 @@ class Pamt {
   std::unordered_map<uint64_t, uint32_t> assigned_in_1g_;  // 1 GiB index -> assigned 2M/4K entries
   uint64_t pages_[16] = {};                                // by PageType value
   uint64_t reserved_frames_ = 0;
+  std::vector<uint64_t> journal_;
+  uint64_t change_seq_ = 0;
 };
 
 }  // namespace cvmsim::tdx

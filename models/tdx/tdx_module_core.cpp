@@ -432,6 +432,7 @@ void TdxModule::td_frame_meta(Pfn f, const Td& td) {
   mem_.set_td_owner(f, true);
   mem_.set_poison(f, false);
   mem_.set_label(f, td.principal);
+  mem_.note_cached(f, kAllLines, td.principal);  // written with MOVDIR64B: the lines are in the cache
 }
 
 void TdxModule::zero_td_page(Pfn f, const Td& td) {
@@ -737,6 +738,9 @@ TdxTicket TdxModule::begin_mng_vpflushdone(Hpa tdr) {
   t.commit_ = [this, td](TdxTicket&) {
     KotEntry& k = kot_[td->hkid];
     k.wbinvd_bitmap = cfg_.skip_phymem_cache_wb ? 0 : pkg_config_bitmap_;
+    // [assumed] With SKIP_PHYMEM_CACHE_WB the platform keeps caches coherent across a key's
+    // reuse by itself: the key's lines count as written back here.
+    if (cfg_.skip_phymem_cache_wb) mem_.writeback_key(td->hkid);
     k.state = HkidState::kFlushed;
     td->lifecycle = TdLifecycle::kBlocked;
   };
@@ -799,7 +803,12 @@ TdxTicket TdxModule::begin_phymem_cache_wb(unsigned pkg, CacheWbCmd cmd, bool in
       }
     } while (wb.intr_point < cfg_.cached_sub_blocks);
     wb.intr_point = 0;
-    for (KeyId k : wb.hkids) kot_[k].wbinvd_bitmap &= ~(uint64_t{1} << pkg);
+    for (KeyId k : wb.hkids) {
+      kot_[k].wbinvd_bitmap &= ~(uint64_t{1} << pkg);
+      // Caches are modelled as one: the key's lines are written back once every package has
+      // run CACHE.WB (PhysMem::writeback_key; ISO-8, T6).
+      if (kot_[k].wbinvd_bitmap == 0) mem_.writeback_key(k);
+    }
     wb.hkids.clear();
   };
   return t;
@@ -821,7 +830,7 @@ TdxTicket TdxModule::begin_mng_key_freeid(Hpa tdr) {
   t.held_.push_back(
       TdxHeldLock{TdxHeldLock::kKot, LockMode::kExclusive, Pfn(), PageSize::k4K, Hpa(), 0});
   // A9 / T6: the HKID is reusable only after CACHE.WB on every package.
-  if (kot_[td->hkid].wbinvd_bitmap != 0) {
+  if (kot_[td->hkid].wbinvd_bitmap != 0 && !cfg_.erratum_freeid_ignores_cache_wb) {
     fail(t, kWbcacheNotComplete);
     return t;
   }
@@ -904,7 +913,9 @@ TdxTicket TdxModule::begin_phymem_page_wbinvd(Hpa page_with_hkid) {
     return t;
   }
   charge(t, cfg_.costs.wbinvd_page);
-  return t;  // caches are not modelled: nothing else to do
+  // The page's lines tagged with the KeyID are written back and invalidated (ISO-8).
+  t.commit_ = [this, page, k = hkid_of(page_with_hkid)](TdxTicket&) { mem_.writeback_frame(hpa_to_pfn(page), k); };
+  return t;
 }
 
 TdxTicket TdxModule::begin_phymem_page_rdmd(Hpa page) {

@@ -127,6 +127,11 @@ struct TdxConfig {
   unsigned cached_sub_blocks = 16;
   // TDX_FEATURES0.SKIP_PHYMEM_CACHE_WB (A9: newer modules make CACHE.WB a no-op).
   bool skip_phymem_cache_wb = false;
+  // A modelled erratum (not real behaviour; docs/tdx-model.md "HKID reuse"): TDH.MNG.KEY.FREEID
+  // frees the HKID without checking that TDH.PHYMEM.CACHE.WB ran on every package (A9, T6), so
+  // a KVM that skips CACHE.WB can hand the HKID to the next TD while lines tagged with it are
+  // still cached. Set by platform.tdx.hkid_reuse = unsafe_no_flush.
+  bool erratum_freeid_ignores_cache_wb = false;
   TdxCosts costs;
 };
 

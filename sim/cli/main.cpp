@@ -23,7 +23,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitExpectations = 1;
 constexpr int kExitBadInput = 2;
 
-const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv", "trace.txt"};
+const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv", "trace.txt", "violations.txt"};
 
 // Writes `text` to dir/name through a temporary file and a rename, so that a file that exists is
 // always complete.
@@ -86,6 +86,7 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
   if (!out.empty()) {
     write_atomically(dir, "effective_config.json", config::effective_config(s).dump(2) + "\n");
     write_atomically(dir, "stats.csv", r.stats_csv);
+    if (!r.violations_report.empty()) write_atomically(dir, "violations.txt", r.violations_report);
     write_atomically(dir, "stats.json", r.stats_json);  // last: its presence marks a complete run
   }
   if (check) {

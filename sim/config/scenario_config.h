@@ -184,6 +184,20 @@ struct KvmPlatformConfig {
   }
 };
 
+// platform.tdx.hkid_reuse (models/tdx/kvm_tdx.h HkidReuse; docs/tdx-model.md "HKID reuse").
+enum class HkidReusePolicy : uint8_t { kFlush, kUnsafeNoFlush };
+inline constexpr EnumName<HkidReusePolicy> kHkidReuseNames[] = {{HkidReusePolicy::kFlush, "flush"},
+                                                                {HkidReusePolicy::kUnsafeNoFlush, "unsafe_no_flush"}};
+
+struct TdxPlatformConfig {
+  HkidReusePolicy hkid_reuse = HkidReusePolicy::kFlush;
+  template <class V>
+  void visit(V& v) {
+    v(enum_field("hkid_reuse", hkid_reuse, kHkidReuseNames,
+                 "how a TD's HKID goes back to the allocator at teardown: flush (mainline: VP.FLUSH, VPFLUSHDONE, TDH.PHYMEM.CACHE.WB on every package, KEY.FREEID, then reuse) or unsafe_no_flush (UNSAFE: KVM skips CACHE.WB on a module with a modelled FREEID erratum, so the next TD gets the HKID while lines tagged with it are still cached; ISO-8 and T6 catch it)"));
+  }
+};
+
 struct PlatformConfig {
   uint64_t cpu_frequency_hz = 2'000'000'000;
   uint64_t quantum_cycles = 20'000;
@@ -191,6 +205,7 @@ struct PlatformConfig {
   MmuConfig mmu;
   CostConfig costs;
   KvmPlatformConfig kvm;
+  TdxPlatformConfig tdx;
   template <class V>
   void visit(V& v) {
     v(uint_field("cpu_frequency_hz", cpu_frequency_hz, "core clock; converts cycles to simulated time").unit("Hz").min(1'000'000).max(100'000'000'000ull));
@@ -199,6 +214,7 @@ struct PlatformConfig {
     v(object_field("mmu", mmu, "translation hardware"));
     v(object_field("costs", costs, "latency parameters"));
     v(object_field("kvm", kvm, "the simulated KVM"));
+    v(object_field("tdx", tdx, "the TDX platform (used when a scenario creates a TD)"));
   }
 };
 
@@ -370,8 +386,10 @@ inline constexpr EnumName<OnViolation> kOnViolationNames[] = {{OnViolation::kSto
 struct InvariantsConfig {
   invariants::CheckMode mode = invariants::CheckMode::kIncremental;
   OnViolation on_violation = OnViolation::kStop;
+  uint64_t trace_events = 16;
   template <class V>
   void visit(V& v) {
+    v(uint_field("trace_events", trace_events, "how many of the most recent trace events a violation report carries (stderr, violations.txt); 0: none").unit("events").max(4096));
     v(enum_field("mode", mode, kCheckModeNames, "when isolation invariants are checked: incremental (after every KVM exit and vmm/host step, re-reading only what changed), full (re-reading everything each time), off"));
     v(enum_field("on_violation", on_violation, kOnViolationNames, "stop: an unexpected violation stops the run (exit status 1); count: report it and go on"));
   }

@@ -1,7 +1,10 @@
 #include "sim/invariants/invariants.h"
 
+#include <bit>
 #include <cinttypes>
 #include <cstdio>
+#include <memory>
+#include <tuple>
 #include <unordered_map>
 
 #include "hw/base/principal.h"
@@ -306,6 +309,74 @@ void check_iso4(Iso4State& st, const CheckScope& s, std::vector<Violation>& out)
   }
 }
 
+// ISO-8: key hygiene. A key id (HKID, ASID) a VM holds is carried by no cache line or frame of
+// another (earlier) owner. Reads the backends' current key assignments (KvmBackend::vm_key) and
+// PhysMem's per-line key tags (LineState: cached lines and their writer, TD-owned lines and
+// their key), so it needs no backend switch. The scan of the line state runs when the set of
+// (VM, key) assignments changed since the last check (a full check always): a stale line can
+// only meet a new owner when a key is handed out.
+struct Iso8State {
+  std::vector<std::tuple<const Vm*, KeyId, uint32_t>> last;
+};
+
+void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out) {
+  // Unchanged assignments (the common case): compare in place, no allocation.
+  size_t n = 0;
+  bool same = true;
+  for (const auto& vm : s.kvm.vms())
+    if (auto k = vm->backend().vm_key(*vm)) {
+      same = same && n < st.last.size() && st.last[n] == std::make_tuple(vm.get(), *k, vm->principal().id);
+      ++n;
+    }
+  if (!s.full && same && n == st.last.size()) return;
+  std::vector<std::tuple<const Vm*, KeyId, uint32_t>> now;
+  for (const auto& vm : s.kvm.vms())
+    if (auto k = vm->backend().vm_key(*vm)) now.emplace_back(vm.get(), *k, vm->principal().id);
+  st.last = now;
+  if (now.empty()) return;
+  std::map<KeyId, const Vm*> holder;
+  for (const auto& [vm, k, p] : now) {
+    auto [it, fresh] = holder.emplace(k, vm);
+    if (!fresh)
+      out.push_back({"ISO-8", vm->name() + " and " + it->second->name() + " both hold key id " + std::to_string(k), vm->name(), {}, {}});
+  }
+  struct Stale {
+    uint64_t lines = 0;
+    std::vector<Pfn> frames;
+    Principal owner;
+    bool cached = false;
+  };
+  std::map<std::pair<KeyId, uint32_t>, Stale> stale;  // (key, other owner) -> what still carries the key
+  s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
+    auto note = [&](KeyId k, Principal other, uint64_t lines, bool cached) {
+      Stale& x = stale[{k, other.id}];
+      x.lines += static_cast<uint64_t>(std::popcount(lines));
+      if (x.frames.size() < 8) x.frames.push_back(f);
+      x.owner = other;
+      x.cached = x.cached || cached;
+    };
+    // Lines in a cache tagged with a key another principal now holds.
+    if (ls.cached)
+      if (auto it = holder.find(ls.cached_key); it != holder.end() && ls.cached_owner != it->second->principal())
+        note(ls.cached_key, ls.cached_owner, ls.cached, true);
+    // TD-owned lines encrypted under a key another VM now holds, with the earlier VM's data.
+    if (ls.td_owner)
+      if (auto it = holder.find(ls.private_key); it != holder.end()) {
+        const Principal lab = s.mem.meta(f).label;
+        if (is_vm(lab) && lab != it->second->principal()) note(ls.private_key, lab, ls.td_owner, false);
+      }
+  });
+  for (const auto& [key, x] : stale) {
+    const Vm* vm = holder.at(key.first);
+    out.push_back({"ISO-8",
+                   vm->name() + " holds key id " + std::to_string(key.first) + " while " + std::to_string(x.lines) + " " +
+                       (x.cached ? "cache lines tagged with it still hold data of " : "lines encrypted under it still hold data of ") +
+                       principal_name(x.owner) + " (first frame " + hex(x.frames.front().value()) +
+                       "): the key was reused without writing back and flushing the previous owner's lines",
+                   vm->name(), {}, x.frames});
+  }
+}
+
 }  // namespace
 
 std::vector<InvariantDef> generic_invariants() {
@@ -330,6 +401,11 @@ std::vector<InvariantDef> generic_invariants() {
        "kvm-guest-memfd.md §6.3 (zero on first hand-out), §13.6; guest_memfd design discussion", all, check_iso6},
       {"ISO-7", "guest_memfd memory only ever reaches the VM it was created for",
        "kvm-guest-memfd.md §4 (kvm_gmem_bind: another VM's file is EINVAL), §13.4", all, check_iso7},
+      {"ISO-8",
+       "key hygiene: a key id (HKID, ASID) a VM holds is carried by no cache line or frame of another or earlier owner "
+       "(a key is reused only after its lines were written back and flushed)",
+       "invariants issue (ISO-8); tdx-snp.md A9 (CACHE.WB before KEY.FREEID), T6", all,
+       [st = std::make_shared<Iso8State>()](const CheckScope& s, std::vector<Violation>& out) { check_iso8(*st, s, out); }},
   };
 }
 
@@ -343,13 +419,25 @@ std::vector<InvariantDef> catalogue(const std::vector<const KvmBackend*>& backen
 Checker::Checker(const Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<InvariantDef> defs)
     : kvm_(kvm), mem_(mem), mode_(mode), defs_(std::move(defs)) {}
 
-std::vector<Violation> Checker::check() {
+std::vector<Violation> Checker::check_at(const std::function<std::string()>& where) {
   std::vector<Violation> found;
   if (mode_ == CheckMode::kOff) return found;
   // Nothing changed since the last check: nothing to re-read (incremental mode).
   bool any = mode_ == CheckMode::kFull;
   for (const auto& vm : kvm_.vms()) any = any || vm->is_dirty();
   any = any || !reads_.empty();
+  // A VM created or destroyed changes state no live VM's dirty ranges cover (key assignments,
+  // a backend's teardown: ISO-8, T6).
+  {
+    const auto& vms = kvm_.vms();
+    bool same = vms.size() == live_vms_.size();
+    for (size_t i = 0; same && i < vms.size(); ++i) same = vms[i].get() == live_vms_[i];
+    if (!same) {
+      any = true;
+      live_vms_.clear();
+      for (const auto& vm : vms) live_vms_.push_back(vm.get());
+    }
+  }
   if (!any) return found;
   ++checks_;
   // Take each VM's dirty ranges (the checker is their only consumer) and read the leaves in
@@ -403,6 +491,9 @@ std::vector<Violation> Checker::check() {
     return fx;
   };
   std::vector<Violation> v;
+  std::vector<std::string> recent;
+  std::string here;
+  bool have_recent = false;
   for (const InvariantDef& d : defs_) {
     v.clear();
     d.check(scope, v);
@@ -410,6 +501,13 @@ std::vector<Violation> Checker::check() {
       if (x.invariant.empty()) x.invariant = d.id;
       // Report a lasting violation once, not at every later check.
       if (!reported_.insert(x.invariant + "|" + x.message).second) continue;
+      if (!have_recent) {
+        if (recent_trace_) recent = recent_trace_();
+        here = where();
+      }
+      have_recent = true;
+      x.where = here;
+      x.recent_trace = recent;
       ++violations_;
       ++by_invariant_[x.invariant];
       found.push_back(x);
@@ -418,6 +516,31 @@ std::vector<Violation> Checker::check() {
   }
   reads_.clear();
   return found;
+}
+
+std::string Checker::report() const {
+  std::string r;
+  size_t n = 0;
+  for (const Violation& x : all_) {
+    r += "violation " + std::to_string(++n) + ": " + x.invariant + (x.where.empty() ? "" : " at " + x.where) + "\n";
+    r += "  " + x.message + "\n";
+    if (!x.vm.empty()) r += "  vm: " + x.vm + "\n";
+    if (!x.gfns.empty()) {
+      r += "  gfns:";
+      for (Gfn g : x.gfns) r += " " + hex(g.value());
+      r += "\n";
+    }
+    if (!x.frames.empty()) {
+      r += "  frames:";
+      for (Pfn f : x.frames) r += " " + hex(f.value());
+      r += "\n";
+    }
+    if (!x.recent_trace.empty()) {
+      r += "  last " + std::to_string(x.recent_trace.size()) + " trace events:\n";
+      for (const auto& e : x.recent_trace) r += "    " + e + "\n";
+    }
+  }
+  return r;
 }
 
 void Checker::describe_stats(StatVisitor& v) const {

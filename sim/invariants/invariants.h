@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -20,7 +21,7 @@ namespace cvmsim::invariants {
 
 enum class CheckMode : uint8_t { kIncremental, kFull, kOff };
 
-// ISO-1 .. ISO-7 as far as the built backends need them (see docs/invariants.md).
+// ISO-1 .. ISO-8 as far as the built backends need them (see docs/invariants.md).
 std::vector<kvm::InvariantDef> generic_invariants();
 
 // The generic invariants plus those of every backend a Kvm can create.
@@ -33,8 +34,20 @@ class Checker {
  public:
   Checker(const kvm::Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<kvm::InvariantDef> defs);
 
-  // Runs the applicable invariants. Returns the new violations (also kept in violations()).
-  std::vector<kvm::Violation> check();
+  // Runs the applicable invariants. Returns the new violations (also kept in violations()), each
+  // with `where` (what the caller says the boundary is: a scenario step, an actor's exit) and
+  // the recent trace events, if a source was set.
+  std::vector<kvm::Violation> check(const std::string& where = {}) {
+    return check_at([&where] { return where; });
+  }
+  // The same, computing `where` only when a violation is recorded (after every KVM exit a vCPU
+  // takes, building the string each time would cost more than the check).
+  std::vector<kvm::Violation> check_at(const std::function<std::string()>& where);
+  // Where the recent trace events for violation reports come from (a RingTrace).
+  void set_recent_trace(std::function<std::vector<std::string>()> f) { recent_trace_ = std::move(f); }
+  // Every violation found, as a report: invariant, where, message, VM, GFNs, frames, and the
+  // trace events before it (docs/invariants.md "Violation reports"). Empty if none.
+  std::string report() const;
   // A read returned another principal's plaintext (the memory module's read observer and
   // host-kernel accesses report them); ISO-2 judges them at the next check.
   void note_plaintext_read(const kvm::PlaintextRead& r) {
@@ -68,6 +81,8 @@ class Checker {
     kvm::GfnFacts facts;
   };
   std::vector<FactsMemo> facts_memo_;
+  std::vector<const kvm::Vm*> live_vms_;  // the VMs at the last check
+  std::function<std::vector<std::string>()> recent_trace_;
 };
 
 }  // namespace cvmsim::invariants

@@ -22,6 +22,7 @@
 #include "sim/platform/scenario_driver.h"
 #include "sim/stats/registry.h"
 #include "sim/trace/file_trace.h"
+#include "sim/trace/ring_trace.h"
 #include "sim/version.h"
 
 namespace cvmsim {
@@ -107,7 +108,7 @@ class CheckedExits final : public ExitHandler {
  private:
   ExitAction after(ExitAction a) {
     if (checker_.mode() == invariants::CheckMode::kOff) return a;
-    for (const auto& v : checker_.check()) {
+    for (const auto& v : checker_.check_at([this] { return driver_.where(actor_); })) {
       if (driver_.note_violation(actor_, v) || !stop_) continue;
       a.kind = ExitAction::kStop;
       a.reason = "invariant " + v.invariant + " violated: " + v.message;
@@ -140,7 +141,14 @@ class Platform : public sc_core::sc_module {
       // tdx-snp.md A1; the first is the global KeyID), one TDMR over all memory, one TDX module.
       if (Status st = mem_.set_key_config(KeyConfig::tdx(64, 16)); !st.ok())
         throw std::runtime_error("TDX key configuration: " + st.error().to_string());
-      tdx_ = std::make_unique<tdx::TdxHost>(mem_, tdx::TdxHost::config_for(mem_));
+      tdx::TdxConfig tc = tdx::TdxHost::config_for(mem_);
+      tdx::TdxGlueConfig glue;
+      if (sc.platform.tdx.hkid_reuse == config::HkidReusePolicy::kUnsafeNoFlush) {
+        // A buggy KVM that skips CACHE.WB on a module whose FREEID does not insist on it.
+        glue.hkid_reuse = tdx::HkidReuse::kUnsafeNoFlush;
+        tc.erratum_freeid_ignores_cache_wb = true;
+      }
+      tdx_ = std::make_unique<tdx::TdxHost>(mem_, std::move(tc), glue);
       kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
     }
     router_.initiator_socket.bind(memory_.socket);
@@ -360,10 +368,14 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   NullTrace null_trace;
   std::unique_ptr<FileTrace> file_trace;
   if (sc.run.trace && !opts.trace_path.empty()) file_trace = std::make_unique<FileTrace>(opts.trace_path);
-  TraceSink& trace = file_trace ? static_cast<TraceSink&>(*file_trace) : null_trace;
+  TraceSink& inner_trace = file_trace ? static_cast<TraceSink&>(*file_trace) : null_trace;
+  // The last run.invariants.trace_events events go with each violation report.
+  const bool checking = sc.run.invariants.mode != invariants::CheckMode::kOff;
+  RingTrace trace(inner_trace, checking ? static_cast<size_t>(sc.run.invariants.trace_events) : 0);
 
   ProgressLine progress(opts.progress);
   Platform platform("platform", sc, trace, progress);
+  if (sc.run.invariants.trace_events) platform.checker().set_recent_trace([&trace] { return trace.recent(); });
   StatsRegistry reg;
   platform.register_stats(reg);
 
@@ -408,8 +420,15 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
     }
   }
   // Invariant violations nobody expected (expected ones are step expectations).
-  for (const auto& v : platform.driver().unexpected_violations())
-    r.problems.push_back("invariant " + v.invariant + " violated: " + v.message);
+  for (const auto& v : platform.driver().unexpected_violations()) {
+    std::string p = "invariant " + v.invariant + " violated" + (v.where.empty() ? "" : " at " + v.where) + ": " + v.message;
+    if (!v.recent_trace.empty()) {
+      p += "\n  last " + std::to_string(v.recent_trace.size()) + " trace events:";
+      for (const auto& e : v.recent_trace) p += "\n    " + e;
+    }
+    r.problems.push_back(p);
+  }
+  r.violations_report = platform.checker().report();
   // Scenario expectations.
   const auto& log = platform.driver().log();
   r.expectations = log.results().size();

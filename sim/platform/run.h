@@ -41,6 +41,9 @@ struct RunReport {
   size_t expectations = 0;             // scenario step expectations checked
   std::vector<std::string> expectation_failures;  // "step N (actor op): what happened"
   uint64_t sim_time_ps = 0;
+  // Every invariant violation found (expected or not) with where, what and the trace events
+  // before it (Checker::report); cvmsim writes it to violations.txt. Empty if none.
+  std::string violations_report;
 };
 
 // Throws std::runtime_error on an internal failure (a bug), never for bad input: the input was

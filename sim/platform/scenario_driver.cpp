@@ -86,7 +86,7 @@ void ScenarioDriver::run_actor(std::string actor, std::vector<size_t> steps) {
         for (std::string id; std::getline(in, id, '|');)
           if (!id.empty()) want.insert(id);
       }
-      for (const auto& v : checker_.check()) {
+      for (const auto& v : checker_.check(step_name(i))) {
         if (want.count(v.invariant)) {
           caught.insert(v.invariant);
           continue;
@@ -148,6 +148,18 @@ bool ScenarioDriver::note_violation(const std::string& actor, const kvm::Violati
   if (it != programs_.end() && it->second->note_violation(v)) return true;
   unexpected_.push_back(v);
   return false;
+}
+
+std::string ScenarioDriver::step_name(size_t i) const {
+  const config::StepConfig& s = sc_.steps.at(i);
+  return "step " + std::to_string(i) + " (" + s.actor + (s.label.empty() ? "" : ": " + s.label) + ")";
+}
+
+std::string ScenarioDriver::where(const std::string& actor) const {
+  auto it = programs_.find(actor);
+  if (it != programs_.end())
+    if (auto step = it->second->current_step()) return step_name(*step);
+  return actor + " (KVM exit)";
 }
 
 bool ScenarioDriver::stop_expected(const std::string& actor) const {

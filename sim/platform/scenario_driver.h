@@ -78,6 +78,11 @@ class ScenarioDriver : public sc_core::sc_module {
   bool stop_expected(const std::string& actor) const;
   // True if the vCPU runs steps (its verify failures are step expectations, reported as such).
   bool has_program(const std::string& actor) const { return programs_.count(actor) != 0; }
+  // Where a check after one of the actor's KVM exits runs, for violation reports: "step N
+  // (actor: label)" while the vCPU executes a scenario step, else "actor (KVM exit)".
+  std::string where(const std::string& actor) const;
+  // "step N (actor: label)" for scenario step i.
+  std::string step_name(size_t i) const;
   // Called with a step's index when it completes: vmm/host steps in their actor's thread after
   // the invariant check, vCPU steps in the vCPU's thread after the step's last operation.
   void set_step_hook(std::function<void(size_t)> f) { step_hook_ = std::move(f); }

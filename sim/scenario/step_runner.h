@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <memory>
 #include <string>
@@ -106,6 +107,8 @@ class StepProgram final : public GuestProgram {
   bool note_violation(const kvm::Violation& v);
   // True if the vCPU stopped at a step that expected it.
   bool stop_expected() const { return stop_expected_; }
+  // The scenario step this vCPU is executing, if any (violation reports).
+  std::optional<size_t> current_step() const { return have_cur_ ? std::optional<size_t>(cur_.step) : std::nullopt; }
   // Called with the scenario step index each time this program finishes a step (after its
   // last operation's result, or when the vCPU stopped in it).
   std::function<void(size_t)> on_step_done;

@@ -6,6 +6,7 @@
 
 #include "../kvm/kvm_test_util.h"
 #include "sim/invariants/invariants.h"
+#include "sim/trace/ring_trace.h"
 
 using namespace cvmsim;
 using namespace cvmsim::kvm;
@@ -183,4 +184,46 @@ TEST_CASE("ISO-4 catches a private frame swapped without an invalidation") {
     w.vm().note_changed(GfnRange{Gfn(1), Gfn(2)});
     CHECK(has(c.check(), "ISO-4"));
   }
+}
+
+TEST_CASE("RingTrace keeps the last N events in the trace file's format and forwards every event") {
+  struct Counting final : TraceSink {
+    bool on = false;
+    int n = 0;
+    bool enabled() const override { return on; }
+    void event(uint64_t, std::string_view, std::string_view, std::string_view) override { ++n; }
+  } inner;
+  RingTrace none(inner, 0);
+  CHECK_FALSE(none.enabled());  // nothing kept, nothing behind it: callers skip formatting
+  RingTrace ring(inner, 3);
+  CHECK(ring.enabled());
+  CHECK(ring.recent().empty());
+  for (int i = 0; i < 5; ++i) ring.event(1500 * uint64_t(i), "c", "e" + std::to_string(i), "d");
+  CHECK(inner.n == 0);  // a disabled inner sink gets nothing
+  const auto r = ring.recent();
+  REQUIRE(r.size() == 3);
+  CHECK(r[0] == "3.000 c e2 d");
+  CHECK(r[2] == "6.000 c e4 d");
+  inner.on = true;
+  ring.event(7, "c", "e", "");
+  CHECK(inner.n == 1);
+  CHECK(ring.recent().back() == "0.007 c e ");
+}
+
+TEST_CASE("a violation report names where it was found, the frames, and the recent trace events") {
+  World w(any_store());
+  const Pfn priv = w.f.mapped_pfn(w.vm(), 0x1000);
+  REQUIRE(w.vm().stage2().map(Gpa((16 << 20) + 0x5000), priv, PageSize::k4K, kPermsRWX).ok());
+  Checker c = w.checker(CheckMode::kFull);
+  c.set_recent_trace([] { return std::vector<std::string>{"1.000 a b c", "2.000 d e f"}; });
+  const auto v = c.check("step 7 (vmm)");
+  REQUIRE(has(v, "ISO-1"));
+  CHECK(v.front().where == "step 7 (vmm)");
+  CHECK(v.front().recent_trace.size() == 2);
+  const std::string rep = c.report();
+  CHECK(rep.find("violation 1: ISO-1 at step 7 (vmm)") != std::string::npos);
+  CHECK(rep.find("frames: 0x" ) != std::string::npos);
+  CHECK(rep.find("last 2 trace events:\n    1.000 a b c\n    2.000 d e f\n") != std::string::npos);
+  // A lasting violation is reported once.
+  CHECK(c.check("step 8 (vmm)").empty());
 }

@@ -476,3 +476,45 @@ TEST_CASE("metadata-only mode with TD-private pages costs at most 64 host bytes 
   CHECK(mem.td_owner_lines(Pfn(1)) == kAllLines);
   CHECK(mem.td_owner_lines(Pfn(2)) == 1);
 }
+
+TEST_CASE("cached lines: tagged with the private key and writer until written back (ISO-8)", "[memory][integrity]") {
+  PhysMem mem(16 * kMiB, MemMode::kData, tdx(IntegrityMode::kCi));
+  const Pfn f(5), g(6);
+  // Shared-key traffic leaves no cached-line record.
+  (void)mem.write_keyed(pfn_to_hpa(f), pattern(128, 1), {kHost, kHostUser, false});
+  CHECK(mem.line_state(f).cached == 0);
+  // A private-key write: the lines it touched are cached, tagged with the key and the writer.
+  (void)mem.write_keyed(pfn_to_hpa(f) + 64, pattern(128, 2), {kTdA, kTd, false});
+  LineState s = mem.line_state(f);
+  CHECK(s.cached == 0b110);
+  CHECK(s.cached_key == kTdA);
+  CHECK(s.cached_owner == kTd);
+  // The host clears the page with MOVDIR64B under key 0: another tag, the lines stay cached.
+  (void)mem.fill_keyed(pfn_to_hpa(f), kPageBytes, 0, {kHost, kNobody, true});
+  s = mem.line_state(f);
+  CHECK(s.td_owner == 0);
+  CHECK(s.cached == 0b110);
+  // A write under another private key does not replace the older record.
+  (void)mem.write_keyed(pfn_to_hpa(f), pattern(64, 3), {kTdB, kOtherTd, true});
+  CHECK(mem.line_state(f).cached_key == kTdA);
+  // Same key, another writer (a full-line store replaces the cached line): the record follows.
+  td_page(mem, g, kTdB, kTd);
+  td_page(mem, g, kTdB, kOtherTd);
+  CHECK(mem.line_state(g).cached_owner == kOtherTd);
+  int seen = 0;
+  mem.for_each_line_state([&](Pfn p, const LineState& ls) { seen += (p == f || p == g) && ls.cached; });
+  CHECK(seen == 2);
+  // Write-backs: of another key or frame, nothing; of the frame's key, its lines.
+  CHECK(mem.writeback_frame(f, kTdB) == 0);
+  CHECK(mem.writeback_key(kTdA) == 2);
+  CHECK(mem.line_state(f).cached == 0);
+  CHECK(mem.line_state(g).cached == kAllLines);
+  CHECK(mem.writeback_frame(g, kTdB) == 64);
+  CHECK(mem.line_state(g).cached == 0);
+  CHECK(mem.stats().lines_written_back == 66);
+  // Module-style writers that set the key and owner bits directly mark lines through note_cached.
+  mem.set_key(Pfn(7), kTdA);
+  mem.set_td_owner(Pfn(7), true);
+  mem.note_cached(Pfn(7), kAllLines, kTd);
+  CHECK(mem.line_state(Pfn(7)).cached == kAllLines);
+}

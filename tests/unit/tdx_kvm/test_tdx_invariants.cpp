@@ -5,6 +5,7 @@
 
 #include "../kvm/kvm_test_util.h"
 #include "hw/mmu/pwc.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 #include "sim/invariants/invariants.h"
 
@@ -24,6 +25,8 @@ struct Td {
   Tlb tlb{16, 4};
   Pwc pwc;
   std::unique_ptr<DetachOnExit> detach;
+  // The guest kernel accepts on #VE (SEPT_VE_DISABLE clear), so a second touch maps the page.
+  std::unique_ptr<guest::TdxGuestKernel> kernel;
 
   explicit Td(tdx::HkidReuse reuse = tdx::HkidReuse::kFlush) {
     REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
@@ -31,7 +34,9 @@ struct Td {
     tdx::TdxGlueConfig g;
     g.hkid_reuse = reuse;
     c.erratum_freeid_ignores_cache_wb = reuse == tdx::HkidReuse::kUnsafeNoFlush;
+    g.sept_ve_disable = false;
     host = std::make_unique<TdxHost>(f.mem, c, g);
+    host->set_td_options("vm0", tdx::TdxTdOptions{false, false, 0});
     f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
     vm_fd = f.new_vm(kTdx);
     gmem_fd = f.new_gmem(vm_fd, k2M);
@@ -41,6 +46,11 @@ struct Td {
     vcpu().set_userspace(&user);
     vcpu().attach(&tlb, &pwc);
     detach.reset(new DetachOnExit{vcpu()});  // (a temporary's destructor would detach)
+    guest::TdxGuestKernelConfig gk;
+    gk.accept = guest::AcceptPolicy::kLazy;
+    gk.private_ranges.push_back(guest::GpaRange{Gpa(0), k2M});
+    kernel = std::make_unique<guest::TdxGuestKernel>(gk);
+    be().set_guest_side(kernel.get());
     REQUIRE(be().finalize(vm()).ok());
   }
   ~Td() { detach.reset(); }
@@ -51,7 +61,7 @@ struct Td {
   ExitAction fault(uint64_t gpa) { return vcpu().handle_exit(0, stage2_exit(gpa, true)); }
   void fault_in(uint64_t gpa) {
     REQUIRE(fault(gpa).kind == ExitAction::kRetry);  // SEPT.ADD + AUG: PENDING
-    REQUIRE(fault(gpa).kind == ExitAction::kRetry);  // the guest's ACCEPT: MAPPED
+    REQUIRE(fault(gpa).kind == ExitAction::kRetry);  // #VE: the guest kernel's ACCEPT: MAPPED
   }
   Pfn pfn_of(uint64_t gpa) {
     const tdx::SeptLookup l = m().sept_lookup(be().tdr(), Gpa(gpa));

@@ -47,6 +47,7 @@ constexpr uint64_t kExtraBase = 1ull << 30;
 constexpr unsigned kExtraSlots = 4;
 constexpr unsigned kVms = 2;
 constexpr int32_t kNamedGmem = 256;
+constexpr size_t kMaxCreated = 2;
 
 std::string vm_name(unsigned v) { return "vm" + std::to_string(v); }
 std::string gmem_name(int32_t g) {
@@ -542,10 +543,12 @@ class Generator {
           return op;
         }
         // Guests touch memory, not holes: an access where no memslot is would be MMIO with no
-        // device behind it, and stop the vCPU for good.
+        // device behind it, and one to a dead slot (its guest_memfd closed) would fault for good;
+        // either stops the vCPU, which then runs nothing more.
         for (int tries = 0; tries < 4; ++tries) {
           const uint64_t g = any_page();
-          if (!s_.vm(v).memslots().find_gfn(gpa_to_gfn(Gpa(g)))) continue;
+          const kvm::Memslot* slot = s_.vm(v).memslots().find_gfn(gpa_to_gfn(Gpa(g)));
+          if (!slot || (slot->gmem.bound && !slot->gmem.file)) continue;
           op.gpa = tdx_alias(v, g + rng_.below(kPageBytes / 64) * 64);
           op.size = 8;
           op.value = rng_.next();
@@ -574,7 +577,7 @@ class Generator {
         op.gpa = op.slot == 0 ? 0 : kExtraBase + (op.slot - 1) * kRegionBytes;
         op.size = kRegionBytes;
         op.flag = s_.vm_type(op.vm) != kvm::KVM_X86_DEFAULT_VM;
-        if (op.flag && !pick_gmem(op)) op.flag = false;
+        if (op.flag && !pick_gmem(op)) return std::nullopt;
         op.offset = 0;
         return op;
       }
@@ -583,11 +586,17 @@ class Generator {
         // The VMM's own slot 0 rarely (a guest touching it then stops: no device there).
         op.slot = rng_.below(8) == 0 ? 0 : static_cast<uint32_t>(1 + rng_.below(kExtraSlots));
         return op;
-      case StepOp::kCreateGuestMemfd:
+      case StepOp::kCreateGuestMemfd: {
+        // At most kMaxCreated open at once: a bounded state keeps the mix on interactions (and
+        // the checker's frame-owner lookups, which scan the live files, cheap).
+        size_t created = 0;
+        for (const auto& g : live_) created += g.id >= kNamedGmem;
+        if (created >= kMaxCreated) return std::nullopt;
         op.actor = 0;
         op.size = kRegionBytes;
         op.gmem = kNamedGmem + next_gmem_++;
         return op;
+      }
       case StepOp::kClose: {
         op.actor = 0;
         // Mostly files the explorer created; the VMM's own rarely (its guest's private memory

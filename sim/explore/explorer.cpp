@@ -39,8 +39,9 @@ constexpr PolicyKnob kPolicies[] = {
      "explorer knob: the host kernel's attack operations (hostile_map, hostile_unmap_no_flush, hostile_write, hostile_read) join the mix"},
 };
 
-// The areas guests and the VMM use: the VMM's RAM region (memslot 0, the VM's own guest_memfd),
-// and four extra memslot windows the explorer creates and deletes.
+// The areas guests and the VMM use: the VMM's RAM region 0 (memslot 0, guest_memfd vmN.mem0) and
+// region 1, four 64 KiB memslot windows the explorer deletes and creates (memslots 1-4; the VMM's
+// memslot 1 covers all four at first, guest_memfd vmN.mem1).
 constexpr uint64_t kRegionBytes = 64 * 1024;
 constexpr uint64_t kRegionPages = kRegionBytes / kPageBytes;
 constexpr uint64_t kExtraBase = 1ull << 30;
@@ -51,7 +52,8 @@ constexpr size_t kMaxCreated = 2;
 
 std::string vm_name(unsigned v) { return "vm" + std::to_string(v); }
 std::string gmem_name(int32_t g) {
-  return g < kNamedGmem ? vm_name(static_cast<unsigned>(g)) + ".mem0" : "g" + std::to_string(g - kNamedGmem);
+  return g < kNamedGmem ? vm_name(static_cast<unsigned>(g / 2)) + ".mem" + std::to_string(g % 2)
+                        : "g" + std::to_string(g - kNamedGmem);
 }
 std::string actor_name(uint8_t a) { return a == 0 ? "vmm" : a == 1 ? "host" : vm_name(a - 2u) + ".cpu0"; }
 
@@ -77,7 +79,11 @@ Json base_scenario(const Options& o) {
     Json vm = Json::object();
     vm["name"] = vm_name(v);
     vm["type"] = o.backend;
-    vm["memory"] = Json::array({Json{{"gpa", 0}, {"size", "64KiB"}, {"private", priv}}});
+    // Region 0: 64 KiB at 0 (memslot 0); region 1: the four extra memslot windows at 1 GiB
+    // (memslot 1 over all of them at first). Memslots the explorer creates there get their
+    // userspace address from these regions, so the VMM's address space does not grow.
+    vm["memory"] = Json::array({Json{{"gpa", 0}, {"size", "64KiB"}, {"private", priv}},
+                                Json{{"gpa", "1GiB"}, {"size", "256KiB"}, {"private", priv}}});
     doc["vms"].push_back(vm);
   }
   std::string desc = "Found by cvmsim explore --backend " + o.backend;
@@ -385,7 +391,7 @@ class Session {
   bool cpu_stopped(unsigned v) const { return cpus_[v].cpu->stopped(); }
   uint32_t vm_type(unsigned v) const { return cpus_[v].vm_type; }
   kvm::Vm& vm(unsigned v) { return vmms_[v]->vm(); }
-  bool has_gmem(unsigned v) const { return vmms_[v]->gmem_fd(0) >= 0; }
+  bool has_gmem(unsigned v, unsigned region) const { return vmms_[v]->gmem_fd(region) >= 0; }
 
  private:
   static std::unique_ptr<tdx::TdxHost> make_tdx(const config::ScenarioConfig& sc, PhysMem& mem) {
@@ -468,7 +474,8 @@ class Generator {
  public:
   Generator(uint64_t seed, Session& s) : rng_(seed, "explore"), s_(s) {
     for (unsigned v = 0; v < s.vms(); ++v)
-      if (s.has_gmem(v)) live_.push_back({static_cast<int32_t>(v), v});
+      for (unsigned r = 0; r < 2; ++r)
+        if (s.has_gmem(v, r)) live_.push_back({static_cast<int32_t>(2 * v + r), v});
     for (const auto& w : kMix)
       if (!w.hostile || s.hostile()) total_ += w.weight;
   }
@@ -577,8 +584,9 @@ class Generator {
         op.gpa = op.slot == 0 ? 0 : kExtraBase + (op.slot - 1) * kRegionBytes;
         op.size = kRegionBytes;
         op.flag = s_.vm_type(op.vm) != kvm::KVM_X86_DEFAULT_VM;
-        if (op.flag && !pick_gmem(op)) return std::nullopt;
-        op.offset = 0;
+        if (op.flag && !pick_gmem(op, op.vm)) return std::nullopt;
+        // The VMM's region-1 file covers all four windows: each window at its own offset.
+        op.offset = op.gmem >= 0 && op.gmem < kNamedGmem && op.gmem % 2 == 1 && op.slot > 0 ? (op.slot - 1) * kRegionBytes : 0;
         return op;
       }
       case StepOp::kDeleteMemslot:
@@ -612,7 +620,7 @@ class Generator {
       case StepOp::kHostRead:
       case StepOp::kHostWrite:
         op.actor = pick == StepOp::kDiscardShared ? 0 : 1;
-        op.gpa = page_in_region();
+        op.gpa = any_page();
         op.size = pick == StepOp::kDiscardShared ? pages(2) : 8;
         if (pick != StepOp::kDiscardShared) op.gpa += rng_.below(kPageBytes / 64) * 64;
         op.value = rng_.next();
@@ -642,15 +650,21 @@ class Generator {
     }
   }
 
-  // A guest_memfd for a vmm step: mostly a live one (any VM's: binding another VM's is what
-  // gmem_rebind decides), sometimes a closed one (EBADF).
-  bool pick_gmem(Op& op) {
+  // A guest_memfd for a vmm step: mostly a live one, sometimes a closed one (EBADF). For a
+  // memslot of VM `bind_to` (>= 0): its own files, or the VMMs' files of any VM (binding another
+  // VM's is what gmem_rebind decides). Not another VM's created files: the fd passed to the
+  // binding VMM stays open there (the step does not close it), so such a file would never be
+  // released, and the live files (which the checker scans) would pile up.
+  bool pick_gmem(Op& op, int bind_to = -1) {
     if (!closed_.empty() && rng_.below(16) == 0) {
       op.gmem = closed_[rng_.below(closed_.size())];
       return true;
     }
-    if (live_.empty()) return false;
-    op.gmem = live_[rng_.below(live_.size())].id;
+    std::vector<int32_t> ids;
+    for (const auto& g : live_)
+      if (bind_to < 0 || g.id < kNamedGmem || g.owner == static_cast<unsigned>(bind_to)) ids.push_back(g.id);
+    if (ids.empty()) return false;
+    op.gmem = ids[rng_.below(ids.size())];
     return true;
   }
 

@@ -51,7 +51,7 @@ struct Op {
   uint8_t vm = 0;     // VM the step acts on
   uint8_t to_vm = 0;  // hostile_map: the VM that gets the mapping
   bool flag = false;  // convert/guest_convert: to private; attributes: PRIVATE; fallocate: punch; memslot: GUEST_MEMFD
-  int32_t gmem = -1;  // guest_memfd: < 256 the VMM's own of VM gmem ("vm<gmem>.mem0"), else "g<gmem-256>"
+  int32_t gmem = -1;  // guest_memfd: < 256 the VMM's own, "vm<gmem/2>.mem<gmem%2>", else "g<gmem-256>"
   uint32_t slot = 0;
   uint64_t gpa = 0, size = 0, offset = 0, value = 0;
 };

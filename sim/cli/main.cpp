@@ -1,5 +1,6 @@
 // The cvmsim command (sim/cli). Exit status: 0 success, 1 expectations not met, 2 bad input,
-// 3 internal error (a bug: please report it).
+// 3 internal error (a bug: please report it). `explore`: 0 no violation, 1 a violation found, 2 bad
+// usage, 3 its reproducer did not replay (docs/explore.md).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

@@ -784,6 +784,9 @@ Result explore(const Options& o) {
   bool hostile = false;
   const config::ScenarioConfig sc = load(res.scenario_base, &hostile);
   const uint64_t every = o.check_every ? o.check_every : 1;
+  // Long runs do not keep their operations as they go (each takes ~60 bytes): on a violation
+  // the same seed regenerates them, as the stream is deterministic.
+  const bool keep_now = o.keep_sequence && o.ops <= o.keep_limit;
   {
     Session s(sc, hostile);
     Generator gen(o.seed, s);
@@ -792,7 +795,7 @@ Result explore(const Options& o) {
       const Op op = gen.next();
       const Outcome out = s.run(op, (i + 1) % every == 0);
       gen.observe(op, out);
-      if (o.keep_sequence) res.sequence.push_back(op);
+      if (keep_now) res.sequence.push_back(op);
       ++res.ops_executed;
       if (!out.errno_name.empty() && out.errno_name != "OK") ++res.errnos;
       if (out.stopped) ++res.stops;
@@ -804,6 +807,15 @@ Result explore(const Options& o) {
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   if (!res.violation || !o.keep_sequence) return res;
+  if (!keep_now) {
+    Session s(sc, hostile);
+    Generator gen(o.seed, s);
+    for (uint64_t i = 0; i <= res.violation->op_index; ++i) {
+      const Op op = gen.next();
+      gen.observe(op, s.run(op, (i + 1) % every == 0));
+      res.sequence.push_back(op);
+    }
+  }
 
   const auto t1 = std::chrono::steady_clock::now();
   const std::string target = res.violation->invariant;

@@ -42,6 +42,7 @@ struct Options {
   bool shrink = true;
   uint64_t max_shrink_runs = 3000;  // re-runs the shrinker may spend
   bool keep_sequence = true;        // keep the operations (needed to shrink and write a reproducer)
+  uint64_t keep_limit = 2'000'000;  // runs of more operations regenerate them on a violation instead
 };
 
 // One operation, compactly (a million of them fit in memory); to_step() makes it a step.

@@ -95,6 +95,21 @@ TEST_CASE("the same seed gives the same operations, outcome and reproducer; anot
   CHECK_FALSE(same(c.sequence, d.sequence));
 }
 
+TEST_CASE("a long run regenerates its operations from the seed instead of keeping them") {
+  Options o;
+  o.policies = {"gmem_zero_on_handout"};
+  o.seed = 4;
+  o.ops = 20'000;
+  const explore::Result kept = explore::explore(o);
+  o.keep_limit = 10;  // "long": more operations than it keeps
+  const explore::Result regen = explore::explore(o);
+  REQUIRE(kept.violation);
+  REQUIRE(regen.violation);
+  CHECK(kept.violation->op_index > 10);
+  CHECK(same(kept.sequence, regen.sequence));
+  CHECK(kept.reproducer == regen.reproducer);
+}
+
 TEST_CASE("an unsafe TLB policy is violated, shrunk, and the shrunk sequence replays the violation") {
   Options o;
   o.policies = {"flush_tlb_after_zap"};

@@ -242,6 +242,9 @@ foreach(p gmem_rebind flush_tlb_after_zap gmem_zero_on_handout hostile)
            COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DOUT=${OUTROOT}/explore_${p} -DPOLICY=${p}
                    -DBACKEND=sw_protected -DSEED=${seed} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/explore_replay.cmake)
 endforeach()
+add_test(NAME "docs: explore policy table matches cvmsim explore --list-policies"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/explore.md -DMARK=POLICIES
+                 "-DARGS=explore|--list-policies|--markdown" -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_block.cmake)
 cvmsim_run_test("explore lists its policies" 0 ARGS explore --list-policies
                 STDOUT "gmem_rebind +platform.kvm.gmem_rebind +forbid +unsafe_no_scrub.*hostile")
 cvmsim_run_test("bad input: explore with an unknown policy" 2 ARGS explore --policy no_such --ops 10

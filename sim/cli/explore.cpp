@@ -24,7 +24,15 @@ std::string describe(const explore::Op& op) {
 
 }  // namespace
 
-int print_policies() {
+int print_policies(bool markdown) {
+  if (markdown) {
+    std::printf("| Policy | Scenario field | Mainline | `--policy NAME` selects | What it changes |\n|---|---|---|---|---|\n");
+    for (const auto& k : explore::policy_knobs())
+      std::printf("| `%s` | %s | `%s` | `%s` | %s |\n", std::string(k.name).c_str(),
+                  k.path.empty() ? "(explorer: the operation mix)" : ("`" + std::string(k.path) + "`").c_str(),
+                  std::string(k.mainline).c_str(), std::string(k.unsafe).c_str(), std::string(k.description).c_str());
+    return 0;
+  }
   std::printf("%-22s %-36s %-16s %-16s %s\n", "policy", "scenario field", "mainline", "--policy NAME", "what it changes");
   for (const auto& k : explore::policy_knobs())
     std::printf("%-22s %-36s %-16s %-16s %s\n", std::string(k.name).c_str(),

@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
   explore_cmd->add_option("--max-shrink-runs", eo.max_shrink_runs, "re-runs the shrinker may spend");
   explore_cmd->add_flag("--no-shrink", eno_shrink, "write the explored sequence as it is");
   explore_cmd->add_flag("--list-policies", elist, "list the policy knobs and exit");
+  bool emarkdown = false;
+  explore_cmd->add_flag("--markdown", emarkdown, "with --list-policies: as a Markdown table");
   explore_cmd->add_flag("--quiet,-q", equiet, "print only the violation");
 
   try {
@@ -207,7 +209,7 @@ int main(int argc, char** argv) {
   if (*list) return steps ? print_steps(markdown) : (invs && markdown) ? print_invariants_markdown() : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
   if (*explore_cmd) {
-    if (elist) return print_policies();
+    if (elist) return print_policies(emarkdown);
     eo.shrink = !eno_shrink;
     return run_explore(eo, eout, equiet);
   }

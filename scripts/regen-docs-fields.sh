@@ -1,7 +1,8 @@
 #!/bin/sh
 # Regenerates the generated tables of docs/scenario-format.md: the field table (cvmsim list
 # --markdown) and the step operation table (cvmsim list --steps --markdown); and the invariant
-# catalogue of docs/invariants.md (cvmsim list --invariants --markdown).
+# catalogue of docs/invariants.md (cvmsim list --invariants --markdown); the policy table of
+# docs/explore.md (cvmsim explore --list-policies --markdown).
 # Usage: scripts/regen-docs-fields.sh [path/to/cvmsim]
 set -e
 cvmsim=${1:-build/release/cvmsim}
@@ -29,6 +30,16 @@ import sys
 doc, gen = sys.argv[1], open(sys.argv[2]).read()
 s = open(doc).read()
 begin, end = "<!-- BEGIN INVARIANTS -->\n", "<!-- END INVARIANTS -->"
+b = s.index(begin) + len(begin)
+e = s.index(end)
+open(doc, "w").write(s[:b] + gen + s[e:])
+PY
+"$cvmsim" explore --list-policies --markdown > "$tmp"
+python3 - docs/explore.md "$tmp" <<'PY'
+import sys
+doc, gen = sys.argv[1], open(sys.argv[2]).read()
+s = open(doc).read()
+begin, end = "<!-- BEGIN POLICIES -->\n", "<!-- END POLICIES -->"
 b = s.index(begin) + len(begin)
 e = s.index(end)
 open(doc, "w").write(s[:b] + gen + s[e:])

@@ -264,3 +264,33 @@ cvmsim_run_test("violation report without trace events" 1
                 ARGS run ${SCN}/attacks/hkid_reuse_mainline.json --set platform.tdx.hkid_reuse=unsafe_no_flush
                      --set run.invariants.trace_events=0
                 STDERR "invariant T6 violated at step 4" FORBID "trace events")
+
+# Random exploration (docs/explore.md). Committed reproducers replay; every unsafe policy's must.
+file(GLOB EXPLORE_SCENARIOS CONFIGURE_DEPENDS ${SCN}/explore/*.json)
+foreach(s ${EXPLORE_SCENARIOS})
+  get_filename_component(n ${s} NAME_WE)
+  cvmsim_run_test("explore reproducer ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
+endforeach()
+foreach(b default sw_protected tdx)
+  cvmsim_run_test("explore ${b} under mainline policies finds nothing" 0
+                  ARGS explore --backend ${b} --seed 5 --ops 3000 STDOUT "3,000 executed.*violation +none")
+endforeach()
+foreach(p gmem_rebind flush_tlb_after_zap gmem_zero_on_handout hostile)
+  set(seed 1)
+  if(p STREQUAL "gmem_rebind")
+    set(seed 2)
+  endif()
+  add_test(NAME "scenario: explore ${p} finds a violation whose reproducer replays"
+           COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DOUT=${OUTROOT}/explore_${p} -DPOLICY=${p}
+                   -DBACKEND=sw_protected -DSEED=${seed} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/explore_replay.cmake)
+endforeach()
+add_test(NAME "docs: explore policy table matches cvmsim explore --list-policies"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/explore.md -DMARK=POLICIES
+                 "-DARGS=explore|--list-policies|--markdown" -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_block.cmake)
+cvmsim_run_test("explore lists its policies" 0 ARGS explore --list-policies
+                STDOUT "gmem_rebind +platform.kvm.gmem_rebind +forbid +unsafe_no_scrub.*hostile")
+cvmsim_run_test("bad input: explore with an unknown policy" 2 ARGS explore --policy no_such --ops 10
+                STDERR "--policy no_such: unknown policy \"no_such\" \\(known: gmem_rebind")
+cvmsim_run_test("bad input: explore with a bad policy value" 2 ARGS explore --policy gmem_rebind=sometimes --ops 10
+                STDERR "gmem_rebind.*sometimes")
+cvmsim_run_test("bad input: explore with an unknown backend" 2 ARGS explore --backend snp --ops 10 STDERR "backend")

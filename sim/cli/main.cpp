@@ -1,5 +1,6 @@
 // The cvmsim command (sim/cli). Exit status: 0 success, 1 expectations not met, 2 bad input,
-// 3 internal error (a bug: please report it).
+// 3 internal error (a bug: please report it). `explore`: 0 no violation, 1 a violation found, 2 bad
+// usage, 3 its reproducer did not replay (docs/explore.md).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "sim/cli/explore.h"
 #include "sim/cli/graph.h"
 #include "sim/cli/list.h"
 #include "sim/config/loader.h"
@@ -175,6 +177,28 @@ int main(int argc, char** argv) {
   graph->add_option("--seed", gseed, "master seed (overrides the scenario's)");
   graph->add_option("--set", gsets, "override a field (repeatable)")->take_all();
 
+  explore::Options eo;
+  std::string eout;
+  bool elist = false, eno_shrink = false, equiet = false;
+  auto* explore_cmd = app.add_subcommand(
+      "explore", "random operations from every actor, invariants checked after each; a violation is shrunk to a "
+                 "reproducer scenario (exit 0: none found, 1: found, 2: bad usage; docs/explore.md)");
+  explore_cmd->add_option("--backend", eo.backend, "VM type of the two VMs: default, sw_protected or tdx")
+      ->check(CLI::IsMember({"default", "sw_protected", "tdx"}));
+  explore_cmd->add_option("--policy", eo.policies, "NAME[=VALUE]: a policy knob (NAME alone: its unsafe value); repeatable")
+      ->take_all();
+  explore_cmd->add_option("--seed", eo.seed, "seed of the operation stream");
+  explore_cmd->add_option("--ops", eo.ops, "operations to run at most")->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  explore_cmd->add_option("--out,-o", eout, "write the shrunk reproducer scenario to FILE");
+  explore_cmd->add_option("--check-every", eo.check_every, "check invariants at the boundaries of every K-th operation")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  explore_cmd->add_option("--max-shrink-runs", eo.max_shrink_runs, "re-runs the shrinker may spend");
+  explore_cmd->add_flag("--no-shrink", eno_shrink, "write the explored sequence as it is");
+  explore_cmd->add_flag("--list-policies", elist, "list the policy knobs and exit");
+  bool emarkdown = false;
+  explore_cmd->add_flag("--markdown", emarkdown, "with --list-policies: as a Markdown table");
+  explore_cmd->add_flag("--quiet,-q", equiet, "print only the violation");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -185,6 +209,11 @@ int main(int argc, char** argv) {
   if (*check) return do_run(cscenario, cout_dir, cseed, csets, true, true);
   if (*list) return steps ? print_steps(markdown) : (invs && markdown) ? print_invariants_markdown() : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
+  if (*explore_cmd) {
+    if (elist) return print_policies(emarkdown);
+    eo.shrink = !eno_shrink;
+    return run_explore(eo, eout, equiet);
+  }
   if (*graph) {
     config::LoadOptions lo;
     lo.overrides = gsets;

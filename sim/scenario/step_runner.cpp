@@ -86,6 +86,7 @@ bool StepExecutor::check_errno(const StepConfig& s, size_t index, const Error* e
     return false;
   }
   const std::string got_name = err ? std::string(errno_name(err->errno_value())) : "OK";
+  last_errno_ = got_name;
   if (got_name != want) {
     std::string m = what + " returned " + got_name + ", expected " + want;
     if (!s.expect.has("errno")) m += " (add expect.errno to expect a failure)";
@@ -122,6 +123,7 @@ uint64_t StepExecutor::userspace_addr(const StepConfig& s, VmHandle& vm) {
 Cycles StepExecutor::execute(size_t index) {
   const StepConfig& s = sc_.steps[index];
   (void)kvm_.take_cost();
+  last_errno_.clear();
   std::string bad;
   const auto parsed = config::parse_step_flags(s.op, s.flags, false, &bad);
   const bool flags_ok = parsed.has_value();

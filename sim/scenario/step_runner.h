@@ -34,6 +34,8 @@ class ExpectationLog {
   void failed(const config::StepConfig& s, size_t index, std::string message);
   const std::vector<ExpectationResult>& results() const { return results_; }
   size_t failures() const;
+  // Forgets every result (random exploration runs one step at a time and keeps none).
+  void clear() { results_.clear(); }
   // "step 3 (vmm set_user_memory_region2 \"bind\"): <message>"
   static std::string describe(const ExpectationResult& r);
 
@@ -58,6 +60,9 @@ class StepExecutor {
   // Runs a vmm or host step (not wait/barrier, which the shell handles) and checks its
   // expectation. Returns the cycles it cost the actor.
   Cycles execute(size_t index);
+  // The errno name ("OK", "EINVAL", ...) the last executed step's call returned, or "" if it
+  // failed otherwise or made no call (random exploration writes it as the step's expect.errno).
+  const std::string& last_errno() const { return last_errno_; }
   // Reads by the host kernel that returned another principal's plaintext (for ISO-2).
   std::function<void(const kvm::PlaintextRead&)> on_plaintext_read;
 
@@ -85,6 +90,7 @@ class StepExecutor {
   std::set<std::string> closed_;  // guest_memfd names whose fd a step closed
   std::map<std::string, MapHandle> maps_;
   uint32_t next_principal_ = 0;
+  std::string last_errno_;
 };
 
 // The guest program of a vCPU actor: its steps as guest operations, each result checked

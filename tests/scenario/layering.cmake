@@ -1,6 +1,7 @@
 # ARCHITECTURE.md principles 1 and 2, checked on the sources:
 #  - hw/ includes nothing from models/ or sim/ (layers call downward only);
-#  - the functional core (everything but *_module.* and tlm_*.h files, sim/platform and sim/cli)
+#  - the functional core (everything but *_module.* and tlm_*.h files, sim/platform and sim/cli;
+#    sim/explore runs on it alone)
 #    includes no SystemC or TLM header.
 #   -DSRC=source dir
 set(bad "")
@@ -12,7 +13,7 @@ foreach(f ${hw_files})
   endif()
 endforeach()
 file(GLOB_RECURSE core_files ${SRC}/hw/*.h ${SRC}/hw/*.cpp ${SRC}/models/*.h ${SRC}/models/*.cpp
-     ${SRC}/sim/config/* ${SRC}/sim/scenario/* ${SRC}/sim/stats/* ${SRC}/sim/trace/*)
+     ${SRC}/sim/config/* ${SRC}/sim/explore/* ${SRC}/sim/invariants/* ${SRC}/sim/scenario/* ${SRC}/sim/stats/* ${SRC}/sim/trace/*)
 foreach(f ${core_files})
   get_filename_component(name ${f} NAME)
   if(name MATCHES "_module\\.(h|cpp)$" OR name MATCHES "^tlm_.*\\.h$")

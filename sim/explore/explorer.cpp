@@ -1,0 +1,857 @@
+#include "sim/explore/explorer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <set>
+#include <stdexcept>
+
+#include "hw/cpu/functional_cpu.h"
+#include "hw/memory/phys_mem.h"
+#include "models/host/page_allocator.h"
+#include "models/kvm/kvm.h"
+#include "models/kvm/vcpu.h"
+#include "models/sw_protected/sw_protected_backend.h"
+#include "models/tdx/kvm_tdx.h"
+#include "models/vmm/vmm.h"
+#include "sim/invariants/invariants.h"
+#include "sim/scenario/step_runner.h"
+
+namespace cvmsim::explore {
+
+using config::Json;
+using config::StepConfig;
+using config::StepOp;
+
+// ---------------------------------------------------------------------------------------------
+// Policies
+
+namespace {
+
+constexpr PolicyKnob kPolicies[] = {
+    {"gmem_rebind", "platform.kvm.gmem_rebind", "forbid", "unsafe_no_scrub", "sw_protected",
+     "binding a guest_memfd to another VM; unsafe_no_scrub hands the pages over with their contents (ISO-6)"},
+    {"flush_tlb_after_zap", "platform.kvm.flush_tlb_after_zap", "true", "false", "sw_protected",
+     "flush the vCPUs' TLBs after KVM zaps mappings; false leaves stale translations (ISO-5)"},
+    {"gmem_zero_on_handout", "platform.kvm.gmem_zero_on_handout", "true", "false", "sw_protected",
+     "zero a guest_memfd page before the guest first gets it; false hands out old contents (ISO-6)"},
+    {"hostile", "", "false", "true", "sw_protected",
+     "explorer knob: the host kernel's attack operations (hostile_map, hostile_unmap_no_flush, hostile_write, hostile_read) join the mix"},
+};
+
+// The areas guests and the VMM use: the VMM's RAM region 0 (memslot 0, guest_memfd vmN.mem0) and
+// region 1, four 64 KiB memslot windows the explorer deletes and creates (memslots 1-4; the VMM's
+// memslot 1 covers all four at first, guest_memfd vmN.mem1).
+constexpr uint64_t kRegionBytes = 64 * 1024;
+constexpr uint64_t kRegionPages = kRegionBytes / kPageBytes;
+constexpr uint64_t kExtraBase = 1ull << 30;
+constexpr unsigned kExtraSlots = 4;
+constexpr unsigned kVms = 2;
+constexpr int32_t kNamedGmem = 256;
+constexpr size_t kMaxCreated = 2;
+
+std::string vm_name(unsigned v) { return "vm" + std::to_string(v); }
+std::string gmem_name(int32_t g) {
+  return g < kNamedGmem ? vm_name(static_cast<unsigned>(g / 2)) + ".mem" + std::to_string(g % 2)
+                        : "g" + std::to_string(g - kNamedGmem);
+}
+std::string actor_name(uint8_t a) { return a == 0 ? "vmm" : a == 1 ? "host" : vm_name(a - 2u) + ".cpu0"; }
+
+bool is_vcpu_op(StepOp op) { return op == StepOp::kLoad || op == StepOp::kStore || op == StepOp::kGuestConvert; }
+
+}  // namespace
+
+std::span<const PolicyKnob> policy_knobs() { return kPolicies; }
+
+Json base_scenario(const Options& o) {
+  if (o.backend != "default" && o.backend != "sw_protected" && o.backend != "tdx")
+    throw std::invalid_argument("--backend " + o.backend + ": unknown backend (default, sw_protected or tdx)");
+  const bool priv = o.backend != "default";
+  Json doc = Json::object();
+  std::string name = "explore_" + o.backend;
+  for (const auto& p : o.policies) name += "_" + p.substr(0, p.find('='));
+  doc["name"] = name + "_seed" + std::to_string(o.seed);
+  doc["description"] = "";
+  doc["platform"] = Json::object();
+  doc["platform"]["memory"] = {{"size", "64MiB"}};
+  doc["vms"] = Json::array();
+  for (unsigned v = 0; v < kVms; ++v) {
+    Json vm = Json::object();
+    vm["name"] = vm_name(v);
+    vm["type"] = o.backend;
+    // Region 0: 64 KiB at 0 (memslot 0); region 1: the four extra memslot windows at 1 GiB
+    // (memslot 1 over all of them at first). Memslots the explorer creates there get their
+    // userspace address from these regions, so the VMM's address space does not grow.
+    vm["memory"] = Json::array({Json{{"gpa", 0}, {"size", "64KiB"}, {"private", priv}},
+                                Json{{"gpa", "1GiB"}, {"size", "256KiB"}, {"private", priv}}});
+    doc["vms"].push_back(vm);
+  }
+  std::string desc = "Found by cvmsim explore --backend " + o.backend;
+  bool hostile = false;
+  for (const auto& p : o.policies) {
+    const std::string n = p.substr(0, p.find('='));
+    const PolicyKnob* k = nullptr;
+    for (const auto& c : kPolicies)
+      if (c.name == n) k = &c;
+    if (!k) {
+      std::string all;
+      for (const auto& c : kPolicies) all += (all.empty() ? "" : ", ") + std::string(c.name);
+      throw std::invalid_argument("--policy " + p + ": unknown policy \"" + n + "\" (known: " + all + ")");
+    }
+    const std::string value = p.find('=') == std::string::npos ? std::string(k->unsafe) : p.substr(p.find('=') + 1);
+    desc += " --policy " + n + "=" + value;
+    if (k->path.empty()) {
+      if (value != "true" && value != "false")
+        throw std::invalid_argument("--policy " + p + ": " + n + " takes true or false");
+      hostile = value == "true";
+      continue;
+    }
+    try {
+      config::apply_override(doc, std::string(k->path) + "=" + value);
+    } catch (const config::ConfigError& e) {
+      throw std::invalid_argument("--policy " + p + ": " + e.what());
+    }
+  }
+  doc["description"] = desc + " --seed " + std::to_string(o.seed) + "; shrunk and replayed by cvmsim check.";
+  // Validate now (bad policy values are named here, not at the first run).
+  try {
+    (void)config::load_scenario_text(doc.dump(), "<explore>", ".", {});
+  } catch (const config::ConfigError& e) {
+    throw std::invalid_argument(std::string("policy: ") + e.what());
+  }
+  doc["explore_hostile"] = hostile;  // removed before the scenario is written or loaded
+  return doc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations as steps
+
+StepConfig to_step(const Op& op) {
+  StepConfig s;
+  s.op = op.op;
+  s.actor = actor_name(op.actor);
+  s.given = {"actor", "op"};
+  auto set = [&](const char* k) { s.given.insert(k); };
+  auto vm = [&] {
+    s.vm = vm_name(op.vm);
+    set("vm");
+  };
+  auto range = [&] {
+    s.gpa = op.gpa;
+    s.size = op.size;
+    set("gpa");
+    set("size");
+  };
+  switch (op.op) {
+    case StepOp::kLoad: range(); break;
+    case StepOp::kStore:
+      range();
+      s.pattern = PatternKind::kValue;
+      s.value = op.value;
+      set("pattern");
+      set("value");
+      break;
+    case StepOp::kGuestConvert:
+      range();
+      s.to = op.flag ? "private" : "shared";
+      set("to");
+      break;
+    case StepOp::kSetMemoryAttributes:
+      vm();
+      range();
+      s.attributes = op.flag ? "PRIVATE" : "0";
+      set("attributes");
+      break;
+    case StepOp::kConvert:
+      vm();
+      range();
+      s.to = op.flag ? "private" : "shared";
+      set("to");
+      break;
+    case StepOp::kDiscardShared:
+    case StepOp::kHostRead:
+      vm();
+      range();
+      break;
+    case StepOp::kHostWrite:
+    case StepOp::kHostileWrite:
+      vm();
+      range();
+      s.pattern = PatternKind::kValue;
+      s.value = op.value;
+      set("pattern");
+      set("value");
+      break;
+    case StepOp::kHostileRead: vm(); range(); break;
+    case StepOp::kHostileMap:
+      vm();
+      s.gpa = op.gpa;
+      set("gpa");
+      s.to_vm = vm_name(op.to_vm);
+      set("to_vm");
+      break;
+    case StepOp::kHostileUnmapNoFlush:
+      vm();
+      s.gpa = op.gpa;
+      set("gpa");
+      break;
+    case StepOp::kFallocate:
+      s.guest_memfd = gmem_name(op.gmem);
+      s.offset = op.offset;
+      s.size = op.size;
+      s.flags = op.flag ? "KEEP_SIZE|PUNCH_HOLE" : "KEEP_SIZE";
+      for (const char* k : {"guest_memfd", "offset", "size", "flags"}) set(k);
+      break;
+    case StepOp::kSetUserMemoryRegion2:
+      vm();
+      s.slot = op.slot;
+      range();
+      set("slot");
+      if (op.flag) {
+        s.flags = "GUEST_MEMFD";
+        s.guest_memfd = gmem_name(op.gmem);
+        s.offset = op.offset;
+        for (const char* k : {"flags", "guest_memfd", "offset"}) set(k);
+      }
+      break;
+    case StepOp::kDeleteMemslot:
+      vm();
+      s.slot = op.slot;
+      set("slot");
+      break;
+    case StepOp::kCreateGuestMemfd:
+      vm();
+      s.size = op.size;
+      s.as = gmem_name(op.gmem);
+      set("size");
+      set("as");
+      break;
+    case StepOp::kClose:
+      s.guest_memfd = gmem_name(op.gmem);
+      set("guest_memfd");
+      break;
+    default: break;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A platform without SystemC
+
+namespace {
+
+kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
+  // As sim/platform/run.cpp builds it.
+  kvm::KvmConfig k;
+  k.attr_store = p.kvm.attr_store;
+  k.gmem_rebind = p.kvm.gmem_rebind;
+  k.gmem_zero_on_handout = p.kvm.gmem_zero_on_handout;
+  k.flush_tlb_after_zap = p.kvm.flush_tlb_after_zap;
+  k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
+  return k;
+}
+
+class Session;
+
+// KVM's vCPU followed by the invariant check: an exit is an operation boundary (as the
+// platform's CheckedExits does).
+class CheckedExits final : public ExitHandler {
+ public:
+  CheckedExits(kvm::Vcpu& inner, Session& s) : inner_(inner), s_(s) {}
+  ExitAction handle_exit(unsigned id, const VmExit& e) override;
+  ExitAction handle_machine_check(unsigned id, const MachineCheck& mc) override;
+
+ private:
+  kvm::Vcpu& inner_;
+  Session& s_;
+};
+
+class Session {
+ public:
+  Session(const config::ScenarioConfig& sc, bool hostile)
+      : sc_(sc),
+        hostile_(hostile),
+        mem_(sc.platform.memory.size, sc.platform.memory.mode),
+        alloc_(Pfn(0), mem_.num_frames()),
+        tdx_(make_tdx(sc, mem_)),
+        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
+    kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
+    kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
+    if (tdx_) kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
+    std::vector<vmm::Vmm*> raw;
+    for (size_t v = 0; v < sc.vms.size(); ++v) {
+      const auto& vmc = sc.vms[v];
+      vmm::VmmConfig vc;
+      vc.vm_name = vmc.name;
+      vc.vm_type = vmc.type;
+      vc.vcpus = static_cast<unsigned>(vmc.vcpus);
+      vc.principal = vm_principal(static_cast<uint32_t>(v));
+      vc.asid = static_cast<uint16_t>(v + 1);
+      for (const auto& r : vmc.memory)
+        vc.ram.push_back(vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
+      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
+      auto m = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
+      if (std::string err = m->setup(); !err.empty()) throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
+      if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(m->vm()))
+        if (Status st = td->finalize(m->vm()); !st.ok())
+          throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
+      (void)kvm_.take_cost();
+      raw.push_back(m.get());
+      vmms_.push_back(std::move(m));
+    }
+    auto defs = invariants::generic_invariants();
+    for (auto& d : kvm_.backend_invariants()) defs.push_back(std::move(d));
+    checker_ = std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
+    sc_.steps.assign(1, StepConfig{});
+    exec_ = std::make_unique<scenario::StepExecutor>(kvm_, sc_, raw, log_);
+    exec_->on_plaintext_read = [this](const kvm::PlaintextRead& r) { checker_->note_plaintext_read(r); };
+    const auto& mmu = sc.platform.mmu;
+    for (size_t v = 0; v < vmms_.size(); ++v) {
+      kvm::Vcpu& kv = vmms_[v]->vcpu(0);
+      Cpu c;
+      c.exits = std::make_unique<CheckedExits>(kv, *this);
+      FunctionalCpuParams p;
+      p.who = vm_principal(static_cast<uint32_t>(v));
+      p.asid = static_cast<uint16_t>(v + 1);
+      p.tlb_sets = static_cast<unsigned>(mmu.tlb.sets);
+      p.tlb_ways = static_cast<unsigned>(mmu.tlb.ways);
+      p.pwc_entries = static_cast<unsigned>(mmu.pwc.entries);
+      p.pwc_ways = static_cast<unsigned>(mmu.pwc.ways);
+      tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
+      if (td) p.key = td->hkid();
+      c.cpu = std::make_unique<FunctionalCpu>(p, mem_, kv.vm().stage2(), *c.exits);
+      if (td) c.cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
+      c.cpu->read_observer = [this](Pfn f, Principal reader, Principal holder) {
+        checker_->note_plaintext_read(kvm::PlaintextRead{f, reader, holder});
+      };
+      kv.attach(&c.cpu->tlb(), &c.cpu->pwc());
+      c.vm_type = sc.vms[v].type;
+      cpus_.push_back(std::move(c));
+    }
+  }
+
+  ~Session() {
+    exec_.reset();
+    vmms_.clear();  // before the vCPUs: closing the VMs flushes their TLBs
+    cpus_.clear();
+  }
+
+  // Runs one operation; `check` runs the checker at its boundaries.
+  Outcome run(const Op& op, bool check) {
+    Outcome out;
+    checking_ = check;
+    found_.clear();
+    if (is_vcpu_op(op.op)) {
+      Cpu& c = cpus_.at(op.actor - 2u);
+      if (c.cpu->stopped()) {
+        out.clean = false;  // a step of a stopped vCPU never runs
+        return out;
+      }
+      std::vector<GuestOp> ops;
+      if (op.op == StepOp::kGuestConvert)
+        ops = scenario::guest_conversion_ops(c.vm_type, Gpa(op.gpa), op.size, op.flag);
+      else if (op.op == StepOp::kLoad)
+        ops.push_back(GuestOp::load(Gpa(op.gpa), static_cast<uint32_t>(op.size)));
+      else
+        ops.push_back(GuestOp::store(Gpa(op.gpa), static_cast<uint32_t>(op.size), op.value));
+      for (const auto& g : ops) {
+        OpResult r;
+        if (!c.cpu->execute(g, &r)) {
+          out.stopped = true;
+          break;
+        }
+        if (g.kind == OpKind::kHypercall) out.ret = r.ret;
+      }
+    } else {
+      sc_.steps[0] = to_step(op);
+      log_.clear();
+      (void)exec_->execute(0);
+      out.errno_name = exec_->last_errno();
+      for (const auto& r : log_.results())
+        if (!r.met && (out.errno_name.empty() || out.errno_name == "OK")) out.clean = false;
+      if (log_.failures() > 1) out.clean = false;
+      if (check && checker_->mode() != invariants::CheckMode::kOff) note(checker_->check());
+    }
+    std::set<std::string> ids;
+    for (const auto& v : found_) {
+      if (out.first_message.empty()) out.first_message = v.invariant + ": " + v.message;
+      if (ids.insert(v.invariant).second) out.violations.push_back(v.invariant);
+    }
+    return out;
+  }
+
+  void note(const std::vector<kvm::Violation>& vs) { found_.insert(found_.end(), vs.begin(), vs.end()); }
+  void after_exit() {
+    if (checking_ && checker_->mode() != invariants::CheckMode::kOff) note(checker_->check());
+  }
+
+  // ---- What the generator may ask ----
+  bool hostile() const { return hostile_; }
+  size_t vms() const { return vmms_.size(); }
+  bool cpu_stopped(unsigned v) const { return cpus_[v].cpu->stopped(); }
+  uint32_t vm_type(unsigned v) const { return cpus_[v].vm_type; }
+  kvm::Vm& vm(unsigned v) { return vmms_[v]->vm(); }
+  bool has_gmem(unsigned v, unsigned region) const { return vmms_[v]->gmem_fd(region) >= 0; }
+
+ private:
+  static std::unique_ptr<tdx::TdxHost> make_tdx(const config::ScenarioConfig& sc, PhysMem& mem) {
+    bool any = false;
+    for (const auto& vm : sc.vms) any = any || vm.type == kvm::KVM_X86_TDX_VM;
+    if (!any) return nullptr;
+    if (Status st = mem.set_key_config(KeyConfig::tdx(64, 16)); !st.ok())
+      throw std::runtime_error("TDX key configuration: " + st.error().to_string());
+    return std::make_unique<tdx::TdxHost>(mem, tdx::TdxHost::config_for(mem));
+  }
+
+  struct Cpu {
+    std::unique_ptr<CheckedExits> exits;
+    std::unique_ptr<FunctionalCpu> cpu;
+    uint32_t vm_type = 0;
+  };
+
+  config::ScenarioConfig sc_;
+  bool hostile_;
+  PhysMem mem_;
+  PageAllocator alloc_;
+  std::unique_ptr<tdx::TdxHost> tdx_;  // before kvm_: VM teardown calls the module
+  kvm::Kvm kvm_;
+  std::vector<std::unique_ptr<vmm::Vmm>> vmms_;
+  std::unique_ptr<invariants::Checker> checker_;
+  scenario::ExpectationLog log_;
+  std::unique_ptr<scenario::StepExecutor> exec_;
+  std::vector<Cpu> cpus_;
+  bool checking_ = true;
+  std::vector<kvm::Violation> found_;
+};
+
+ExitAction CheckedExits::handle_exit(unsigned id, const VmExit& e) {
+  ExitAction a = inner_.handle_exit(id, e);
+  s_.after_exit();
+  return a;
+}
+
+ExitAction CheckedExits::handle_machine_check(unsigned id, const MachineCheck& mc) {
+  ExitAction a = inner_.handle_machine_check(id, mc);
+  s_.after_exit();
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operation mix
+
+struct Weighted {
+  StepOp op;
+  unsigned weight;
+  bool hostile;
+};
+
+// docs/explore.md, "The operation mix" lists these.
+constexpr Weighted kMix[] = {
+    // vCPUs
+    {StepOp::kStore, 14, false},
+    {StepOp::kLoad, 14, false},
+    {StepOp::kGuestConvert, 8, false},
+    // the VMM
+    {StepOp::kSetMemoryAttributes, 6, false},
+    {StepOp::kConvert, 6, false},
+    {StepOp::kFallocate, 8, false},  // 5/8 punch a hole, 3/8 allocate
+    {StepOp::kSetUserMemoryRegion2, 4, false},
+    {StepOp::kDeleteMemslot, 2, false},
+    {StepOp::kCreateGuestMemfd, 2, false},
+    {StepOp::kClose, 1, false},
+    {StepOp::kDiscardShared, 3, false},
+    // host userspace
+    {StepOp::kHostRead, 5, false},
+    {StepOp::kHostWrite, 5, false},
+    // a hostile host kernel (--policy hostile)
+    {StepOp::kHostileMap, 3, true},
+    {StepOp::kHostileUnmapNoFlush, 3, true},
+    {StepOp::kHostileWrite, 3, true},
+    {StepOp::kHostileRead, 3, true},
+};
+
+class Generator {
+ public:
+  Generator(uint64_t seed, Session& s) : rng_(seed, "explore"), s_(s) {
+    for (unsigned v = 0; v < s.vms(); ++v)
+      for (unsigned r = 0; r < 2; ++r)
+        if (s.has_gmem(v, r)) live_.push_back({static_cast<int32_t>(2 * v + r), v});
+    for (const auto& w : kMix)
+      if (!w.hostile || s.hostile()) total_ += w.weight;
+  }
+
+  Op next() {
+    for (;;) {
+      uint64_t r = rng_.below(total_);
+      StepOp pick = StepOp::kLoad;
+      for (const auto& w : kMix) {
+        if (w.hostile && !s_.hostile()) continue;
+        if (r < w.weight) {
+          pick = w.op;
+          break;
+        }
+        r -= w.weight;
+      }
+      if (auto op = make(pick)) return *op;
+    }
+  }
+
+  // Keeps track of the names the operation created or closed.
+  void observe(const Op& op, const Outcome& out) {
+    if (op.op == StepOp::kCreateGuestMemfd && out.errno_name == "OK") live_.push_back({op.gmem, op.vm});
+    if (op.op == StepOp::kClose) {
+      auto it = std::find_if(live_.begin(), live_.end(), [&](const auto& g) { return g.id == op.gmem; });
+      if (it != live_.end()) {
+        closed_.push_back(it->id);
+        live_.erase(it);
+      }
+    }
+  }
+
+ private:
+  struct Gmem {
+    int32_t id;
+    unsigned owner;
+  };
+
+  unsigned pick_vm() { return static_cast<unsigned>(rng_.below(s_.vms())); }
+  uint64_t page_in_region() { return rng_.below(kRegionPages) * kPageBytes; }
+  // A page of the VMM's RAM region (3/4) or of an extra memslot window.
+  uint64_t any_page() {
+    if (rng_.below(4) != 0) return page_in_region();
+    return kExtraBase + rng_.below(kExtraSlots) * kRegionBytes + page_in_region();
+  }
+  uint64_t pages(uint64_t max) { return (1 + rng_.below(max)) * kPageBytes; }
+  uint64_t tdx_alias(unsigned v, uint64_t gpa) {
+    // A TD reaches a page privately (shared bit clear) or through its shared alias (bit 47).
+    if (s_.vm_type(v) == kvm::KVM_X86_TDX_VM && rng_.below(2)) gpa |= uint64_t{1} << 47;
+    return gpa;
+  }
+
+  std::optional<Op> make(StepOp pick) {
+    Op op;
+    op.op = pick;
+    op.vm = static_cast<uint8_t>(pick_vm());
+    switch (pick) {
+      case StepOp::kStore:
+      case StepOp::kLoad:
+      case StepOp::kGuestConvert: {
+        std::vector<unsigned> alive;
+        for (unsigned v = 0; v < s_.vms(); ++v)
+          if (!s_.cpu_stopped(v)) alive.push_back(v);
+        if (alive.empty()) return std::nullopt;
+        const unsigned v = alive[rng_.below(alive.size())];
+        op.vm = static_cast<uint8_t>(v);
+        op.actor = static_cast<uint8_t>(2 + v);
+        if (pick == StepOp::kGuestConvert) {
+          op.gpa = any_page();
+          op.size = pages(2);
+          op.flag = rng_.below(2);
+          return op;
+        }
+        // Guests touch memory, not holes: an access where no memslot is would be MMIO with no
+        // device behind it, and one to a dead slot (its guest_memfd closed) would fault for good;
+        // either stops the vCPU, which then runs nothing more.
+        for (int tries = 0; tries < 4; ++tries) {
+          const uint64_t g = any_page();
+          const kvm::Memslot* slot = s_.vm(v).memslots().find_gfn(gpa_to_gfn(Gpa(g)));
+          if (!slot || (slot->gmem.bound && !slot->gmem.file)) continue;
+          op.gpa = tdx_alias(v, g + rng_.below(kPageBytes / 64) * 64);
+          op.size = 8;
+          op.value = rng_.next();
+          return op;
+        }
+        return std::nullopt;
+      }
+      case StepOp::kSetMemoryAttributes:
+      case StepOp::kConvert:
+        op.actor = 0;
+        op.gpa = any_page();
+        op.size = pages(4);
+        op.flag = rng_.below(2);
+        return op;
+      case StepOp::kFallocate: {
+        op.actor = 0;
+        if (!pick_gmem(op)) return std::nullopt;
+        op.offset = page_in_region();
+        op.size = pages(4);
+        op.flag = rng_.below(8) < 5;
+        return op;
+      }
+      case StepOp::kSetUserMemoryRegion2: {
+        op.actor = 0;
+        op.slot = static_cast<uint32_t>(rng_.below(kExtraSlots + 1));
+        op.gpa = op.slot == 0 ? 0 : kExtraBase + (op.slot - 1) * kRegionBytes;
+        op.size = kRegionBytes;
+        op.flag = s_.vm_type(op.vm) != kvm::KVM_X86_DEFAULT_VM;
+        if (op.flag && !pick_gmem(op, op.vm)) return std::nullopt;
+        // The VMM's region-1 file covers all four windows: each window at its own offset.
+        op.offset = op.gmem >= 0 && op.gmem < kNamedGmem && op.gmem % 2 == 1 && op.slot > 0 ? (op.slot - 1) * kRegionBytes : 0;
+        return op;
+      }
+      case StepOp::kDeleteMemslot:
+        op.actor = 0;
+        // The VMM's own slot 0 rarely (a guest touching it then stops: no device there).
+        op.slot = rng_.below(8) == 0 ? 0 : static_cast<uint32_t>(1 + rng_.below(kExtraSlots));
+        return op;
+      case StepOp::kCreateGuestMemfd: {
+        // At most kMaxCreated open at once: a bounded state keeps the mix on interactions (and
+        // the checker's frame-owner lookups, which scan the live files, cheap).
+        size_t created = 0;
+        for (const auto& g : live_) created += g.id >= kNamedGmem;
+        if (created >= kMaxCreated) return std::nullopt;
+        op.actor = 0;
+        op.size = kRegionBytes;
+        op.gmem = kNamedGmem + next_gmem_++;
+        return op;
+      }
+      case StepOp::kClose: {
+        op.actor = 0;
+        // Files the explorer created; a VMM's own only when none is open, one time in 8 (its
+        // memory is then gone for good, and cross-VM binding, which only uses the VMMs' files,
+        // loses a candidate).
+        std::vector<int32_t> ids;
+        for (const auto& g : live_)
+          if (g.id >= kNamedGmem) ids.push_back(g.id);
+        if (ids.empty() && rng_.below(8) == 0)
+          for (const auto& g : live_) ids.push_back(g.id);
+        if (ids.empty()) return std::nullopt;
+        op.gmem = ids[rng_.below(ids.size())];
+        return op;
+      }
+      case StepOp::kDiscardShared:
+      case StepOp::kHostRead:
+      case StepOp::kHostWrite:
+        op.actor = pick == StepOp::kDiscardShared ? 0 : 1;
+        op.gpa = any_page();
+        op.size = pick == StepOp::kDiscardShared ? pages(2) : 8;
+        if (pick != StepOp::kDiscardShared) op.gpa += rng_.below(kPageBytes / 64) * 64;
+        op.value = rng_.next();
+        return op;
+      case StepOp::kHostileMap:
+      case StepOp::kHostileUnmapNoFlush:
+      case StepOp::kHostileWrite:
+      case StepOp::kHostileRead: {
+        op.actor = 1;
+        kvm::Vm& vm = s_.vm(op.vm);
+        const bool direct = pick == StepOp::kHostileWrite || pick == StepOp::kHostileRead;
+        // The executor needs something mapped at gpa: try a few pages.
+        for (int tries = 0; tries < 4; ++tries) {
+          const Gpa g(tdx_alias(op.vm, any_page()));
+          const Stage2Lookup lk = direct && vm.backend().translates_privately(vm, g) ? vm.backend().lookup_private(vm, g)
+                                                                                   : vm.stage2().lookup(g);
+          if (!lk.mapped()) continue;
+          op.gpa = g.value();
+          op.size = 8;
+          op.value = rng_.next();
+          op.to_vm = static_cast<uint8_t>((op.vm + 1) % s_.vms());
+          return op;
+        }
+        return std::nullopt;
+      }
+      default: return std::nullopt;
+    }
+  }
+
+  // A guest_memfd for a vmm step: mostly a live one, sometimes a closed one (EBADF). For a
+  // memslot of VM `bind_to` (>= 0): its own files, or the VMMs' files of any VM (binding another
+  // VM's is what gmem_rebind decides). Not another VM's created files: the fd passed to the
+  // binding VMM stays open there (the step does not close it), so such a file would never be
+  // released, and the live files (which the checker scans) would pile up.
+  bool pick_gmem(Op& op, int bind_to = -1) {
+    if (!closed_.empty() && rng_.below(16) == 0) {
+      op.gmem = closed_[rng_.below(closed_.size())];
+      return true;
+    }
+    std::vector<int32_t> ids;
+    for (const auto& g : live_)
+      if (bind_to < 0 || g.id < kNamedGmem || g.owner == static_cast<unsigned>(bind_to)) ids.push_back(g.id);
+    if (ids.empty()) return false;
+    op.gmem = ids[rng_.below(ids.size())];
+    return true;
+  }
+
+  Rng rng_;
+  Session& s_;
+  uint64_t total_ = 0;
+  std::vector<Gmem> live_;
+  std::vector<int32_t> closed_;
+  int32_t next_gmem_ = 0;
+};
+
+config::ScenarioConfig load(const Json& base, bool* hostile) {
+  Json doc = base;
+  *hostile = doc.value("explore_hostile", false);
+  doc.erase("explore_hostile");
+  return config::load_scenario_text(doc.dump(), "<explore>", ".", {}).config;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Replay, shrinking, the reproducer
+
+void replay(const Json& base, const std::vector<Op>& ops, std::vector<Outcome>& outcomes) {
+  bool hostile = false;
+  const config::ScenarioConfig sc = load(base, &hostile);
+  Session s(sc, hostile);
+  outcomes.clear();
+  for (const auto& op : ops) {
+    outcomes.push_back(s.run(op, true));
+    if (!outcomes.back().violations.empty()) break;
+  }
+}
+
+Json to_scenario(const Json& base, const std::vector<Op>& ops, const std::vector<Outcome>& outcomes) {
+  Json doc = base;
+  doc.erase("explore_hostile");
+  Json steps = Json::array();
+  auto barrier = [&](const std::string& actor, const std::string& name) {
+    StepConfig b;
+    b.actor = actor;
+    b.op = StepOp::kBarrier;
+    b.barrier = name;
+    b.given = {"actor", "op", "barrier"};
+    steps.push_back(config::JsonWriter::write_object(b));
+  };
+  unsigned nb = 0;
+  // Where the barrier before the previous step went (to add an actor to it after a stop).
+  std::string prev_barrier;
+  for (size_t i = 0; i < ops.size() && i < outcomes.size(); ++i) {
+    StepConfig s = to_step(ops[i]);
+    const Outcome& o = outcomes[i];
+    s.label = "op " + std::to_string(i);
+    s.given.insert("label");
+    if (!o.errno_name.empty() && o.errno_name != "OK") {
+      s.expect.errno_name = o.errno_name;
+      s.expect.given.insert("errno");
+    }
+    if (o.stopped) {
+      s.expect.stops = true;
+      s.expect.given.insert("stops");
+    }
+    if (ops[i].op == StepOp::kGuestConvert && o.ret != 0 && !o.stopped) {
+      s.expect.ret = o.ret;
+      s.expect.given.insert("ret");
+    }
+    if (!o.violations.empty()) {
+      std::string ids;
+      for (const auto& v : o.violations) ids += (ids.empty() ? "" : "|") + v;
+      s.expect.violation = ids;
+      s.expect.given.insert("violation");
+    }
+    if (!s.expect.given.empty()) s.given.insert("expect");
+    // Actors run concurrently in the replay: a barrier between two steps of different actors
+    // puts them in the explored order. A vCPU that stopped reaches no further barrier: the next
+    // actor joins the barrier before the stopping step instead and waits a little after it.
+    if (i > 0 && ops[i].actor != ops[i - 1].actor) {
+      const std::string a = actor_name(ops[i].actor), p = actor_name(ops[i - 1].actor);
+      if (outcomes[i - 1].stopped) {
+        const std::string name = prev_barrier.empty() ? "b" + std::to_string(++nb) : prev_barrier;
+        if (prev_barrier.empty()) {
+          // No barrier before the stopping step yet: put one there.
+          Json b = steps.back();
+          steps.erase(steps.end() - 1);
+          barrier(p, name);
+          steps.push_back(b);
+        }
+        barrier(a, name);
+        StepConfig w;
+        w.actor = a;
+        w.op = StepOp::kWait;
+        w.time_ns = 1000;
+        w.given = {"actor", "op", "time_ns"};
+        steps.push_back(config::JsonWriter::write_object(w));
+        prev_barrier.clear();
+      } else {
+        const std::string name = "b" + std::to_string(++nb);
+        barrier(p, name);
+        barrier(a, name);
+        prev_barrier = name;
+      }
+    } else {
+      prev_barrier.clear();
+    }
+    steps.push_back(config::JsonWriter::write_object(s));
+  }
+  doc["steps"] = std::move(steps);
+  return doc;
+}
+
+Result explore(const Options& o) {
+  Result res;
+  res.scenario_base = base_scenario(o);
+  bool hostile = false;
+  const config::ScenarioConfig sc = load(res.scenario_base, &hostile);
+  const uint64_t every = o.check_every ? o.check_every : 1;
+  // Long runs do not keep their operations as they go (each takes ~60 bytes): on a violation
+  // the same seed regenerates them, as the stream is deterministic.
+  const bool keep_now = o.keep_sequence && o.ops <= o.keep_limit;
+  {
+    Session s(sc, hostile);
+    Generator gen(o.seed, s);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t i = 0; i < o.ops; ++i) {
+      const Op op = gen.next();
+      const Outcome out = s.run(op, (i + 1) % every == 0);
+      gen.observe(op, out);
+      if (keep_now) res.sequence.push_back(op);
+      ++res.ops_executed;
+      if (!out.errno_name.empty() && out.errno_name != "OK") ++res.errnos;
+      if (out.stopped) ++res.stops;
+      if (!out.violations.empty()) {
+        res.violation = Found{out.violations.front(), out.first_message, i};
+        break;
+      }
+    }
+    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  if (!res.violation || !o.keep_sequence) return res;
+  if (!keep_now) {
+    Session s(sc, hostile);
+    Generator gen(o.seed, s);
+    for (uint64_t i = 0; i <= res.violation->op_index; ++i) {
+      const Op op = gen.next();
+      gen.observe(op, s.run(op, (i + 1) % every == 0));
+      res.sequence.push_back(op);
+    }
+  }
+
+  const auto t1 = std::chrono::steady_clock::now();
+  const std::string target = res.violation->invariant;
+  // A candidate fails if its first violation includes the target invariant and every step on
+  // the way is one a scenario can expect.
+  std::function<std::optional<size_t>(const std::vector<Op>&)> fails = [&](const std::vector<Op>& cand) -> std::optional<size_t> {
+    std::vector<Outcome> outs;
+    replay(res.scenario_base, cand, outs);
+    for (const auto& out : outs)
+      if (!out.clean) return std::nullopt;
+    if (outs.empty() || outs.back().violations.empty()) return std::nullopt;
+    const auto& v = outs.back().violations;
+    if (std::find(v.begin(), v.end(), target) == v.end()) return std::nullopt;
+    return outs.size();
+  };
+  std::vector<Op> seq = res.sequence;
+  if (!fails(seq)) {
+    // The explored sequence itself has steps a scenario cannot expect (a hostile access to a
+    // page unmapped by then, ...): drop those first.
+    std::vector<Outcome> outs;
+    replay(res.scenario_base, seq, outs);
+    std::vector<Op> kept;
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (outs[i].clean) kept.push_back(seq[i]);
+    seq = kept;
+  }
+  res.shrink_runs = 1;
+  if (fails(seq)) {
+    if (o.shrink) seq = shrink_sequence<Op>(seq, fails, o.max_shrink_runs, &res.shrink_runs);
+    res.shrunk = seq;
+    std::vector<Outcome> outs;
+    replay(res.scenario_base, res.shrunk, outs);
+    res.reproducer = to_scenario(res.scenario_base, res.shrunk, outs).dump(2) + "\n";
+  }
+  res.shrink_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  return res;
+}
+
+}  // namespace cvmsim::explore

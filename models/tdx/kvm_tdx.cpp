@@ -72,6 +72,10 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   g.value("hkid_highest", hkid_highest_, "key", "highest HKID ever given to a TD (lowest free first: it stays put when freed HKIDs are reused)");
   g.counter("seamcall_errors", stats_.seamcall_errors, "calls", "module calls made by the KVM glue that failed (mapped to EBUSY or EIO)");
   g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
+  g.counter("guest_accept_busy", stats_.guest_accept_busy, "calls", "TDG.MEM.PAGE.ACCEPTs that got TDX_OPERAND_BUSY or BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry); the guest retries");
+  g.counter("kick_waits", stats_.kick_waits, "kicks", "vCPU kicks that waited for the vCPU's TDCALL in flight to retire before it took the IPI");
+  g.counter("fault_waits", stats_.fault_waits, "faults", "vCPU faults on the KVM path that waited for a zap holding mmu_lock");
+  g.counter("enter_waits", stats_.enter_waits, "entries", "TD entries held back by wait_for_sept_zap or retried after TDH.VP.ENTER returned BUSY");
   g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
   g.counter("pages_added", stats_.pages_added, "pages", "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
   g.counter("mr_extends", stats_.mr_extends, "calls", "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
@@ -100,8 +104,8 @@ void TdxHost::describe_stats(StatVisitor& v) const {
 uint32_t KvmTdxBackend::vm_type() const { return kvm::KVM_X86_TDX_VM; }
 
 TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa, int level, uint64_t hpa,
-                                 int hkid) {
-  vm.kvm().charge(r.cost);
+                                 int hkid, Cycles prepaid) {
+  vm.kvm().charge(Cycles(r.cost.count() > prepaid.count() ? r.cost.count() - prepaid.count() : 0));
   if (r.is_error()) ++host_.stats().seamcall_errors;
   TdxHost::Stats& st = host_.stats();
   if (r.outcome == GuestOutcome::kInjectVe) ++st.ves_injected;
@@ -188,8 +192,16 @@ size_t KvmTdxBackend::frames_held() const {
 bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
   auto info = host_.module().vcpu_info(v.tdvpr);
   if (info && info->in_td) return true;
+  // tdx_vcpu_enter: no TD entry while a zap retries with no vCPUs (wait_for_sept_zap, A5).
+  if (spin_while(vm, [&] { return wait_for_sept_zap_; })) ++host_.stats().enter_waits;
   ++host_.stats().vp_enters;
-  const TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  // VP.ENTER takes the epoch lock SHARED (A6): BUSY while a TRACK holds it; KVM re-enters.
+  while (is_busy_class(r.status) && vm.kvm().yield(Cycles(host_.glue().spin_cycles))) {
+    ++host_.stats().enter_waits;
+    ++host_.stats().vp_enters;
+    r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  }
   if (!r.ok()) {
     if (why) *why = "TDH.VP.ENTER failed: " + std::string(status_name(r.status));
     return false;
@@ -200,9 +212,19 @@ bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
 }
 
 void KvmTdxBackend::kick_all(Vm& vm) {
-  // In this single-threaded model "kick" (an IPI making each vCPU exit the TD) is a TD exit of
-  // every vCPU that is in; each re-enters on its next exit handling.
+  // "Kick" (KVM_REQ_OUTSIDE_GUEST_MODE, an IPI KVM waits for) is a TD exit of every vCPU that
+  // is in; each re-enters on its next exit handling. A vCPU in the middle of a TDCALL takes the
+  // IPI only when the TDCALL retires: KVM waits for it (with a timed shell); without one the
+  // call is completed here, which is the order the IPI imposes.
   for (auto& v : vcpus_) {
+    if (v.inflight) {
+      ++host_.stats().kick_waits;
+      spin_while(vm, [&] { return v.inflight != nullptr; });
+      if (v.inflight) {
+        v.completed_early = host_.module().complete(std::move(*v.inflight));
+        v.inflight = nullptr;
+      }
+    }
     auto info = host_.module().vcpu_info(v.tdvpr);
     if (!info || !info->in_td) continue;
     (void)charged(vm, host_.module().td_exit(v.tdvpr), "TD_EXIT", kNoArg, -1, v.tdvpr.value());
@@ -210,13 +232,52 @@ void KvmTdxBackend::kick_all(Vm& vm) {
   }
 }
 
-template <class F>
-TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call) {
-  TdxResult r = charged(vm, call(), leaf, gpa, level);
+template <class B>
+TdxResult KvmTdxBackend::in_flight(Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa, int level,
+                                   uint64_t hpa, bool catch_up) {
+  kvm::Kvm& k = vm.kvm();
+  // Catch up first (a vCPU hands over the time it ran ahead): the call takes its locks at this
+  // thread's own time, so temporal decoupling cannot hide an overlap.
+  if (catch_up) (void)k.yield(Cycles(0));
+  TdxTicket t = begin();
+  const Cycles held = t.cost();
+  if (v) {
+    v->completed_early.reset();
+    v->inflight = &t;
+  }
+  const bool passed = k.yield(held);  // the locks stay held while the call runs
+  if (v) v->inflight = nullptr;
+  TdxResult r;
+  if (v && v->completed_early) {
+    r = *v->completed_early;
+    v->completed_early.reset();
+  } else {
+    r = host_.module().complete(std::move(t));
+  }
+  return charged(vm, r, leaf, gpa, level, hpa, -1, passed ? held : Cycles(0));
+}
+
+template <class C>
+bool KvmTdxBackend::spin_while(Vm& vm, C&& cond) {
+  bool waited = false;
+  while (cond()) {
+    if (!vm.kvm().yield(Cycles(host_.glue().spin_cycles))) break;
+    waited = true;
+  }
+  return waited;
+}
+
+template <class B>
+TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin) {
+  TdxResult r = in_flight(vm, nullptr, begin, leaf, gpa, level);
   if (is_busy_class(r.status)) {
+    // tdh_do_no_vcpus (A5): no TD entry from now, kick every vCPU (waiting for the IPIs), retry
+    // once; with no vCPU inside the retry is expected to succeed.
     ++host_.stats().busy_retries;
+    wait_for_sept_zap_ = true;
     kick_all(vm);
-    r = charged(vm, call(), leaf, gpa, level);
+    r = in_flight(vm, nullptr, begin, leaf, gpa, level);
+    wait_for_sept_zap_ = false;
   }
   return r;
 }
@@ -395,13 +456,19 @@ Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
 bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 0, [&] { return m.mem_range_block(tdr_, gpa, 0); });
+  // KVM holds mmu_lock for write over the whole removal (A5): faults wait (private_fault).
+  struct Zapping {
+    unsigned& n;
+    explicit Zapping(unsigned& c) : n(c) { ++n; }
+    ~Zapping() { --n; }
+  } zapping(zapping_);
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 0, [&] { return m.begin_mem_range_block(tdr_, gpa, 0); });
   if (r.is_error()) return false;
   // tdx_track: TRACK, then kick every vCPU so that none runs in the previous epoch (A6).
-  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.mem_track(tdr_); });
+  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), 0, [&] { return m.mem_page_remove(tdr_, gpa, PageSize::k4K); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), 0, [&] { return m.begin_mem_page_remove(tdr_, gpa, PageSize::k4K); });
   if (r.is_error()) return false;
   r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(pfn_to_hpa(pfn), hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(pfn_to_hpa(pfn), hkid_).value());
   if (r.is_error()) return false;
@@ -479,18 +546,45 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
       break;
     default: break;
   }
-  if (!accept) return a;  // a TD exit: KVM's fault path (FREE -> SEPT.ADD + AUG)
-  if (!ensure_entered(vm, *v, &a.reason)) {
-    a.kind = PrivateFaultAction::kStop;
+  if (!accept) {
+    // A TD exit: KVM's fault path (FREE -> SEPT.ADD + AUG). It takes mmu_lock, so it waits for
+    // a zap in progress (BLOCKED page); then it sees the page gone and maps a new one (A5).
+    if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
     return a;
   }
+  // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
+  // it out again while it catches up).
+  for (;;) {
+    if (!ensure_entered(vm, *v, &a.reason)) {
+      a.kind = PrivateFaultAction::kStop;
+      return a;
+    }
+    if (!vm.kvm().yield(Cycles(0))) break;  // no timed shell: nothing else runs
+    if (auto info = m.vcpu_info(v->tdvpr); info && info->in_td) break;
+  }
   ++host_.stats().guest_accepts;
-  const TdxResult acc = charged(vm, m.tdg_mem_page_accept(v->tdvpr, Gpa(e.gpa.value() & ~(kPageBytes - 1)), PageSize::k4K), "TDG.MEM.PAGE.ACCEPT", e.gpa.value() & ~(kPageBytes - 1), 0);
-  if (acc.ok() || acc.code() == status::kPageAlreadyAccepted || is_busy_class(acc.status)) {
+  const Gpa page(e.gpa.value() & ~(kPageBytes - 1));
+  // In flight: a host BLOCK/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5).
+  const TdxResult acc = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, page, PageSize::k4K); },
+                                  "TDG.MEM.PAGE.ACCEPT", page.value(), 0, kNoArg, /*catch_up=*/false);
+  if (is_busy_class(acc.status)) {
+    // A host SEAMCALL holds the entry (BUSY) or won it (BUSY_HOST_PRIORITY): the guest retries
+    // the ACCEPT (here: the access, which faults and accepts again). TDVF retries BUSY up to 3
+    // times (TDX_ACCEPTPAGE_MAX_RETRIED); Linux's try_accept_one does not retry [docs/tdx-model.md].
+    ++host_.stats().guest_accept_busy;
     a.kind = PrivateFaultAction::kRetry;
     return a;
   }
-  if (acc.outcome == GuestOutcome::kTdExit) return a;  // e.g. the lazy-AUG path: KVM maps it
+  if (acc.ok() || acc.code() == status::kPageAlreadyAccepted) {
+    a.kind = PrivateFaultAction::kRetry;
+    return a;
+  }
+  if (acc.outcome == GuestOutcome::kTdExit) {
+    // e.g. the lazy-AUG path (KVM maps it), or a page BLOCKED meanwhile: KVM's fault path,
+    // which waits for a zap holding mmu_lock.
+    if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
+    return a;
+  }
   a.kind = PrivateFaultAction::kStop;
   a.reason = "TDG.MEM.PAGE.ACCEPT failed: " + std::string(status_name(acc.status));
   return a;

@@ -24,6 +24,11 @@
 // PREVIOUS_TLB_EPOCH_BUSY -> EBUSY, every other error -> EIO. The module enforces its own rules;
 // the glue never assumes a call succeeded.
 //
+// Concurrency (docs/tdx-model.md "Concurrency and BUSY"): BLOCK, TRACK, REMOVE and the guest's
+// ACCEPT run split (begin, the call's cost passes through Kvm::yield with the locks held, then
+// complete), so that with a timed shell another thread meeting the locks gets BUSY (A5). Without
+// a TimeHook (pure tests) nothing is in flight and every call is atomic, as before.
+//
 // Guest side (stand-in): there is no guest-kernel model yet, so when the module says "inject
 // #VE" for a PENDING page, or (SEPT_VE_DISABLE set, the default) exits with EEQ
 // PENDING_EPT_VIOLATION, the glue issues TDG.MEM.PAGE.ACCEPT(4K) for the guest, charges it and
@@ -50,6 +55,10 @@ struct TdxGlueConfig {
   bool sept_ve_disable = true;
   // TD_PARAMS.MAX_VCPUS.
   unsigned max_vcpus = 64;
+  // How long one turn of a spin-wait lasts when the glue waits for another thread (a vCPU's
+  // TDCALL to retire before it takes the kick IPI, a zap holding mmu_lock, wait_for_sept_zap)
+  // (estimate: a pause loop re-checking a cached line; only matters with a timed shell).
+  uint64_t spin_cycles = 200;
 };
 
 // The platform's TDX: the module and the HKID allocator every TDX VM shares.
@@ -73,6 +82,10 @@ class TdxHost {
   struct Stats {
     uint64_t seamcall_errors = 0;     // module calls the glue made that failed (EIO/EBUSY)
     uint64_t busy_retries = 0;        // BUSY answered by kicking the vCPUs and retrying once
+    uint64_t guest_accept_busy = 0;   // ACCEPTs that got BUSY / BUSY_HOST_PRIORITY (the guest retries)
+    uint64_t kick_waits = 0;          // kicks that waited for a vCPU's TDCALL in flight to retire
+    uint64_t fault_waits = 0;         // vCPU faults that waited for a zap holding mmu_lock
+    uint64_t enter_waits = 0;         // TD entries held back (wait_for_sept_zap, VP.ENTER BUSY)
     uint64_t private_maps = 0;        // PAGE.AUG done for KVM faults
     uint64_t sept_pages_added = 0;    // SEPT.ADD done
     uint64_t pages_added = 0;         // PAGE.ADD done (initial image, before finalize)
@@ -184,12 +197,28 @@ class KvmTdxBackend final : public kvm::KvmBackend {
     Hpa tdvpr;
     std::vector<Hpa> tdvpx;
     kvm::Vcpu* vcpu = nullptr;
+    // A TDCALL of this vCPU in flight (its thread is in Kvm::yield). A kick waits for it to
+    // retire; if time cannot pass (no shell) the kick completes it, and the vCPU's thread takes
+    // the result from completed_early.
+    TdxTicket* inflight = nullptr;
+    std::optional<TdxResult> completed_early;
   };
   // Charges the module's cost to KVM's meter and counts errors.
   // and traces the call (platform.<vm>.tdx: leaf, gpa, level, hpa, status; docs/trace-output.md).
   static constexpr uint64_t kNoArg = ~uint64_t{0};
+  // `prepaid`: cycles of r.cost that already passed in flight (not charged again).
   TdxResult charged(kvm::Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa = kNoArg, int level = -1,
-                    uint64_t hpa = kNoArg, int hkid = -1);
+                    uint64_t hpa = kNoArg, int hkid = -1, Cycles prepaid = Cycles(0));
+  // A module call run split (A5): catch up with this thread's time, begin() (checks, locks), let
+  // the call's cost pass with the locks held (Kvm::yield), complete (commit, release), charge
+  // and trace. `v`: the vCPU issuing a TDCALL (kicks wait for it).
+  // catch_up = false: the caller has caught up already.
+  template <class B>
+  TdxResult in_flight(kvm::Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa = kNoArg,
+                      int level = -1, uint64_t hpa = kNoArg, bool catch_up = true);
+  // Spin (through Kvm::yield) while cond() holds and time can pass; true if it had to wait.
+  template <class C>
+  bool spin_while(kvm::Vm& vm, C&& cond);
   static Errno to_errno(const TdxResult& r);
   Result<Hpa> alloc_frame(kvm::Vm& vm);
   void clear_page(kvm::Vm& vm, Hpa page);
@@ -198,8 +227,9 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   bool ensure_entered(kvm::Vm& vm, VcpuTd& v, std::string* why);
   void kick_all(kvm::Vm& vm);
   // BLOCK/TRACK/REMOVE with KVM's "BUSY: kick everyone, retry once" (tdh_do_no_vcpus).
-  template <class F>
-  TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call);
+  // `begin` starts the call (a TdxTicket); each attempt runs in flight.
+  template <class B>
+  TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin);
   bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn);
   // SEPT.ADD for every missing level above the 4 KiB leaf of `gpa`, top down (A10.2).
   Status ensure_sept(kvm::Vm& vm, Gpa gpa);
@@ -212,6 +242,10 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   uint64_t shared_mask_ = 0;
   unsigned sept_levels_ = 4;
   size_t pages_added_ = 0;
+  // kvm_tdx->wait_for_sept_zap (A5: set while a BUSY zap SEAMCALL is retried; no TD entry).
+  bool wait_for_sept_zap_ = false;
+  // Zaps in progress: KVM holds mmu_lock for write over each (A5), so a vCPU's fault waits.
+  unsigned zapping_ = 0;
   std::vector<Hpa> tdcs_;
   std::vector<VcpuTd> vcpus_;
   std::map<std::pair<unsigned, uint64_t>, Hpa> sept_pages_;  // (level, gpa base) -> page

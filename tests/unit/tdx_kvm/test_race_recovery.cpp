@@ -1,0 +1,199 @@
+// The KVM TDX glue's recovery from lock contention (tdx-snp.md A5), with a fake TimeHook in
+// place of the timed shell: while one party's call is in flight (its S-EPT entry lock held), the
+// fake runs the other party's call to completion, once. Both orders of a guest ACCEPT and a host
+// zap (BLOCK, TRACK, REMOVE) of the same PENDING page:
+//   host first:  the guest's ACCEPT is BUSY; the guest retries; the page is gone, KVM re-faults
+//                it (AUG) and the next ACCEPT succeeds;
+//   guest first: the host's BLOCK is BUSY (TDHP set); KVM kicks (the kick waits for the TDCALL to
+//                retire, here: completes it), retries once and the removal completes.
+// docs/tdx-model.md "Concurrency and BUSY".
+#include <catch2/catch.hpp>
+
+#include <functional>
+
+#include "../kvm/kvm_test_util.h"
+#include "models/tdx/kvm_tdx.h"
+
+namespace cvmsim::kvmtest {
+namespace {
+
+using cvmsim::SeptState;
+using tdx::KvmTdxBackend;
+using tdx::TdxHost;
+
+constexpr uint32_t kTdx = KVM_X86_TDX_VM;
+constexpr uint64_t kP = 0x3000;  // the contended page
+
+// Runs `other` once, at the first yield made while `when` holds; any later yield (the other
+// party's own, or a spin-wait) cannot make time pass.
+struct FakeYield final : kvm::TimeHook {
+  std::function<bool()> when;
+  std::function<void()> other;
+  bool running = false, ran = false;
+  unsigned yields = 0;
+  bool yield(Cycles) override {
+    ++yields;
+    if (running || ran || !when || !when()) return false;
+    running = true;
+    other();
+    running = false;
+    ran = true;
+    return true;
+  }
+};
+
+struct RaceFixture {
+  std::unique_ptr<TdxHost> host;  // outlives the Kvm (its VMs' teardown calls the module)
+  KvmFixture f{AttrStoreKind::kXarray};
+  int vm_fd = -1, vcpu_fd = -1, gmem_fd = -1;
+  RecordingUserspace user;
+  FakeYield fake;
+
+  RaceFixture() {
+    REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
+    host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem));
+    f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
+    vm_fd = f.new_vm(kTdx);
+    gmem_fd = f.new_gmem(vm_fd, k2M);
+    f.add_slot(vm_fd, 0, 0, k2M, gmem_fd);
+    REQUIRE(f.set_attrs(vm_fd, 0, k2M, kPriv).ok());
+    vcpu_fd = f.new_vcpu(vm_fd);
+    f.vcpu(vcpu_fd).set_userspace(&user);
+    REQUIRE(be().finalize(f.vm(vm_fd)).ok());
+    (void)f.kvm.take_cost();
+  }
+  ~RaceFixture() { f.kvm.set_time_hook(nullptr); }
+  KvmTdxBackend& be() { return *tdx::tdx_backend_of(f.vm(vm_fd)); }
+  tdx::TdxModule& m() { return host->module(); }
+  const TdxHost::Stats& glue() { return host->stats(); }
+  tdx::SeptLookup entry(uint64_t gpa) { return m().sept_entry(be().tdr(), Gpa(gpa), 0); }
+  SeptState state(uint64_t gpa) {
+    const tdx::SeptLookup l = entry(gpa);
+    REQUIRE(l.found);
+    return l.entry.level == 0 ? l.entry.state : SeptState::kInvalid;
+  }
+  bool locked(uint64_t gpa) {
+    const tdx::SeptLookup l = entry(gpa);
+    return l.found && (l.entry.raw & SeptBits::kTdel);
+  }
+  ExitAction touch(uint64_t gpa) { return f.vcpu(vcpu_fd).handle_exit(0, stage2_exit(gpa, true)); }
+  // The VMM punches the page out of guest_memfd: KVM zaps it (BLOCK, TRACK, kick, REMOVE).
+  Status punch(uint64_t gpa) {
+    return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, static_cast<int64_t>(gpa),
+                           static_cast<int64_t>(kPageBytes));
+  }
+  uint64_t busy(tdx::Leaf l) { return m().stats().busy[static_cast<size_t>(l)]; }
+  uint64_t calls(tdx::Leaf l) { return m().stats().calls[static_cast<size_t>(l)]; }
+};
+
+TEST_CASE("tdx recovery: without a time hook every call is atomic and nothing is in flight", "[tdx_kvm][race]") {
+  RaceFixture t;
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
+  REQUIRE(t.state(kP) == SeptState::kPending);
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // ACCEPT
+  REQUIRE(t.state(kP) == SeptState::kMapped);
+  REQUIRE(t.punch(kP).ok());
+  CHECK(t.state(kP) == SeptState::kFree);
+  CHECK(t.glue().busy_retries == 0);
+  CHECK(t.glue().guest_accept_busy == 0);
+  CHECK(t.busy(tdx::Leaf::kTdgMemPageAccept) == 0);
+}
+
+TEST_CASE("tdx recovery: host zap first, the guest's ACCEPT is BUSY, retries, and re-faults the removed page",
+          "[tdx_kvm][race]") {
+  RaceFixture t;
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG: PENDING, not yet accepted
+  REQUIRE(t.state(kP) == SeptState::kPending);
+
+  // While the host's BLOCK holds the entry (still PENDING), the vCPU touches the page: the
+  // module says PENDING, the guest ACCEPTs and meets the lock.
+  ExitAction during{};
+  t.fake.when = [&] { return t.locked(kP) && t.state(kP) == SeptState::kPending; };
+  t.fake.other = [&] { during = t.touch(kP); };
+  t.f.kvm.set_time_hook(&t.fake);
+  REQUIRE(t.punch(kP).ok());
+  REQUIRE(t.fake.ran);
+  CHECK(during.kind == ExitAction::kRetry);  // the guest retries
+  CHECK(t.glue().guest_accept_busy == 1);
+  CHECK(t.busy(tdx::Leaf::kTdgMemPageAccept) == 1);
+  CHECK(t.m().stats().host_priority_sets == 0);  // the host never failed
+  CHECK(t.glue().busy_retries == 0);
+  // The host won: the page is gone (REMOVE, cleared), not accepted.
+  CHECK(t.state(kP) == SeptState::kFree);
+  CHECK(t.glue().private_zaps == 1);
+  CHECK(t.glue().pages_cleared == 1);
+
+  // The guest's retry: EPT violation on a FREE entry -> KVM maps a new page (AUG) -> ACCEPT.
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);
+  CHECK(t.state(kP) == SeptState::kPending);
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);
+  CHECK(t.state(kP) == SeptState::kMapped);
+  CHECK(t.calls(tdx::Leaf::kMemPageAug) == 2);
+  CHECK(!t.locked(kP));
+}
+
+TEST_CASE("tdx recovery: guest ACCEPT first, the host's BLOCK is BUSY, KVM kicks and retries once", "[tdx_kvm][race]") {
+  RaceFixture t;
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
+  REQUIRE(t.state(kP) == SeptState::kPending);
+
+  // While the guest's ACCEPT holds the entry, the VMM punches the page.
+  Status punched = Errno::kEINVAL;
+  t.fake.when = [&] { return t.locked(kP); };
+  t.fake.other = [&] { punched = t.punch(kP); };
+  t.f.kvm.set_time_hook(&t.fake);
+  const ExitAction a = t.touch(kP);
+  REQUIRE(t.fake.ran);
+  REQUIRE(punched.ok());
+  // The host's first BLOCK met the guest's lock: BUSY, TDHP set (A5 host side).
+  CHECK(t.busy(tdx::Leaf::kMemRangeBlock) == 1);
+  CHECK(t.m().stats().host_priority_sets == 1);
+  // tdh_do_no_vcpus: kick (the kick waited for the TDCALL: the ACCEPT completed first), retry.
+  CHECK(t.glue().busy_retries == 1);
+  CHECK(t.glue().kick_waits == 1);
+  CHECK(t.calls(tdx::Leaf::kMemRangeBlock) == 2);
+  // The ACCEPT itself succeeded (it held the lock); then the removal completed.
+  CHECK(a.kind == ExitAction::kRetry);
+  CHECK(t.glue().guest_accept_busy == 0);
+  CHECK(t.busy(tdx::Leaf::kTdgMemPageAccept) == 0);
+  CHECK(t.m().stats().errors[static_cast<size_t>(tdx::Leaf::kTdgMemPageAccept)] == 0);
+  CHECK(t.state(kP) == SeptState::kFree);
+  CHECK(t.glue().private_zaps == 1);
+  CHECK(!t.locked(kP));
+
+  // The guest's next access re-faults the page: AUG, ACCEPT, MAPPED.
+  t.f.kvm.set_time_hook(nullptr);
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);
+  CHECK(t.state(kP) == SeptState::kPending);
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);
+  CHECK(t.state(kP) == SeptState::kMapped);
+  // TDHP was cleared by the ACCEPT's write-back and the host's successful retry: no priority left.
+  CHECK(!(t.entry(kP).entry.raw & SeptBits::kTdhp));
+}
+
+TEST_CASE("tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then sees the page gone",
+          "[tdx_kvm][race]") {
+  // The stand-in guest issues ACCEPT only for a PENDING page, i.e. before BLOCK; a guest that
+  // accepts without touching (Linux's accept_memory) can meet REMOVE itself. At the module: the
+  // entry lock is taken before the state is looked at, so it is BUSY, not a state error.
+  RaceFixture t;
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
+  const Hpa tdr = t.be().tdr();
+  const Hpa tdvpr = *t.be().tdvpr_of(0);
+  REQUIRE(t.m().mem_range_block(tdr, Gpa(kP), 0).ok());
+  REQUIRE(t.m().mem_track(tdr).ok());
+  if (auto info = t.m().vcpu_info(tdvpr); info && info->in_td) REQUIRE(t.m().td_exit(tdvpr).ok());
+  tdx::TdxTicket remove = t.m().begin_mem_page_remove(tdr, Gpa(kP), PageSize::k4K);
+  REQUIRE(remove.status() == tdx::status::kSuccess);
+  REQUIRE(t.m().vp_enter(tdvpr, 0).ok());
+  const tdx::TdxResult busy = t.m().tdg_mem_page_accept(tdvpr, Gpa(kP), PageSize::k4K);
+  CHECK(busy.code() == tdx::status_code(tdx::status::kOperandBusy));
+  REQUIRE(t.m().complete(std::move(remove)).ok());
+  // The retried ACCEPT finds the entry FREE: EPT-violation TD exit, KVM maps a new page.
+  const tdx::TdxResult again = t.m().tdg_mem_page_accept(tdvpr, Gpa(kP), PageSize::k4K);
+  CHECK(again.outcome == tdx::GuestOutcome::kTdExit);
+  CHECK(again.exit.sept_state == SeptState::kFree);
+}
+
+}  // namespace
+}  // namespace cvmsim::kvmtest

@@ -74,7 +74,7 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
   g.counter("guest_accept_busy", stats_.guest_accept_busy, "calls", "TDG.MEM.PAGE.ACCEPTs that got TDX_OPERAND_BUSY or BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry); the guest retries");
   g.counter("kick_waits", stats_.kick_waits, "kicks", "vCPU kicks that waited for the vCPU's TDCALL in flight to retire before it took the IPI");
-  g.counter("fault_waits", stats_.fault_waits, "faults", "vCPU faults on the KVM path that waited for a zap holding mmu_lock");
+  g.counter("fault_waits", stats_.fault_waits, "waits", "faults, private maps and zaps that waited for a zap holding mmu_lock");
   g.counter("enter_waits", stats_.enter_waits, "entries", "TD entries held back by wait_for_sept_zap or retried after TDH.VP.ENTER returned BUSY");
   g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
   g.counter("pages_added", stats_.pages_added, "pages", "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
@@ -424,6 +424,8 @@ Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize siz
   }
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
+  // The fault path holds mmu_lock (for read): it waits for a zap holding it for write (A5).
+  if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
   if (Status st = ensure_sept(vm, gpa); !st.ok()) return st.error();
   // Runtime: PAGE.AUG (PENDING; the guest accepts). The initial image goes through
   // init_mem_page (PAGE.ADD) instead; AUG is refused by nothing here, the module decides.
@@ -456,7 +458,9 @@ Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
 bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  // KVM holds mmu_lock for write over the whole removal (A5): faults wait (private_fault).
+  // KVM holds mmu_lock for write over the whole removal (A5): another zap waits for this one,
+  // and so do faults (private_fault, map_private).
+  if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
   struct Zapping {
     unsigned& n;
     explicit Zapping(unsigned& c) : n(c) { ++n; }
@@ -553,8 +557,8 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
     return a;
   }
   // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
-  // it out again while it catches up).
-  for (;;) {
+  // it out again while it catches up; a few rounds at most, then the TDCALL decides).
+  for (int round = 0; round < 8; ++round) {
     if (!ensure_entered(vm, *v, &a.reason)) {
       a.kind = PrivateFaultAction::kStop;
       return a;

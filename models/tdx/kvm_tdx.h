@@ -84,7 +84,7 @@ class TdxHost {
     uint64_t busy_retries = 0;        // BUSY answered by kicking the vCPUs and retrying once
     uint64_t guest_accept_busy = 0;   // ACCEPTs that got BUSY / BUSY_HOST_PRIORITY (the guest retries)
     uint64_t kick_waits = 0;          // kicks that waited for a vCPU's TDCALL in flight to retire
-    uint64_t fault_waits = 0;         // vCPU faults that waited for a zap holding mmu_lock
+    uint64_t fault_waits = 0;         // faults, maps and zaps that waited for a zap holding mmu_lock
     uint64_t enter_waits = 0;         // TD entries held back (wait_for_sept_zap, VP.ENTER BUSY)
     uint64_t private_maps = 0;        // PAGE.AUG done for KVM faults
     uint64_t sept_pages_added = 0;    // SEPT.ADD done

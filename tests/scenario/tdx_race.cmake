@@ -48,8 +48,13 @@ stat(platform.tdx.mem_range_block.busy block_busy)
 expect_cmp(platform.tdx.host_priority_sets EQUAL ${block_busy})
 expect_cmp(platform.tdx.glue.busy_retries EQUAL ${block_busy})
 expect_at_least(platform.tdx.glue.kick_waits 1)
+math(EXPR busys_expected "${accept_busy} + ${block_busy}")
 # Recovered: the BUSYs are the only module errors the glue saw, and every retry succeeded (a
 # BLOCK retry failing would be one more error).
+# By status: the module's two BUSYs are plain TDX_OPERAND_BUSY (an entry lock), none of them a
+# host-priority or epoch BUSY.
+expect_cmp(platform.tdx.status.TDX_OPERAND_BUSY EQUAL ${busys_expected})
+expect_cmp(platform.tdx.status.TDX_OPERAND_BUSY_HOST_PRIORITY EQUAL 0)
 stat(platform.tdx.glue.seamcall_errors errors)
 math(EXPR busys "${accept_busy} + ${block_busy}")
 if(NOT errors EQUAL busys)

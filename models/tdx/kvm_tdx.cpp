@@ -556,26 +556,17 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
     if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
     return a;
   }
-  // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
-  // it out again while it catches up; a few rounds at most, then the TDCALL decides).
-  for (int round = 0; round < 8; ++round) {
-    if (!ensure_entered(vm, *v, &a.reason)) {
-      a.kind = PrivateFaultAction::kStop;
-      return a;
-    }
-    if (!vm.kvm().yield(Cycles(0))) break;  // no timed shell: nothing else runs
-    if (auto info = m.vcpu_info(v->tdvpr); info && info->in_td) break;
+  const std::optional<TdxResult> accepted =
+      guest_accept(vm, vcpu, Gpa(e.gpa.value() & ~(kPageBytes - 1)), PageSize::k4K, &a.reason);
+  if (!accepted) {
+    a.kind = PrivateFaultAction::kStop;
+    return a;
   }
-  ++host_.stats().guest_accepts;
-  const Gpa page(e.gpa.value() & ~(kPageBytes - 1));
-  // In flight: a host BLOCK/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5).
-  const TdxResult acc = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, page, PageSize::k4K); },
-                                  "TDG.MEM.PAGE.ACCEPT", page.value(), 0, kNoArg, /*catch_up=*/false);
+  const TdxResult& acc = *accepted;
   if (is_busy_class(acc.status)) {
     // A host SEAMCALL holds the entry (BUSY) or won it (BUSY_HOST_PRIORITY): the guest retries
     // the ACCEPT (here: the access, which faults and accepts again). TDVF retries BUSY up to 3
     // times (TDX_ACCEPTPAGE_MAX_RETRIED); Linux's try_accept_one does not retry [docs/tdx-model.md].
-    ++host_.stats().guest_accept_busy;
     a.kind = PrivateFaultAction::kRetry;
     return a;
   }
@@ -592,6 +583,29 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
   a.kind = PrivateFaultAction::kStop;
   a.reason = "TDG.MEM.PAGE.ACCEPT failed: " + std::string(status_name(acc.status));
   return a;
+}
+
+std::optional<TdxResult> KvmTdxBackend::guest_accept(Vm& vm, kvm::Vcpu& vcpu, Gpa gpa, PageSize size, std::string* why) {
+  VcpuTd* v = vcpu_td(vcpu);
+  if (!v || v->vcpu != &vcpu) {  // vcpu_td matches the id only
+    if (why) *why = "not a vCPU of this TD";
+    return std::nullopt;
+  }
+  TdxModule& m = host_.module();
+  // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
+  // it out again while it catches up; a few rounds at most, then the TDCALL decides).
+  for (int round = 0; round < 8; ++round) {
+    if (!ensure_entered(vm, *v, why)) return std::nullopt;
+    if (!vm.kvm().yield(Cycles(0))) break;  // no timed shell: nothing else runs
+    if (auto info = m.vcpu_info(v->tdvpr); info && info->in_td) break;
+  }
+  ++host_.stats().guest_accepts;
+  // In flight: a host BLOCK/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5).
+  const int level = size == PageSize::k4K ? 0 : size == PageSize::k2M ? 1 : 2;
+  TdxResult r = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, gpa, size); },
+                          "TDG.MEM.PAGE.ACCEPT", gpa.value(), level, kNoArg, /*catch_up=*/false);
+  if (is_busy_class(r.status)) ++host_.stats().guest_accept_busy;
+  return r;
 }
 
 std::optional<ExitAction> KvmTdxBackend::machine_check(Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) {

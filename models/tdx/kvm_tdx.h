@@ -158,6 +158,13 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   }
   Stage2Lookup lookup_private(const kvm::Vm&, Gpa gpa) const override;
   PrivateFaultAction private_fault(kvm::Vm& vm, kvm::Vcpu& vcpu, const VmExit& e) override;
+  // TDG.MEM.PAGE.ACCEPT by the guest on `vcpu`, as a TDCALL in flight (docs/tdx-model.md
+  // "Concurrency and BUSY"): (re-)enters the TD, catches up with the vCPU's time, holds the entry
+  // lock for the call's cost, charges and traces it. BUSY / BUSY_HOST_PRIORITY are counted
+  // (glue.guest_accept_busy); retrying is the guest's business. nullopt if the vCPU is not this
+  // TD's or cannot enter (`why` says so). The stand-in in private_fault uses it; a guest-kernel
+  // model should too, so that its ACCEPTs can meet a zap in flight.
+  std::optional<TdxResult> guest_accept(kvm::Vm& vm, kvm::Vcpu& vcpu, Gpa gpa, PageSize size, std::string* why = nullptr);
   std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) override;
 
   kvm::HypercallDecode decode_hypercall(const kvm::Vm&, const VmExit& e) const override;

@@ -195,5 +195,36 @@ TEST_CASE("tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then
   CHECK(again.exit.sept_state == SeptState::kFree);
 }
 
+TEST_CASE("tdx recovery: guest_accept (a guest kernel's ACCEPT) during the host's REMOVE is BUSY, then the lazy-AUG exit",
+          "[tdx_kvm][race]") {
+  // What a guest-kernel model accepting before it touches meets: the REMOVE itself in flight.
+  RaceFixture t;
+  REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
+  std::optional<tdx::TdxResult> during;
+  // The fake fires while REMOVE holds the entry: BLOCK has completed (PENDING_BLOCKED), locked.
+  t.fake.when = [&] { return t.locked(kP) && t.state(kP) == SeptState::kPendingBlocked; };
+  t.fake.other = [&] { during = t.be().guest_accept(t.f.vm(t.vm_fd), t.f.vcpu(t.vcpu_fd), Gpa(kP), PageSize::k4K); };
+  t.f.kvm.set_time_hook(&t.fake);
+  REQUIRE(t.punch(kP).ok());
+  REQUIRE(t.fake.ran);
+  REQUIRE(during);
+  CHECK(during->code() == tdx::status_code(tdx::status::kOperandBusy));
+  CHECK(t.glue().guest_accept_busy == 1);
+  CHECK(t.busy(tdx::Leaf::kMemPageRemove) == 0);  // the host was not disturbed
+  CHECK(t.state(kP) == SeptState::kFree);
+  // The guest's retry: the entry is FREE, the lazy-AUG path exits to KVM.
+  t.f.kvm.set_time_hook(nullptr);
+  const auto again = t.be().guest_accept(t.f.vm(t.vm_fd), t.f.vcpu(t.vcpu_fd), Gpa(kP), PageSize::k4K);
+  REQUIRE(again);
+  CHECK(again->outcome == tdx::GuestOutcome::kTdExit);
+  CHECK(again->exit.sept_state == SeptState::kFree);
+  // A vCPU of another VM is refused with a reason.
+  const int other_vm = t.f.new_vm(kTdx);
+  const int other_cpu = t.f.new_vcpu(other_vm);
+  std::string why;
+  CHECK_FALSE(t.be().guest_accept(t.f.vm(t.vm_fd), t.f.vcpu(other_cpu), Gpa(kP), PageSize::k4K, &why));
+  CHECK(why == "not a vCPU of this TD");
+}
+
 }  // namespace
 }  // namespace cvmsim::kvmtest

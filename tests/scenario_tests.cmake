@@ -77,6 +77,10 @@ cvmsim_run_test("bad input: tdx image outside private memory" 2 ARGS run ${B}/td
 cvmsim_run_test("bad input: tdx image on a non-TDX VM" 2 ARGS run ${B}/tdx_image_not_tdx.json STDERR "/vms/0/tdx/initial_image: an initial image needs a VM of type")
 cvmsim_run_test("bad input: tdx image pieces overlap" 2 ARGS run ${B}/tdx_image_overlap.json STDERR "/vms/0/tdx/initial_image/1: overlaps /vms/0/tdx/initial_image/0")
 cvmsim_run_test("bad input: tdx image misaligned" 2 ARGS run ${B}/tdx_image_misaligned.json STDERR "/vms/0/tdx/initial_image/0/gpa: .*not aligned")
+cvmsim_run_test("bad input: tdx lazy accept with SEPT_VE_DISABLE" 2 ARGS run ${B}/tdx_lazy_with_sept_ve_disable.json STDERR "/vms/0/tdx/accept: accept \"lazy\" accepts on #VE.*set /vms/0/tdx/sept_ve_disable to false")
+cvmsim_run_test("bad input: tdx bounce buffer in private memory" 2 ARGS run ${B}/tdx_bounce_not_shared.json STDERR "/vms/0/tdx/bounce_buffer: the bounce buffer is not inside one shared")
+cvmsim_run_test("bad input: guest_io without a bounce buffer" 2 ARGS run ${B}/tdx_guest_io_no_bounce.json STDERR "/steps/0: guest_io needs a bounce buffer")
+cvmsim_run_test("bad input: TD options on a non-TDX VM" 2 ARGS run ${B}/tdx_options_not_tdx.json STDERR "/vms/0/tdx: TD options need a VM of type")
 cvmsim_run_test("bad input: undeclared reference" 2 ARGS run ${B}/undeclared_vm.json STDERR "/workloads/0/vm: no VM named \"vm1\"")
 cvmsim_run_test("bad input: missing trace file" 2 ARGS run ${B}/missing_trace.json STDERR "/workloads/0/trace: no such file")
 cvmsim_run_test("bad input: malformed trace" 2 ARGS run ${B}/malformed_trace.json STDERR "malformed.trace:2")
@@ -115,6 +119,29 @@ add_test(NAME "scenario: tdx measured build MRTD and no ACCEPT for the image"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/measured_build.json
                  -DOUT=${OUTROOT}/tdx_build -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_build.cmake)
 # TDs destroyed by closing their fds are reclaimed completely and their HKID is reused.
+# The TDX guest kernel (models/guest/tdx_guest_kernel.h) and 2 MiB private pages, by statistics.
+function(tdx_guest_test name scenario checks)
+  add_test(NAME "scenario: ${name}"
+           COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/${scenario}.json
+                   -DOUT=${OUTROOT}/tdx_guest_${scenario} "-DCHECKS=${checks}"
+                   -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_guest.cmake)
+endfunction()
+# Lazy: nothing at boot; every page the workload maps is accepted by the #VE handler.
+tdx_guest_test("tdx lazy accept: every mapped page accepted on its #VE" lazy_accept_workload
+  "platform.td0.guest.ves_handled>100|platform.td0.guest.ves_handled==platform.tdx.glue.ves_injected|platform.td0.guest.accepts_4k==platform.tdx.glue.private_maps|platform.td0.guest.ves_handled==platform.td0.guest.accepts_4k|platform.td0.guest.boot_bytes_accepted=0|platform.tdx.glue.pending_access_fatal=0|platform.tdx.glue.accept_exits=0")
+# Boot with 2 MiB pages: 8 ACCEPT(2M), each exiting once for SEPT.ADD + AUG 2M; the workload
+# takes no private fault and no #VE; the boot's cycles (at least the module's 4,225,930) are
+# charged to the vCPU as one compute operation before it.
+tdx_guest_test("tdx boot accept: 2 MiB accepts, no fault in the workload" boot_accept_workload
+  "platform.td0.guest.boot_bytes_accepted=16777216|platform.td0.guest.accepts_2m=8|platform.td0.guest.accepts_4k=0|platform.tdx.glue.private_maps_2m=8|platform.tdx.glue.private_maps=0|platform.tdx.glue.accept_exits=8|platform.tdx.glue.td_exits.ept_violation=8|platform.tdx.glue.ves_injected=0|platform.td0.cpu0.kvm.stage2_faults_handled=0|platform.kvm.guest_memfd.huge_folios_allocated=8|platform.td0.cpu0.computes=1|platform.td0.cpu0.busy_cycles>4225930")
+# 2 MiB conversions both ways (REMOVE 2M, AUG 2M again) and a 4 KiB conversion inside a 2 MiB
+# leaf (DEMOTE first, then 4 KiB REMOVE; back with a 4 KiB AUG); boot's 2 MiB accepts interrupted
+# and resumed.
+tdx_guest_test("tdx 2 MiB private pages: convert whole, demote for 4 KiB" huge_private_2m
+  "platform.tdx.accept_interrupts>0|platform.tdx.glue.private_maps_2m=9|platform.tdx.glue.private_zaps_2m=1|platform.tdx.glue.demotes=1|platform.tdx.mem_page_demote.calls=1|platform.tdx.glue.private_zaps=1|platform.tdx.glue.private_maps=1|platform.vm0.guest.accepts_2m=9|platform.vm0.guest.accepts_4k=1|platform.vm0.kvm.maps_2m=9")
+# The bounce buffer: the host's reads of it are not leaks; the sw_protected leak is (one ISO-2).
+tdx_guest_test("tdx bounce buffer: host reads of it are not reported as leaks" bounce_buffer_io
+  "invariants.violations_ISO-2=1|invariants.violations=1")
 add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/teardown_reuse.json
                  -DOUT=${OUTROOT}/tdx_teardown -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_teardown.cmake)

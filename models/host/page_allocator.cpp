@@ -63,6 +63,9 @@ void PageAllocator::release(uint64_t pfn, unsigned order) {
   if (order < 2) {
     const uint64_t parent = pfn >> (kBitsPerLevel * (order + 1));
     auto it = free_in_[order].find(parent);
+    // No count for the parent: it was handed out whole and is now freed piece by piece (a
+    // guest_memfd huge folio punched 4 KiB at a time): start counting, so that it merges back.
+    if (it == free_in_[order].end() && order < 1) it = free_in_[order].emplace(parent, 0).first;
     if (it != free_in_[order].end() && ++it->second == kEntriesPerTable) {
       // Every piece is free again: merge into the parent block.
       const uint64_t base = parent << (kBitsPerLevel * (order + 1));

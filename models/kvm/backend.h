@@ -104,7 +104,8 @@ class KvmBackend {
   virtual Result<Cycles> unmap_private(Vm&, Gfn, PageSize) { return Errno::kEOPNOTSUPP; }
   // Zaps private mappings of r in the private root; returns "TLB flush needed".
   virtual bool zap_private_range(Vm&, GfnRange) { return false; }
-  // gmem_max_mapping_level (§5): guest_memfd is order-0 in mainline, so 4K unless overridden.
+  // gmem_max_mapping_level (§5): the vendor cap on private mappings (4K unless overridden; TDX
+  // allows 2M with its huge_private option). The folio's order caps it again (mainline: 0).
   virtual PageSize private_max_level(const Vm&, Gfn) const { return PageSize::k4K; }
 
   // For checkers, with a private root: whether the vCPU translates gpa (as the guest issues it,
@@ -128,6 +129,9 @@ class KvmBackend {
 
   // The guest's conversion ABI (§11).
   virtual HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const = 0;
+  // A conversion request the VMM completed, `ret` going back to the guest: the point where the
+  // guest resumes after the hypercall (TDX: the guest kernel accepts what became private).
+  virtual void conversion_done(Vm&, Vcpu&, const HypercallDecode&, uint64_t /*ret*/) {}
 
   // VM teardown: reclaim whatever the backend owns.
   virtual void teardown(Vm&) {}

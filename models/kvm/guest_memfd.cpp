@@ -43,6 +43,8 @@ void GmemStats::describe_stats(StatVisitor& v) const {
             "folios removed from a page cache by punch-hole or inode eviction (.free_folio)");
   v.counter("frames_quarantined", frames_quarantined, "frames",
             "freed hwpoison folios whose frame is not returned to the allocator");
+  v.counter("huge_folios_allocated", huge_folios_allocated, "blocks",
+            "2 MiB blocks allocated whole for a guest_memfd (platform.kvm.gmem_huge_folios)");
   v.counter("folios_zeroed", folios_zeroed, "folios",
             "folios zeroed on first hand-out to the guest or to a user mapping");
   v.counter("bytes_zeroed", bytes_zeroed, "bytes",
@@ -106,7 +108,24 @@ const GmemFolio* GmemInode::folio(GmemPgoff index) const {
 Result<GmemFolio*> GmemInode::get_folio(GmemPgoff index) {
   auto it = page_cache_.find(index.value());
   if (it != page_cache_.end()) return &it->second;
-  Result<Pfn> frame = env_.frames.alloc(PageSize::k4K);  // order-0 only (§13.9)
+  if (env_.huge_folios) {
+    // A whole aligned 2 MiB block of the file, none of it allocated: one 2 MiB frame.
+    const uint64_t head = index.value() & ~uint64_t{kEntriesPerTable - 1};
+    auto lo = page_cache_.lower_bound(head);
+    const bool block_free = lo == page_cache_.end() || lo->first >= head + kEntriesPerTable;
+    if (block_free && (head + kEntriesPerTable) * kPageBytes <= static_cast<uint64_t>(size_)) {
+      if (Result<Pfn> big = env_.frames.alloc(PageSize::k2M); big.ok()) {
+        count(&GmemStats::huge_folios_allocated);
+        count(&GmemStats::folios_allocated, kEntriesPerTable);
+        for (uint64_t i = 0; i < kEntriesPerTable; ++i) {
+          page_cache_.emplace(head + i, GmemFolio{*big + i, false, false});
+          frames_.insert((*big + i).value());
+        }
+        return &page_cache_.find(index.value())->second;
+      }
+    }
+  }
+  Result<Pfn> frame = env_.frames.alloc(PageSize::k4K);  // order-0 (§13.9)
   if (!frame) return Errno::kENOMEM;                     // §6.1/§6.3: allocation failure
   count(&GmemStats::folios_allocated);
   auto [pos, inserted] = page_cache_.emplace(index.value(), GmemFolio{*frame, false, false});
@@ -449,10 +468,33 @@ Result<GmemPfn> GmemFile::get_pfn(SlotId slot, Gfn gfn, Gfn slot_base_gfn, GmemP
   }
   GmemFolio& folio = **f;
   GmemPfn out{folio.pfn, 0, 0};
+  if (inode_->env().huge_folios) {
+    // max_order 9 when the 2 MiB block around index is whole (huge_folios): every entry present,
+    // contiguous from a 2 MiB-aligned frame, none poisoned, and gfn and index equally aligned.
+    const uint64_t head = index.value() & ~uint64_t{kEntriesPerTable - 1};
+    const Pfn first = folio.pfn - (index.value() - head);
+    bool whole = (first.value() & (kEntriesPerTable - 1)) == 0 &&
+                 (gfn.value() & (kEntriesPerTable - 1)) == (index.value() & (kEntriesPerTable - 1));
+    for (uint64_t i = 0; whole && i < kEntriesPerTable; ++i) {
+      const GmemFolio* g = inode_->folio(GmemPgoff(head + i));
+      whole = g && g->pfn == first + i && !g->hwpoison;
+    }
+    if (whole) {
+      out.max_order = 9;
+      // The guest gets all of it: zero every page not yet uptodate (as it would a huge folio).
+      for (uint64_t i = 0; i < kEntriesPerTable; ++i) {
+        GmemFolio* g = &inode_->page_cache_.find(head + i)->second;
+        if (g != &folio && !g->uptodate) {
+          if (inode_->env().zero_on_handout) out.bytes_zeroed += inode_->zero_folio(*g);
+          else g->uptodate = true;
+        }
+      }
+    }
+  }
   // §6.3/§13.6: zero on first hand-out unless already uptodate (zeroed before, or populated).
   // The unsafe policy skips it: the frame reaches the guest with whatever it held.
   if (!folio.uptodate) {
-    if (inode_->env().zero_on_handout) out.bytes_zeroed = inode_->zero_folio(folio);
+    if (inode_->env().zero_on_handout) out.bytes_zeroed += inode_->zero_folio(folio);
     else folio.uptodate = true;
   }
   // §6.3: kvm_arch_gmem_prepare on every call (mainline baseline: no "prepared" tracking), for the

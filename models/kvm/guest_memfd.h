@@ -74,6 +74,7 @@ struct GmemStats {
   uint64_t folios_freed = 0;        // folios that left the page cache (punch or eviction)
   uint64_t frames_quarantined = 0;  // freed hwpoison folios whose frame is never reused
   uint64_t folios_zeroed = 0;
+  uint64_t huge_folios_allocated = 0;  // 2 MiB blocks allocated whole (huge_folios)
   uint64_t bytes_zeroed = 0;
   uint64_t fallocate_calls = 0;
   uint64_t punch_holes = 0;
@@ -124,6 +125,12 @@ struct GmemEnv {
   // Zero a folio before its first hand-out to the guest (§6.3, §13.6). false is unsafe: freed
   // frames reach the next owner with their old contents (the checker's ISO-6 catches it).
   bool zero_on_handout = true;
+  // Hand out 2 MiB folios where a whole aligned 2 MiB block of the file is unallocated
+  // (hugetlb-backed guest_memfd, PROPOSED upstream: kvm-guest-memfd.md §13 table; mainline is
+  // order-0, false). A block is allocated as one 2 MiB frame and kept as 512 page-cache entries;
+  // kvm_gmem_get_pfn reports max_order 9 while all 512 are present, contiguous and not poisoned,
+  // and a punch of any of them frees that 4 KiB only (the rest then maps at 4 KiB).
+  bool huge_folios = false;
 };
 
 // One page-cache entry. Mainline guest_memfd has order-0 folios only (§13.9).

@@ -210,7 +210,7 @@ Result<int> Kvm::create_guest_memfd(Process& p, int vm_fd, const kvm_create_gues
   Vm& v = **vm;
   uint64_t supported = GUEST_MEMFD_FLAG_MMAP;
   if (v.backend().supports_gmem_init_shared()) supported |= GUEST_MEMFD_FLAG_INIT_SHARED;
-  auto file = GmemFile::create(v, *args, supported, GmemEnv{env_.mem, env_.frames, inode_numbers_, &gmem_totals_, cfg_.gmem_rebind, cfg_.gmem_zero_on_handout});  // rules 3-5
+  auto file = GmemFile::create(v, *args, supported, GmemEnv{env_.mem, env_.frames, inode_numbers_, &gmem_totals_, cfg_.gmem_rebind, cfg_.gmem_zero_on_handout, cfg_.gmem_huge_folios});  // rules 3-5
   if (!file.ok()) {
     ++stats_.ioctl_errors;
     return file.error();

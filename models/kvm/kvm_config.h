@@ -31,6 +31,7 @@ struct KvmConfig {
   uint64_t attr_store_max_bytes = 0;                  // 0 = unlimited (ENOMEM beyond it)
   GmemRebindPolicy gmem_rebind = GmemRebindPolicy::kForbid;  // mainline
   bool gmem_zero_on_handout = true;  // mainline; false is unsafe
+  bool gmem_huge_folios = false;     // 2 MiB guest_memfd folios (PROPOSED hugetlb guest_memfd); mainline false
   bool flush_tlb_after_zap = true;   // mainline; false is unsafe (stale translations survive a zap)
   KvmCosts costs;
 };

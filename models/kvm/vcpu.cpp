@@ -147,6 +147,10 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
       run_.hypercall.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
       ExitAction u = to_userspace(0, ExitAction::kResume);
       u.ret = run_.hypercall.ret;  // what userspace put there goes to the guest's RAX
+      if (u.kind == ExitAction::kResume) {
+        be.conversion_done(vm_, *this, d, u.ret);
+        u.cost += vm_.kvm().take_cost();
+      }
       return u;
     }
     case ExitReason::kBusError: break;

@@ -398,11 +398,13 @@ FaultOutcome Vm::memory_fault_exit(const PageFault& f, Errno err, std::string wh
 }
 
 PageSize Vm::max_mapping_level(const Memslot& slot, Gfn gfn, bool is_private) const {
-  // Host side: guest_memfd is order-0 (§5: "private or gmem-backed mappings are 4 KiB") capped
-  // by the backend; the shared side follows the host page size (host_pfn_mapping_level).
+  // Host side: private or gmem-backed memory is capped by the backend's gmem_max_mapping_level
+  // here and by the folio's order in faultin (mainline guest_memfd is order-0, §5: "private or
+  // gmem-backed mappings are 4 KiB"; platform.kvm.gmem_huge_folios gives 2 MiB folios); the
+  // shared side follows the host page size (host_pfn_mapping_level).
   PageSize host = PageSize::k4K;
   if (is_private || slot.gmem_only) {
-    host = std::min(PageSize::k4K, backend_->private_max_level(*this, gfn));
+    host = backend_->private_max_level(*this, gfn);  // capped below by the folio's order
   } else if (auto ps = env_.mm.mapping_page_size(slot.hva_of(gfn))) {
     host = *ps;
   }
@@ -450,6 +452,7 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
   // 6. Resolve the frame.
   ctx.writable = !(slot->flags & KVM_MEM_READONLY);
   ctx.level = max_mapping_level(*slot, f.gfn, f.is_private);
+  if (ctx.level > f.max_level) ctx.level = f.max_level;
   if (f.is_private || slot->gmem_only) {
     if (!slot->has_gmem()) return memory_fault_exit(f, Errno::kEFAULT, "private access to a slot without guest_memfd");
     if (!slot->gmem.file) return memory_fault_exit(f, Errno::kEFAULT, "guest_memfd closed (dead slot)");
@@ -463,8 +466,10 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
       stats_.bytes_zeroed += r->bytes_zeroed;
       charge(cycles_for_bytes(r->bytes_zeroed, cfg_.costs.zero_bytes_per_cycle));
     }
-    ctx.level = PageSize::k4K;  // max_order 0
-    ctx.pfn = r->pfn;
+    // The folio's order caps the level (kvm_max_level_for_order; mainline: order 0, 4K).
+    const PageSize order_level = r->max_order >= 9 ? PageSize::k2M : PageSize::k4K;
+    if (ctx.level > order_level) ctx.level = order_level;
+    ctx.pfn = ctx.level == PageSize::k4K ? r->pfn : r->pfn - (f.gfn - f.gfn.align_down(ctx.level));
   } else {
     // A write to a READONLY slot: the HVA lookup fails (KVM_PFN_ERR_RO_FAULT) and the access is
     // emulated, i.e. exits as MMIO. §4: "read-only slots give emulated-MMIO semantics". Only the
@@ -496,6 +501,14 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
   const Perms perms = writable ? kPermsRWX : kPermsRX;
   if (is_private && backend_->has_private_root()) {
     auto r = backend_->map_private(*this, gfn.align_down(level), pfn, level, perms);
+    while (!r.ok() && r.error() == Errno::kEEXIST && level != PageSize::k4K) {
+      // Smaller private leaves are there already: fall back one level (as for shared below).
+      ++stats_.huge_fallbacks;
+      const PageSize smaller = static_cast<PageSize>(static_cast<unsigned>(level) - 1);
+      pfn = pfn + (gfn.align_down(smaller) - gfn.align_down(level));
+      level = smaller;
+      r = backend_->map_private(*this, gfn.align_down(level), pfn, level, perms);
+    }
     if (!r.ok()) return r.error();
     mark_dirty(GfnRange{gfn.align_down(level), gfn.align_down(level) + frames_of(level)});
     charge(*r);

@@ -45,6 +45,9 @@ struct PageFault {
   bool exec = false;
   bool is_private = false;
   bool prefault = false;  // KVM_PRE_FAULT_MEMORY
+  // Largest mapping the fault may install (TDX: the level of the guest's ACCEPT that exited,
+  // tdx_handle_ept_violation's accept level); the default leaves it to max_mapping_level.
+  PageSize max_level = PageSize::k1G;
 };
 
 // Where a fault ended (RET_PF_* and the exits to userspace, §7, §8).

@@ -58,6 +58,13 @@ void TdxHost::free_hkid(KeyId k) {
   hkids_live_ = hkids_in_use();
 }
 
+TdxTdOptions TdxHost::td_options(const std::string& vm) const {
+  if (auto it = td_options_.find(vm); it != td_options_.end()) return it->second;
+  TdxTdOptions o;
+  o.sept_ve_disable = glue_.sept_ve_disable;
+  return o;
+}
+
 unsigned TdxHost::hkids_in_use() const {
   unsigned n = 0;
   for (size_t i = 0; i < hkid_used_.size(); ++i)
@@ -74,14 +81,19 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
   g.counter("guest_accept_busy", stats_.guest_accept_busy, "calls", "TDG.MEM.PAGE.ACCEPTs that got TDX_OPERAND_BUSY or BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry); the guest retries");
   g.counter("kick_waits", stats_.kick_waits, "kicks", "vCPU kicks that waited for the vCPU's TDCALL in flight to retire before it took the IPI");
-  g.counter("fault_waits", stats_.fault_waits, "waits", "faults, private maps and zaps that waited for a zap holding mmu_lock");
+  g.counter("fault_waits", stats_.fault_waits, "waits", "faults, private maps, zaps, DEMOTEs and ACCEPT exits that waited for a zap or DEMOTE holding mmu_lock");
   g.counter("enter_waits", stats_.enter_waits, "entries", "TD entries held back by wait_for_sept_zap or retried after TDH.VP.ENTER returned BUSY");
   g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
   g.counter("pages_added", stats_.pages_added, "pages", "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
   g.counter("mr_extends", stats_.mr_extends, "calls", "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
   g.counter("sept_pages_added", stats_.sept_pages_added, "pages", "S-EPT pages added (TDH.MEM.SEPT.ADD)");
   g.counter("private_zaps", stats_.private_zaps, "pages", "private pages removed (BLOCK, TRACK, kick, REMOVE, WBINVD, clear)");
-  g.counter("guest_accepts", stats_.guest_accepts, "calls", "TDG.MEM.PAGE.ACCEPT issued on the guest kernel's behalf after #VE or a PENDING EPT violation");
+  g.counter("guest_accepts", stats_.guest_accepts, "calls", "TDG.MEM.PAGE.ACCEPT calls the guest kernel issued through the glue (re-issues after an exit included)");
+  g.counter("accept_exits", stats_.accept_exits, "exits", "ACCEPTs that exited to KVM (EEQ ACCEPT: FREE entry or missing level, the lazy-AUG path; or a 2 MiB PENDING leaf under a 4 KiB request) and were re-issued after KVM mapped or demoted");
+  g.counter("pending_access_fatal", stats_.pending_access_fatal, "exits", "guest accesses to a PENDING page with SEPT_VE_DISABLE set: KVM marks the VM dead (tdx_handle_ept_violation) and the vCPU stops");
+  g.counter("private_maps_2m", stats_.private_maps_2m, "leaves", "2 MiB private leaves added at runtime (TDH.MEM.PAGE.AUG 2M); private_maps counts the 4 KiB ones");
+  g.counter("demotes", stats_.demotes, "leaves", "2 MiB private leaves split into 512 4 KiB leaves (BLOCK, TRACK, TDH.MEM.PAGE.DEMOTE) for a partial zap or a 4 KiB accept");
+  g.counter("private_zaps_2m", stats_.private_zaps_2m, "leaves", "2 MiB private leaves removed whole (BLOCK, TRACK, REMOVE 2M, WBINVD, clear); private_zaps counts the 4 KiB ones");
   g.counter("vcpu_kicks", stats_.vcpu_kicks, "exits", "TD exits forced so that TLB tracking completes");
   g.counter("vp_enters", stats_.vp_enters, "calls", "TDH.VP.ENTER calls by the glue");
   g.counter("machine_checks", stats_.machine_checks, "count", "machine checks that made a TD fatal");
@@ -142,6 +154,7 @@ TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uin
       d += " exit=";
       d += name_of(r.exit.reason);
       if (r.exit.eeq == EeqType::kPendingEptViolation) d += " eeq=pending";
+      if (r.exit.eeq == EeqType::kAccept) d += " eeq=accept";
     } else if (r.outcome == GuestOutcome::kInjectVe || r.outcome == GuestOutcome::kInjectPfRsvd) {
       d += " outcome=";
       d += name_of(r.outcome);
@@ -267,6 +280,21 @@ bool KvmTdxBackend::spin_while(Vm& vm, C&& cond) {
   return waited;
 }
 
+void KvmTdxBackend::wait_for_zap(Vm& vm) {
+  if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
+}
+
+namespace {
+// mmu_lock held for write over a removal or a DEMOTE (zapping_ counts them; A5).
+struct ZapGuard {
+  unsigned& n;
+  explicit ZapGuard(unsigned& c) : n(c) { ++n; }
+  ~ZapGuard() { --n; }
+  ZapGuard(const ZapGuard&) = delete;
+  ZapGuard& operator=(const ZapGuard&) = delete;
+};
+}  // namespace
+
 template <class B>
 TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin) {
   TdxResult r = in_flight(vm, nullptr, begin, leaf, gpa, level);
@@ -302,6 +330,8 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   }
   td_created_ = true;
   tdr_ = *tdr;
+  vm_ = &vm;
+  options_ = host_.td_options(vm.name());
   hkid_ = *hk;
   for (unsigned p = 0; p < m.config().num_packages; ++p)
     if (r = charged(vm, m.mng_key_config(tdr_, p), "TDH.MNG.KEY.CONFIG", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
@@ -315,7 +345,7 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
     tdcs_.push_back(*page);
   }
   TdParams params;
-  params.attributes = host_.glue().sept_ve_disable ? kTdAttrSeptVeDisable : 0;
+  params.attributes = options_.sept_ve_disable ? kTdAttrSeptVeDisable : 0;
   params.max_vcpus = host_.glue().max_vcpus;
   params.sept_levels = 4;  // GPAW 48: SHARED = bit 47 (A1)
   if (r = charged(vm, m.mng_init(tdr_, params), "TDH.MNG.INIT", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
@@ -415,30 +445,48 @@ Status KvmTdxBackend::finalize(Vm& vm) {
 // Private mappings (A10.2, A10.3)
 
 Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms) {
-  if (size != PageSize::k4K) return Errno::kEINVAL;  // private_max_level is 4K
+  if (size == PageSize::k1G || (size == PageSize::k2M && !options_.huge_private)) return Errno::kEINVAL;
   if (!td_created_) return Errno::kEIO;
-  if (auto it = mirror_.find(gfn.value()); it != mirror_.end()) {
-    // Already mapped: a spurious fault (the mirror says so, as KVM's mirror SPTE would).
-    if (it->second == pfn) return Cycles(0);
-    return Errno::kEEXIST;
+  // The fault path holds mmu_lock (for read): it waits for a zap holding it for write (A5),
+  // before it looks at the mirror.
+  wait_for_zap(vm);
+  if (size == PageSize::k2M) {
+    if (auto it = mirror_2m_.find(gfn.value()); it != mirror_2m_.end()) return it->second == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
+    // Smaller leaves (or their S-EPT page) under it: KVM falls back to 4 KiB (no PROMOTE here).
+    if (sept_pages_.count({1u, gfn_to_gpa(gfn).value()})) return Errno::kEEXIST;
+  } else {
+    if (auto it = mirror_2m_.find(gfn.align_down(PageSize::k2M).value()); it != mirror_2m_.end()) {
+      // A 2 MiB leaf maps it already: a spurious fault.
+      return it->second + (gfn - gfn.align_down(PageSize::k2M)) == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
+    }
+    if (auto it = mirror_.find(gfn.value()); it != mirror_.end()) {
+      // Already mapped: a spurious fault (the mirror says so, as KVM's mirror SPTE would).
+      if (it->second == pfn) return Cycles(0);
+      return Errno::kEEXIST;
+    }
   }
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
-  // The fault path holds mmu_lock (for read): it waits for a zap holding it for write (A5).
-  if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
-  if (Status st = ensure_sept(vm, gpa); !st.ok()) return st.error();
+  const unsigned leaf_level = size == PageSize::k2M ? 1u : 0u;
+  // SEPT.ADD down to the level holding the leaf (A10.2): levels 3..1 for 4 KiB, 3..2 for 2 MiB.
+  if (Status st = ensure_sept(vm, gpa, leaf_level); !st.ok()) return st.error();
   // Runtime: PAGE.AUG (PENDING; the guest accepts). The initial image goes through
   // init_mem_page (PAGE.ADD) instead; AUG is refused by nothing here, the module decides.
-  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, PageSize::k4K, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(), 0, pfn_to_hpa(pfn).value());
+  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, size, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(), static_cast<int>(leaf_level), pfn_to_hpa(pfn).value());
   if (!r.ok()) return to_errno(r);
-  mirror_[gfn.value()] = pfn;
-  ++host_.stats().private_maps;
+  if (size == PageSize::k2M) {
+    mirror_2m_[gfn.value()] = pfn;
+    ++host_.stats().private_maps_2m;
+  } else {
+    mirror_[gfn.value()] = pfn;
+    ++host_.stats().private_maps;
+  }
   return Cycles(0);  // the module's cost is already on KVM's meter
 }
 
-Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
+Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa, unsigned leaf_level) {
   TdxModule& m = host_.module();
-  for (unsigned l = sept_levels_ - 1; l >= 1; --l) {
+  for (unsigned l = sept_levels_ - 1; l >= leaf_level + 1; --l) {
     const uint64_t span = uint64_t{1} << (kPageShift + 9 * l);
     const auto key = std::make_pair(l, gpa.value() & ~(span - 1));
     if (sept_pages_.count(key)) continue;
@@ -455,34 +503,78 @@ Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa) {
   return {};
 }
 
-bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn) {
+bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn, PageSize size) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
   // KVM holds mmu_lock for write over the whole removal (A5): another zap waits for this one,
-  // and so do faults (private_fault, map_private).
-  if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
-  struct Zapping {
-    unsigned& n;
-    explicit Zapping(unsigned& c) : n(c) { ++n; }
-    ~Zapping() { --n; }
-  } zapping(zapping_);
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 0, [&] { return m.begin_mem_range_block(tdr_, gpa, 0); });
+  // and so do faults (private_fault, map_private) and DEMOTEs.
+  wait_for_zap(vm);
+  ZapGuard zapping(zapping_);
+  const int level = size == PageSize::k2M ? 1 : 0;
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), level,
+                              [&] { return m.begin_mem_range_block(tdr_, gpa, static_cast<unsigned>(level)); });
   if (r.is_error()) return false;
   // tdx_track: TRACK, then kick every vCPU so that none runs in the previous epoch (A6).
   r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), 0, [&] { return m.begin_mem_page_remove(tdr_, gpa, PageSize::k4K); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), level, [&] { return m.begin_mem_page_remove(tdr_, gpa, size); });
   if (r.is_error()) return false;
-  r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(pfn_to_hpa(pfn), hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(pfn_to_hpa(pfn), hkid_).value());
+  for (uint64_t i = 0; i < frames_of(size); ++i) {
+    const Hpa page = pfn_to_hpa(pfn + i);
+    r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(page, hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(page, hkid_).value());
+    if (r.is_error()) return false;
+    clear_page(vm, page);
+  }
+  ++(size == PageSize::k2M ? host_.stats().private_zaps_2m : host_.stats().private_zaps);
+  return true;
+}
+
+bool KvmTdxBackend::demote_2m(Vm& vm, Gfn head) {
+  // KVM splits under mmu_lock held for write (A5), like a removal: wait for a zap in progress
+  // (it may have removed or demoted this leaf meanwhile), then hold it.
+  wait_for_zap(vm);
+  auto it = mirror_2m_.find(head.value());
+  if (it == mirror_2m_.end()) return false;
+  ZapGuard zapping(zapping_);
+  TdxModule& m = host_.module();
+  const Gpa gpa = gfn_to_gpa(head);
+  // A runnable TD needs the leaf blocked and the block tracked before DEMOTE (A2.3). Each runs
+  // in flight, with KVM's BUSY handling (tdh_do_no_vcpus), as the 4 KiB removal's calls do.
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 1, [&] { return m.begin_mem_range_block(tdr_, gpa, 1); });
   if (r.is_error()) return false;
-  clear_page(vm, pfn_to_hpa(pfn));
-  ++host_.stats().private_zaps;
+  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
+  if (r.is_error()) return false;
+  kick_all(vm);
+  auto page = alloc_frame(vm);
+  if (!page.ok()) return false;
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.DEMOTE", gpa.value(), 1, [&] { return m.begin_mem_page_demote(tdr_, gpa, PageSize::k2M, *page); });
+  if (r.is_error()) {
+    vm.frames().free(hpa_to_pfn(*page));
+    return false;
+  }
+  sept_pages_[{1u, gpa.value()}] = *page;
+  ++host_.stats().sept_pages_added;
+  ++host_.stats().demotes;
+  for (uint64_t i = 0; i < kEntriesPerTable; ++i) mirror_[head.value() + i] = it->second + i;
+  mirror_2m_.erase(it);
+  vm.note_changed(kvm::GfnRange{head, head + kEntriesPerTable});
   return true;
 }
 
 Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
+  wait_for_zap(vm);  // mmu_lock: the mirror is looked up after a zap in progress is done
+  if (size == PageSize::k2M) {
+    auto it = mirror_2m_.find(gfn.value());
+    if (it == mirror_2m_.end()) return Errno::kENOENT;
+    if (!zap_one(vm, gfn, it->second, PageSize::k2M)) return Errno::kEIO;
+    mirror_2m_.erase(it);
+    vm.note_changed(kvm::GfnRange{gfn, gfn + kEntriesPerTable});
+    return Cycles(0);
+  }
   if (size != PageSize::k4K) return Errno::kEINVAL;
+  if (mirror_2m_.count(gfn.align_down(PageSize::k2M).value()) && !demote_2m(vm, gfn.align_down(PageSize::k2M)))
+    return Errno::kEIO;
   auto it = mirror_.find(gfn.value());
   if (it == mirror_.end()) return Errno::kENOENT;
   if (!zap_one(vm, gfn, it->second)) return Errno::kEIO;
@@ -493,6 +585,29 @@ Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
 
 bool KvmTdxBackend::zap_private_range(Vm& vm, kvm::GfnRange r) {
   bool any = false;
+  // mmu_lock for write: wait for another zap first, so that the mirror walked below is current
+  // (each zap_one/demote_2m then holds it while its calls are in flight).
+  wait_for_zap(vm);
+  // 2 MiB leaves first: one the range covers goes whole; one it cuts is demoted (A10.3; KVM's
+  // TDX huge-page series splits before a partial zap), its 4 KiB pages then go below.
+  const uint64_t first_head = r.start.align_down(PageSize::k2M).value();
+  for (auto it = mirror_2m_.lower_bound(first_head); it != mirror_2m_.end() && it->first < r.end.value();) {
+    const Gfn head(it->first);
+    const bool whole = r.start <= head && head + kEntriesPerTable <= r.end;
+    if (whole) {
+      if (zap_one(vm, head, it->second, PageSize::k2M)) {
+        vm.note_changed(kvm::GfnRange{head, head + kEntriesPerTable});
+        it = mirror_2m_.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    } else {
+      ++it;  // demote_2m erases it
+      if (!demote_2m(vm, head)) continue;
+      any = true;
+    }
+  }
   for (auto it = mirror_.lower_bound(r.start.value()); it != mirror_.end() && it->first < r.end.value();) {
     const Gfn gfn(it->first);
     if (zap_one(vm, gfn, it->second)) {
@@ -530,82 +645,123 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
   PrivateFaultAction a;
   VcpuTd* v = vcpu_td(vcpu);
   if (!v) return a;
+  if (vm_dead_) {
+    // kvm_vm_dead: every KVM_RUN of the VM fails from then on (-EIO).
+    a.kind = PrivateFaultAction::kStop;
+    a.reason = "the VM is dead (an earlier guest access before accepting): KVM_RUN fails with -EIO";
+    return a;
+  }
   TdxModule& m = host_.module();
   if (!ensure_entered(vm, *v, &a.reason)) {
     a.kind = PrivateFaultAction::kStop;
     return a;
   }
   const TdxResult r = charged(vm, m.ept_violation(v->tdvpr, e.gpa, e.write), "EPT_VIOLATION", e.gpa.value(), -1, v->tdvpr.value());
-  bool accept = false;
+  char buf[200];
   switch (r.outcome) {
-    case GuestOutcome::kInjectVe: accept = true; break;  // #VE: the guest kernel's handler accepts
+    case GuestOutcome::kInjectVe:
+      // #VE: the guest kernel's handler (TDG.VP.VEINFO.GET, then its policy: ACCEPT).
+      if (guest_ && guest_->on_ve(*this, vcpu.id(), Gpa(e.gpa.value() & ~(kPageBytes - 1)))) {
+        a.kind = PrivateFaultAction::kRetry;
+        return a;
+      }
+      a.kind = PrivateFaultAction::kStop;
+      std::snprintf(buf, sizeof buf, "#VE for the PENDING private page at gpa 0x%" PRIx64 " and %s", e.gpa.value(),
+                    guest_ ? "the guest kernel did not accept it" : "no guest kernel model handles #VE");
+      a.reason = buf;
+      return a;
     case GuestOutcome::kInjectPfRsvd:
       a.kind = PrivateFaultAction::kStop;
       a.reason = "#PF(RSVD) injected for a GPA above the SHARED bit (no guest kernel model handles it)";
       return a;
     case GuestOutcome::kTdExit:
-      // SEPT_VE_DISABLE: a PENDING page exits with EEQ PENDING_EPT_VIOLATION. A Linux guest
-      // accepts before it touches; the stand-in accepts at the first touch instead.
-      accept = r.exit.eeq == EeqType::kPendingEptViolation;
-      break;
-    default: break;
+      if (r.exit.eeq == EeqType::kPendingEptViolation) {
+        // SEPT_VE_DISABLE: the guest touched a page it had not accepted. KVM treats it as fatal
+        // (tdx_handle_ept_violation: "Guest access before accepting", kvm_vm_dead, -EIO).
+        ++host_.stats().pending_access_fatal;
+        vm_dead_ = true;
+        a.kind = PrivateFaultAction::kStop;
+        std::snprintf(buf, sizeof buf,
+                      "guest access before accepting gpa 0x%" PRIx64 " (PENDING, SEPT_VE_DISABLE set): KVM marks the VM dead (-EIO)",
+                      e.gpa.value());
+        a.reason = buf;
+      }
+      // Otherwise KVM's fault path (FREE -> SEPT.ADD + AUG). It takes mmu_lock, so it waits for
+      // a zap in progress (a BLOCKED page); then it sees the page gone and maps a new one (A5).
+      if (a.kind != PrivateFaultAction::kStop) wait_for_zap(vm);
+      return a;
+    default: return a;
   }
-  if (!accept) {
-    // A TD exit: KVM's fault path (FREE -> SEPT.ADD + AUG). It takes mmu_lock, so it waits for
-    // a zap in progress (BLOCKED page); then it sees the page gone and maps a new one (A5).
-    if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
-    return a;
-  }
-  const std::optional<TdxResult> accepted =
-      guest_accept(vm, vcpu, Gpa(e.gpa.value() & ~(kPageBytes - 1)), PageSize::k4K, &a.reason);
-  if (!accepted) {
-    a.kind = PrivateFaultAction::kStop;
-    return a;
-  }
-  const TdxResult& acc = *accepted;
-  if (is_busy_class(acc.status)) {
-    // A host SEAMCALL holds the entry (BUSY) or won it (BUSY_HOST_PRIORITY): the guest retries
-    // the ACCEPT (here: the access, which faults and accepts again). TDVF retries BUSY up to 3
-    // times (TDX_ACCEPTPAGE_MAX_RETRIED); Linux's try_accept_one does not retry [docs/tdx-model.md].
-    a.kind = PrivateFaultAction::kRetry;
-    return a;
-  }
-  if (acc.ok() || acc.code() == status::kPageAlreadyAccepted) {
-    a.kind = PrivateFaultAction::kRetry;
-    return a;
-  }
-  if (acc.outcome == GuestOutcome::kTdExit) {
-    // e.g. the lazy-AUG path (KVM maps it), or a page BLOCKED meanwhile: KVM's fault path,
-    // which waits for a zap holding mmu_lock.
-    if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
-    return a;
-  }
-  a.kind = PrivateFaultAction::kStop;
-  a.reason = "TDG.MEM.PAGE.ACCEPT failed: " + std::string(status_name(acc.status));
-  return a;
 }
 
-std::optional<TdxResult> KvmTdxBackend::guest_accept(Vm& vm, kvm::Vcpu& vcpu, Gpa gpa, PageSize size, std::string* why) {
-  VcpuTd* v = vcpu_td(vcpu);
-  if (!v || v->vcpu != &vcpu) {  // vcpu_td matches the id only
-    if (why) *why = "not a vCPU of this TD";
-    return std::nullopt;
-  }
+TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) {
+  TdxResult last;
+  last.status = with_operand(status::kOperandInvalid, operand::kRcx);
+  VcpuTd* v = nullptr;
+  for (auto& t : vcpus_)
+    if (t.id == vcpu_id) v = &t;
+  if (!v || !vm_ || !td_created_) return last;
+  Vm& vm = *vm_;
   TdxModule& m = host_.module();
-  // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
-  // it out again while it catches up; a few rounds at most, then the TDCALL decides).
-  for (int round = 0; round < 8; ++round) {
-    if (!ensure_entered(vm, *v, why)) return std::nullopt;
-    if (!vm.kvm().yield(Cycles(0))) break;  // no timed shell: nothing else runs
-    if (auto info = m.vcpu_info(v->tdvpr); info && info->in_td) break;
+  const int level = size == PageSize::k2M ? 1 : 0;
+  // Bounded: each round trip either accepts, or lets KVM map/demote, or retries an interrupted
+  // 2 MiB accept; a 2 MiB accept needs at most 512 interrupted rounds. BUSY goes back to the
+  // guest kernel, which retries (TdxGuestAbi).
+  for (unsigned round = 0; round < 4 * kEntriesPerTable + 8; ++round) {
+    std::string why;
+    // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
+    // it out again while it catches up; a few rounds at most, then the TDCALL decides).
+    for (int r = 0; r < 8; ++r) {
+      if (!ensure_entered(vm, *v, &why)) return last;
+      if (!vm.kvm().yield(Cycles(0))) break;  // no timed shell: nothing else runs
+      if (auto info = m.vcpu_info(v->tdvpr); info && info->in_td) break;
+    }
+    ++host_.stats().guest_accepts;
+    // An interrupt is pending once accept_interrupt_cycles of ACCEPT work have passed since the
+    // last one the guest took: a 2 MiB ACCEPT then zeroes one chunk and returns interrupted (its
+    // ACCEPT_COUNTER saved), to be re-issued (A8). The guest takes the interrupt when a TDCALL
+    // returns to it (interrupted or not); across an exit to KVM it stays pending.
+    const uint64_t every = options_.accept_interrupt_cycles;
+    const bool irq = every && accept_work_ >= every;
+    // In flight: a host BLOCK/DEMOTE/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5);
+    // a kick waits for it to retire.
+    last = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, gpa, size, irq); },
+                     "TDG.MEM.PAGE.ACCEPT", gpa.value(), level, kNoArg, /*catch_up=*/false);
+    accept_work_ += last.cost.count();
+    if (irq && last.outcome != GuestOutcome::kTdExit) accept_work_ = 0;
+    if (is_busy_class(last.status)) {
+      // A host SEAMCALL holds the entry (BUSY) or won it (BUSY_HOST_PRIORITY): the TDCALL returns
+      // to the guest, whose kernel retries (TdxGuestKernel::accept_one).
+      ++host_.stats().guest_accept_busy;
+      return last;
+    }
+    if (last.outcome == GuestOutcome::kInterrupted) continue;
+    if (last.outcome != GuestOutcome::kTdExit) return last;
+    if (last.exit.reason != TdExitReason::kEptViolation || last.exit.eeq != EeqType::kAccept) return last;
+    // The ACCEPT exited to KVM (tdx_handle_ept_violation with the accept level as the fault's
+    // maximum): a 2 MiB PENDING leaf under a 4 KiB request is demoted; otherwise the fault
+    // path maps the page (SEPT.ADD, AUG). Both take mmu_lock: they wait for a zap holding it
+    // (the page may be BLOCKED by one in flight). Then the guest re-executes the TDCALL.
+    ++host_.stats().accept_exits;
+    wait_for_zap(vm);
+    const Gfn gfn = gpa_to_gfn(gpa);
+    if (size == PageSize::k4K && mirror_2m_.count(gfn.align_down(PageSize::k2M).value())) {
+      if (!demote_2m(vm, gfn.align_down(PageSize::k2M))) return last;
+      continue;
+    }
+    kvm::PageFault f;
+    f.gfn = gfn;
+    f.write = true;  // KVM treats every S-EPT violation as a write
+    f.is_private = true;
+    f.max_level = size;
+    kvm::FaultOutcome o;
+    unsigned tries = 0;
+    do {
+      o = vm.page_fault(f);
+    } while (o.kind == kvm::FaultOutcome::kRetry && ++tries < 8);
+    if (o.kind != kvm::FaultOutcome::kFixed) return last;
   }
-  ++host_.stats().guest_accepts;
-  // In flight: a host BLOCK/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5).
-  const int level = size == PageSize::k4K ? 0 : size == PageSize::k2M ? 1 : 2;
-  TdxResult r = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, gpa, size); },
-                          "TDG.MEM.PAGE.ACCEPT", gpa.value(), level, kNoArg, /*catch_up=*/false);
-  if (is_busy_class(r.status)) ++host_.stats().guest_accept_busy;
-  return r;
+  return last;
 }
 
 std::optional<ExitAction> KvmTdxBackend::machine_check(Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) {
@@ -647,6 +803,12 @@ kvm::HypercallDecode KvmTdxBackend::decode_hypercall(const Vm&, const VmExit& e)
   return d;
 }
 
+void KvmTdxBackend::conversion_done(Vm&, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d, uint64_t ret) {
+  // The guest resumes after TDG.VP.VMCALL<MapGPA>: its kernel finishes the conversion.
+  if (guest_)
+    guest_->on_map_gpa_done(*this, vcpu.id(), d.req.gpa, d.req.npages << kPageShift, d.req.to_private, ret);
+}
+
 // ============================================================================================
 // Teardown (A10.4)
 
@@ -681,6 +843,14 @@ void KvmTdxBackend::teardown(Vm& vm) {
   // pages came from the VM's allocator; the TDR last (TDX_TD_ASSOCIATED_PAGES_EXIST before).
   for (const auto& [gfn, pfn] : mirror_) reclaim(pfn_to_hpa(pfn), false);
   mirror_.clear();
+  for (const auto& [gfn, pfn] : mirror_2m_) {
+    // One RECLAIM for the 2 MiB page (its PAMT entry is at 2 MiB); the host clears all of it.
+    if (charged(vm, m.phymem_page_reclaim(pfn_to_hpa(pfn)), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg, -1, pfn_to_hpa(pfn).value()).ok()) {
+      ++host_.stats().pages_reclaimed;
+      for (uint64_t i = 0; i < kEntriesPerTable; ++i) clear_page(vm, pfn_to_hpa(pfn + i));
+    }
+  }
+  mirror_2m_.clear();
   for (auto it = sept_pages_.rbegin(); it != sept_pages_.rend(); ++it) reclaim(it->second, true);
   sept_pages_.clear();
   for (auto& v : vcpus_) {

@@ -13,8 +13,15 @@
 //   map_private   SEPT.ADD for missing levels, then PAGE.AUG (PENDING)
 //   zap           RANGE.BLOCK, MEM.TRACK, kick every vCPU (TD exit), PAGE.REMOVE,
 //                 PHYMEM.PAGE.WBINVD, then the host clears the page (MOVDIR64B under key 0)
-//   private fault the module's EPT-violation dispatch first: #VE (or a PENDING TD exit) is a
-//                 guest ACCEPT, done here on the guest kernel's behalf (stand-in, see below)
+//   private fault the module's EPT-violation dispatch first: #VE goes to the guest kernel (below);
+//                 a PENDING TD exit (SEPT_VE_DISABLE) marks the VM dead as KVM does
+//   map 2M        SEPT.ADD for levels 3 and 2 (down to the table whose level-1 entry holds the
+//                 leaf), PAGE.AUG 2M; when TdxTdOptions::huge_private lets private_max_level say
+//                 2M and guest_memfd hands out a 2 MiB folio. Smaller leaves already under the
+//                 2 MiB range: EEXIST, KVM falls back to 4 KiB (no PROMOTE)
+//   zap in 2M     a range covering a whole 2M leaf removes it (BLOCK, TRACK, REMOVE 2M); a
+//                 partial range first splits it: BLOCK, TRACK, DEMOTE (new S-EPT page), then
+//                 the 4 KiB leaves go as usual (A2.3, A10.3)
 //   teardown      VP.FLUSH, VPFLUSHDONE, CACHE.WB per package, KEY.FREEID, RECLAIM every page
 //                 (TDR last), frames cleared and returned to the VM's FrameAllocator
 //
@@ -24,16 +31,20 @@
 // PREVIOUS_TLB_EPOCH_BUSY -> EBUSY, every other error -> EIO. The module enforces its own rules;
 // the glue never assumes a call succeeded.
 //
-// Concurrency (docs/tdx-model.md "Concurrency and BUSY"): BLOCK, TRACK, REMOVE and the guest's
-// ACCEPT run split (begin, the call's cost passes through Kvm::yield with the locks held, then
-// complete), so that with a timed shell another thread meeting the locks gets BUSY (A5). Without
-// a TimeHook (pure tests) nothing is in flight and every call is atomic, as before.
+// Concurrency (docs/tdx-model.md "Concurrency and BUSY"): BLOCK, TRACK, DEMOTE, REMOVE (4 KiB and
+// 2 MiB) and the guest's ACCEPT run split (begin, the call's cost passes through Kvm::yield with
+// the locks held, then complete), so that with a timed shell another thread meeting the locks gets
+// BUSY (A5). Without a TimeHook (pure tests) nothing is in flight and every call is atomic.
 //
-// Guest side (stand-in): there is no guest-kernel model yet, so when the module says "inject
-// #VE" for a PENDING page, or (SEPT_VE_DISABLE set, the default) exits with EEQ
-// PENDING_EPT_VIOLATION, the glue issues TDG.MEM.PAGE.ACCEPT(4K) for the guest, charges it and
-// has the access retried. A real Linux guest accepts before touching (MapGPA then ACCEPT); a
-// separate guest-kernel model should take this over.
+// Guest side: the glue does not act for the guest. What the hardware delivers to the guest kernel
+// (a #VE for a PENDING page, the end of a MapGPA TDVMCALL) goes to a TdxGuestSide the platform
+// attaches (models/guest/tdx_guest_kernel.h implements it; declared here so that the glue never
+// calls up, ARCHITECTURE.md principle 2), and the guest kernel issues its TDCALLs through the
+// TdxGuestAbi this backend implements (guest_accept: the ACCEPT in flight, BUSY counted and
+// retried). With SEPT_VE_DISABLE set, a guest access to a PENDING page
+// is a TD exit that KVM treats as fatal (tdx_handle_ept_violation: "Guest access before
+// accepting", kvm_vm_dead, -EIO): the vCPU stops, and the TD's other vCPUs at their next
+// private fault (the model's vCPUs return to KVM only on exits). docs/tdx-model.md "Guest side".
 #pragma once
 
 #include <cstdint>
@@ -51,7 +62,8 @@
 namespace cvmsim::tdx {
 
 struct TdxGlueConfig {
-  // TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28): Linux guests require it (A8).
+  // TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28): Linux guests require it (A8). The default for every
+  // TD; TdxHost::set_td_options overrides it per VM (scenario vms[].tdx.sept_ve_disable).
   bool sept_ve_disable = true;
   // TD_PARAMS.MAX_VCPUS.
   unsigned max_vcpus = 64;
@@ -59,6 +71,43 @@ struct TdxGlueConfig {
   // TDCALL to retire before it takes the kick IPI, a zap holding mmu_lock, wait_for_sept_zap)
   // (estimate: a pause loop re-checking a cached line; only matters with a timed shell).
   uint64_t spin_cycles = 200;
+};
+
+// Per-TD options the VMM passes with KVM_TDX_INIT_VM (looked up by VM name at vm_init).
+struct TdxTdOptions {
+  bool sept_ve_disable = true;  // TD ATTRIBUTES.SEPT_VE_DISABLE (A8)
+  // Map private memory at 2 MiB where guest_memfd hands out a 2 MiB folio and the attributes
+  // allow (KVM's TDX huge-page support is not in mainline: the default, false, is mainline's 4K).
+  bool huge_private = false;
+  // An interrupt becomes pending for the guest every this many cycles of its ACCEPT work (a
+  // timer or IPI; 0: never). A 2 MiB ACCEPT issued with one pending stops after one 4 KiB chunk
+  // (ACCEPT_COUNTER saved, A8) and the guest re-issues it. A modelling parameter, not an ABI one.
+  uint64_t accept_interrupt_cycles = 0;
+};
+
+// The TDX guest ABI as a guest-kernel model uses it: TDCALLs issued on one of the TD's vCPUs.
+class TdxGuestAbi {
+ public:
+  virtual ~TdxGuestAbi() = default;
+  // TDG.MEM.PAGE.ACCEPT(gpa, size) on vCPU `vcpu`, as the guest executes it: a TD exit it causes
+  // (EEQ ACCEPT: a FREE entry or a missing level, the lazy-AUG path; or a PENDING 2 MiB leaf
+  // under a 4 KiB request) goes to KVM, which maps the page at most at the accept's size (or
+  // DEMOTEs the 2 MiB leaf), and the guest re-executes the TDCALL; an interrupted 2 MiB accept
+  // is re-issued. BUSY / BUSY_HOST_PRIORITY (a host SEAMCALL holds or won the S-EPT entry, A5)
+  // returns to the guest, which retries. Returns the last result (ok, PAGE_ALREADY_ACCEPTED,
+  // PAGE_SIZE_MISMATCH, BUSY, or an error).
+  virtual TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) = 0;
+};
+
+// The guest kernel of a TD as the glue sees it: the events the hardware delivers to the guest.
+class TdxGuestSide {
+ public:
+  virtual ~TdxGuestSide() = default;
+  // A #VE for a PENDING private page (SEPT_VE_DISABLE clear). true: handled, retry the access.
+  virtual bool on_ve(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa) = 0;
+  // TDG.VP.VMCALL<MapGPA>(gpa with or without the S bit, size) returned `ret` (R10) to the guest.
+  virtual void on_map_gpa_done(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size, bool to_private,
+                               uint64_t ret) = 0;
 };
 
 // The platform's TDX: the module and the HKID allocator every TDX VM shares.
@@ -73,6 +122,9 @@ class TdxHost {
   TdxModule& module() { return module_; }
   const TdxModule& module() const { return module_; }
   const TdxGlueConfig& glue() const { return glue_; }
+  // Options of the TD named `vm` (set before the VM is created); the glue's defaults otherwise.
+  void set_td_options(const std::string& vm, TdxTdOptions o) { td_options_[vm] = o; }
+  TdxTdOptions td_options(const std::string& vm) const;
 
   // HKIDs for TDs: [private_hkid_min, private_hkid_max] minus the global KeyID, lowest first.
   std::optional<KeyId> alloc_hkid();
@@ -91,7 +143,12 @@ class TdxHost {
     uint64_t pages_added = 0;         // PAGE.ADD done (initial image, before finalize)
     uint64_t mr_extends = 0;          // MR.EXTEND done (256 B each)
     uint64_t private_zaps = 0;        // private pages removed (BLOCK..REMOVE..clear)
-    uint64_t guest_accepts = 0;       // ACCEPTs issued on the guest kernel's behalf
+    uint64_t guest_accepts = 0;       // TDG.MEM.PAGE.ACCEPT calls the guest kernel issued (retries included)
+    uint64_t accept_exits = 0;        // ACCEPTs that exited to KVM (EEQ ACCEPT) and were re-issued
+    uint64_t pending_access_fatal = 0;  // PENDING accesses with SEPT_VE_DISABLE: KVM killed the VM
+    uint64_t private_maps_2m = 0;     // PAGE.AUG 2M done for KVM faults
+    uint64_t demotes = 0;             // PAGE.DEMOTE of a 2 MiB leaf (partial zap or a 4 KiB accept)
+    uint64_t private_zaps_2m = 0;     // 2 MiB private leaves removed whole
     uint64_t vcpu_kicks = 0;          // TD exits forced for TLB tracking
     uint64_t vp_enters = 0;
     uint64_t machine_checks = 0;
@@ -115,6 +172,7 @@ class TdxHost {
  private:
   TdxModule module_;
   TdxGlueConfig glue_;
+  std::map<std::string, TdxTdOptions> td_options_;
   std::vector<bool> hkid_used_;  // index: hkid - private_hkid_min
   double hkids_live_ = 0;
   double hkid_highest_ = 0;
@@ -126,7 +184,7 @@ class TdxHost {
 // The TDX invariants (tdx-snp.md Part D) this backend contributes to the checker: T2 so far.
 std::vector<kvm::InvariantDef> tdx_invariants();
 
-class KvmTdxBackend final : public kvm::KvmBackend {
+class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
  public:
   explicit KvmTdxBackend(TdxHost& host) : host_(host) {}
 
@@ -151,23 +209,31 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   Result<Cycles> map_private(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms perms) override;
   Result<Cycles> unmap_private(kvm::Vm& vm, Gfn gfn, PageSize size) override;
   bool zap_private_range(kvm::Vm& vm, kvm::GfnRange r) override;
-  PageSize private_max_level(const kvm::Vm&, Gfn) const override { return PageSize::k4K; }
+  PageSize private_max_level(const kvm::Vm&, Gfn) const override {
+    return options_.huge_private ? PageSize::k2M : PageSize::k4K;
+  }
 
   bool translates_privately(const kvm::Vm&, Gpa gpa) const override {
     return td_created_ && !(gpa.value() & shared_mask_);
   }
   Stage2Lookup lookup_private(const kvm::Vm&, Gpa gpa) const override;
   PrivateFaultAction private_fault(kvm::Vm& vm, kvm::Vcpu& vcpu, const VmExit& e) override;
-  // TDG.MEM.PAGE.ACCEPT by the guest on `vcpu`, as a TDCALL in flight (docs/tdx-model.md
-  // "Concurrency and BUSY"): (re-)enters the TD, catches up with the vCPU's time, holds the entry
-  // lock for the call's cost, charges and traces it. BUSY / BUSY_HOST_PRIORITY are counted
-  // (glue.guest_accept_busy); retrying is the guest's business. nullopt if the vCPU is not this
-  // TD's or cannot enter (`why` says so). The stand-in in private_fault uses it; a guest-kernel
-  // model should too, so that its ACCEPTs can meet a zap in flight.
-  std::optional<TdxResult> guest_accept(kvm::Vm& vm, kvm::Vcpu& vcpu, Gpa gpa, PageSize size, std::string* why = nullptr);
   std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) override;
 
   kvm::HypercallDecode decode_hypercall(const kvm::Vm&, const VmExit& e) const override;
+  void conversion_done(kvm::Vm& vm, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d, uint64_t ret) override;
+
+  // The guest kernel (models/guest) that gets #VE and MapGPA completions; none: a #VE stops the vCPU.
+  void set_guest_side(TdxGuestSide* g) { guest_ = g; }
+  TdxGuestSide* guest_side() const { return guest_; }
+  // TdxGuestAbi. Each TDG.MEM.PAGE.ACCEPT is a TDCALL in flight (docs/tdx-model.md "Concurrency
+  // and BUSY"): the vCPU (re-)enters the TD and catches up with its own time, the call holds the
+  // entry lock for its cost (a host BLOCK/DEMOTE/REMOVE meeting it gets BUSY; a kick waits for
+  // it), then it is charged and traced. BUSY / BUSY_HOST_PRIORITY are counted
+  // (glue.guest_accept_busy) and returned: the guest kernel retries. An unknown vCPU id answers
+  // TDX_OPERAND_INVALID.
+  TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) override;
+  const TdxTdOptions& options() const { return options_; }
   void teardown(kvm::Vm& vm) override;
 
   // KVM_TDX_INIT_MEM_REGION for one 4 KiB page (before finalize): the page comes from the
@@ -194,8 +260,10 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   std::optional<Hpa> tdvpr_of(uint32_t vcpu_id) const;
   // Frames the TD holds from the VM's allocator (TDR, TDCS, TDVPS, S-EPT pages).
   size_t frames_held() const;
-  // Private pages mapped (the mirror).
-  size_t private_pages_mapped() const { return mirror_.size(); }
+  // Private 4 KiB pages mapped (the mirror; a 2 MiB leaf counts 512).
+  size_t private_pages_mapped() const { return mirror_.size() + 512 * mirror_2m_.size(); }
+  // 2 MiB private leaves mapped.
+  size_t private_2m_mapped() const { return mirror_2m_.size(); }
   TdxHost& host() { return host_; }
 
  private:
@@ -223,6 +291,8 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   template <class B>
   TdxResult in_flight(kvm::Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa = kNoArg,
                       int level = -1, uint64_t hpa = kNoArg, bool catch_up = true);
+  // mmu_lock: wait (spinning) while a zap or DEMOTE holds it for write (counted as fault_waits).
+  void wait_for_zap(kvm::Vm& vm);
   // Spin (through Kvm::yield) while cond() holds and time can pass; true if it had to wait.
   template <class C>
   bool spin_while(kvm::Vm& vm, C&& cond);
@@ -237,9 +307,13 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   // `begin` starts the call (a TdxTicket); each attempt runs in flight.
   template <class B>
   TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin);
-  bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn);
-  // SEPT.ADD for every missing level above the 4 KiB leaf of `gpa`, top down (A10.2).
-  Status ensure_sept(kvm::Vm& vm, Gpa gpa);
+  bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size = PageSize::k4K);
+  // BLOCK, TRACK (kick), DEMOTE of the 2 MiB leaf at `head` into a new S-EPT page; the mirror
+  // then holds its 512 4 KiB pages.
+  bool demote_2m(kvm::Vm& vm, Gfn head);
+  // SEPT.ADD for every missing level above the leaf of `gpa` at `leaf_level` (0: 4 KiB, 1:
+  // 2 MiB), top down (A10.2).
+  Status ensure_sept(kvm::Vm& vm, Gpa gpa, unsigned leaf_level = 0);
 
   TdxHost& host_;
   bool td_created_ = false;
@@ -257,6 +331,12 @@ class KvmTdxBackend final : public kvm::KvmBackend {
   std::vector<VcpuTd> vcpus_;
   std::map<std::pair<unsigned, uint64_t>, Hpa> sept_pages_;  // (level, gpa base) -> page
   std::map<uint64_t, Pfn> mirror_;                           // gfn -> private frame (4 KiB)
+  std::map<uint64_t, Pfn> mirror_2m_;                        // head gfn -> first frame (2 MiB leaves)
+  TdxTdOptions options_;
+  kvm::Vm* vm_ = nullptr;                                    // the VM this backend serves (vm_init)
+  TdxGuestSide* guest_ = nullptr;
+  uint64_t accept_work_ = 0;  // ACCEPT cycles since the last interrupt (accept_interrupt_cycles)
+  bool vm_dead_ = false;      // kvm_vm_dead after a guest access before accepting
 };
 
 // KVM_X86_TDX_VM's factory for Kvm::register_backend.

@@ -44,6 +44,21 @@ void ScenarioConfig::validate(const std::string& ptr) const {
     const auto& img = vms[i].tdx.initial_image;
     if (!img.empty() && vms[i].type != kvm::KVM_X86_TDX_VM)
       throw ConfigError(vp + "/tdx/initial_image", "an initial image needs a VM of type \"tdx\"");
+    const TdxVmConfig& tc = vms[i].tdx;
+    if (vms[i].type != kvm::KVM_X86_TDX_VM) {
+      if (tc.accept != guest::AcceptPolicy::kBoot || !tc.sept_ve_disable || tc.huge_private || tc.bounce_buffer.size ||
+          tc.accept_interrupt_cycles)
+        throw ConfigError(vp + "/tdx", "TD options need a VM of type \"tdx\"");
+    }
+    if (tc.accept == guest::AcceptPolicy::kLazy && tc.sept_ve_disable)
+      throw ConfigError(vp + "/tdx/accept", "accept \"lazy\" accepts on #VE, which the module injects only with SEPT_VE_DISABLE clear: set " + vp + "/tdx/sept_ve_disable to false (with it set, a PENDING access is a TD exit KVM treats as fatal)");
+    if (tc.bounce_buffer.size) {
+      const auto& bb = tc.bounce_buffer;
+      const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
+        return !m.is_private && bb.gpa >= m.gpa && bb.gpa + bb.size <= m.gpa + m.size;
+      });
+      if (!inside) throw ConfigError(vp + "/tdx/bounce_buffer", "the bounce buffer is not inside one shared (private: false) memory region of the VM");
+    }
     for (size_t k = 0; k < img.size(); ++k) {
       const std::string ip = vp + "/tdx/initial_image/" + std::to_string(k);
       const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
@@ -111,6 +126,16 @@ void ScenarioConfig::validate_steps(const std::string& ptr, const std::vector<st
       if (cpu >= vm->vcpus)
         throw ConfigError(sp + "/actor", "VM \"" + vmn + "\" has " + std::to_string(vm->vcpus) + " vCPU(s); " + st.actor + " does not exist");
       const size_t vm_index = static_cast<size_t>(vm - vms.data());
+      if (st.op == StepOp::kGuestIo) {
+        if (!vm->tdx.bounce_buffer.size)
+          throw ConfigError(sp, "guest_io needs a bounce buffer: VM \"" + vmn + "\" declares no /tdx/bounce_buffer");
+        if (st.offset + st.size > vm->tdx.bounce_buffer.size)
+          throw ConfigError(sp + "/size", "offset + size (" + std::to_string(st.offset + st.size) + ") exceeds VM \"" + vmn + "\"'s bounce buffer (" + std::to_string(vm->tdx.bounce_buffer.size) + " bytes)");
+        const bool inside = std::any_of(vm->memory.begin(), vm->memory.end(), [&](const MemRegionConfig& m) {
+          return m.is_private && st.gpa >= m.gpa && st.gpa + st.size <= m.gpa + m.size;
+        });
+        if (!inside) throw ConfigError(sp + "/gpa", "guest_io reads private memory: [gpa, gpa+size) must lie in one private region of VM \"" + vmn + "\"");
+      }
       for (const auto& u : workload_cpus)
         if (u.first == vm_index && u.second == cpu)
           throw ConfigError(sp + "/actor", st.actor + " runs a workload already; a vCPU runs either a workload or steps");

@@ -11,6 +11,7 @@
 #include "hw/base/pattern.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/guest/workload.h"
 #include "models/kvm/kvm_config.h"
 #include "models/kvm/uapi.h"
@@ -169,6 +170,7 @@ struct KvmPlatformConfig {
   kvm::AttrStoreKind attr_store = kvm::AttrStoreKind::kXarray;
   kvm::GmemRebindPolicy gmem_rebind = kvm::GmemRebindPolicy::kForbid;
   bool gmem_zero_on_handout = true;
+  bool gmem_huge_folios = false;
   bool flush_tlb_after_zap = true;
   KvmCostConfig costs;
   template <class V>
@@ -176,6 +178,7 @@ struct KvmPlatformConfig {
     v(enum_field("attr_store", attr_store, kAttrStoreNames, "memory-attribute storage: xarray (per page, as Linux) or range (interval store)"));
     v(enum_field("gmem_rebind", gmem_rebind, kRebindNames, "binding a guest_memfd to a VM other than its own: forbid (mainline, EINVAL), zero_on_unbind (allowed; pages zeroed when the last binding goes), zero_on_bind (allowed once unbound; zeroed when another VM binds it), unsafe_no_scrub (allowed, pages handed over as they are: unsafe, the checker's ISO-6 catches it)"));
     v(bool_field("gmem_zero_on_handout", gmem_zero_on_handout, "zero a guest_memfd page before the guest first gets it (mainline); false is UNSAFE: freed frames reach the next owner with their old contents"));
+    v(bool_field("gmem_huge_folios", gmem_huge_folios, "guest_memfd hands out 2 MiB folios where a whole aligned 2 MiB block of the file is unallocated (hugetlb-backed guest_memfd, PROPOSED upstream; mainline is order-0, false); private memory can then be mapped at 2 MiB where the backend allows it (vms[].tdx.huge_private)"));
     v(bool_field("flush_tlb_after_zap", flush_tlb_after_zap, "flush every vCPU's TLB after KVM zaps mappings (mainline); false is UNSAFE: stale translations survive"));
     v(object_field("costs", costs, "cost of KVM operations"));
   }
@@ -208,7 +211,7 @@ struct MemRegionConfig {
   void visit(V& v) {
     v(uint_field("gpa", gpa, "first guest physical address of the region").bytes().aligned(4 * kKiB));
     v(uint_field("size", size, "region size").bytes().min(4 * kKiB).aligned(4 * kKiB));
-    v(enum_field("page_size", page_size, kPageSizeNames, "host page size of the region's shared backing (2M/1G: hugetlb) and so the largest stage-2 leaf KVM maps it with; gpa and size must be multiples of it. Private memory is always mapped at 4K (guest_memfd is order-0)"));
+    v(enum_field("page_size", page_size, kPageSizeNames, "host page size of the region's shared backing (2M/1G: hugetlb) and so the largest stage-2 leaf KVM maps it with; gpa and size must be multiples of it. Private memory is mapped at 4K (mainline guest_memfd is order-0) unless platform.kvm.gmem_huge_folios and the backend allow 2M (vms[].tdx.huge_private)"));
     v(bool_field("private", is_private, "back the region with a guest_memfd too and make it private from the start (needs a VM type with private memory)"));
   }
   void validate(const std::string& ptr) const;
@@ -247,11 +250,35 @@ struct InitialImageConfig {
   }
 };
 
+// A TD's bounce buffer (swiotlb): shared memory guest I/O copies into.
+struct BounceBufferConfig {
+  uint64_t gpa = 0;
+  uint64_t size = 0;
+  template <class V>
+  void visit(V& v) {
+    v(uint_field("gpa", gpa, "first guest physical address (without the SHARED bit); must lie in a shared (private: false) memory region of the VM").bytes().aligned(4 * kKiB));
+    v(uint_field("size", size, "bytes; 0: no bounce buffer").bytes().aligned(4 * kKiB));
+  }
+};
+
+inline constexpr EnumName<guest::AcceptPolicy> kAcceptPolicyNames[] = {{guest::AcceptPolicy::kBoot, "boot"},
+                                                                       {guest::AcceptPolicy::kLazy, "lazy"}};
+
 struct TdxVmConfig {
   std::vector<InitialImageConfig> initial_image;
+  guest::AcceptPolicy accept = guest::AcceptPolicy::kBoot;
+  bool sept_ve_disable = true;
+  bool huge_private = false;
+  uint64_t accept_interrupt_cycles = 0;
+  BounceBufferConfig bounce_buffer;
   template <class V>
   void visit(V& v) {
     v(array_field("initial_image", initial_image, "pages the VMM adds before the TD is finalized (PAGE.ADD: MAPPED, no ACCEPT needed); each piece lies in a private region of the VM; pieces must not overlap"));
+    v(enum_field("accept", accept, kAcceptPolicyNames, "the guest kernel's acceptance of private memory: boot (TDG.MEM.PAGE.ACCEPT of every private region before the workload, 2 MiB where aligned, 4 KiB after PAGE_SIZE_MISMATCH) or lazy (accept a page when its first access gets a #VE; needs sept_ve_disable false). Conversions to private accept at once either way"));
+    v(bool_field("sept_ve_disable", sept_ve_disable, "TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28; Linux guests require it): a guest access to a PENDING page is then a TD exit, which KVM treats as fatal (the vCPU stops), instead of a #VE to the guest"));
+    v(bool_field("huge_private", huge_private, "map private memory with 2 MiB S-EPT leaves (SEPT.ADD to level 2, PAGE.AUG 2M) where guest_memfd hands out a 2 MiB folio (platform.kvm.gmem_huge_folios) and the attributes allow; KVM's TDX huge-page support is not in mainline (false: 4 KiB)"));
+    v(uint_field("accept_interrupt_cycles", accept_interrupt_cycles, "an interrupt becomes pending for the guest every this many cycles of its TDG.MEM.PAGE.ACCEPT work (0: never); a 2 MiB ACCEPT with one pending zeroes one 4 KiB chunk, saves its ACCEPT_COUNTER and returns interrupted, and the guest re-issues it (platform.tdx.accept_interrupts counts them)").unit("cycles"));
+    v(object_field("bounce_buffer", bounce_buffer, "a shared area guest I/O copies private data into (step guest_io): a deliberate share the leak checker does not report"));
   }
 };
 
@@ -269,7 +296,7 @@ struct VmConfig {
     v(uint_field("vcpus", vcpus, "number of vCPUs").min(1).max(256));
     v(array_field("memory", memory, "guest physical memory regions, one memslot each; must not overlap").items(1));
     v(object_field("vmm", vmm, "the VMM's conversion policy"));
-    v(object_field("tdx", tdx, "TD build (type tdx only): the initial image added and measured before TDH.MR.FINALIZE"));
+    v(object_field("tdx", tdx, "TD options (type tdx only): the initial image added and measured before TDH.MR.FINALIZE, the guest kernel's acceptance policy, SEPT_VE_DISABLE, 2 MiB private pages, the bounce buffer"));
   }
 };
 

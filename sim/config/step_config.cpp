@@ -60,6 +60,8 @@ constexpr StepOpInfo kOps[] = {
     {StepOp::kHypercall, "hypercall", ActorKind::kVcpu, "nr", "gpa size value",
      "raw hypercall: args[0]=gpa, args[1]=size/4096, args[2]=value; expect.ret"},
     {StepOp::kCompute, "compute", ActorKind::kVcpu, "cycles", "", "spend cycles"},
+    {StepOp::kGuestIo, "guest_io", ActorKind::kVcpu, "gpa size", "offset pattern value",
+     "TD guest I/O through its bounce buffer (vms[].tdx.bounce_buffer): the guest reads [gpa, gpa+size) of its private memory (checked against pattern/value) and copies it to the bounce buffer at offset, through the shared alias (gpa | SHARED bit), for the host to read; the copy is written as the same pattern at the buffer's shared alias, so use pattern value (address-independent) when the host checks the copy (seeded patterns are keyed by address, S bit included)"},
     // any
     {StepOp::kWait, "wait", ActorKind::kAny, "time_ns", "", "advance this actor's simulated time"},
     {StepOp::kBarrier, "barrier", ActorKind::kAny, "barrier", "",
@@ -200,6 +202,8 @@ void StepConfig::validate(const std::string& ptr) const {
   }
   if (has("prot") && prot != "r" && prot != "rw" && prot != "rwx")
     throw ConfigError(ptr + "/prot", "must be r, rw or rwx");
+  if (op == StepOp::kGuestIo && (size == 0 || (size & 4095)))
+    throw ConfigError(ptr + "/size", "guest_io copies whole 4 KiB pages (size a non-zero multiple of 4096)");
   if ((op == StepOp::kLoad || op == StepOp::kStore) && (size == 0 || size > 4096))
     throw ConfigError(ptr + "/size", "guest loads and stores are 1..4096 bytes");
   if ((op == StepOp::kHostileWrite || op == StepOp::kHostileRead) &&

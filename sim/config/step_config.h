@@ -29,7 +29,7 @@ enum class StepOp : uint8_t {
   // host: host userspace accesses (in the VMM's process)
   kHostRead, kHostWrite, kGmemMmap, kGmemMunmap, kMapRead, kMapWrite,
   // vCPU: guest operations
-  kLoad, kStore, kGuestConvert, kHypercall, kCompute,
+  kLoad, kStore, kGuestConvert, kHypercall, kCompute, kGuestIo,
   // any actor
   kWait, kBarrier,
   // host: hostile host-kernel actions (attack scenarios)
@@ -65,6 +65,7 @@ inline constexpr EnumName<StepOp> kStepOpNames[] = {
     {StepOp::kGuestConvert, "guest_convert"},
     {StepOp::kHypercall, "hypercall"},
     {StepOp::kCompute, "compute"},
+    {StepOp::kGuestIo, "guest_io"},
     {StepOp::kWait, "wait"},
     {StepOp::kBarrier, "barrier"},
     {StepOp::kHostileMap, "hostile_map"},
@@ -180,7 +181,7 @@ struct StepConfig {
     v(uint_field("size", size, "bytes").bytes());
     v(string_field("hva", hva, "memory_region: userspace_addr; empty means the VM's own shared backing of gpa"));
     v(string_field("guest_memfd", guest_memfd, "a guest_memfd named by an earlier step's `as`, or <vm>.mem<i> for the VMM's own"));
-    v(uint_field("offset", offset, "guest_memfd offset (memory_region2, fallocate, mmap, map_read/map_write)").bytes());
+    v(uint_field("offset", offset, "guest_memfd offset (memory_region2, fallocate, mmap, map_read/map_write); guest_io: offset into the bounce buffer").bytes());
     v(string_field("attributes", attributes, "set_memory_attributes: PRIVATE, 0, or a number"));
     v(string_field("cap", cap, "capability name, e.g. KVM_CAP_GUEST_MEMFD_FLAGS"));
     v(uint_field("arg", arg, "enable_cap: args[0]"));

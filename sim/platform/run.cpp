@@ -16,6 +16,7 @@
 #include "models/host/page_allocator.h"
 #include "models/kvm/kvm.h"
 #include "models/sw_protected/sw_protected_backend.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/platform/scenario_driver.h"
@@ -74,6 +75,8 @@ bool uses_tdx(const ScenarioConfig& sc) {
 
 struct VmInstance {
   std::string name;
+  std::unique_ptr<guest::TdxGuestKernel> guest;  // a TD's guest kernel (outlives the VMM's VM)
+  uint64_t boot_cycles = 0;                      // the guest kernel's boot work, run first by each vCPU
   std::unique_ptr<vmm::Vmm> vmm;
   std::vector<std::unique_ptr<VcpuModule>> vcpus;
 };
@@ -83,6 +86,7 @@ kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
   k.attr_store = p.kvm.attr_store;
   k.gmem_rebind = p.kvm.gmem_rebind;
   k.gmem_zero_on_handout = p.kvm.gmem_zero_on_handout;
+  k.gmem_huge_folios = p.kvm.gmem_huge_folios;
   k.flush_tlb_after_zap = p.kvm.flush_tlb_after_zap;
   k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
   return k;
@@ -182,6 +186,9 @@ class Platform : public sc_core::sc_module {
       for (const auto& r : vmc.memory)
         vc.ram.push_back(vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
       vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
+      // KVM_TDX_INIT_VM's attributes and the TD's mapping options, per VM.
+      if (tdx_ && vmc.type == kvm::KVM_X86_TDX_VM)
+        tdx_->set_td_options(vmc.name, tdx::TdxTdOptions{vmc.tdx.sept_ve_disable, vmc.tdx.huge_private, vmc.tdx.accept_interrupt_cycles});
       vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
@@ -197,6 +204,22 @@ class Platform : public sc_core::sc_module {
           kvm_.trace("platform." + vmc.name + ".tdx", "mrtd", *mrtd);
           mrtds_.emplace_back(vmc.name, *mrtd);
         }
+        // The guest kernel (models/guest/tdx_guest_kernel.h): it gets #VE and MapGPA completions
+        // from the glue and, with accept "boot", accepts every private region on vCPU 0 now,
+        // before the workload (its cost shows in the module's statistics, not in run time).
+        guest::TdxGuestKernelConfig gk;
+        gk.accept = vmc.tdx.accept;
+        for (const auto& r : vmc.memory)
+          if (r.is_private) gk.private_ranges.push_back(guest::GpaRange{Gpa(r.gpa), r.size});
+        gk.bounce_buffer = guest::GpaRange{Gpa(vmc.tdx.bounce_buffer.gpa), vmc.tdx.bounce_buffer.size};
+        vm->guest = std::make_unique<guest::TdxGuestKernel>(std::move(gk));
+        td->set_guest_side(vm->guest.get());
+        (void)kvm_.take_cost();  // the build's cost is not the guest's
+        if (std::string err = vm->guest->boot(*td, 0); !err.empty())
+          throw std::runtime_error("booting TD " + vmc.name + ": " + err);
+        // The boot's cycles (TDCALLs, exits, KVM's faults) become simulated time: every vCPU of
+        // the TD starts with them (secondary vCPUs come up after the boot vCPU has accepted).
+        vm->boot_cycles = kvm_.take_cost().count();
       }
       (void)kvm_.take_cost();  // set-up happens before simulated time starts
       vms_.push_back(std::move(vm));
@@ -246,6 +269,10 @@ class Platform : public sc_core::sc_module {
         if (!program) {
           program = driver_->program_for(actor, vmc.type);
           if (program) progress.add_total(program->expected_ops());
+        }
+        if (vm->boot_cycles) {
+          program = std::make_unique<guest::AfterBootProgram>(vm->boot_cycles, std::move(program));
+          progress.add_total(1);
         }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
@@ -313,6 +340,8 @@ class Platform : public sc_core::sc_module {
       vmm::Vmm* vmmp = vm->vmm.get();
       reg.add(base + ".kvm", [vmmp](StatVisitor& v) { vmmp->vm().describe_stats(v); });
       reg.add(base + ".vmm", [vmmp](StatVisitor& v) { vmmp->describe_stats(v); });
+      if (guest::TdxGuestKernel* gk = vm->guest.get())
+        reg.add(base + ".guest", [gk](StatVisitor& v) { gk->describe_stats(v); });
       for (size_t i = 0; i < vm->vcpus.size(); ++i) {
         VcpuModule* cpu = vm->vcpus[i].get();
         reg.add(base + ".cpu" + std::to_string(i), [cpu](StatVisitor& v) { cpu->describe_stats(v); });

@@ -564,6 +564,24 @@ void StepProgram::expand(size_t index, std::vector<GuestOp>& out) const {
       break;
     }
     case StepOp::kCompute: out.push_back(GuestOp::compute(s.cycles)); break;
+    case StepOp::kGuestIo: {
+      // TD guest I/O through the bounce buffer (swiotlb): read the private data, copy it into
+      // the shared buffer at its shared alias (gpa | S, bit 47 with GPAW 48). The copy is a
+      // store of the same pattern at the buffer's address: patterns are keyed by address.
+      uint64_t bounce = 0;
+      const std::string vmn = sc_.steps[index].actor.substr(0, sc_.steps[index].actor.rfind(".cpu"));
+      for (const auto& vm : sc_.vms)
+        if (vm.name == vmn) bounce = vm.tdx.bounce_buffer.gpa + s.offset;
+      for (uint64_t off = 0; off < s.size; off += kPageBytes) {
+        GuestOp ld = GuestOp::load(Gpa(s.gpa + off), static_cast<uint32_t>(kPageBytes));
+        ld.verify = true;
+        ld.pattern = s.pattern;
+        ld.value = s.value;
+        out.push_back(ld);
+        out.push_back(GuestOp::store(Gpa((bounce + off) | (uint64_t{1} << 47)), static_cast<uint32_t>(kPageBytes), s.value, s.pattern));
+      }
+      break;
+    }
     case StepOp::kWait: {
       // Spend the time, then synchronise so that it shows in global time.
       const uint64_t cycles = static_cast<uint64_t>(static_cast<double>(s.time_ns) * 1e-9 * static_cast<double>(frequency_hz_));

@@ -376,3 +376,56 @@ TEST_CASE("punch of a hwpoison folio invalidates it but never returns the frame"
     CHECK(*frame != bad);
   }
 }
+
+TEST_CASE("huge folios: a whole 2 MiB block gives max_order 9 and is zeroed whole; a punched page breaks it",
+          "[gmem][get_pfn][huge]") {
+  GmemFixture fx;
+  GmemEnv e = fx.env();
+  e.huge_folios = true;
+  kvm_create_guest_memfd args;
+  args.size = 1024 * kPage;  // two 2 MiB blocks
+  auto made = GmemFile::create(fx.vm, args, GmemFixture::kAllFlags, e);
+  REQUIRE(made.ok());
+  auto f = *made;
+  REQUIRE(f->bind(fx.vm, slot(1), Gfn(0x200), 1024, 0).ok());  // gfn 0x200 is 2 MiB aligned, like index 0
+  auto p = f->get_pfn(slot(1), Gfn(0x205), Gfn(0x200), GmemPgoff(0));
+  REQUIRE(p.ok());
+  CHECK(p->max_order == 9);
+  CHECK(((p->pfn.value() - 5) & 511) == 0);
+  CHECK(p->bytes_zeroed == 512 * kPage);
+  CHECK(f->inode().stats().huge_folios_allocated == 1);
+  CHECK(f->inode().stats().folios_allocated == 512);
+  CHECK(f->inode().folio(GmemPgoff(511))->pfn == p->pfn - 5 + 511);
+  // The same block again: nothing more to zero.
+  CHECK(f->get_pfn(slot(1), Gfn(0x300), Gfn(0x200), GmemPgoff(0))->bytes_zeroed == 0);
+  // Punch one page: that 4 KiB goes; the block is no longer whole (max_order 0), and a refault of
+  // the hole gets an order-0 folio.
+  REQUIRE(f->fallocate(PUNCH, 7 * kPage, kPage).ok());
+  CHECK(f->inode().folio(GmemPgoff(7)) == nullptr);
+  CHECK(f->get_pfn(slot(1), Gfn(0x205), Gfn(0x200), GmemPgoff(0))->max_order == 0);
+  // Someone else takes the freed frame, so the refault gets another one: not contiguous.
+  auto other = fx.frames.alloc(PageSize::k4K);
+  REQUIRE(other.ok());
+  CHECK(*other == p->pfn + 2);
+  auto hole = f->get_pfn(slot(1), Gfn(0x207), Gfn(0x200), GmemPgoff(0));
+  REQUIRE(hole.ok());
+  CHECK(hole->pfn != p->pfn + 2);
+  CHECK(hole->max_order == 0);
+  CHECK(f->get_pfn(slot(1), Gfn(0x205), Gfn(0x200), GmemPgoff(0))->max_order == 0);
+  CHECK(f->inode().stats().huge_folios_allocated == 1);
+}
+
+TEST_CASE("huge folios: a binding whose gfn and index are not equally aligned never gives max_order 9",
+          "[gmem][get_pfn][huge]") {
+  GmemFixture fx;
+  GmemEnv e = fx.env();
+  e.huge_folios = true;
+  kvm_create_guest_memfd args;
+  args.size = 1024 * kPage;
+  auto f = *GmemFile::create(fx.vm, args, GmemFixture::kAllFlags, e);
+  REQUIRE(f->bind(fx.vm, slot(1), Gfn(0x201), 512, 0).ok());  // gfn 0x201 <-> index 0
+  auto p = f->get_pfn(slot(1), Gfn(0x201), Gfn(0x201), GmemPgoff(0));
+  REQUIRE(p.ok());
+  CHECK(f->inode().stats().huge_folios_allocated == 1);  // the file's block is huge...
+  CHECK(p->max_order == 0);                               // ...but it cannot be mapped huge here
+}

@@ -165,10 +165,11 @@ struct DetachOnExit {
 struct KvmFixture {
   static constexpr uint64_t kFrames = 8192;  // 32 MiB
 
-  static KvmConfig config_for(AttrStoreKind k, uint64_t attr_max_bytes) {
+  static KvmConfig config_for(AttrStoreKind k, uint64_t attr_max_bytes, bool gmem_huge_folios = false) {
     KvmConfig c;
     c.attr_store = k;
     c.attr_store_max_bytes = attr_max_bytes;
+    c.gmem_huge_folios = gmem_huge_folios;
     return c;
   }
 
@@ -183,9 +184,10 @@ struct KvmFixture {
   unsigned vms_made = 0;
 
   // attr_max_bytes: the attribute store's host-memory limit (0 = unlimited; ENOMEM beyond it).
-  explicit KvmFixture(AttrStoreKind k, uint64_t attr_max_bytes = 0)
+  // gmem_huge_folios: guest_memfd hands out 2 MiB folios (KvmConfig::gmem_huge_folios).
+  explicit KvmFixture(AttrStoreKind k, uint64_t attr_max_bytes = 0, bool gmem_huge_folios = false)
       : kind(k),
-        kvm(Kvm::Env{mem, frames, Stage2Format::kEpt4}, config_for(k, attr_max_bytes)),
+        kvm(Kvm::Env{mem, frames, Stage2Format::kEpt4}, config_for(k, attr_max_bytes, gmem_huge_folios)),
         mm(mem, frames),
         proc(kvm, mm, "vmm") {
     kvm.register_backend(KVM_X86_DEFAULT_VM, make_default_backend);

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "../kvm/kvm_test_util.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 
 namespace cvmsim::kvmtest {
@@ -21,26 +22,37 @@ struct TdxFixture {
   // Declared first so that it outlives the Kvm (whose VMs' teardown calls the module); the
   // module's destructor touches no memory.
   std::unique_ptr<TdxHost> host;
-  KvmFixture f{AttrStoreKind::kXarray};
+  KvmFixture f;
   int vm_fd = -1, vcpu_fd = -1, gmem_fd = -1;
   RecordingUserspace user;
+  bool ve_disable = true;
+  // The guest kernel: accepts on #VE (SEPT_VE_DISABLE clear) and after MapGPA to private.
+  std::unique_ptr<guest::TdxGuestKernel> kernel;
 
-  explicit TdxFixture(bool sept_ve_disable = true) {
+  // huge: guest_memfd 2 MiB folios and the TD's huge_private option (2 MiB private leaves).
+  explicit TdxFixture(bool sept_ve_disable = true, bool huge = false, uint64_t accept_interrupt_cycles = 0)
+      : f(AttrStoreKind::kXarray, 0, huge), ve_disable(sept_ve_disable) {
     REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
     tdx::TdxGlueConfig g;
     g.sept_ve_disable = sept_ve_disable;
     host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem), g);
+    host->set_td_options("vm0", tdx::TdxTdOptions{sept_ve_disable, huge, accept_interrupt_cycles});
     f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
   }
-  // A TD with 2 MiB of private guest memory at GPA 0 and one vCPU, finalized.
-  void build(bool finalize = true) {
+  // A TD with `bytes` (2 MiB by default) of private guest memory at GPA 0 and one vCPU, finalized.
+  void build(bool finalize = true, uint64_t bytes = k2M) {
     vm_fd = f.new_vm(kTdx);
-    gmem_fd = f.new_gmem(vm_fd, k2M);
-    f.add_slot(vm_fd, 0, 0, k2M, gmem_fd);
-    REQUIRE(f.set_attrs(vm_fd, 0, k2M, kPriv).ok());
+    gmem_fd = f.new_gmem(vm_fd, bytes);
+    f.add_slot(vm_fd, 0, 0, bytes, gmem_fd);
+    REQUIRE(f.set_attrs(vm_fd, 0, bytes, kPriv).ok());
     REQUIRE(f.enable_exit_hypercall(vm_fd, 1ull << KVM_HC_MAP_GPA_RANGE).ok());
     vcpu_fd = f.new_vcpu(vm_fd);
     vcpu().set_userspace(&user);
+    guest::TdxGuestKernelConfig gk;
+    gk.accept = guest::AcceptPolicy::kLazy;
+    gk.private_ranges.push_back(guest::GpaRange{Gpa(0), bytes});
+    kernel = std::make_unique<guest::TdxGuestKernel>(gk);
+    be().set_guest_side(kernel.get());
     if (finalize) REQUIRE(be().finalize(vm()).ok());
     (void)f.kvm.take_cost();
   }
@@ -59,11 +71,14 @@ struct TdxFixture {
     return l.entry.level == 0 ? l.entry.state : SeptState::kInvalid;
   }
   ExitAction fault(uint64_t gpa, bool write = true) { return vcpu().handle_exit(0, stage2_exit(gpa, write)); }
-  // First touch of a private page: exit 1 maps it (SEPT.ADD + AUG), exit 2 accepts it.
+  // First touch of a private page: exit 1 maps it (SEPT.ADD + AUG); then the guest accepts it:
+  // on the #VE of the next touch (SEPT_VE_DISABLE clear), or, as a Linux guest does with
+  // SEPT_VE_DISABLE set, before touching it (a touch would be fatal).
   void fault_in(uint64_t gpa) {
     REQUIRE(fault(gpa).kind == ExitAction::kRetry);
     REQUIRE(state(gpa) == SeptState::kPending);
-    REQUIRE(fault(gpa).kind == ExitAction::kRetry);
+    if (ve_disable) REQUIRE(kernel->accept_range(be(), 0, Gpa(gpa), kPage) == 0);
+    else REQUIRE(fault(gpa).kind == ExitAction::kRetry);
     REQUIRE(state(gpa) == SeptState::kMapped);
   }
 };
@@ -110,11 +125,33 @@ TEST_CASE("TDX private fault: SEPT.ADD and PAGE.AUG, then the guest accepts", "[
   CHECK(t.be().private_pages_mapped() == 1);
   const Pfn pfn = t.f.gmem_pfn(t.gmem_fd, 1);
   CHECK(t.m().pamt_leaf(pfn_to_hpa(pfn)).entry.type() == tdx::PageType::kReg);
-  // Exit 2: PENDING: #VE (or, SEPT_VE_DISABLE, a PENDING EPT-violation exit): the guest accepts.
-  REQUIRE(t.fault(0x1000).kind == ExitAction::kRetry);
+  // Exit 2: PENDING. SEPT_VE_DISABLE clear: #VE, the guest kernel's handler accepts. Set: a
+  // PENDING EPT-violation TD exit, which KVM treats as fatal (the vCPU stops); the guest
+  // should have accepted first, and accepting then works.
+  const ExitAction second = t.fault(0x1000);
+  if (ve_disable) {
+    CHECK(second.kind == ExitAction::kStop);
+    CHECK(second.reason.find("guest access before accepting") != std::string::npos);
+    CHECK(t.host->stats().pending_access_fatal == 1);
+    CHECK(t.state(0x1000) == SeptState::kPending);
+    // kvm_vm_dead: any later private fault of the TD stops too.
+    const ExitAction later = t.fault(0x2000);
+    CHECK(later.kind == ExitAction::kStop);
+    CHECK(later.reason.find("the VM is dead") != std::string::npos);
+    CHECK(t.be().private_pages_mapped() == 1);
+    REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0x1000), kPage) == 0);
+    CHECK(t.f.kvm.take_cost().count() > 0);  // the TDCALL's cost, outside any exit here
+  } else {
+    CHECK(second.kind == ExitAction::kRetry);
+    CHECK(t.vcpu().stats().private_faults_below_kvm == 1);
+    CHECK(t.kernel->stats().ves_handled == 1);
+  }
   CHECK(t.state(0x1000) == SeptState::kMapped);
-  CHECK(t.vcpu().stats().private_faults_below_kvm == 1);
-  CHECK(t.host->stats().guest_accepts == 1);
+  // The #VE handler tried 2 MiB first (the chunk is whole private memory): PAGE_SIZE_MISMATCH,
+  // then 4 KiB; the explicit accept is 4 KiB only.
+  CHECK(t.kernel->stats().accepts_4k == 1);
+  CHECK(t.kernel->stats().size_mismatch == (ve_disable ? 0u : 1u));
+  CHECK(t.host->stats().guest_accepts == (ve_disable ? 1u : 2u));
   CHECK(t.m().stats().ve_injected == (ve_disable ? 0u : 1u));
   CHECK(t.f.mem.meta(pfn).key_id == t.be().hkid());
   // The vCPU's private root maps it; the checkers' view agrees.
@@ -321,6 +358,155 @@ TEST_CASE("TDX invariant T2 holds on a built TD and catches an S-EPT leaf pointi
   REQUIRE(v.size() == 1);
   CHECK(v[0].invariant == "T2");
   CHECK(v[0].frames.at(0) == *stray);
+}
+
+}  // namespace
+}  // namespace cvmsim::kvmtest
+
+namespace cvmsim::kvmtest {
+namespace {
+
+// The 2 MiB S-EPT leaf covering gpa: its state, or kInvalid when level 1 holds no leaf.
+SeptState leaf_2m_state(TdxFixture& t, uint64_t gpa) {
+  const tdx::SeptLookup l = t.m().sept_entry(t.be().tdr(), Gpa(gpa & ~(k2M - 1)), 1);
+  if (!l.found || !l.entry.leaf || l.entry.level != 1) return SeptState::kInvalid;
+  return l.entry.state;
+}
+
+TEST_CASE("TDX 2 MiB private pages: ACCEPT(2M) exits, KVM adds S-EPT to level 2 and AUGs 2M", "[tdx_kvm][2m]") {
+  TdxFixture t(/*sept_ve_disable=*/true, /*huge=*/true);
+  t.build(true, 2 * k2M);
+  const auto leaf = [&](tdx::Leaf l) { return t.m().stats().calls[static_cast<size_t>(l)]; };
+  const uint64_t septs = leaf(tdx::Leaf::kMemSeptAdd);
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), k2M) == 0);
+  // One ACCEPT(2M) exit (missing level), KVM mapped a 2 MiB leaf, the re-issued ACCEPT took it.
+  CHECK(t.host->stats().accept_exits == 1);
+  CHECK(t.host->stats().private_maps_2m == 1);
+  CHECK(t.host->stats().private_maps == 0);
+  CHECK(leaf(tdx::Leaf::kMemSeptAdd) - septs == 2);  // levels 3 and 2 only
+  CHECK(t.kernel->stats().accepts_2m == 1);
+  CHECK(leaf_2m_state(t, 0) == SeptState::kMapped);
+  CHECK(t.be().private_2m_mapped() == 1);
+  CHECK(t.be().private_pages_mapped() == 512);
+  // The leaf maps the guest_memfd's 2 MiB folio: contiguous, 2 MiB-aligned frames.
+  const Pfn first = t.f.gmem_pfn(t.gmem_fd, 0);
+  CHECK((first.value() & 511) == 0);
+  CHECK(t.f.gmem_pfn(t.gmem_fd, 511) == first + 511);
+  const tdx::PamtLeaf pl = t.m().pamt_leaf(pfn_to_hpa(first + 7));
+  CHECK(pl.entry.type() == tdx::PageType::kReg);
+  CHECK(pl.level == PageSize::k2M);
+  const Stage2Lookup lk = t.be().lookup_private(t.vm(), Gpa(0x7000));
+  REQUIRE(lk.mapped());
+  CHECK(lk.level == 1);
+  CHECK(lk.pfn_for(Gpa(0x7000)) == first + 7);
+  // ALREADY_ACCEPTED on a second accept, at either size.
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), k2M) == 0);
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0x3000), kPage) == 0);
+  CHECK(t.kernel->stats().already_accepted == 2);
+}
+
+TEST_CASE("TDX 2 MiB private pages: a 4 KiB zap inside DEMOTEs first, a whole-range zap REMOVEs the 2 MiB leaf",
+          "[tdx_kvm][2m]") {
+  TdxFixture t(true, true);
+  t.build(true, 2 * k2M);
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), 2 * k2M) == 0);
+  REQUIRE(t.be().private_2m_mapped() == 2);
+  const auto leaf = [&](tdx::Leaf l) { return t.m().stats().calls[static_cast<size_t>(l)]; };
+  const Pfn first = t.f.gmem_pfn(t.gmem_fd, 0);
+  // The guest's data in page 4 of the first chunk, under the TD key.
+  (void)t.f.mem.fill_keyed(pfn_to_hpa(first + 4), kPage, 0x5a, KeyedAccess{t.be().hkid(), t.vm().principal(), true});
+  const uint64_t blocks = leaf(tdx::Leaf::kMemRangeBlock), tracks = leaf(tdx::Leaf::kMemTrack),
+                 removes = leaf(tdx::Leaf::kMemPageRemove);
+  // Page 3 goes shared: BLOCK + TRACK + DEMOTE of the 2 MiB leaf, then BLOCK + TRACK + REMOVE of page 3.
+  REQUIRE(t.f.set_attrs(t.vm_fd, 0x3000, kPage, 0).ok());
+  CHECK(t.host->stats().demotes == 1);
+  CHECK(leaf(tdx::Leaf::kMemPageDemote) == 1);
+  CHECK(leaf(tdx::Leaf::kMemRangeBlock) - blocks == 2);
+  CHECK(leaf(tdx::Leaf::kMemTrack) - tracks == 2);
+  CHECK(leaf(tdx::Leaf::kMemPageRemove) - removes == 1);
+  CHECK(t.host->stats().private_zaps == 1);
+  CHECK(t.be().private_2m_mapped() == 1);
+  CHECK(t.be().private_pages_mapped() == 511 + 512);
+  CHECK(leaf_2m_state(t, 0) == SeptState::kInvalid);  // level 1 is a table now
+  CHECK(t.state(0x3000) == SeptState::kFree);
+  CHECK(t.state(0x4000) == SeptState::kMapped);  // accepted children stay accepted
+  CHECK(t.f.mem.meta(first + 4).key_id == t.be().hkid());
+  CHECK(t.f.mem.meta(first + 4).label == t.vm().principal());  // the data was not touched
+  CHECK(t.m().pamt_leaf(pfn_to_hpa(first + 4)).level == PageSize::k4K);
+  CHECK(t.m().pamt_leaf(pfn_to_hpa(first + 3)).entry.type() == tdx::PageType::kNda);
+  // The second chunk goes shared whole: one 2 MiB REMOVE, all 512 pages cleared.
+  const Pfn second = t.f.gmem_pfn(t.gmem_fd, 512);
+  const uint64_t cleared = t.host->stats().pages_cleared, removes2 = leaf(tdx::Leaf::kMemPageRemove);
+  REQUIRE(t.f.set_attrs(t.vm_fd, k2M, k2M, 0).ok());
+  CHECK(t.host->stats().private_zaps_2m == 1);
+  CHECK(leaf(tdx::Leaf::kMemPageRemove) - removes2 == 1);
+  CHECK(t.host->stats().pages_cleared - cleared == 512);
+  CHECK(t.host->stats().demotes == 1);
+  CHECK(t.be().private_2m_mapped() == 0);
+  CHECK(t.m().pamt_leaf(pfn_to_hpa(second)).entry.type() == tdx::PageType::kNda);
+  CHECK_FALSE(t.be().lookup_private(t.vm(), Gpa(k2M + 0x5000)).mapped());
+}
+
+TEST_CASE("TDX 2 MiB private pages: ACCEPT(4K) under a PENDING 2 MiB leaf makes KVM DEMOTE it", "[tdx_kvm][2m]") {
+  TdxFixture t(/*sept_ve_disable=*/false, true);
+  t.build(true, 2 * k2M);
+  // A touch maps the chunk at 2 MiB (PENDING).
+  REQUIRE(t.fault(0x9000).kind == ExitAction::kRetry);
+  REQUIRE(leaf_2m_state(t, 0x9000) == SeptState::kPending);
+  // The guest accepts only 4 KiB: the ACCEPT exits (a larger non-accessible leaf, A8), KVM
+  // demotes, the re-issued ACCEPT succeeds; the other 511 pages stay PENDING.
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0x9000), kPage) == 0);
+  CHECK(t.host->stats().demotes == 1);
+  CHECK(t.host->stats().accept_exits == 1);
+  CHECK(t.state(0x9000) == SeptState::kMapped);
+  CHECK(t.state(0x8000) == SeptState::kPending);
+  // The next touch of a PENDING neighbour is a #VE, accepted at 4 KiB (2 MiB: PAGE_SIZE_MISMATCH).
+  REQUIRE(t.fault(0x8000).kind == ExitAction::kRetry);
+  CHECK(t.state(0x8000) == SeptState::kMapped);
+  CHECK(t.kernel->stats().size_mismatch == 1);
+}
+
+TEST_CASE("TDX 2 MiB private pages: teardown reclaims the 2 MiB leaf and returns every frame", "[tdx_kvm][2m]") {
+  TdxFixture t(true, true);
+  const uint64_t free0 = t.f.frames.free_frames();
+  t.build(true, 2 * k2M);
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), 2 * k2M) == 0);
+  REQUIRE(t.be().private_2m_mapped() == 2);
+  const uint64_t reclaimed = t.host->stats().pages_reclaimed;
+  REQUIRE(t.f.proc.close(t.vcpu_fd).ok());
+  REQUIRE(t.f.proc.close(t.gmem_fd).ok());
+  REQUIRE(t.f.proc.close(t.vm_fd).ok());
+  CHECK(t.host->stats().tds_reclaimed == 1);
+  CHECK(t.host->stats().pages_reclaimed > reclaimed + 2);
+  uint64_t assigned = 0;
+  t.m().pamt().for_each_assigned([&](auto&&...) { ++assigned; });
+  CHECK(assigned == 0);
+  CHECK(t.f.frames.free_frames() == free0);
+}
+
+TEST_CASE("TDX 2 MiB ACCEPT interrupted by a pending interrupt resumes from ACCEPT_COUNTER", "[tdx_kvm][2m]") {
+  // accept_interrupt_cycles = 1: after the first ACCEPT(2M) (which exits for the AUG) an
+  // interrupt is pending, so the re-issued ACCEPT zeroes one 4 KiB chunk and returns
+  // interrupted; the guest takes the interrupt and re-issues it, and the module resumes at
+  // ACCEPT_COUNTER = 1 and zeroes the other 511 chunks.
+  TdxFixture t(true, true, /*accept_interrupt_cycles=*/1);
+  t.build(true, 2 * k2M);
+  const uint64_t zeroed0 = t.m().stats().pages_zeroed, septs0 = t.host->stats().sept_pages_added;
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(k2M), k2M) == 0);
+  CHECK(leaf_2m_state(t, k2M) == SeptState::kMapped);
+  CHECK(t.m().stats().accept_interrupts == 1);
+  CHECK(t.kernel->stats().accepts_2m == 1);
+  CHECK(t.host->stats().guest_accepts == 3);  // exit, interrupted, completed
+  // Each page zeroed once (the counter resumed), plus the new S-EPT pages SEPT.ADD zeroed.
+  CHECK(t.m().stats().pages_zeroed - zeroed0 == 512 + (t.host->stats().sept_pages_added - septs0));
+  const Pfn first = t.f.gmem_pfn(t.gmem_fd, 512);
+  for (uint64_t i = 0; i < 512; i += 73) CHECK(t.f.mem.meta(first + i).key_id == t.be().hkid());
+  // Without the option nothing is interrupted.
+  TdxFixture u(true, true);
+  u.build(true, 2 * k2M);
+  REQUIRE(u.kernel->accept_range(u.be(), 0, Gpa(k2M), k2M) == 0);
+  CHECK(u.m().stats().accept_interrupts == 0);
+  CHECK(u.host->stats().guest_accepts == 2);
 }
 
 }  // namespace

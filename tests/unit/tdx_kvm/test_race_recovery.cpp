@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "../kvm/kvm_test_util.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 
 namespace cvmsim::kvmtest {
@@ -44,21 +45,36 @@ struct FakeYield final : kvm::TimeHook {
 
 struct RaceFixture {
   std::unique_ptr<TdxHost> host;  // outlives the Kvm (its VMs' teardown calls the module)
-  KvmFixture f{AttrStoreKind::kXarray};
+  KvmFixture f;
   int vm_fd = -1, vcpu_fd = -1, gmem_fd = -1;
   RecordingUserspace user;
   FakeYield fake;
+  // The guest kernel (lazy accept: the first-touch flow, SEPT_VE_DISABLE clear): its #VE handler
+  // ACCEPTs through the backend's TdxGuestAbi. With the fake hook no time passes between its
+  // BUSY retries, so it re-issues none (busy_retry_limit 0): a BUSY ACCEPT returns to the access.
+  std::unique_ptr<guest::TdxGuestKernel> kernel;
 
-  RaceFixture() {
+  // huge: 2 MiB guest_memfd folios and 2 MiB private leaves (huge_private), 4 MiB of memory.
+  explicit RaceFixture(bool huge = false) : f(AttrStoreKind::kXarray, 0, huge) {
     REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
-    host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem));
+    tdx::TdxGlueConfig g;
+    g.sept_ve_disable = false;
+    host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem), g);
+    host->set_td_options("vm0", tdx::TdxTdOptions{false, huge, 0});
     f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
+    const uint64_t bytes = huge ? 2 * k2M : k2M;
     vm_fd = f.new_vm(kTdx);
-    gmem_fd = f.new_gmem(vm_fd, k2M);
-    f.add_slot(vm_fd, 0, 0, k2M, gmem_fd);
-    REQUIRE(f.set_attrs(vm_fd, 0, k2M, kPriv).ok());
+    gmem_fd = f.new_gmem(vm_fd, bytes);
+    f.add_slot(vm_fd, 0, 0, bytes, gmem_fd);
+    REQUIRE(f.set_attrs(vm_fd, 0, bytes, kPriv).ok());
     vcpu_fd = f.new_vcpu(vm_fd);
     f.vcpu(vcpu_fd).set_userspace(&user);
+    guest::TdxGuestKernelConfig gk;
+    gk.accept = guest::AcceptPolicy::kLazy;
+    gk.private_ranges.push_back(guest::GpaRange{Gpa(0), bytes});
+    gk.busy_retry_limit = 0;
+    kernel = std::make_unique<guest::TdxGuestKernel>(gk);
+    be().set_guest_side(kernel.get());
     REQUIRE(be().finalize(f.vm(vm_fd)).ok());
     (void)f.kvm.take_cost();
   }
@@ -156,7 +172,12 @@ TEST_CASE("tdx recovery: guest ACCEPT first, the host's BLOCK is BUSY, KVM kicks
   CHECK(a.kind == ExitAction::kRetry);
   CHECK(t.glue().guest_accept_busy == 0);
   CHECK(t.busy(tdx::Leaf::kTdgMemPageAccept) == 0);
-  CHECK(t.m().stats().errors[static_cast<size_t>(tdx::Leaf::kTdgMemPageAccept)] == 0);
+  // The guest kernel's #VE handler: ACCEPT(2M) first (PAGE_SIZE_MISMATCH: 4 KiB leaves), then
+  // the 4 KiB ACCEPT, which succeeded.
+  CHECK(t.kernel->stats().size_mismatch == 1);
+  CHECK(t.kernel->stats().accepts_4k == 1);
+  CHECK(t.kernel->stats().accept_errors == 0);
+  CHECK(t.kernel->stats().busy_retries == 0);
   CHECK(t.state(kP) == SeptState::kFree);
   CHECK(t.glue().private_zaps == 1);
   CHECK(!t.locked(kP));
@@ -173,8 +194,8 @@ TEST_CASE("tdx recovery: guest ACCEPT first, the host's BLOCK is BUSY, KVM kicks
 
 TEST_CASE("tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then sees the page gone",
           "[tdx_kvm][race]") {
-  // The stand-in guest issues ACCEPT only for a PENDING page, i.e. before BLOCK; a guest that
-  // accepts without touching (Linux's accept_memory) can meet REMOVE itself. At the module: the
+  // A guest that accepts on #VE issues ACCEPT only for a PENDING page, i.e. before BLOCK; one
+  // that accepts without touching (Linux's accept_memory) can meet REMOVE itself. At the module: the
   // entry lock is taken before the state is looked at, so it is BUSY, not a state error.
   RaceFixture t;
   REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
@@ -195,7 +216,7 @@ TEST_CASE("tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then
   CHECK(again.exit.sept_state == SeptState::kFree);
 }
 
-TEST_CASE("tdx recovery: guest_accept (a guest kernel's ACCEPT) during the host's REMOVE is BUSY, then the lazy-AUG exit",
+TEST_CASE("tdx recovery: guest_accept (the guest kernel's ACCEPT ABI) during the host's REMOVE is BUSY, then the lazy-AUG exit",
           "[tdx_kvm][race]") {
   // What a guest-kernel model accepting before it touches meets: the REMOVE itself in flight.
   RaceFixture t;
@@ -203,7 +224,7 @@ TEST_CASE("tdx recovery: guest_accept (a guest kernel's ACCEPT) during the host'
   std::optional<tdx::TdxResult> during;
   // The fake fires while REMOVE holds the entry: BLOCK has completed (PENDING_BLOCKED), locked.
   t.fake.when = [&] { return t.locked(kP) && t.state(kP) == SeptState::kPendingBlocked; };
-  t.fake.other = [&] { during = t.be().guest_accept(t.f.vm(t.vm_fd), t.f.vcpu(t.vcpu_fd), Gpa(kP), PageSize::k4K); };
+  t.fake.other = [&] { during = t.be().guest_accept(0, Gpa(kP), PageSize::k4K); };
   t.f.kvm.set_time_hook(&t.fake);
   REQUIRE(t.punch(kP).ok());
   REQUIRE(t.fake.ran);
@@ -213,17 +234,16 @@ TEST_CASE("tdx recovery: guest_accept (a guest kernel's ACCEPT) during the host'
   CHECK(t.busy(tdx::Leaf::kMemPageRemove) == 0);  // the host was not disturbed
   CHECK(t.state(kP) == SeptState::kFree);
   // The guest's retry: the entry is FREE, the lazy-AUG path exits to KVM.
+  // The guest's retry: the entry is FREE, the ACCEPT exits to KVM (the lazy-AUG path), KVM
+  // maps a new page and the re-executed ACCEPT succeeds.
   t.f.kvm.set_time_hook(nullptr);
-  const auto again = t.be().guest_accept(t.f.vm(t.vm_fd), t.f.vcpu(t.vcpu_fd), Gpa(kP), PageSize::k4K);
-  REQUIRE(again);
-  CHECK(again->outcome == tdx::GuestOutcome::kTdExit);
-  CHECK(again->exit.sept_state == SeptState::kFree);
-  // A vCPU of another VM is refused with a reason.
-  const int other_vm = t.f.new_vm(kTdx);
-  const int other_cpu = t.f.new_vcpu(other_vm);
-  std::string why;
-  CHECK_FALSE(t.be().guest_accept(t.f.vm(t.vm_fd), t.f.vcpu(other_cpu), Gpa(kP), PageSize::k4K, &why));
-  CHECK(why == "not a vCPU of this TD");
+  const tdx::TdxResult again = t.be().guest_accept(0, Gpa(kP), PageSize::k4K);
+  CHECK(again.ok());
+  CHECK(t.glue().accept_exits == 1);
+  CHECK(t.state(kP) == SeptState::kMapped);
+  CHECK(t.calls(tdx::Leaf::kMemPageAug) == 2);
+  // A vCPU id that is not the TD's is refused.
+  CHECK(t.be().guest_accept(7, Gpa(kP), PageSize::k4K).code() == tdx::status_code(tdx::status::kOperandInvalid));
 }
 
 }  // namespace

@@ -98,6 +98,22 @@ struct RaceFixture {
     return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, static_cast<int64_t>(gpa),
                            static_cast<int64_t>(kPageBytes));
   }
+  // The VMM punches [gpa, gpa + bytes) (2 MiB runs: a whole 2 MiB leaf goes, a part DEMOTEs it).
+  Status punch(uint64_t gpa, uint64_t bytes) {
+    return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, static_cast<int64_t>(gpa),
+                           static_cast<int64_t>(bytes));
+  }
+  // The level-1 entry of the 2 MiB chunk at gpa (a 2 MiB leaf, or the table after DEMOTE).
+  tdx::SeptLookup entry_2m(uint64_t gpa) { return m().sept_entry(be().tdr(), Gpa(gpa), 1); }
+  bool locked_2m(uint64_t gpa) {
+    const tdx::SeptLookup l = entry_2m(gpa);
+    return l.found && (l.entry.raw & SeptBits::kTdel);
+  }
+  SeptState state_2m(uint64_t gpa) {
+    const tdx::SeptLookup l = entry_2m(gpa);
+    REQUIRE(l.found);
+    return l.entry.level == 1 && l.entry.leaf ? l.entry.state : SeptState::kInvalid;
+  }
   uint64_t busy(tdx::Leaf l) { return m().stats().busy[static_cast<size_t>(l)]; }
   uint64_t calls(tdx::Leaf l) { return m().stats().calls[static_cast<size_t>(l)]; }
 };
@@ -244,6 +260,93 @@ TEST_CASE("tdx recovery: guest_accept (the guest kernel's ACCEPT ABI) during the
   CHECK(t.calls(tdx::Leaf::kMemPageAug) == 2);
   // A vCPU id that is not the TD's is refused.
   CHECK(t.be().guest_accept(7, Gpa(kP), PageSize::k4K).code() == tdx::status_code(tdx::status::kOperandInvalid));
+}
+
+// ---- 2 MiB private pages: the guest kernel's ACCEPT(2M) against the 2 MiB zap path ----
+
+TEST_CASE("tdx recovery 2M: ACCEPT(2M) against a 2 MiB BLOCK/REMOVE in flight is BUSY, the retry maps a new 2 MiB leaf",
+          "[tdx_kvm][race][2m]") {
+  RaceFixture t(/*huge=*/true);
+  REQUIRE(t.touch(0x9000).kind == ExitAction::kRetry);  // KVM maps the chunk at 2 MiB, PENDING
+  REQUIRE(t.state_2m(0) == SeptState::kPending);
+  REQUIRE(t.be().private_2m_mapped() == 1);
+  // The VMM punches the whole chunk: BLOCK (level 1), TRACK, REMOVE 2M run in flight. While the
+  // first of them holds the 2 MiB entry, the guest kernel ACCEPTs the chunk at 2 MiB.
+  tdx::TdxResult during;
+  t.fake.when = [&] { return t.locked_2m(0); };
+  t.fake.other = [&] { during = t.be().guest_accept(0, Gpa(0), PageSize::k2M); };
+  t.f.kvm.set_time_hook(&t.fake);
+  REQUIRE(t.punch(0, k2M).ok());
+  REQUIRE(t.fake.ran);
+  CHECK(during.code() == tdx::status_code(tdx::status::kOperandBusy));
+  CHECK(t.glue().guest_accept_busy == 1);
+  CHECK(t.busy(tdx::Leaf::kTdgMemPageAccept) == 1);
+  CHECK(t.m().stats().host_priority_sets == 0);  // the host was not disturbed
+  CHECK(t.glue().busy_retries == 0);
+  CHECK(t.glue().private_zaps_2m == 1);
+  CHECK(t.be().private_2m_mapped() == 0);
+  CHECK(!t.locked_2m(0));
+  // The guest kernel retries: the ACCEPT exits (nothing mapped), KVM maps a new 2 MiB folio,
+  // the re-issued ACCEPT(2M) succeeds.
+  t.f.kvm.set_time_hook(nullptr);
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), k2M) == 0);
+  CHECK(t.kernel->stats().accepts_2m == 1);
+  CHECK(t.state_2m(0) == SeptState::kMapped);
+  CHECK(t.be().private_2m_mapped() == 1);
+  CHECK(t.calls(tdx::Leaf::kMemPageAug) == 2);
+}
+
+TEST_CASE("tdx recovery 2M: ACCEPT(2M) against a DEMOTE in flight is BUSY, after the split the guest accepts at 4 KiB",
+          "[tdx_kvm][race][2m]") {
+  RaceFixture t(/*huge=*/true);
+  REQUIRE(t.touch(0x9000).kind == ExitAction::kRetry);  // 2 MiB leaf, PENDING
+  REQUIRE(t.state_2m(0) == SeptState::kPending);
+  // A 4 KiB punch inside the chunk: BLOCK, TRACK, DEMOTE of the 2 MiB leaf, then the 4 KiB page's
+  // removal. The fake fires while DEMOTE holds the (now BLOCKED) 2 MiB entry.
+  tdx::TdxResult during;
+  t.fake.when = [&] { return t.locked_2m(0) && t.state_2m(0) == SeptState::kPendingBlocked; };
+  t.fake.other = [&] { during = t.be().guest_accept(0, Gpa(0), PageSize::k2M); };
+  t.f.kvm.set_time_hook(&t.fake);
+  REQUIRE(t.punch(kP, kPageBytes).ok());
+  REQUIRE(t.fake.ran);
+  CHECK(during.code() == tdx::status_code(tdx::status::kOperandBusy));
+  CHECK(t.glue().guest_accept_busy == 1);
+  CHECK(t.glue().demotes == 1);
+  CHECK(t.glue().private_zaps == 1);  // the punched 4 KiB page
+  CHECK(t.be().private_2m_mapped() == 0);
+  CHECK(t.state_2m(0) == SeptState::kInvalid);  // a table now
+  CHECK(t.state(kP) == SeptState::kFree);
+  CHECK(t.state(0x9000) == SeptState::kPending);  // the children keep their state
+  // The guest kernel's retry: ACCEPT(2M) is now PAGE_SIZE_MISMATCH, it falls back to 4 KiB; the
+  // punched page exits to KVM (lazy AUG) and is accepted like the rest.
+  t.f.kvm.set_time_hook(nullptr);
+  REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), k2M) == 0);
+  CHECK(t.kernel->stats().size_mismatch == 1);
+  CHECK(t.kernel->stats().accepts_4k == 512);
+  CHECK(t.state(kP) == SeptState::kMapped);
+  CHECK(t.state(0x9000) == SeptState::kMapped);
+}
+
+TEST_CASE("tdx recovery 2M: ACCEPT(2M) in flight first, the 2 MiB BLOCK is BUSY, KVM kicks and retries once",
+          "[tdx_kvm][race][2m]") {
+  RaceFixture t(/*huge=*/true);
+  REQUIRE(t.touch(0x9000).kind == ExitAction::kRetry);  // 2 MiB leaf, PENDING
+  Status punched = Errno::kEINVAL;
+  t.fake.when = [&] { return t.locked_2m(0); };
+  t.fake.other = [&] { punched = t.punch(0, k2M); };
+  t.f.kvm.set_time_hook(&t.fake);
+  const tdx::TdxResult r = t.be().guest_accept(0, Gpa(0), PageSize::k2M);
+  REQUIRE(t.fake.ran);
+  REQUIRE(punched.ok());
+  CHECK(r.ok());  // the ACCEPT held the entry and completed (the kick waited for it)
+  CHECK(t.busy(tdx::Leaf::kMemRangeBlock) == 1);
+  CHECK(t.m().stats().host_priority_sets == 1);
+  CHECK(t.glue().busy_retries == 1);
+  CHECK(t.glue().kick_waits == 1);
+  CHECK(t.glue().guest_accept_busy == 0);
+  CHECK(t.glue().private_zaps_2m == 1);
+  CHECK(t.be().private_2m_mapped() == 0);
+  CHECK(!t.locked_2m(0));
 }
 
 }  // namespace

@@ -148,6 +148,11 @@ add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
 add_test(NAME "scenario: violations.txt lists every violation with where, frames and trace events"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN} -DOUT=${OUTROOT}/violations_file
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/violations_file.cmake)
+# Two vCPUs race ACCEPT against a page's removal in both orders: BUSY happens and is recovered
+# from, reproducibly (docs/tdx-model.md "Concurrency and BUSY").
+add_test(NAME "scenario: tdx race ACCEPT against REMOVE gets BUSY and recovers"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCENARIO=${SCN}/tdx/race_accept_remove.json
+                 -DOUT=${OUTROOT}/tdx_race -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/tdx_race.cmake)
 # Attack scenarios: each passes when the checker catches the attack.
 file(GLOB ATTACK_SCENARIOS CONFIGURE_DEPENDS ${SCN}/attacks/*.json)
 foreach(s ${ATTACK_SCENARIOS})

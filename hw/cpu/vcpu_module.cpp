@@ -57,6 +57,7 @@ void VcpuModule::start_after(const sc_core::sc_event& e) {
 }
 
 void VcpuModule::run() {
+  thread_ = sc_core::sc_get_current_process_handle();
   if (gate_) {
     sc_core::wait(*gate_);
     trace("started", "start gate opened");  // ungated vCPUs trace nothing here, as before

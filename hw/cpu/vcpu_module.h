@@ -125,6 +125,19 @@ class VcpuModule : public sc_core::sc_module {
     has_private_root_ = true;
   }
   bool has_private_root() const { return has_private_root_; }
+  // True when called from this vCPU's own thread (its exit handler, say).
+  bool on_own_thread() const {
+    return thread_.valid() && sc_core::sc_get_current_process_handle() == thread_;
+  }
+  // From inside this vCPU's exit handler (its own thread): spend `c` cycles of handler time now,
+  // handing over the local time first, so that other threads run meanwhile (the layer above's
+  // firmware call holding locks, a spin-wait; models/kvm TimeHook). Counted as exit cycles.
+  void pass_time_in_exit(Cycles c) {
+    charge(c);
+    stats_.exit_cycles += c.count();
+    sync();
+    ++stats_.syncs;
+  }
   void describe_stats(StatVisitor& v) const;
 
  private:
@@ -227,6 +240,7 @@ class VcpuModule : public sc_core::sc_module {
 
   std::array<uint8_t, kMaxAccessBytes> buf_{};
   const sc_core::sc_event* gate_ = nullptr;
+  sc_core::sc_process_handle thread_;  // run()'s, once it started
   sc_core::sc_event done_{"done"};
   sc_core::sc_time start_time_;
   SyncHandler* sync_handler_ = nullptr;

@@ -12,12 +12,28 @@ constexpr uint64_t k2MBytes = uint64_t{1} << 21;
 }
 
 int TdxGuestKernel::accept_one(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, PageSize size) {
-  const tdx::TdxResult r = abi.guest_accept(vcpu, gpa, size);
+  tdx::TdxResult r = abi.guest_accept(vcpu, gpa, size);
+  // A5: TDX_OPERAND_BUSY / BUSY_HOST_PRIORITY: a host SEAMCALL (BLOCK, DEMOTE, REMOVE) holds or
+  // won the S-EPT entry. The guest re-issues the TDCALL (each attempt takes the call's time, so
+  // the host's call retires meanwhile), a bounded number of times (TDVF bounds it too,
+  // TDX_ACCEPTPAGE_MAX_RETRIED; the bound here is a modelling parameter, docs/tdx-model.md).
+  for (unsigned tries = 0; tdx::is_busy_class(r.status) && tries < cfg_.busy_retry_limit; ++tries) {
+    ++stats_.busy_retries;
+    r = abi.guest_accept(vcpu, gpa, size);
+  }
+  if (tdx::is_busy_class(r.status)) {
+    ++stats_.busy_gave_up;
+    return 3;
+  }
   const uint64_t code = r.code();
   if (r.ok() && r.outcome != tdx::GuestOutcome::kTdExit) {
     ++(size == PageSize::k2M ? stats_.accepts_2m : stats_.accepts_4k);
     return 0;
   }
+  // The ACCEPT exited to KVM and KVM could not map the page itself (it went to userspace, e.g.
+  // KVM_EXIT_MEMORY_FAULT for a page the host converted to shared meanwhile): the TDCALL is
+  // re-executed when the vCPU re-enters, after the VMM acted.
+  if (r.outcome == tdx::GuestOutcome::kTdExit) return 4;
   // A8: TDX_PAGE_ALREADY_ACCEPTED (warning class): the page (or a larger leaf) is accepted.
   if (code == tdx::status::kPageAlreadyAccepted) {
     ++stats_.already_accepted;
@@ -58,7 +74,7 @@ uint64_t TdxGuestKernel::accept_range(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa 
         a += k2MBytes;
         continue;
       }
-      if (r == 2) {
+      if (r >= 2) {
         failed += kEntriesPerTable;
         a += k2MBytes;
         continue;
@@ -97,9 +113,21 @@ bool TdxGuestKernel::on_ve(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa) {
       return true;
     }
     if (r == 1) small_chunks_.insert(gpa_to_gfn(head).value());
+    if (r >= 3) {  // still BUSY, or an exit to userspace: the access re-executes (see below)
+      ++stats_.ve_access_retried;
+      return true;
+    }
   }
-  if (accept_one(abi, vcpu, gpa, PageSize::k4K) == 0) {
+  const int r = accept_one(abi, vcpu, gpa, PageSize::k4K);
+  if (r == 0) {
     ++stats_.ves_handled;
+    return true;
+  }
+  // Still BUSY after the retries, or the ACCEPT's exit needed userspace: the handler returns and
+  // the access re-executes (a PENDING page #VEs again; a page the host removed meanwhile faults
+  // to KVM, which maps a new one or asks the VMM to convert it back first).
+  if (r >= 3) {
+    ++stats_.ve_access_retried;
     return true;
   }
   return false;
@@ -131,6 +159,9 @@ void TdxGuestKernel::describe_stats(StatVisitor& v) const {
   v.counter("accepts_4k", stats_.accepts_4k, "calls", "successful TDG.MEM.PAGE.ACCEPT at 4 KiB issued by the guest kernel");
   v.counter("size_mismatch", stats_.size_mismatch, "calls", "ACCEPT(2M) answered TDX_PAGE_SIZE_MISMATCH (4 KiB leaves): the guest fell back to 4 KiB");
   v.counter("already_accepted", stats_.already_accepted, "calls", "ACCEPT answered TDX_PAGE_ALREADY_ACCEPTED (counted as done)");
+  v.counter("busy_retries", stats_.busy_retries, "calls", "ACCEPTs re-issued after TDX_OPERAND_BUSY / BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry)");
+  v.counter("ve_access_retried", stats_.ve_access_retried, "count", "#VEs whose handler returned without accepting (ACCEPT still BUSY, or its exit to KVM went to userspace): the access re-executes");
+  v.counter("busy_gave_up", stats_.busy_gave_up, "calls", "ACCEPTs still BUSY after busy_retry_limit re-issues (the #VE handler returns and the access re-executes; elsewhere a failed page)");
   v.counter("accept_errors", stats_.accept_errors, "calls", "ACCEPTs that failed otherwise");
   v.counter("ves_handled", stats_.ves_handled, "count", "#VE for a PENDING page answered by the guest's handler with an ACCEPT (accept: lazy)");
   v.counter("boot_bytes_accepted", stats_.boot_bytes_accepted, "bytes", "private memory accepted at boot (accept: boot)");

@@ -49,6 +49,9 @@ struct TdxGuestKernelConfig {
   AcceptPolicy accept = AcceptPolicy::kBoot;
   std::vector<GpaRange> private_ranges;  // the TD's private memory at boot (no S bit)
   GpaRange bounce_buffer;                // shared; size 0: none
+  // How often one ACCEPT is re-issued after TDX_OPERAND_BUSY / BUSY_HOST_PRIORITY before the
+  // guest gives up on it (a modelling parameter; TDVF uses 3, docs/tdx-model.md).
+  unsigned busy_retry_limit = 64;
 };
 
 class TdxGuestKernel final : public tdx::TdxGuestSide {
@@ -76,6 +79,9 @@ class TdxGuestKernel final : public tdx::TdxGuestSide {
     uint64_t accepts_4k = 0;          // successful ACCEPT(4K)
     uint64_t size_mismatch = 0;       // ACCEPT(2M) answered PAGE_SIZE_MISMATCH: 4 KiB fallback
     uint64_t already_accepted = 0;    // ACCEPT answered PAGE_ALREADY_ACCEPTED
+    uint64_t busy_retries = 0;        // ACCEPTs re-issued after BUSY (a host SEAMCALL held the entry)
+    uint64_t busy_gave_up = 0;        // ACCEPTs still BUSY after busy_retry_limit re-issues
+    uint64_t ve_access_retried = 0;   // #VEs returned without accepting: the access re-executes
     uint64_t accept_errors = 0;       // ACCEPTs that failed otherwise
     uint64_t ves_handled = 0;         // #VE for a PENDING page accepted by the handler
     uint64_t boot_bytes_accepted = 0; // bytes accepted at boot
@@ -87,7 +93,8 @@ class TdxGuestKernel final : public tdx::TdxGuestSide {
   void describe_stats(StatVisitor& v) const;
 
  private:
-  // ACCEPT of one page or chunk: 0 ok/already, 1 size mismatch, 2 error.
+  // ACCEPT of one page or chunk (BUSY re-issued up to busy_retry_limit times): 0 ok/already,
+  // 1 size mismatch, 2 error, 3 still BUSY, 4 its exit to KVM went to userspace.
   int accept_one(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, PageSize size);
   // The 2 MiB chunk around gpa is whole private memory of the guest (not shared, not bounce).
   bool chunk_is_private(Gpa head) const;

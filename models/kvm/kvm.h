@@ -35,6 +35,20 @@ namespace cvmsim::kvm {
 
 class Kvm;
 
+// The timed shell's way to let simulated time pass inside a call (ARCHITECTURE.md principles 1
+// and 2: KVM and the backends are plain C++, the shell owns time). A backend calls it, through
+// Kvm::yield, while a firmware call holds its locks (tdx-snp.md A5: a SEAMCALL or TDCALL is "in
+// flight" for its cost), and to spin while it waits for another thread (an IPI to be taken, a
+// zap to finish). The shell advances the calling thread's time by `c` (a vCPU first hands over
+// the time it ran ahead under temporal decoupling), letting every other thread run meanwhile.
+// Returns false if time cannot pass (no shell: pure tests; a test's fake that has nothing left to
+// run), so that a caller waiting for another thread stops waiting.
+class TimeHook {
+ public:
+  virtual ~TimeHook() = default;
+  virtual bool yield(Cycles c) = 0;
+};
+
 // What an fd refers to.
 struct File {
   enum Kind : uint8_t { kKvmDev, kVm, kVcpu, kGmem, kOther };
@@ -152,6 +166,21 @@ class Kvm {
 
   // ---- Costs ----
   void charge(Cycles c) { pending_ += c; }
+  // Installed by the timed shell (or a test's fake); null: nothing is ever in flight.
+  void set_time_hook(TimeHook* h) { time_hook_ = h; }
+  bool has_time_hook() const { return time_hook_ != nullptr; }
+  // Lets `in_flight` cycles pass for the calling thread, after the cost charged so far (which is
+  // taken off the meter: it has been spent). A vCPU's exit keeps tracing at its own time. False
+  // (and nothing taken) without a hook; see TimeHook.
+  bool yield(Cycles in_flight) {
+    if (!time_hook_) return false;
+    const Cycles c = take_cost() + in_flight;
+    const uint64_t override_was = time_override_;
+    time_override_ = 0;  // other threads trace at their own time meanwhile
+    const bool passed = time_hook_->yield(c);
+    if (override_was) time_override_ = now_ ? now_() : override_was;  // synchronised now
+    return passed;
+  }
   // The cycles charged since the last call; the caller's thread advances by them.
   Cycles take_cost() {
     const Cycles c = pending_;
@@ -184,6 +213,7 @@ class Kvm {
   std::vector<std::unique_ptr<Vm>> vms_;
   std::map<const Vm*, const HostMm*> vm_mm_;
   Cycles pending_{0};
+  TimeHook* time_hook_ = nullptr;
   TraceSink* trace_ = nullptr;
   std::function<uint64_t()> now_;
   uint64_t time_override_ = 0;

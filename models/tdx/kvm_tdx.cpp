@@ -83,6 +83,10 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   g.value("hkid_highest", hkid_highest_, "key", "highest HKID ever given to a TD (lowest free first: it stays put when freed HKIDs are reused)");
   g.counter("seamcall_errors", stats_.seamcall_errors, "calls", "module calls made by the KVM glue that failed (mapped to EBUSY or EIO)");
   g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
+  g.counter("guest_accept_busy", stats_.guest_accept_busy, "calls", "TDG.MEM.PAGE.ACCEPTs that got TDX_OPERAND_BUSY or BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry); the guest retries");
+  g.counter("kick_waits", stats_.kick_waits, "kicks", "vCPU kicks that waited for the vCPU's TDCALL in flight to retire before it took the IPI");
+  g.counter("fault_waits", stats_.fault_waits, "waits", "faults, private maps, zaps, DEMOTEs and ACCEPT exits that waited for a zap or DEMOTE holding mmu_lock");
+  g.counter("enter_waits", stats_.enter_waits, "entries", "TD entries held back by wait_for_sept_zap or retried after TDH.VP.ENTER returned BUSY");
   g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
   g.counter("pages_added", stats_.pages_added, "pages", "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
   g.counter("mr_extends", stats_.mr_extends, "calls", "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
@@ -116,8 +120,8 @@ void TdxHost::describe_stats(StatVisitor& v) const {
 uint32_t KvmTdxBackend::vm_type() const { return kvm::KVM_X86_TDX_VM; }
 
 TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa, int level, uint64_t hpa,
-                                 int hkid) {
-  vm.kvm().charge(r.cost);
+                                 int hkid, Cycles prepaid) {
+  vm.kvm().charge(Cycles(r.cost.count() > prepaid.count() ? r.cost.count() - prepaid.count() : 0));
   if (r.is_error()) ++host_.stats().seamcall_errors;
   TdxHost::Stats& st = host_.stats();
   if (r.outcome == GuestOutcome::kInjectVe) ++st.ves_injected;
@@ -205,8 +209,16 @@ size_t KvmTdxBackend::frames_held() const {
 bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
   auto info = host_.module().vcpu_info(v.tdvpr);
   if (info && info->in_td) return true;
+  // tdx_vcpu_enter: no TD entry while a zap retries with no vCPUs (wait_for_sept_zap, A5).
+  if (spin_while(vm, [&] { return wait_for_sept_zap_; })) ++host_.stats().enter_waits;
   ++host_.stats().vp_enters;
-  const TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  // VP.ENTER takes the epoch lock SHARED (A6): BUSY while a TRACK holds it; KVM re-enters.
+  while (is_busy_class(r.status) && vm.kvm().yield(Cycles(host_.glue().spin_cycles))) {
+    ++host_.stats().enter_waits;
+    ++host_.stats().vp_enters;
+    r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  }
   if (!r.ok()) {
     if (why) *why = "TDH.VP.ENTER failed: " + std::string(status_name(r.status));
     return false;
@@ -217,9 +229,19 @@ bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
 }
 
 void KvmTdxBackend::kick_all(Vm& vm) {
-  // In this single-threaded model "kick" (an IPI making each vCPU exit the TD) is a TD exit of
-  // every vCPU that is in; each re-enters on its next exit handling.
+  // "Kick" (KVM_REQ_OUTSIDE_GUEST_MODE, an IPI KVM waits for) is a TD exit of every vCPU that
+  // is in; each re-enters on its next exit handling. A vCPU in the middle of a TDCALL takes the
+  // IPI only when the TDCALL retires: KVM waits for it (with a timed shell); without one the
+  // call is completed here, which is the order the IPI imposes.
   for (auto& v : vcpus_) {
+    if (v.inflight) {
+      ++host_.stats().kick_waits;
+      spin_while(vm, [&] { return v.inflight != nullptr; });
+      if (v.inflight) {
+        v.completed_early = host_.module().complete(std::move(*v.inflight));
+        v.inflight = nullptr;
+      }
+    }
     auto info = host_.module().vcpu_info(v.tdvpr);
     if (!info || !info->in_td) continue;
     (void)charged(vm, host_.module().td_exit(v.tdvpr), "TD_EXIT", kNoArg, -1, v.tdvpr.value());
@@ -227,13 +249,67 @@ void KvmTdxBackend::kick_all(Vm& vm) {
   }
 }
 
-template <class F>
-TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call) {
-  TdxResult r = charged(vm, call(), leaf, gpa, level);
+template <class B>
+TdxResult KvmTdxBackend::in_flight(Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa, int level,
+                                   uint64_t hpa, bool catch_up) {
+  kvm::Kvm& k = vm.kvm();
+  // Catch up first (a vCPU hands over the time it ran ahead): the call takes its locks at this
+  // thread's own time, so temporal decoupling cannot hide an overlap.
+  if (catch_up) (void)k.yield(Cycles(0));
+  TdxTicket t = begin();
+  const Cycles held = t.cost();
+  if (v) {
+    v->completed_early.reset();
+    v->inflight = &t;
+  }
+  const bool passed = k.yield(held);  // the locks stay held while the call runs
+  if (v) v->inflight = nullptr;
+  TdxResult r;
+  if (v && v->completed_early) {
+    r = *v->completed_early;
+    v->completed_early.reset();
+  } else {
+    r = host_.module().complete(std::move(t));
+  }
+  return charged(vm, r, leaf, gpa, level, hpa, -1, passed ? held : Cycles(0));
+}
+
+template <class C>
+bool KvmTdxBackend::spin_while(Vm& vm, C&& cond) {
+  bool waited = false;
+  while (cond()) {
+    if (!vm.kvm().yield(Cycles(host_.glue().spin_cycles))) break;
+    waited = true;
+  }
+  return waited;
+}
+
+void KvmTdxBackend::wait_for_zap(Vm& vm) {
+  if (spin_while(vm, [&] { return zapping_ != 0; })) ++host_.stats().fault_waits;
+}
+
+namespace {
+// mmu_lock held for write over a removal or a DEMOTE (zapping_ counts them; A5).
+struct ZapGuard {
+  unsigned& n;
+  explicit ZapGuard(unsigned& c) : n(c) { ++n; }
+  ~ZapGuard() { --n; }
+  ZapGuard(const ZapGuard&) = delete;
+  ZapGuard& operator=(const ZapGuard&) = delete;
+};
+}  // namespace
+
+template <class B>
+TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin) {
+  TdxResult r = in_flight(vm, nullptr, begin, leaf, gpa, level);
   if (is_busy_class(r.status)) {
+    // tdh_do_no_vcpus (A5): no TD entry from now, kick every vCPU (waiting for the IPIs), retry
+    // once; with no vCPU inside the retry is expected to succeed.
     ++host_.stats().busy_retries;
+    wait_for_sept_zap_ = true;
     kick_all(vm);
-    r = charged(vm, call(), leaf, gpa, level);
+    r = in_flight(vm, nullptr, begin, leaf, gpa, level);
+    wait_for_sept_zap_ = false;
   }
   return r;
 }
@@ -375,6 +451,9 @@ Status KvmTdxBackend::finalize(Vm& vm) {
 Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms) {
   if (size == PageSize::k1G || (size == PageSize::k2M && !options_.huge_private)) return Errno::kEINVAL;
   if (!td_created_) return Errno::kEIO;
+  // The fault path holds mmu_lock (for read): it waits for a zap holding it for write (A5),
+  // before it looks at the mirror.
+  wait_for_zap(vm);
   if (size == PageSize::k2M) {
     if (auto it = mirror_2m_.find(gfn.value()); it != mirror_2m_.end()) return it->second == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
     // Smaller leaves (or their S-EPT page) under it: KVM falls back to 4 KiB (no PROMOTE here).
@@ -431,14 +510,19 @@ Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa, unsigned leaf_level) {
 bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn, PageSize size) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
+  // KVM holds mmu_lock for write over the whole removal (A5): another zap waits for this one,
+  // and so do faults (private_fault, map_private) and DEMOTEs.
+  wait_for_zap(vm);
+  ZapGuard zapping(zapping_);
   const int level = size == PageSize::k2M ? 1 : 0;
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), level, [&] { return m.mem_range_block(tdr_, gpa, static_cast<unsigned>(level)); });
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), level,
+                              [&] { return m.begin_mem_range_block(tdr_, gpa, static_cast<unsigned>(level)); });
   if (r.is_error()) return false;
   // tdx_track: TRACK, then kick every vCPU so that none runs in the previous epoch (A6).
-  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.mem_track(tdr_); });
+  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), level, [&] { return m.mem_page_remove(tdr_, gpa, size); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), level, [&] { return m.begin_mem_page_remove(tdr_, gpa, size); });
   if (r.is_error()) return false;
   for (uint64_t i = 0; i < frames_of(size); ++i) {
     const Hpa page = pfn_to_hpa(pfn + i);
@@ -451,19 +535,24 @@ bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn, PageSize size) {
 }
 
 bool KvmTdxBackend::demote_2m(Vm& vm, Gfn head) {
+  // KVM splits under mmu_lock held for write (A5), like a removal: wait for a zap in progress
+  // (it may have removed or demoted this leaf meanwhile), then hold it.
+  wait_for_zap(vm);
   auto it = mirror_2m_.find(head.value());
   if (it == mirror_2m_.end()) return false;
+  ZapGuard zapping(zapping_);
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(head);
-  // A runnable TD needs the leaf blocked and the block tracked before DEMOTE (A2.3).
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 1, [&] { return m.mem_range_block(tdr_, gpa, 1); });
+  // A runnable TD needs the leaf blocked and the block tracked before DEMOTE (A2.3). Each runs
+  // in flight, with KVM's BUSY handling (tdh_do_no_vcpus), as the 4 KiB removal's calls do.
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 1, [&] { return m.begin_mem_range_block(tdr_, gpa, 1); });
   if (r.is_error()) return false;
-  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.mem_track(tdr_); });
+  r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
   auto page = alloc_frame(vm);
   if (!page.ok()) return false;
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.DEMOTE", gpa.value(), 1, [&] { return m.mem_page_demote(tdr_, gpa, PageSize::k2M, *page); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.DEMOTE", gpa.value(), 1, [&] { return m.begin_mem_page_demote(tdr_, gpa, PageSize::k2M, *page); });
   if (r.is_error()) {
     vm.frames().free(hpa_to_pfn(*page));
     return false;
@@ -478,6 +567,7 @@ bool KvmTdxBackend::demote_2m(Vm& vm, Gfn head) {
 }
 
 Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
+  wait_for_zap(vm);  // mmu_lock: the mirror is looked up after a zap in progress is done
   if (size == PageSize::k2M) {
     auto it = mirror_2m_.find(gfn.value());
     if (it == mirror_2m_.end()) return Errno::kENOENT;
@@ -499,6 +589,9 @@ Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
 
 bool KvmTdxBackend::zap_private_range(Vm& vm, kvm::GfnRange r) {
   bool any = false;
+  // mmu_lock for write: wait for another zap first, so that the mirror walked below is current
+  // (each zap_one/demote_2m then holds it while its calls are in flight).
+  wait_for_zap(vm);
   // 2 MiB leaves first: one the range covers goes whole; one it cuts is demoted (A10.3; KVM's
   // TDX huge-page series splits before a partial zap), its 4 KiB pages then go below.
   const uint64_t first_head = r.start.align_down(PageSize::k2M).value();
@@ -597,7 +690,10 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
                       e.gpa.value());
         a.reason = buf;
       }
-      return a;  // otherwise KVM's fault path (FREE -> SEPT.ADD + AUG)
+      // Otherwise KVM's fault path (FREE -> SEPT.ADD + AUG). It takes mmu_lock, so it waits for
+      // a zap in progress (a BLOCKED page); then it sees the page gone and maps a new one (A5).
+      if (a.kind != PrivateFaultAction::kStop) wait_for_zap(vm);
+      return a;
     default: return a;
   }
 }
@@ -612,11 +708,18 @@ TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) 
   Vm& vm = *vm_;
   TdxModule& m = host_.module();
   const int level = size == PageSize::k2M ? 1 : 0;
-  // Bounded: each round trip either accepts, or lets KVM map/demote, or retries BUSY or an
-  // interrupted 2 MiB accept; a 2 MiB accept needs at most 512 interrupted rounds.
+  // Bounded: each round trip either accepts, or lets KVM map/demote, or retries an interrupted
+  // 2 MiB accept; a 2 MiB accept needs at most 512 interrupted rounds. BUSY goes back to the
+  // guest kernel, which retries (TdxGuestAbi).
   for (unsigned round = 0; round < 4 * kEntriesPerTable + 8; ++round) {
     std::string why;
-    if (!ensure_entered(vm, *v, &why)) return last;
+    // Back in the TD and caught up with this vCPU's own time before the TDCALL (a kick may take
+    // it out again while it catches up; a few rounds at most, then the TDCALL decides).
+    for (int r = 0; r < 8; ++r) {
+      if (!ensure_entered(vm, *v, &why)) return last;
+      if (!vm.kvm().yield(Cycles(0))) break;  // no timed shell: nothing else runs
+      if (auto info = m.vcpu_info(v->tdvpr); info && info->in_td) break;
+    }
     ++host_.stats().guest_accepts;
     // An interrupt is pending once accept_interrupt_cycles of ACCEPT work have passed since the
     // last one the guest took: a 2 MiB ACCEPT then zeroes one chunk and returns interrupted (its
@@ -624,16 +727,27 @@ TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) 
     // returns to it (interrupted or not); across an exit to KVM it stays pending.
     const uint64_t every = options_.accept_interrupt_cycles;
     const bool irq = every && accept_work_ >= every;
-    last = charged(vm, m.tdg_mem_page_accept(v->tdvpr, gpa, size, irq), "TDG.MEM.PAGE.ACCEPT", gpa.value(), level);
+    // In flight: a host BLOCK/DEMOTE/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5);
+    // a kick waits for it to retire.
+    last = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, gpa, size, irq); },
+                     "TDG.MEM.PAGE.ACCEPT", gpa.value(), level, kNoArg, /*catch_up=*/false);
     accept_work_ += last.cost.count();
     if (irq && last.outcome != GuestOutcome::kTdExit) accept_work_ = 0;
-    if (last.outcome == GuestOutcome::kInterrupted || is_busy_class(last.status)) continue;
+    if (is_busy_class(last.status)) {
+      // A host SEAMCALL holds the entry (BUSY) or won it (BUSY_HOST_PRIORITY): the TDCALL returns
+      // to the guest, whose kernel retries (TdxGuestKernel::accept_one).
+      ++host_.stats().guest_accept_busy;
+      return last;
+    }
+    if (last.outcome == GuestOutcome::kInterrupted) continue;
     if (last.outcome != GuestOutcome::kTdExit) return last;
     if (last.exit.reason != TdExitReason::kEptViolation || last.exit.eeq != EeqType::kAccept) return last;
     // The ACCEPT exited to KVM (tdx_handle_ept_violation with the accept level as the fault's
     // maximum): a 2 MiB PENDING leaf under a 4 KiB request is demoted; otherwise the fault
-    // path maps the page (SEPT.ADD, AUG). Then the guest re-executes the TDCALL.
+    // path maps the page (SEPT.ADD, AUG). Both take mmu_lock: they wait for a zap holding it
+    // (the page may be BLOCKED by one in flight). Then the guest re-executes the TDCALL.
     ++host_.stats().accept_exits;
+    wait_for_zap(vm);
     const Gfn gfn = gpa_to_gfn(gpa);
     if (size == PageSize::k4K && mirror_2m_.count(gfn.align_down(PageSize::k2M).value())) {
       if (!demote_2m(vm, gfn.align_down(PageSize::k2M))) return last;

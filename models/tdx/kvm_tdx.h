@@ -31,11 +31,17 @@
 // PREVIOUS_TLB_EPOCH_BUSY -> EBUSY, every other error -> EIO. The module enforces its own rules;
 // the glue never assumes a call succeeded.
 //
+// Concurrency (docs/tdx-model.md "Concurrency and BUSY"): BLOCK, TRACK, DEMOTE, REMOVE (4 KiB and
+// 2 MiB) and the guest's ACCEPT run split (begin, the call's cost passes through Kvm::yield with
+// the locks held, then complete), so that with a timed shell another thread meeting the locks gets
+// BUSY (A5). Without a TimeHook (pure tests) nothing is in flight and every call is atomic.
+//
 // Guest side: the glue does not act for the guest. What the hardware delivers to the guest kernel
 // (a #VE for a PENDING page, the end of a MapGPA TDVMCALL) goes to a TdxGuestSide the platform
 // attaches (models/guest/tdx_guest_kernel.h implements it; declared here so that the glue never
 // calls up, ARCHITECTURE.md principle 2), and the guest kernel issues its TDCALLs through the
-// TdxGuestAbi this backend implements. With SEPT_VE_DISABLE set, a guest access to a PENDING page
+// TdxGuestAbi this backend implements (guest_accept: the ACCEPT in flight, BUSY counted and
+// retried). With SEPT_VE_DISABLE set, a guest access to a PENDING page
 // is a TD exit that KVM treats as fatal (tdx_handle_ept_violation: "Guest access before
 // accepting", kvm_vm_dead, -EIO): the vCPU stops, and the TD's other vCPUs at their next
 // private fault (the model's vCPUs return to KVM only on exits). docs/tdx-model.md "Guest side".
@@ -70,6 +76,10 @@ struct TdxGlueConfig {
   // TD_PARAMS.MAX_VCPUS.
   unsigned max_vcpus = 64;
   HkidReuse hkid_reuse = HkidReuse::kFlush;
+  // How long one turn of a spin-wait lasts when the glue waits for another thread (a vCPU's
+  // TDCALL to retire before it takes the kick IPI, a zap holding mmu_lock, wait_for_sept_zap)
+  // (estimate: a pause loop re-checking a cached line; only matters with a timed shell).
+  uint64_t spin_cycles = 200;
 };
 
 // Per-TD options the VMM passes with KVM_TDX_INIT_VM (looked up by VM name at vm_init).
@@ -92,8 +102,9 @@ class TdxGuestAbi {
   // (EEQ ACCEPT: a FREE entry or a missing level, the lazy-AUG path; or a PENDING 2 MiB leaf
   // under a 4 KiB request) goes to KVM, which maps the page at most at the accept's size (or
   // DEMOTEs the 2 MiB leaf), and the guest re-executes the TDCALL; an interrupted 2 MiB accept
-  // is re-issued; BUSY is retried. Returns the last result (ok, PAGE_ALREADY_ACCEPTED,
-  // PAGE_SIZE_MISMATCH, or an error).
+  // is re-issued. BUSY / BUSY_HOST_PRIORITY (a host SEAMCALL holds or won the S-EPT entry, A5)
+  // returns to the guest, which retries. Returns the last result (ok, PAGE_ALREADY_ACCEPTED,
+  // PAGE_SIZE_MISMATCH, BUSY, or an error).
   virtual TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) = 0;
 };
 
@@ -132,6 +143,10 @@ class TdxHost {
   struct Stats {
     uint64_t seamcall_errors = 0;     // module calls the glue made that failed (EIO/EBUSY)
     uint64_t busy_retries = 0;        // BUSY answered by kicking the vCPUs and retrying once
+    uint64_t guest_accept_busy = 0;   // ACCEPTs that got BUSY / BUSY_HOST_PRIORITY (the guest retries)
+    uint64_t kick_waits = 0;          // kicks that waited for a vCPU's TDCALL in flight to retire
+    uint64_t fault_waits = 0;         // faults, maps and zaps that waited for a zap holding mmu_lock
+    uint64_t enter_waits = 0;         // TD entries held back (wait_for_sept_zap, VP.ENTER BUSY)
     uint64_t private_maps = 0;        // PAGE.AUG done for KVM faults
     uint64_t sept_pages_added = 0;    // SEPT.ADD done
     uint64_t pages_added = 0;         // PAGE.ADD done (initial image, before finalize)
@@ -222,7 +237,12 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   // The guest kernel (models/guest) that gets #VE and MapGPA completions; none: a #VE stops the vCPU.
   void set_guest_side(TdxGuestSide* g) { guest_ = g; }
   TdxGuestSide* guest_side() const { return guest_; }
-  // TdxGuestAbi
+  // TdxGuestAbi. Each TDG.MEM.PAGE.ACCEPT is a TDCALL in flight (docs/tdx-model.md "Concurrency
+  // and BUSY"): the vCPU (re-)enters the TD and catches up with its own time, the call holds the
+  // entry lock for its cost (a host BLOCK/DEMOTE/REMOVE meeting it gets BUSY; a kick waits for
+  // it), then it is charged and traced. BUSY / BUSY_HOST_PRIORITY are counted
+  // (glue.guest_accept_busy) and returned: the guest kernel retries. An unknown vCPU id answers
+  // TDX_OPERAND_INVALID.
   TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) override;
   const TdxTdOptions& options() const { return options_; }
   void teardown(kvm::Vm& vm) override;
@@ -266,12 +286,30 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
     Hpa tdvpr;
     std::vector<Hpa> tdvpx;
     kvm::Vcpu* vcpu = nullptr;
+    // A TDCALL of this vCPU in flight (its thread is in Kvm::yield). A kick waits for it to
+    // retire; if time cannot pass (no shell) the kick completes it, and the vCPU's thread takes
+    // the result from completed_early.
+    TdxTicket* inflight = nullptr;
+    std::optional<TdxResult> completed_early;
   };
   // Charges the module's cost to KVM's meter and counts errors.
   // and traces the call (platform.<vm>.tdx: leaf, gpa, level, hpa, status; docs/trace-output.md).
   static constexpr uint64_t kNoArg = ~uint64_t{0};
+  // `prepaid`: cycles of r.cost that already passed in flight (not charged again).
   TdxResult charged(kvm::Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa = kNoArg, int level = -1,
-                    uint64_t hpa = kNoArg, int hkid = -1);
+                    uint64_t hpa = kNoArg, int hkid = -1, Cycles prepaid = Cycles(0));
+  // A module call run split (A5): catch up with this thread's time, begin() (checks, locks), let
+  // the call's cost pass with the locks held (Kvm::yield), complete (commit, release), charge
+  // and trace. `v`: the vCPU issuing a TDCALL (kicks wait for it).
+  // catch_up = false: the caller has caught up already.
+  template <class B>
+  TdxResult in_flight(kvm::Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa = kNoArg,
+                      int level = -1, uint64_t hpa = kNoArg, bool catch_up = true);
+  // mmu_lock: wait (spinning) while a zap or DEMOTE holds it for write (counted as fault_waits).
+  void wait_for_zap(kvm::Vm& vm);
+  // Spin (through Kvm::yield) while cond() holds and time can pass; true if it had to wait.
+  template <class C>
+  bool spin_while(kvm::Vm& vm, C&& cond);
   static Errno to_errno(const TdxResult& r);
   Result<Hpa> alloc_frame(kvm::Vm& vm);
   void clear_page(kvm::Vm& vm, Hpa page);
@@ -280,8 +318,9 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   bool ensure_entered(kvm::Vm& vm, VcpuTd& v, std::string* why);
   void kick_all(kvm::Vm& vm);
   // BLOCK/TRACK/REMOVE with KVM's "BUSY: kick everyone, retry once" (tdh_do_no_vcpus).
-  template <class F>
-  TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, F&& call);
+  // `begin` starts the call (a TdxTicket); each attempt runs in flight.
+  template <class B>
+  TdxResult with_no_vcpus(kvm::Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin);
   bool zap_one(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size = PageSize::k4K);
   // BLOCK, TRACK (kick), DEMOTE of the 2 MiB leaf at `head` into a new S-EPT page; the mirror
   // then holds its 512 4 KiB pages.
@@ -298,6 +337,10 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   uint64_t shared_mask_ = 0;
   unsigned sept_levels_ = 4;
   size_t pages_added_ = 0;
+  // kvm_tdx->wait_for_sept_zap (A5: set while a BUSY zap SEAMCALL is retried; no TD entry).
+  bool wait_for_sept_zap_ = false;
+  // Zaps in progress: KVM holds mmu_lock for write over each (A5), so a vCPU's fault waits.
+  unsigned zapping_ = 0;
   std::vector<Hpa> tdcs_;
   std::vector<VcpuTd> vcpus_;
   std::map<std::pair<unsigned, uint64_t>, Hpa> sept_pages_;  // (level, gpa base) -> page

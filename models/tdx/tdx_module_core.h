@@ -245,6 +245,9 @@ class TdxTicket {
   bool pending() const { return module_ != nullptr; }
   // The status begin decided: kSuccess means complete() applies the change.
   uint64_t status() const { return result_.status; }
+  // What begin charged: the time the call runs with its locks held before complete() (a timed
+  // shell lets it pass between the two halves).
+  Cycles cost() const { return result_.cost; }
   const std::vector<TdxHeldLock>& held() const { return held_; }
 
  private:

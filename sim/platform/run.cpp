@@ -123,6 +123,31 @@ class CheckedExits final : public ExitHandler {
   bool stop_;
 };
 
+// The timed shell's TimeHook (models/kvm/kvm.h): a call in flight in KVM or a backend lets
+// simulated time pass on the calling thread. A vCPU's thread hands over the local time it ran
+// ahead first (temporal decoupling must not hide an overlap); a vmm/host actor thread simply
+// waits. Outside a SystemC thread (set-up, teardown after the run) time cannot pass.
+class ShellTimeHook final : public kvm::TimeHook {
+ public:
+  explicit ShellTimeHook(const Clock& clock) : clock_(clock) {}
+  void add(VcpuModule* cpu) { cpus_.push_back(cpu); }
+  bool yield(Cycles c) override {
+    const sc_core::sc_process_handle h = sc_core::sc_get_current_process_handle();
+    if (!h.valid() || h.proc_kind() != sc_core::SC_THREAD_PROC_) return false;
+    for (VcpuModule* cpu : cpus_)
+      if (cpu->on_own_thread()) {
+        cpu->pass_time_in_exit(c);
+        return true;
+      }
+    sc_core::wait(sc_core::sc_time::from_value(clock_.to_ps(c)));
+    return true;
+  }
+
+ private:
+  Clock clock_;
+  std::vector<VcpuModule*> cpus_;
+};
+
 class Platform : public sc_core::sc_module {
  public:
   Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace, ProgressLine& progress)
@@ -270,9 +295,11 @@ class Platform : public sc_core::sc_module {
         kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);
+        time_hook_.add(cpu.get());
         vm->vcpus.push_back(std::move(cpu));
       }
     }
+    kvm_.set_time_hook(&time_hook_);
   }
 
   ScenarioDriver& driver() { return *driver_; }
@@ -303,6 +330,7 @@ class Platform : public sc_core::sc_module {
   // The VMMs go first: closing their fds zaps mappings and revokes DMI grants, which reach the
   // vCPUs' TLBs and sockets, so those must still exist.
   ~Platform() override {
+    kvm_.set_time_hook(nullptr);  // teardown runs outside simulated time
     driver_.reset();
     for (auto& vm : vms_) vm->vmm.reset();
     exits_.clear();
@@ -337,6 +365,7 @@ class Platform : public sc_core::sc_module {
 
  private:
   Clock clock_;
+  ShellTimeHook time_hook_{clock_};
   PhysMem mem_;
   PageAllocator alloc_;
   MemoryModule memory_;

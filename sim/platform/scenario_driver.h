@@ -5,7 +5,10 @@
 // Actors run concurrently in simulated time: a vmm step costs what its ioctls charged, a wait
 // advances the actor's time, and a barrier holds every actor that names it until all have
 // arrived. vCPUs are temporally decoupled (up to one quantum ahead); a barrier synchronises
-// them first, so a race written with barriers and waits happens in the order written.
+// them first, so a race written with barriers and waits happens in the order written. Inside a
+// step or an exit, a backend call that holds locks (the TDX zap SEAMCALLs, the guest's ACCEPT)
+// lets its cost pass through kvm::TimeHook (run.cpp's ShellTimeHook), so other actors can meet
+// it in flight (docs/tdx-model.md "Concurrency and BUSY").
 #pragma once
 
 #include <functional>

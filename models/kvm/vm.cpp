@@ -1,5 +1,7 @@
 #include "models/kvm/vm.h"
 
+#include "models/kvm/kvm_machines.h"
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -94,6 +96,10 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   if ((a.address & kPageMask) || (a.size & kPageMask)) return Errno::kEINVAL;  // 5
   const GfnRange r{gpa_to_gfn(Gpa(a.address)), gpa_to_gfn(Gpa(a.address + a.size))};
   ++stats_.attr_sets;
+  CovSample cov;
+  cov_begin(cov, r);
+  const uint8_t cov_op =
+      static_cast<uint8_t>((a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? GfnOp::kSetAttrPrivate : GfnOp::kSetAttrShared);
 
   const AttrStoreWork w0 = attrs_->work();
   auto charge_store_work = [&] {
@@ -107,6 +113,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   if (range_has_memory_attributes(r, ~uint64_t{0}, a.attributes)) {
     ++stats_.attr_sets_noop;
     charge_store_work();
+    cov_end(cov, cov_op, static_cast<uint8_t>(GfnOutcome::kNoop));
     return {};
   }
   // 2. Reserve every index; ENOMEM leaves the attributes unchanged.
@@ -151,6 +158,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   }
   if (locked) mmu_invalidate_end();
   charge_store_work();
+  cov_end(cov, cov_op, static_cast<uint8_t>(GfnOutcome::kOk));
   return {};
 }
 
@@ -287,6 +295,8 @@ Status Vm::delete_slot(Memslot& s) {
   // kvm_set_memslot(DELETE): the slot is invalidated and every mapping through it zapped
   // (kvm_arch_flush_shadow_memslot), then it is removed and unbound from its guest_memfd.
   charge(cfg_.costs.memslot_update);
+  CovSample cov;
+  cov_begin(cov, s.gfns());
   mmu_invalidate_begin();
   mmu_invalidate_range_add(s.gfns());
   if (unmap_gfn_range(s.gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
@@ -298,6 +308,7 @@ Status Vm::delete_slot(Memslot& s) {
   auto owned = slots_[id.as_id].remove(id.id);
   if (owned->gmem.file) owned->gmem.file->unbind(id);  // a no-op once the file is released
   ++stats_.slots_deleted;
+  cov_end(cov, static_cast<uint8_t>(GfnOp::kMemslotDelete), static_cast<uint8_t>(GfnOutcome::kOk));
   return {};
 }
 
@@ -583,15 +594,55 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
   else ++stats_.shared_faults;
   FaultContext ctx;
   ctx.fault = f;
+  const uint8_t from = gfn_cov_state(f.gfn);
+  auto record = [&](const FaultOutcome& o) {
+    static_assert(FaultOutcome::kFixed == 0 && FaultOutcome::kRetry == 1 && FaultOutcome::kMemoryFaultExit == 2 &&
+                  FaultOutcome::kEmulate == 3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
+    gfn_machine(backend_->has_private_root())
+        .record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind,
+                gfn_cov_state(f.gfn));
+  };
   if (auto early = faultin(ctx)) {
     if (early->kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
     if (early->kind == FaultOutcome::kEmulate) ++stats_.mmio_exits;
     if (early->kind == FaultOutcome::kRetry) ++stats_.faults_retried;
+    record(*early);
     return *early;
   }
   FaultOutcome o = install(ctx);
   if (o.kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
+  record(o);
   return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transition coverage (kvm_machines.h, docs/coverage.md)
+
+uint8_t Vm::gfn_cov_state(Gfn gfn) const {
+  uint8_t s = mem_is_private(gfn) ? kGfnPrivate : 0;
+  if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file) s |= kGfnBound;
+  const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
+  if (stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped() ||
+      (backend_->has_private_root() && backend_->has_private_leaf(*this, gfn)))
+    s |= kGfnMapped;
+  return s;
+}
+
+void Vm::cov_begin(CovSample& s, GfnRange r) const {
+  s.n = 0;
+  const uint64_t pages = r.pages();
+  if (pages == 0) return;
+  const uint64_t step = pages <= CovSample::kMax ? 1 : (pages + CovSample::kMax - 1) / CovSample::kMax;
+  for (uint64_t i = 0; i < pages && s.n < CovSample::kMax; i += step) {
+    s.gfn[s.n] = r.start + i;
+    s.from[s.n] = gfn_cov_state(s.gfn[s.n]);
+    ++s.n;
+  }
+}
+
+void Vm::cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const {
+  sm::Machine& m = gfn_machine(backend_->has_private_root());
+  for (unsigned i = 0; i < s.n; ++i) m.record(s.from[i], op, outcome, gfn_cov_state(s.gfn[i]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,7 +670,11 @@ Vcpu* Vm::vcpu(uint32_t id) const {
 
 bool Vm::mmu_unmap_gfn_range(SlotId, GfnRange gfns, AttrFilter filter) {
   mmu_invalidate_range_add(gfns);
-  return unmap_gfn_range(gfns, filter);
+  CovSample cov;
+  cov_begin(cov, gfns);
+  const bool flush = unmap_gfn_range(gfns, filter);
+  cov_end(cov, static_cast<uint8_t>(GfnOp::kGmemInvalidate), static_cast<uint8_t>(GfnOutcome::kOk));
+  return flush;
 }
 
 void Vm::gmem_slot_unbound(SlotId id) {
@@ -653,7 +708,10 @@ void Vm::invalidate_range_start(Hva start, Hva end) {
         ++stats_.notifier_invalidations;
       }
       mmu_invalidate_range_add(g);
+      CovSample cov;
+      cov_begin(cov, g);
       flush |= unmap_gfn_range(g, AttrFilter::kShared);
+      cov_end(cov, static_cast<uint8_t>(GfnOp::kMmuNotifierZap), static_cast<uint8_t>(GfnOutcome::kOk));
     });
   }
   if (flush) flush_remote_tlbs();

@@ -222,6 +222,20 @@ class Vm final : public GmemVm, public MmuNotifier {
   FaultOutcome memory_fault_exit(const PageFault& f, Errno err, std::string why) const;
   FaultOutcome page_fault_untraced(const PageFault& f);
 
+  // Transition coverage of the GFN machine (kvm_machines.h): the state of one gfn, and a sample
+  // of a range's gfns taken before an operation and recorded after it.
+  uint8_t gfn_cov_state(Gfn gfn) const;
+  // A range operation records up to kMax gfns spread evenly over the range (docs/coverage.md: a
+  // sample keeps the cost of a 1 GiB conversion bounded).
+  struct CovSample {
+    static constexpr unsigned kMax = 16;
+    std::array<Gfn, kMax> gfn{};
+    std::array<uint8_t, kMax> from{};
+    unsigned n = 0;
+  };
+  void cov_begin(CovSample& s, GfnRange r) const;
+  void cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const;
+
   Kvm& kvm_;
   std::unique_ptr<KvmBackend> backend_;
   Env env_;

@@ -90,7 +90,7 @@ namespace {
 std::string quoted(std::string_view s) {
   std::string r = "\"";
   for (char c : s) {
-    if (c == '"' || c == '\\') r += '\\';
+    if (c == '"') r += '\\';  // a backslash stays: "\\n" is a line break in a DOT label
     r += c;
   }
   return r + "\"";

@@ -242,6 +242,7 @@ Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2, con
     if (unmap_gfn_range(old->gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
     set.move(*old, base);
     dirty_.all = true;
+    ++cov_gen_;
     if (old->lpage) {
       old->lpage = std::make_unique<LpageTracker>(old->base_gfn, old->npages);
       old->lpage->init(*attrs_);
@@ -279,6 +280,7 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
   }
   nr_memslot_pages_ += s->npages;
   dirty_.all = true;
+  ++cov_gen_;
   if (kvm_.tracing()) {
     char d[200];
     std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s", id.as_id, id.id,
@@ -303,6 +305,7 @@ Status Vm::delete_slot(Memslot& s) {
   mmu_invalidate_end();
   const SlotId id = s.id;
   dirty_.all = true;
+  ++cov_gen_;
   if (kvm_.tracing()) kvm_.trace(trace_name_, "memslot_delete", "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
   nr_memslot_pages_ -= s.npages;
   auto owned = slots_[id.as_id].remove(id.id);
@@ -350,6 +353,7 @@ bool Vm::mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
 // Zapping and TLB flushes
 
 bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
+  ++cov_gen_;
   bool flush = false;
   // A backend with a separate private root (TDX's S-EPT) zaps it itself; otherwise private and
   // shared mappings share one table and the filter has no effect (§5).
@@ -594,13 +598,20 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
   else ++stats_.shared_faults;
   FaultContext ctx;
   ctx.fault = f;
+  // Coverage: the state before the fault is observed. A fault that does not fix (retry, exit,
+  // emulation) installs nothing and changes no attribute, so the state after is the one before; a
+  // fixed fault leaves the attribute and binding as they were and the gfn mapped (install()
+  // succeeded). One state lookup per fault keeps bench_conversion's cost down (docs/coverage.md).
   const uint8_t from = gfn_cov_state(f.gfn);
   auto record = [&](const FaultOutcome& o) {
     static_assert(FaultOutcome::kFixed == 0 && FaultOutcome::kRetry == 1 && FaultOutcome::kMemoryFaultExit == 2 &&
                   FaultOutcome::kEmulate == 3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
+    const uint8_t to = o.kind == FaultOutcome::kFixed ? static_cast<uint8_t>(from | kGfnMapped) : from;
+    cov_memo_.gfn = f.gfn;
+    cov_memo_.gen = cov_gen_;
+    cov_memo_.state = to;
     gfn_machine(backend_->has_private_root())
-        .record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind,
-                gfn_cov_state(f.gfn));
+        .record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind, to);
   };
   if (auto early = faultin(ctx)) {
     if (early->kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
@@ -619,12 +630,16 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
 // Transition coverage (kvm_machines.h, docs/coverage.md)
 
 uint8_t Vm::gfn_cov_state(Gfn gfn) const {
+  if (cov_memo_.gen == cov_gen_ && cov_memo_.gfn == gfn) return cov_memo_.state;
   uint8_t s = mem_is_private(gfn) ? kGfnPrivate : 0;
   if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file) s |= kGfnBound;
   const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
   if (stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped() ||
       (backend_->has_private_root() && backend_->has_private_leaf(*this, gfn)))
     s |= kGfnMapped;
+  cov_memo_.gfn = gfn;
+  cov_memo_.gen = cov_gen_;
+  cov_memo_.state = s;
   return s;
 }
 
@@ -679,6 +694,7 @@ bool Vm::mmu_unmap_gfn_range(SlotId, GfnRange gfns, AttrFilter filter) {
 
 void Vm::gmem_slot_unbound(SlotId id) {
   if (Memslot* s = slots_[id.as_id].find_id(id.id)) s->gmem.file = nullptr;
+  ++cov_gen_;
 }
 
 Status Vm::arch_gmem_prepare(Gfn gfn, Pfn pfn, int order) {

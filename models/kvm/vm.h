@@ -202,6 +202,7 @@ class Vm final : public GmemVm, public MmuNotifier {
 
  private:
   void mark_dirty(GfnRange r) {
+    ++cov_gen_;
     if (dirty_.all) return;
     if (dirty_.ranges.size() >= 256) {
       dirty_.all = true;
@@ -235,6 +236,16 @@ class Vm final : public GmemVm, public MmuNotifier {
   };
   void cov_begin(CovSample& s, GfnRange r) const;
   void cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const;
+  // The last state computed, valid while cov_gen_ is unchanged: every change KVM makes (a
+  // mapping, a zap, an attribute store, a memslot or binding change) bumps cov_gen_, so the next
+  // operation on the same gfn (the punch-hole after the attribute change, the fault after the
+  // punch-hole) reuses it instead of walking the stage-2 table again.
+  uint64_t cov_gen_ = 0;
+  mutable struct {
+    Gfn gfn;
+    uint64_t gen = ~uint64_t{0};
+    uint8_t state = 0;
+  } cov_memo_;
 
   Kvm& kvm_;
   std::unique_ptr<KvmBackend> backend_;

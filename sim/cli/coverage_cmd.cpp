@@ -23,8 +23,9 @@ namespace cvmsim {
 
 namespace {
 
+// A coverage file is a JSON object with a "machines" array (what `cvmsim run --out` writes as
+// coverage.json); anything else is taken for a scenario.
 bool is_coverage_file(const fs::path& p, nlohmann::json* out) {
-  if (p.filename() != "coverage.json") return false;
   std::ifstream in(p);
   try {
     *out = nlohmann::json::parse(in);

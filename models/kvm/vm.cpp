@@ -142,6 +142,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   // 4. Store.
   attrs_->store(r, a.attributes);
   mark_dirty(r);
+  cov_note(r, kGfnPrivate, (a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) != 0);
   stats_.attr_pages_changed += r.pages();
   if (kvm_.tracing()) {
     char d[160];
@@ -242,7 +243,7 @@ Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2, con
     if (unmap_gfn_range(old->gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
     set.move(*old, base);
     dirty_.all = true;
-    ++cov_gen_;
+    cov_forget();
     if (old->lpage) {
       old->lpage = std::make_unique<LpageTracker>(old->base_gfn, old->npages);
       old->lpage->init(*attrs_);
@@ -280,7 +281,7 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
   }
   nr_memslot_pages_ += s->npages;
   dirty_.all = true;
-  ++cov_gen_;
+  cov_forget();
   if (kvm_.tracing()) {
     char d[200];
     std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s", id.as_id, id.id,
@@ -305,7 +306,7 @@ Status Vm::delete_slot(Memslot& s) {
   mmu_invalidate_end();
   const SlotId id = s.id;
   dirty_.all = true;
-  ++cov_gen_;
+  cov_forget();
   if (kvm_.tracing()) kvm_.trace(trace_name_, "memslot_delete", "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
   nr_memslot_pages_ -= s.npages;
   auto owned = slots_[id.as_id].remove(id.id);
@@ -353,7 +354,7 @@ bool Vm::mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
 // Zapping and TLB flushes
 
 bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
-  ++cov_gen_;
+  if (backend_->has_private_root()) cov_forget();
   bool flush = false;
   // A backend with a separate private root (TDX's S-EPT) zaps it itself; otherwise private and
   // shared mappings share one table and the filter has no effect (§5).
@@ -376,6 +377,7 @@ bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
       (void)stage2_->unmap(lk.base, lk.size());
       const Gfn g = gpa_to_gfn(Gpa(lk.base.value() & ~direct));
       mark_dirty(GfnRange{g, g + frames_of(lk.size())});
+      cov_note(GfnRange{g, g + frames_of(lk.size())}, kGfnMapped, false);
       for (uint64_t i = 0; i < frames_of(lk.size()); ++i) env_.mem.revoke_dmi(first + i);
       ++stats_.zapped_leaves;
       charge(cfg_.costs.zap_per_leaf);
@@ -513,6 +515,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     auto r = backend_->map_private(*this, gfn.align_down(level), pfn, level, perms);
     if (!r.ok()) return r.error();
     mark_dirty(GfnRange{gfn.align_down(level), gfn.align_down(level) + frames_of(level)});
+    cov_forget();
     charge(*r);
     return {};
   }
@@ -530,6 +533,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     }
     if (st.ok()) {
       mark_dirty(GfnRange{gpa_to_gfn(gpa), gpa_to_gfn(gpa) + frames_of(level)});
+      cov_note(GfnRange{gpa_to_gfn(gpa), gpa_to_gfn(gpa) + frames_of(level)}, kGfnMapped, true);
       charge(cfg_.costs.map_per_leaf);
       return {};
     }
@@ -598,20 +602,12 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
   else ++stats_.shared_faults;
   FaultContext ctx;
   ctx.fault = f;
-  // Coverage: the state before the fault is observed. A fault that does not fix (retry, exit,
-  // emulation) installs nothing and changes no attribute, so the state after is the one before; a
-  // fixed fault leaves the attribute and binding as they were and the gfn mapped (install()
-  // succeeded). One state lookup per fault keeps bench_conversion's cost down (docs/coverage.md).
   const uint8_t from = gfn_cov_state(f.gfn);
   auto record = [&](const FaultOutcome& o) {
     static_assert(FaultOutcome::kFixed == 0 && FaultOutcome::kRetry == 1 && FaultOutcome::kMemoryFaultExit == 2 &&
                   FaultOutcome::kEmulate == 3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
-    const uint8_t to = o.kind == FaultOutcome::kFixed ? static_cast<uint8_t>(from | kGfnMapped) : from;
-    cov_memo_.gfn = f.gfn;
-    cov_memo_.gen = cov_gen_;
-    cov_memo_.state = to;
-    gfn_machine(backend_->has_private_root())
-        .record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind, to);
+    cov_machine().record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind,
+                gfn_cov_state(f.gfn));
   };
   if (auto early = faultin(ctx)) {
     if (early->kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
@@ -637,6 +633,7 @@ uint8_t Vm::gfn_cov_state(Gfn gfn) const {
   if (stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped() ||
       (backend_->has_private_root() && backend_->has_private_leaf(*this, gfn)))
     s |= kGfnMapped;
+  if (backend_->has_private_root()) return s;  // the private root changes outside KVM's view
   cov_memo_.gfn = gfn;
   cov_memo_.gen = cov_gen_;
   cov_memo_.state = s;
@@ -647,6 +644,12 @@ void Vm::cov_begin(CovSample& s, GfnRange r) const {
   s.n = 0;
   const uint64_t pages = r.pages();
   if (pages == 0) return;
+  if (pages == 1) {  // the common case (a 4 KiB conversion, a one-page punch-hole)
+    s.gfn[0] = r.start;
+    s.from[0] = gfn_cov_state(r.start);
+    s.n = 1;
+    return;
+  }
   const uint64_t step = pages <= CovSample::kMax ? 1 : (pages + CovSample::kMax - 1) / CovSample::kMax;
   for (uint64_t i = 0; i < pages && s.n < CovSample::kMax; i += step) {
     s.gfn[s.n] = r.start + i;
@@ -655,8 +658,13 @@ void Vm::cov_begin(CovSample& s, GfnRange r) const {
   }
 }
 
+sm::Machine& Vm::cov_machine() const {
+  if (!cov_machine_) cov_machine_ = &gfn_machine(backend_->has_private_root());
+  return *cov_machine_;
+}
+
 void Vm::cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const {
-  sm::Machine& m = gfn_machine(backend_->has_private_root());
+  sm::Machine& m = cov_machine();
   for (unsigned i = 0; i < s.n; ++i) m.record(s.from[i], op, outcome, gfn_cov_state(s.gfn[i]));
 }
 
@@ -694,7 +702,7 @@ bool Vm::mmu_unmap_gfn_range(SlotId, GfnRange gfns, AttrFilter filter) {
 
 void Vm::gmem_slot_unbound(SlotId id) {
   if (Memslot* s = slots_[id.as_id].find_id(id.id)) s->gmem.file = nullptr;
-  ++cov_gen_;
+  cov_forget();
 }
 
 Status Vm::arch_gmem_prepare(Gfn gfn, Pfn pfn, int order) {

@@ -625,8 +625,7 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
 // ---------------------------------------------------------------------------------------------
 // Transition coverage (kvm_machines.h, docs/coverage.md)
 
-uint8_t Vm::gfn_cov_state(Gfn gfn) const {
-  if (cov_memo_.gen == cov_gen_ && cov_memo_.gfn == gfn) return cov_memo_.state;
+uint8_t Vm::gfn_cov_state_walk(Gfn gfn) const {
   uint8_t s = mem_is_private(gfn) ? kGfnPrivate : 0;
   if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file) s |= kGfnBound;
   const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
@@ -665,6 +664,10 @@ sm::Machine& Vm::cov_machine() const {
 
 void Vm::cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const {
   sm::Machine& m = cov_machine();
+  if (s.n == 1) {
+    m.record(s.from[0], op, outcome, gfn_cov_state(s.gfn[0]));
+    return;
+  }
   for (unsigned i = 0; i < s.n; ++i) m.record(s.from[i], op, outcome, gfn_cov_state(s.gfn[i]));
 }
 

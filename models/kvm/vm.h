@@ -228,7 +228,11 @@ class Vm final : public GmemVm, public MmuNotifier {
 
   // Transition coverage of the GFN machine (kvm_machines.h): the state of one gfn, and a sample
   // of a range's gfns taken before an operation and recorded after it.
-  uint8_t gfn_cov_state(Gfn gfn) const;
+  uint8_t gfn_cov_state(Gfn gfn) const {
+    if (cov_memo_.gen == cov_gen_ && cov_memo_.gfn == gfn) return cov_memo_.state;
+    return gfn_cov_state_walk(gfn);
+  }
+  uint8_t gfn_cov_state_walk(Gfn gfn) const;
   // A range operation records up to kMax gfns spread evenly over the range (docs/coverage.md: a
   // sample keeps the cost of a 1 GiB conversion bounded).
   struct CovSample {

@@ -142,13 +142,20 @@ int run_coverage(const CoverageOptions& o, const char* self) {
       if (j.pid == pid) j.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 3;
     --running;
   }
-  unsigned ran = 0, skipped = 0, failed = 0;
+  unsigned ran = 0, skipped = 0, failed = 0, crashed = 0;
   std::string notes;
   try {
     coverage::reset_all();
     for (const Job& j : jobs) {
       const fs::path cj = j.out / "coverage.json";
-      if (j.rc == 2 || !fs::exists(cj)) {
+      if (j.rc != 2 && !fs::exists(cj)) {
+        // An internal error (exit 3) or a signal: the suite's coverage would be incomplete.
+        ++crashed;
+        notes += "  FAILED to run " + j.scenario + " (exit " + std::to_string(j.rc) + ": " +
+                 first_line(j.out / "check.err") + ")\n";
+        continue;
+      }
+      if (j.rc == 2) {
         ++skipped;
         if (!o.quiet)
           notes += "  skipped " + j.scenario + " (exit " + std::to_string(j.rc) + ": " + first_line(j.out / "check.err") + ")\n";
@@ -168,18 +175,20 @@ int run_coverage(const CoverageOptions& o, const char* self) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cvmsim: error: %s\n", e.what());
+    if (tmp) fs::remove_all(tmp);
     return 2;
   }
   if (tmp) fs::remove_all(tmp);
   if (!o.dot_machine.empty()) {
     std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), true, o.refusals).c_str(), stdout);
   } else {
-    std::printf("%u scenario(s) run, %u skipped (bad input), %u with unmet expectations; %zu coverage file(s) merged\n",
-                ran, skipped, failed, files.size());
+    std::printf("%u scenario(s) run, %u skipped (bad input), %u with unmet expectations, %u failed to run; %zu coverage "
+                "file(s) merged\n",
+                ran, skipped, failed, crashed, files.size());
     if (!notes.empty()) std::fputs(notes.c_str(), stdout);
     std::fputs(coverage::report(o.refusals).c_str(), stdout);
   }
-  return coverage::undeclared_total() ? 1 : 0;
+  return coverage::undeclared_total() || crashed ? 1 : 0;
 }
 
 int print_machines() {

@@ -15,7 +15,8 @@ struct CoverageOptions {
 
 // `cvmsim coverage` (docs/coverage.md): runs each scenario as its own `cvmsim check --out`
 // process (SystemC elaborates once per process), merges their coverage.json files and prints the
-// report. Exit status 0, 1 if undeclared transitions were observed, 2 on bad input.
+// report. Exit status 0, 1 if undeclared transitions were observed or a scenario failed to run
+// (internal error), 2 on bad input.
 int run_coverage(const CoverageOptions& o, const char* self);
 
 // `cvmsim list --machines`: the declared machines, their states, operations and transitions.

@@ -237,7 +237,7 @@ cvmsim_run_test("bad input: coverage file with a transition the machine does not
                 ARGS coverage ${CMAKE_CURRENT_SOURCE_DIR}/scenario/data/coverage_not_declared.json
                 STDERR "coverage_not_declared.json: machine tdx.sept declares no transition .*MAPPED")
 cvmsim_run_test("bad input: coverage --dot of an unknown machine" 2 ARGS coverage --dot tdx.nope --plain
-                STDERR "--dot tdx.nope: no such machine \\(machines: kvm.gfn kvm.gfn-private-root tdx.sept tdx.td\\)")
+                STDERR "--dot tdx.nope: no such machine \\(machines: kvm.gfn kvm.gfn-private-root tdx.sept tdx.td tdx.hkid\\)")
 cvmsim_run_test("bad input: coverage of a missing path" 2 ARGS coverage ${SCN}/no_such_dir
                 STDERR "no_such_dir: no such file or directory")
 cvmsim_run_test("list --machines shows the declared machines" 0 ARGS list --machines

@@ -254,6 +254,40 @@ sm::Machine& td_machine() {
   return m;
 }
 
+// ---------------------------------------------------------------------------------------------
+// tdx.hkid: one KeyID's KOT entry (A9), states by HkidState value. Recorded for MNG.CREATE (the
+// KeyID operand, once the TDR page passed its checks) and for every leaf of tdx.td that names a
+// TD (its KeyID); CACHE.WB, which works on every FLUSHED KeyID at once, is not recorded.
+
+sm::Machine& kot_machine() {
+  const char* A9 = "tdx-snp.md A9";
+  const char* A5 = "tdx-snp.md A5 (KOT lock: busy on contention)";
+  static sm::Machine m(
+      "tdx.hkid", "TDX KeyID (KOT entry) states (tdx-snp.md A9)", "tdx",
+      {"HKID_FREE", "HKID_ASSIGNED", "HKID_FLUSHED", "HKID_RESERVED"},
+      {"TDH.MNG.CREATE", "TDH.MNG.VPFLUSHDONE", "TDH.MNG.KEY.FREEID"},
+      {kSuccess, "TDX_OPERAND_BUSY", "TDX_HKID_NOT_FREE", "TDX_FLUSHVP_NOT_DONE", "TDX_LIFECYCLE_STATE_INCORRECT",
+       "TDX_WBCACHE_NOT_COMPLETE"},
+      {
+          {{"HKID_FREE"}, "TDH.MNG.CREATE", kSuccess, "HKID_ASSIGNED", A9},
+          {{"HKID_ASSIGNED", "HKID_FLUSHED", "HKID_RESERVED"}, "TDH.MNG.CREATE", "TDX_HKID_NOT_FREE", "=",
+           "tdx-snp.md A9, A1 (the global KeyID is RESERVED)"},
+          {{"*"}, "TDH.MNG.CREATE", "TDX_OPERAND_BUSY", "=", A5},
+          {{"HKID_ASSIGNED"}, "TDH.MNG.VPFLUSHDONE", kSuccess, "HKID_FLUSHED", A9},
+          {{"HKID_ASSIGNED"}, "TDH.MNG.VPFLUSHDONE", "TDX_FLUSHVP_NOT_DONE", "=", A9},
+          {{"HKID_ASSIGNED"}, "TDH.MNG.VPFLUSHDONE", "TDX_OPERAND_BUSY", "=", A5},
+          {{"HKID_FLUSHED", "HKID_FREE", "HKID_ASSIGNED"}, "TDH.MNG.VPFLUSHDONE", "TDX_LIFECYCLE_STATE_INCORRECT", "=",
+           "tdx-snp.md A9 (the TD is already BLOCKED or torn down; a freed KeyID may belong to a new TD)"},
+          {{"HKID_FLUSHED"}, "TDH.MNG.KEY.FREEID", kSuccess, "HKID_FREE", A9},
+          {{"HKID_FLUSHED"}, "TDH.MNG.KEY.FREEID", "TDX_WBCACHE_NOT_COMPLETE", "=",
+           "tdx-snp.md A9 (CACHE.WB still to run on a package)"},
+          {{"HKID_FLUSHED"}, "TDH.MNG.KEY.FREEID", "TDX_OPERAND_BUSY", "=", A5},
+          {{"HKID_ASSIGNED", "HKID_FREE"}, "TDH.MNG.KEY.FREEID", "TDX_LIFECYCLE_STATE_INCORRECT", "=",
+           "tdx-snp.md A9 (the TD is not BLOCKED; a freed KeyID may belong to a new TD)"},
+      });
+  return m;
+}
+
 namespace {
 
 std::vector<int> leaf_ops(const sm::Machine& m) {
@@ -271,6 +305,11 @@ int sept_op_of(Leaf l) {
 
 int td_op_of(Leaf l) {
   static const std::vector<int> ops = leaf_ops(td_machine());
+  return static_cast<unsigned>(l) < ops.size() ? ops[static_cast<unsigned>(l)] : sm::Machine::kNone;
+}
+
+int kot_op_of(Leaf l) {
+  static const std::vector<int> ops = leaf_ops(kot_machine());
   return static_cast<unsigned>(l) < ops.size() ? ops[static_cast<unsigned>(l)] : sm::Machine::kNone;
 }
 

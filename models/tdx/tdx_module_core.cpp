@@ -202,6 +202,14 @@ void TdxModule::cov_td(TdxTicket& t, const Td& td) {
   t.cov_.td = true;
   t.cov_.tdr = td.tdr;
   t.cov_.td_from = td_cov_state(&td);
+  cov_kot(t, td.hkid);
+}
+
+void TdxModule::cov_kot(TdxTicket& t, KeyId hkid) {
+  if (hkid >= kot_.size()) return;
+  t.cov_.kot = true;
+  t.cov_.hkid = hkid;
+  t.cov_.hkid_from = static_cast<uint8_t>(kot_[hkid].state);
 }
 
 uint8_t TdxModule::td_cov_state(const Td* td) const {
@@ -259,6 +267,10 @@ void TdxModule::record_coverage(const TdxTicket& t) {
     if (r.leaf == Leaf::kMngKeyConfig && r.status == kSuccess && to == static_cast<unsigned>(TdCovState::kHkidAssigned))
       op = m.op_index("TDH.MNG.KEY.CONFIG(PARTIAL)");
     rec(m, op, t.cov_.td_from, to);
+  }
+  if (t.cov_.kot) {
+    sm::Machine& m = kot_machine();
+    rec(m, kot_op_of(r.leaf), t.cov_.hkid_from, static_cast<unsigned>(kot_[t.cov_.hkid].state));
   }
 }
 
@@ -547,6 +559,7 @@ TdxTicket TdxModule::begin_mng_create(Hpa tdr, KeyId hkid, Principal owner) {
   t.cov_.td = true;  // coverage: NO_TD -> (tdx_machines.h)
   t.cov_.tdr = hpa_to_pfn(tdr);
   t.cov_.td_from = static_cast<uint8_t>(TdCovState::kNoTd);
+  cov_kot(t, hkid);
   // ... and the KOT entry FREE (A9).
   charge(t, cfg_.costs.lock);
   if (!kot_lock_.try_acquire(LockMode::kExclusive)) {

@@ -255,8 +255,11 @@ class TdxTicket {
     Pfn tdr;
     uint8_t sept_from = 0;
     uint8_t td_from = 0;
+    uint8_t hkid_from = 0;
+    KeyId hkid = 0;
     bool sept = false;
     bool td = false;
+    bool kot = false;
   } cov_;
 };
 
@@ -578,6 +581,7 @@ class TdxModule {
   // complete().
   void cov_sept(TdxTicket& t, Hpa entry, uint64_t raw);
   void cov_td(TdxTicket& t, const Td& td);
+  void cov_kot(TdxTicket& t, KeyId hkid);
   uint8_t td_cov_state(const Td* td) const;
   void record_coverage(const TdxTicket& t);
   unsigned status_index(uint64_t status) const;

@@ -10,7 +10,7 @@ namespace cvmsim::coverage {
 
 const std::vector<sm::Machine*>& machines() {
   static const std::vector<sm::Machine*> all{&kvm::gfn_machine(false), &kvm::gfn_machine(true), &tdx::sept_machine(),
-                                             &tdx::td_machine()};
+                                             &tdx::td_machine(), &tdx::kot_machine()};
   return all;
 }
 

@@ -11,7 +11,7 @@ using namespace cvmsim::tdx::test;
 namespace {
 
 std::vector<sm::Machine*> all_machines() {
-  return {&kvm::gfn_machine(false), &kvm::gfn_machine(true), &sept_machine(), &td_machine()};
+  return {&kvm::gfn_machine(false), &kvm::gfn_machine(true), &sept_machine(), &td_machine(), &kot_machine()};
 }
 
 uint64_t count(const sm::Machine& m, std::string_view from, std::string_view op, std::string_view outcome) {
@@ -65,6 +65,7 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
   sm::Machine& tdm = td_machine();
   sept.reset_counts();
   tdm.reset_counts();
+  kot_machine().reset_counts();
   Env e;
   const Td td = e.build_td(20, 1);
   // The build: NO_TD -> HKID_ASSIGNED -> KEYS_CONFIGURED/UNINITIALIZED -> INITIALIZED -> RUNNABLE.
@@ -73,6 +74,11 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
   CHECK(count(tdm, "KEYS_CONFIGURED/UNINITIALIZED", "TDH.MNG.ADDCX", "SUCCESS") == e.m.config().num_tdcs_pages);
   CHECK(count(tdm, "KEYS_CONFIGURED/UNINITIALIZED", "TDH.MNG.INIT", "SUCCESS") == 1);
   CHECK(count(tdm, "KEYS_CONFIGURED/INITIALIZED", "TDH.MR.FINALIZE", "SUCCESS") == 1);
+  CHECK(count(kot_machine(), "HKID_FREE", "TDH.MNG.CREATE", "SUCCESS") == 1);
+  // Another TD asking for the same KeyID.
+  CHECK(status_code(e.m.mng_create(e.page(), 20, kTdOwner2).status) == status::kHkidNotFree);
+  CHECK(count(kot_machine(), "HKID_ASSIGNED", "TDH.MNG.CREATE", "TDX_HKID_NOT_FREE") == 1);
+  CHECK(count(tdm, "NO_TD", "TDH.MNG.CREATE", "TDX_HKID_NOT_FREE") == 1);
   // Runtime: SEPT.ADD x3 (FREE -> NL_MAPPED), AUG (FREE -> PENDING), ACCEPT (PENDING -> MAPPED).
   e.fault_in(td, kGpa);
   CHECK(count(sept, "FREE", "TDH.MEM.SEPT.ADD", "SUCCESS") == 3);
@@ -105,6 +111,7 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
   CHECK(count(sept, "FREE", "TDH.MEM.PAGE.AUG", "SUCCESS") == augs);
   CHECK(sept.undeclared().empty());
   CHECK(tdm.undeclared().empty());
+  CHECK(kot_machine().undeclared().empty());
 }
 
 TEST_CASE("coverage: the declared tables reject what A2.3 forbids") {

@@ -43,6 +43,8 @@ sm::Machine& sept_machine() {
   using V = std::vector<std::string_view>;
   const V nl{"NL_MAPPED", "NL_BLOCKED"};
   const V leaves{"MAPPED", "BLOCKED", "BLOCKEDW", "PENDING", "PENDING_BLOCKED", "PENDING_BLOCKEDW"};
+  const V modelled{"FREE",    "REMOVED",  "NL_MAPPED",       "NL_BLOCKED",      "MAPPED",
+                   "BLOCKED", "BLOCKEDW", "PENDING",         "PENDING_BLOCKED", "PENDING_BLOCKEDW"};
   const char* A23 = "tdx-snp.md A2.3";
   const char* A5 = "tdx-snp.md A5 (entry lock: busy on contention)";
   const char* A6 = "tdx-snp.md A2.3, A6 (once the TD is runnable: BLOCK and TRACK first)";
@@ -150,8 +152,10 @@ sm::Machine& sept_machine() {
           {nl, "TDG.MEM.PAGE.ACCEPT", "TDX_PAGE_SIZE_MISMATCH", "=", A8},
           {{"FREE", "REMOVED", "BLOCKED", "PENDING_BLOCKED", "PENDING_BLOCKEDW"}, "TDG.MEM.PAGE.ACCEPT", "TD_EXIT", "=",
            "tdx-snp.md A8 (EPT-violation TD exit; FREE is the lazy-AUG path)"},
-          {{"PENDING"}, "TDG.MEM.PAGE.ACCEPT", "TDX_OPERAND_BUSY", "=", A5},
-          {{"PENDING"}, "TDG.MEM.PAGE.ACCEPT", "TDX_OPERAND_BUSY_HOST_PRIORITY", "=", A5},
+          // The guest takes the entry lock before it looks at the state (A8 "lock failure"), so
+          // a held lock or a host-priority mark refuses ACCEPT whatever the state.
+          {modelled, "TDG.MEM.PAGE.ACCEPT", "TDX_OPERAND_BUSY", "=", A5},
+          {modelled, "TDG.MEM.PAGE.ACCEPT", "TDX_OPERAND_BUSY_HOST_PRIORITY", "=", A5},
           // The module's EPT-violation dispatch (the entry the walk ended at).
           {{"PENDING"}, "EPT_VIOLATION", "INJECT_VE", "=", "tdx-snp.md A8 (#VE unless SEPT_VE_DISABLE)"},
           {{"PENDING"}, "EPT_VIOLATION", "TD_EXIT", "=", "tdx-snp.md A8 (SEPT_VE_DISABLE: PENDING_EPT_VIOLATION exit)"},
@@ -237,6 +241,8 @@ sm::Machine& td_machine() {
           {kc_all, "TDH.VP.FLUSH", kSuccess, "=", A9},
           {kc_all, "TDH.VP.FLUSH", "TDX_VCPU_NOT_ASSOCIATED", "=", "tdx-snp.md A10.4"},
           {kc_all, "TDH.VP.FLUSH", "TDX_OPERAND_BUSY", "=", A5},
+          {kc_all, "TDH.VP.FLUSH", "TDX_VCPU_ASSOCIATED", "=",
+           "tdx-snp.md A9 (VP.FLUSH runs on the LP the vCPU is associated with) [status assumed, docs/tdx-model.md]"},
           {{"HKID_ASSIGNED", "BLOCKED", "TEARDOWN"}, "TDH.VP.FLUSH", "TDX_LIFECYCLE_STATE_INCORRECT", "=", A9},
           {live, "TDH.MNG.VPFLUSHDONE", kSuccess, "BLOCKED", A9},
           {live, "TDH.MNG.VPFLUSHDONE", "TDX_FLUSHVP_NOT_DONE", "=", A9},
@@ -246,6 +252,7 @@ sm::Machine& td_machine() {
           {{"BLOCKED"}, "TDH.MNG.KEY.FREEID", "TDX_WBCACHE_NOT_COMPLETE", "=", A9},
           {{"BLOCKED"}, "TDH.MNG.KEY.FREEID", "TDX_OPERAND_BUSY", "=", A5},
           {live, "TDH.MNG.KEY.FREEID", "TDX_LIFECYCLE_STATE_INCORRECT", "=", A9},
+          {{"TEARDOWN"}, "TDH.MNG.KEY.FREEID", "TDX_LIFECYCLE_STATE_INCORRECT", "=", "tdx-snp.md A9 (already freed)"},
           {{"TEARDOWN"}, "TDH.PHYMEM.PAGE.RECLAIM", kSuccess, "NO_TD", "tdx-snp.md A9 (the TDR is reclaimed last), A7"},
           {{"TEARDOWN"}, "TDH.PHYMEM.PAGE.RECLAIM", "TDX_TD_ASSOCIATED_PAGES_EXIST", "=", A9},
           {live, "TDH.PHYMEM.PAGE.RECLAIM", "TDX_LIFECYCLE_STATE_INCORRECT", "=", A9},

@@ -103,7 +103,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
       nlohmann::json j;
       (is_coverage_file(p, &j) ? files : scenarios).push_back(p);
     } else {
-      std::fprintf(stderr, "cvmsim: error: %s: no such file or directory\n", p.c_str());
+      std::fprintf(stderr, "cvmsim: error: %s: no such file or directory%s\n", p.c_str(),
+                   o.paths.empty() ? " (the default; name the scenario directory)" : "");
       return 2;
     }
   }

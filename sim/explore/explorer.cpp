@@ -542,6 +542,9 @@ class Generator {
     unsigned owner;
   };
 
+  bool is_live(int32_t gmem) const {
+    return std::any_of(live_.begin(), live_.end(), [&](const Gmem& g) { return g.id == gmem; });
+  }
   unsigned pick_vm() { return static_cast<unsigned>(rng_.below(s_.vms())); }
   uint64_t page_in_region() { return rng_.below(kRegionPages) * kPageBytes; }
   // A page of the VMM's RAM region (3/4) or of an extra memslot window.
@@ -586,7 +589,8 @@ class Generator {
           if (!slot || (slot->gmem.bound && !slot->gmem.file)) continue;
           // Nor where the VMM closed its own guest_memfd of the region: its implicit conversion
           // of a page there (a TD's shared-alias access) fails with EBADF and stops the vCPU.
-          if (s_.vm_type(v) != kvm::KVM_X86_DEFAULT_VM && !s_.has_gmem(v, g >= kExtraBase ? 1 : 0)) continue;
+          // (The VMM's fd number stays in its table after a close step; the generator knows.)
+          if (s_.vm_type(v) != kvm::KVM_X86_DEFAULT_VM && !is_live(static_cast<int32_t>(2 * v + (g >= kExtraBase ? 1 : 0)))) continue;
           op.gpa = tdx_alias(v, g + rng_.below(kPageBytes / 64) * 64);
           op.size = 8;
           op.value = rng_.next();

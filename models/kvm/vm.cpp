@@ -642,10 +642,17 @@ uint8_t Vm::gfn_cov_state_walk(Gfn gfn) const {
   uint8_t s = mem_is_private(gfn) ? kGfnPrivate : 0;
   if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file) s |= kGfnBound;
   const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
-  if (stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped() ||
-      (backend_->has_private_root() && backend_->has_private_leaf(*this, gfn)))
-    s |= kGfnMapped;
-  if (backend_->has_private_root()) return s;  // the private root changes outside KVM's view
+  if (backend_->has_private_root()) {
+    // Two roots: MAPPED is the mapping on the side the attribute names (the private leaf for a
+    // private GFN, the shared EPT at gfn|direct bits for a shared one). KVM never leaves the
+    // other side mapped (§5: the attribute change zaps it); a mapping there is one KVM does not
+    // know (a hostile_map, ISO-3) and not a state of KVM's machine.
+    const bool mapped = (s & kGfnPrivate) ? backend_->has_private_leaf(*this, gfn)
+                                          : stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped();
+    if (mapped) s |= kGfnMapped;
+    return s;  // the private root changes outside KVM's view: not memoised
+  }
+  if (stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped()) s |= kGfnMapped;
   cov_memo_.gfn = gfn;
   cov_memo_.gen = cov_gen_;
   cov_memo_.state = s;

@@ -144,6 +144,43 @@ TEST_CASE("ISO-6 catches a frame that still holds another principal's data") {
   CHECK(c3.check().empty());
 }
 
+TEST_CASE("ISO-2 flags a read of a VM's private plaintext by anyone else, and only that") {
+  World w(any_store());
+  const Pfn priv = w.f.mapped_pfn(w.vm(), 0x1000);
+  const Pfn shared = w.f.mapped_pfn(w.vm(), (16 << 20) + 0x2000);
+  const Principal owner = w.vm().principal();
+  SECTION("the host kernel reads the VM's private frame: a leak") {
+    Checker c = w.checker(CheckMode::kIncremental);
+    REQUIRE(c.check().empty());
+    c.note_plaintext_read(PlaintextRead{priv, kHostKernel, owner});
+    const auto v = c.check();
+    REQUIRE(has(v, "ISO-2"));
+    CHECK(v.front().frames == std::vector<Pfn>{priv});
+    // Judged once: the next check does not report the same read again.
+    CHECK_FALSE(has(c.check(), "ISO-2"));
+  }
+  SECTION("another VM reads it: a leak") {
+    Checker c = w.checker(CheckMode::kFull);
+    c.note_plaintext_read(PlaintextRead{priv, vm_principal(7), owner});
+    CHECK(has(c.check(), "ISO-2"));
+  }
+  SECTION("the host reads the VM's data on a shared page (made shared on purpose): no leak") {
+    Checker c = w.checker(CheckMode::kFull);
+    c.note_plaintext_read(PlaintextRead{shared, kHostKernel, owner});
+    CHECK_FALSE(has(c.check(), "ISO-2"));
+  }
+  SECTION("host data read by the host: no leak") {
+    Checker c = w.checker(CheckMode::kFull);
+    c.note_plaintext_read(PlaintextRead{priv, kHostKernel, kHostUser});
+    CHECK_FALSE(has(c.check(), "ISO-2"));
+  }
+  SECTION("checking off: reads are not even recorded") {
+    Checker c = w.checker(CheckMode::kOff);
+    c.note_plaintext_read(PlaintextRead{priv, kHostKernel, owner});
+    CHECK(c.check().empty());
+  }
+}
+
 TEST_CASE("incremental checks re-read only what changed and report a violation once") {
   World w(any_store());
   Checker c = w.checker(CheckMode::kIncremental);

@@ -45,7 +45,9 @@ constexpr uint64_t kPageNotFree = 0xC0000B0E00000000ull;            // A2.3 SEPT
 // ASSUMED operand ids: A2.3 names GPA_RANGE_NOT_BLOCKED, GPA_RANGE_ALREADY_BLOCKED,
 // TLB_TRACKING_NOT_DONE, EPT_PAGE_NOT_FREE and EPT_INVALID_PROMOTE_CONDITIONS by their bare
 // values; the model reports them against the GPA operand (RCX) like every other S-EPT error
-// (A4: api_error_with_operand_id). A8 says PAGE_SIZE_MISMATCH carries the level; the model does
+// (A4: api_error_with_operand_id). For ALREADY_BLOCKED, NOT_BLOCKED and TLB_TRACKING_NOT_DONE
+// this matches M tdh_mem_range_block.c / tdh_mem_page_remove.c (checked, not copied). A8 says
+// PAGE_SIZE_MISMATCH carries the level; the model does
 // the same for PAGE_ALREADY_ACCEPTED (the spec gives no operand for it).
 constexpr uint64_t kNotBlockedRcx = kNotBlocked | kRcx;
 constexpr uint64_t kAlreadyBlockedRcx = kAlreadyBlocked | kRcx;
@@ -54,7 +56,9 @@ constexpr uint64_t kInvalidPromoteRcx = kInvalidPromote | kRcx;
 constexpr uint64_t kPageNotFreeRcx = kPageNotFree | kRcx;
 // ASSUMED (MR.EXTEND on a leaf the walk reaches but that is not MAPPED: PENDING, BLOCKED,
 // PENDING_BLOCKED): A2.3 gives "walk failure -> TDX_EPT_ENTRY_NOT_PRESENT"; the model treats a
-// leaf with RWX=000 as not present and reports NOT_PRESENT|RCX for it too.
+// leaf with RWX=000 as not present and reports NOT_PRESENT|RCX for it too. (M tdh_mr_extend.c
+// returns NOT_PRESENT|RCX for a walk failure but bare NOT_PRESENT, no operand, for a reached leaf
+// in a state other than MAPPED: a known difference, left for the spec to settle.)
 constexpr uint64_t kNotPresentRcx = kNotPresent | kRcx;
 
 constexpr uint64_t with_level(uint64_t s, unsigned level) { return s | level; }
@@ -140,6 +144,7 @@ struct Cell {
   const Row& row;
   Hpa data;   // leaf rows: the page (4 KiB) or the first frame of the 2 MiB page
   Hpa table;  // NL rows: the level-0 S-EPT page under kG
+  TdxModule::Stats before;  // the module's counters just before the column's call
 
   Cell(const Row& r, bool runnable) : td(e.build_td(20, 1, runnable)), row(r) { build(runnable); }
 
@@ -204,6 +209,7 @@ struct Col {
   std::function<Expect(const Row&)> expect;
   std::function<TdxResult(Cell&)> call;
   std::function<void(Cell&, const TdxResult&, uint64_t chld_before)> on_success;
+  int level = -1;  // the level of the entry the leaf acts on: -1 = the row's level, else fixed
 };
 
 // Tracking rule shared by REMOVE, SEPT.REMOVE, DEMOTE, PROMOTE on a RUNNABLE TD (A2.3, A6):
@@ -230,7 +236,7 @@ std::vector<Col> runnable_cols() {
                [](Cell& x, const TdxResult&, uint64_t chld) {
                  CHECK(x.pt(x.table) == PageType::kEpt);
                  CHECK(x.chldcnt() == chld + 1);
-               }});
+               }, 1});
   // SEPT.ADD version 1 ("already exists" path, A2.3 row 1): NL_MAPPED succeeds and the offered
   // page is not used (stays PT_NDA, A7: pages are assigned only when added).
   c.push_back({"SEPT.ADD(existing ok)",
@@ -252,7 +258,7 @@ std::vector<Col> runnable_cols() {
                    CHECK(x.pt(x.table) == PageType::kNda);
                    CHECK(x.chldcnt() == chld);
                  }
-               }});
+               }, 1});
   // TDH.MEM.PAGE.AUG 4K at kG (A2.3): FREE/REMOVED -> PENDING, PAMT NDA -> PT_REG, chldcnt += 1.
   // The walk must reach level 0 (A4): a missing level-0 table or a 2 MiB leaf above -> WALK_FAILED.
   c.push_back({"PAGE.AUG 4K",
@@ -274,7 +280,7 @@ std::vector<Col> runnable_cols() {
                  CHECK(x.e.state(x.td, kG, 0) == SeptState::kPending);
                  CHECK(x.pt(x.data) == PageType::kReg);
                  CHECK(x.chldcnt() == chld + 1);
-               }});
+               }, 0});
   // TDH.MEM.PAGE.AUG 2M at kG (A2.3): the level-1 entry must be FREE; chldcnt += 512; PAMT leaf
   // at 2 MiB (A7). On 4 KiB rows the level-1 entry is NL_MAPPED.
   c.push_back({"PAGE.AUG 2M",
@@ -290,7 +296,7 @@ std::vector<Col> runnable_cols() {
                  CHECK(x.pt(x.data + 7 * kPageBytes) == PageType::kReg);
                  CHECK(x.e.m.pamt_leaf(x.data + 7 * kPageBytes).level == PageSize::k2M);
                  CHECK(x.chldcnt() == chld + 512);
-               }});
+               }, 1});
   // TDH.MEM.RANGE.BLOCK at the row's level (A2.3): NL_MAPPED -> NL_BLOCKED, MAPPED -> BLOCKED,
   // PENDING -> PENDING_BLOCKED; already blocked -> GPA_RANGE_ALREADY_BLOCKED; FREE refused.
   // PAMT.BEPOCH of the blocked page <- td_epoch (A2.3, A6 step 2).
@@ -355,7 +361,7 @@ std::vector<Col> runnable_cols() {
                  CHECK(r.rcx == x.table.value());
                  CHECK(x.pt(x.table) == PageType::kNda);
                  CHECK(x.chldcnt() == chld - 1);
-               }});
+               }, 1});
   // TDH.MEM.PAGE.DEMOTE 2M (A2.3): MAPPED/BLOCKED/PENDING/PENDING_BLOCKED 2 MiB leaf; runnable:
   // BLOCKED and tracked. ASSUMED (the spec gives no resulting states): the parent becomes
   // NL_MAPPED and the 512 children MAPPED (parent BLOCKED) or PENDING (parent PENDING_BLOCKED).
@@ -378,7 +384,7 @@ std::vector<Col> runnable_cols() {
                  CHECK(x.pt(x.table) == PageType::kEpt);
                  CHECK(x.e.m.pamt_leaf(x.data + 9 * kPageBytes).level == PageSize::k4K);
                  CHECK(x.chldcnt() == chld + 1);  // the new S-EPT page
-               }});
+               }, 1});
   // TDH.MEM.PAGE.PROMOTE 2M (A2.3): NL_MAPPED/NL_BLOCKED; runnable: NL_BLOCKED and tracked; the
   // 512 children must be contiguous same-state leaves, else EPT_INVALID_PROMOTE_CONDITIONS. The
   // result is one 2 MiB leaf in the children's state [inferred], the S-EPT page goes back to the
@@ -396,7 +402,7 @@ std::vector<Col> runnable_cols() {
                  CHECK(x.pt(x.table) == PageType::kNda);
                  CHECK(x.e.m.pamt_leaf(x.data + 9 * kPageBytes).level == PageSize::k2M);
                  CHECK(x.chldcnt() == chld - 1);
-               }});
+               }, 1});
   // TDH.MEM.SEPT.RD (A2.3): any state; RDX = level [2:0] and the A2.2 "pub" state [15:8].
   c.push_back({"SEPT.RD",
                [](const Row& r) { return ok(r.state); },
@@ -428,7 +434,8 @@ std::vector<Col> runnable_cols() {
                },
                [](Cell& x, const TdxResult&, uint64_t) {
                  CHECK(x.e.state(x.td, kG, 0) == SeptState::kMapped);
-               }});
+                 CHECK(x.e.m.stats().pages_zeroed == x.before.pages_zeroed + 1);  // A8: zeroed
+               }, 0});
   // TDG.MEM.PAGE.ACCEPT 2M at kG (A8): a non-leaf non-FREE entry at the level (incl. the level-1
   // entry above every 4 KiB row) -> PAGE_SIZE_MISMATCH | level.
   c.push_back({"ACCEPT 2M",
@@ -442,7 +449,11 @@ std::vector<Col> runnable_cols() {
                  x.e.enter(x.td);
                  return x.e.m.tdg_mem_page_accept(x.td.vcpus[0], kG, PageSize::k2M);
                },
-               nullptr});
+               [](Cell& x, const TdxResult&, uint64_t) {
+                 // A8: 2 MiB zeroed 4 KiB at a time, ACCEPT_COUNTER back to 0 when done.
+                 CHECK(x.e.m.stats().pages_zeroed == x.before.pages_zeroed + 512);
+                 CHECK(x.e.m.sept_entry(x.td.tdr, kG, 1).entry.accept_counter == 0);
+               }, 1});
   return c;
 }
 
@@ -462,7 +473,9 @@ std::vector<Col> initialized_cols() {
                [](Cell& x, const TdxResult&, uint64_t chld) {
                  CHECK(x.pt(x.data) == PageType::kReg);
                  CHECK(x.chldcnt() == chld + 1);
-               }});
+                 CHECK(x.e.m.stats().sha384_blocks == x.before.sha384_blocks + 1);  // 128 B block
+                 CHECK(x.e.m.stats().pages_copied == x.before.pages_copied + 1);
+               }, 0});
   // TDH.MR.EXTEND (A2.3): MAPPED; a walk failure (FREE at or above the level) -> NOT_PRESENT|RCX.
   c.push_back({"MR.EXTEND",
                [](const Row& r) {
@@ -471,7 +484,10 @@ std::vector<Col> initialized_cols() {
                  return err(kNotPresentRcx);  // ASSUMED, see kNotPresentRcx
                },
                [](Cell& x) { return x.e.m.mr_extend(x.td.tdr, kG); },
-               nullptr});
+               [](Cell& x, const TdxResult&, uint64_t) {
+                 // A2.3: one header block, then 2 x 128 B data blocks.
+                 CHECK(x.e.m.stats().sha384_blocks == x.before.sha384_blocks + 3);
+               }, 0});
   // TDH.MEM.PAGE.REMOVE before FINALIZE (A2.3 last bullet): no BLOCK/TRACK precondition.
   c.push_back({"PAGE.REMOVE",
                [](const Row& r) {
@@ -510,6 +526,7 @@ unsigned run_matrix(const char* matrix, const std::vector<Row>& rows, const std:
       INFO(matrix << " | row " << row.name << " | col " << col.name);
       Cell x(row, runnable);
       const uint64_t chld = x.chldcnt();
+      x.before = x.e.m.stats();
       const TdxResult r = col.call(x);
       if (want.td_exit) {
         CHECK(r.outcome == GuestOutcome::kTdExit);
@@ -521,6 +538,13 @@ unsigned run_matrix(const char* matrix, const std::vector<Row>& rows, const std:
       if (want.status != kSuccess) {
         // A refused leaf leaves the entry as it was.
         CHECK(x.e.state(x.td, kG, row.level) == row.state);
+        // A2.2: on EPT_ENTRY_STATE_INCORRECT, RDX = level [2:0] and the "pub" state [15:8] of
+        // the entry the leaf acted on (checked where that entry is the row's).
+        const unsigned lvl = col.level < 0 ? row.level : static_cast<unsigned>(col.level);
+        if (want.status == kStateIncorrect && lvl == row.level) {
+          CHECK((r.rdx & 7) == lvl);
+          CHECK(((r.rdx >> 8) & 0xFF) == pub(row.state));
+        }
         continue;
       }
       if (want.after != SeptState::kInvalid) {

@@ -113,6 +113,9 @@ class KvmBackend {
   // only if hardware would use it).
   virtual bool translates_privately(const Vm&, Gpa) const { return false; }
   virtual Stage2Lookup lookup_private(const Vm&, Gpa) const { return {}; }
+  // For transition coverage (kvm_machines.h): whether the private root holds a leaf for gfn in
+  // any state (TDX: an AUGed, not yet accepted PENDING leaf counts).
+  virtual bool has_private_leaf(const Vm&, Gfn) const { return false; }
 
   // A stage-2 fault on a GPA the private root translates, before generic KVM sees it: the
   // backend asks its firmware what the fault is (TDX: the module's EPT-violation dispatch says

@@ -1,5 +1,7 @@
 #include "models/kvm/vm.h"
 
+#include "models/kvm/kvm_machines.h"
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -94,6 +96,10 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   if ((a.address & kPageMask) || (a.size & kPageMask)) return Errno::kEINVAL;  // 5
   const GfnRange r{gpa_to_gfn(Gpa(a.address)), gpa_to_gfn(Gpa(a.address + a.size))};
   ++stats_.attr_sets;
+  CovSample cov;
+  cov_begin(cov, r);
+  const uint8_t cov_op =
+      static_cast<uint8_t>((a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? GfnOp::kSetAttrPrivate : GfnOp::kSetAttrShared);
 
   const AttrStoreWork w0 = attrs_->work();
   auto charge_store_work = [&] {
@@ -107,6 +113,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   if (range_has_memory_attributes(r, ~uint64_t{0}, a.attributes)) {
     ++stats_.attr_sets_noop;
     charge_store_work();
+    cov_end(cov, cov_op, static_cast<uint8_t>(GfnOutcome::kNoop));
     return {};
   }
   // 2. Reserve every index; ENOMEM leaves the attributes unchanged.
@@ -135,6 +142,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   // 4. Store.
   attrs_->store(r, a.attributes);
   mark_dirty(r);
+  cov_note(r, kGfnPrivate, (a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) != 0);
   stats_.attr_pages_changed += r.pages();
   if (kvm_.tracing()) {
     char d[160];
@@ -151,6 +159,7 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   }
   if (locked) mmu_invalidate_end();
   charge_store_work();
+  cov_end(cov, cov_op, static_cast<uint8_t>(GfnOutcome::kOk));
   return {};
 }
 
@@ -234,6 +243,7 @@ Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2, con
     if (unmap_gfn_range(old->gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
     set.move(*old, base);
     dirty_.all = true;
+    cov_forget();
     if (old->lpage) {
       old->lpage = std::make_unique<LpageTracker>(old->base_gfn, old->npages);
       old->lpage->init(*attrs_);
@@ -271,6 +281,7 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
   }
   nr_memslot_pages_ += s->npages;
   dirty_.all = true;
+  cov_forget();
   if (kvm_.tracing()) {
     char d[200];
     std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s", id.as_id, id.id,
@@ -287,17 +298,21 @@ Status Vm::delete_slot(Memslot& s) {
   // kvm_set_memslot(DELETE): the slot is invalidated and every mapping through it zapped
   // (kvm_arch_flush_shadow_memslot), then it is removed and unbound from its guest_memfd.
   charge(cfg_.costs.memslot_update);
+  CovSample cov;
+  cov_begin(cov, s.gfns());
   mmu_invalidate_begin();
   mmu_invalidate_range_add(s.gfns());
   if (unmap_gfn_range(s.gfns(), AttrFilter::kBoth)) flush_remote_tlbs();
   mmu_invalidate_end();
   const SlotId id = s.id;
   dirty_.all = true;
+  cov_forget();
   if (kvm_.tracing()) kvm_.trace(trace_name_, "memslot_delete", "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
   nr_memslot_pages_ -= s.npages;
   auto owned = slots_[id.as_id].remove(id.id);
   if (owned->gmem.file) owned->gmem.file->unbind(id);  // a no-op once the file is released
   ++stats_.slots_deleted;
+  cov_end(cov, static_cast<uint8_t>(GfnOp::kMemslotDelete), static_cast<uint8_t>(GfnOutcome::kOk));
   return {};
 }
 
@@ -339,6 +354,7 @@ bool Vm::mmu_invalidate_retry_gfn(uint64_t seq, Gfn gfn) const {
 // Zapping and TLB flushes
 
 bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
+  if (backend_->has_private_root()) cov_forget();
   bool flush = false;
   // A backend with a separate private root (TDX's S-EPT) zaps it itself; otherwise private and
   // shared mappings share one table and the filter has no effect (§5).
@@ -361,6 +377,7 @@ bool Vm::unmap_gfn_range(GfnRange r, AttrFilter filter) {
       (void)stage2_->unmap(lk.base, lk.size());
       const Gfn g = gpa_to_gfn(Gpa(lk.base.value() & ~direct));
       mark_dirty(GfnRange{g, g + frames_of(lk.size())});
+      cov_note(GfnRange{g, g + frames_of(lk.size())}, kGfnMapped, false);
       for (uint64_t i = 0; i < frames_of(lk.size()); ++i) env_.mem.revoke_dmi(first + i);
       ++stats_.zapped_leaves;
       charge(cfg_.costs.zap_per_leaf);
@@ -511,6 +528,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     }
     if (!r.ok()) return r.error();
     mark_dirty(GfnRange{gfn.align_down(level), gfn.align_down(level) + frames_of(level)});
+    cov_forget();
     charge(*r);
     return {};
   }
@@ -528,6 +546,7 @@ Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool wri
     }
     if (st.ok()) {
       mark_dirty(GfnRange{gpa_to_gfn(gpa), gpa_to_gfn(gpa) + frames_of(level)});
+      cov_note(GfnRange{gpa_to_gfn(gpa), gpa_to_gfn(gpa) + frames_of(level)}, kGfnMapped, true);
       charge(cfg_.costs.map_per_leaf);
       return {};
     }
@@ -596,15 +615,73 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
   else ++stats_.shared_faults;
   FaultContext ctx;
   ctx.fault = f;
+  const uint8_t from = gfn_cov_state(f.gfn);
+  auto record = [&](const FaultOutcome& o) {
+    static_assert(FaultOutcome::kFixed == 0 && FaultOutcome::kRetry == 1 && FaultOutcome::kMemoryFaultExit == 2 &&
+                  FaultOutcome::kEmulate == 3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
+    cov_machine().record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind,
+                gfn_cov_state(f.gfn));
+  };
   if (auto early = faultin(ctx)) {
     if (early->kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
     if (early->kind == FaultOutcome::kEmulate) ++stats_.mmio_exits;
     if (early->kind == FaultOutcome::kRetry) ++stats_.faults_retried;
+    record(*early);
     return *early;
   }
   FaultOutcome o = install(ctx);
   if (o.kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
+  record(o);
   return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transition coverage (kvm_machines.h, docs/coverage.md)
+
+uint8_t Vm::gfn_cov_state_walk(Gfn gfn) const {
+  uint8_t s = mem_is_private(gfn) ? kGfnPrivate : 0;
+  if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file) s |= kGfnBound;
+  const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
+  if (stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped() ||
+      (backend_->has_private_root() && backend_->has_private_leaf(*this, gfn)))
+    s |= kGfnMapped;
+  if (backend_->has_private_root()) return s;  // the private root changes outside KVM's view
+  cov_memo_.gfn = gfn;
+  cov_memo_.gen = cov_gen_;
+  cov_memo_.state = s;
+  return s;
+}
+
+void Vm::cov_begin(CovSample& s, GfnRange r) const {
+  s.n = 0;
+  const uint64_t pages = r.pages();
+  if (pages == 0) return;
+  if (pages == 1) {  // the common case (a 4 KiB conversion, a one-page punch-hole)
+    s.gfn[0] = r.start;
+    s.from[0] = gfn_cov_state(r.start);
+    s.n = 1;
+    return;
+  }
+  const uint64_t step = pages <= CovSample::kMax ? 1 : (pages + CovSample::kMax - 1) / CovSample::kMax;
+  for (uint64_t i = 0; i < pages && s.n < CovSample::kMax; i += step) {
+    s.gfn[s.n] = r.start + i;
+    s.from[s.n] = gfn_cov_state(s.gfn[s.n]);
+    ++s.n;
+  }
+}
+
+sm::Machine& Vm::cov_machine() const {
+  if (!cov_machine_) cov_machine_ = &gfn_machine(backend_->has_private_root());
+  return *cov_machine_;
+}
+
+void Vm::cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const {
+  sm::Machine& m = cov_machine();
+  if (s.n == 1) {
+    m.record(s.from[0], op, outcome, gfn_cov_state(s.gfn[0]));
+    return;
+  }
+  for (unsigned i = 0; i < s.n; ++i) m.record(s.from[i], op, outcome, gfn_cov_state(s.gfn[i]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,11 +709,16 @@ Vcpu* Vm::vcpu(uint32_t id) const {
 
 bool Vm::mmu_unmap_gfn_range(SlotId, GfnRange gfns, AttrFilter filter) {
   mmu_invalidate_range_add(gfns);
-  return unmap_gfn_range(gfns, filter);
+  CovSample cov;
+  cov_begin(cov, gfns);
+  const bool flush = unmap_gfn_range(gfns, filter);
+  cov_end(cov, static_cast<uint8_t>(GfnOp::kGmemInvalidate), static_cast<uint8_t>(GfnOutcome::kOk));
+  return flush;
 }
 
 void Vm::gmem_slot_unbound(SlotId id) {
   if (Memslot* s = slots_[id.as_id].find_id(id.id)) s->gmem.file = nullptr;
+  cov_forget();
 }
 
 Status Vm::arch_gmem_prepare(Gfn gfn, Pfn pfn, int order) {
@@ -666,7 +748,10 @@ void Vm::invalidate_range_start(Hva start, Hva end) {
         ++stats_.notifier_invalidations;
       }
       mmu_invalidate_range_add(g);
+      CovSample cov;
+      cov_begin(cov, g);
       flush |= unmap_gfn_range(g, AttrFilter::kShared);
+      cov_end(cov, static_cast<uint8_t>(GfnOp::kMmuNotifierZap), static_cast<uint8_t>(GfnOutcome::kOk));
     });
   }
   if (flush) flush_remote_tlbs();

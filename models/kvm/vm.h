@@ -20,6 +20,7 @@
 #include "hw/base/principal.h"
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/base/state_machine.h"
 #include "hw/memory/frame_allocator.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
@@ -196,7 +197,10 @@ class Vm final : public GmemVm, public MmuNotifier {
   bool is_dirty() const { return dirty_.all || !dirty_.ranges.empty(); }
   // Something outside KVM changed this VM's stage-2 table (a hostile host kernel in an attack
   // scenario): recorded like KVM's own changes, so incremental checks re-read the range.
-  void note_changed(GfnRange r) { mark_dirty(r); }
+  void note_changed(GfnRange r) {
+    cov_forget();
+    mark_dirty(r);
+  }
   template <class F>
   void for_each_vcpu(F&& f) const {
     for (const auto& v : vcpus_) f(static_cast<const Vcpu&>(*v));
@@ -224,6 +228,43 @@ class Vm final : public GmemVm, public MmuNotifier {
   Status map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool writable);
   FaultOutcome memory_fault_exit(const PageFault& f, Errno err, std::string why) const;
   FaultOutcome page_fault_untraced(const PageFault& f);
+
+  // Transition coverage of the GFN machine (kvm_machines.h): the state of one gfn, and a sample
+  // of a range's gfns taken before an operation and recorded after it.
+  uint8_t gfn_cov_state(Gfn gfn) const {
+    if (cov_memo_.gen == cov_gen_ && cov_memo_.gfn == gfn) return cov_memo_.state;
+    return gfn_cov_state_walk(gfn);
+  }
+  uint8_t gfn_cov_state_walk(Gfn gfn) const;
+  // A range operation records up to kMax gfns spread evenly over the range (docs/coverage.md: a
+  // sample keeps the cost of a 1 GiB conversion bounded).
+  struct CovSample {
+    static constexpr unsigned kMax = 16;
+    std::array<Gfn, kMax> gfn;  // the first n are set (no zeroing: this is on the fault path)
+    std::array<uint8_t, kMax> from;
+    unsigned n = 0;
+  };
+  void cov_begin(CovSample& s, GfnRange r) const;
+  void cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const;
+  // The last state computed, for backends with one stage-2 table: KVM's own changes to it (a
+  // leaf mapped or zapped, an attribute stored) update it as they happen, anything else (a
+  // memslot or binding change, a change from outside KVM) forgets it (cov_gen_). The next
+  // operation on the same gfn (the punch-hole after the attribute change, the fault after the
+  // punch-hole) then needs no stage-2 walk. Backends with a private root always walk.
+  uint64_t cov_gen_ = 0;
+  mutable sm::Machine* cov_machine_ = nullptr;  // gfn_machine(has_private_root()), looked up once
+  sm::Machine& cov_machine() const;
+  mutable struct {
+    Gfn gfn;
+    uint64_t gen = ~uint64_t{0};
+    uint8_t state = 0;
+  } cov_memo_;
+  void cov_forget() { ++cov_gen_; }
+  bool cov_memo_covers(GfnRange r) const { return cov_memo_.gen == cov_gen_ && r.start <= cov_memo_.gfn && cov_memo_.gfn < r.end; }
+  void cov_note(GfnRange r, uint8_t bit, bool set) {
+    if (!cov_memo_covers(r)) return;
+    cov_memo_.state = set ? static_cast<uint8_t>(cov_memo_.state | bit) : static_cast<uint8_t>(cov_memo_.state & ~bit);
+  }
 
   Kvm& kvm_;
   std::unique_ptr<KvmBackend> backend_;

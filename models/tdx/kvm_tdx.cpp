@@ -642,6 +642,13 @@ Stage2Lookup KvmTdxBackend::lookup_private(const Vm&, Gpa gpa) const {
   return lk;
 }
 
+// Transition coverage (models/kvm/kvm_machines.h): an AUGed PENDING leaf is a private mapping.
+bool KvmTdxBackend::has_private_leaf(const Vm&, Gfn gfn) const {
+  if (!td_created_) return false;
+  const SeptLookup s = host_.module().sept_lookup(tdr_, gfn_to_gpa(gfn));
+  return s.found && s.entry.leaf && s.entry.state != SeptState::kFree && s.entry.state != SeptState::kRemoved;
+}
+
 // ============================================================================================
 // The vCPU side: EPT violations, #VE, #MC (A8, A9)
 

@@ -228,6 +228,7 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
     return td_created_ && !(gpa.value() & shared_mask_);
   }
   Stage2Lookup lookup_private(const kvm::Vm&, Gpa gpa) const override;
+  bool has_private_leaf(const kvm::Vm& vm, Gfn gfn) const override;
   PrivateFaultAction private_fault(kvm::Vm& vm, kvm::Vcpu& vcpu, const VmExit& e) override;
   std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) override;
 

@@ -31,6 +31,7 @@ TdxTicket TdxModule::begin_vp_enter(Hpa tdvpr, unsigned lp) {
   }
   Vcpu* v = vcpus_.at(hpa_to_pfn(tdvpr).value()).get();
   Td* td = td_by_pfn(v->tdr);
+  cov_td(t, *td);
   if (!lock_pamt(t, td->tdr, PageSize::k4K, LockMode::kShared, operand::kTdr)) return t;
   // A9: a FATAL TD cannot be entered (TDX_TD_FATAL from the build-state check).
   if (!check_td_state(t, *td, Leaf::kVpEnter)) return t;
@@ -109,6 +110,7 @@ TdxTicket TdxModule::begin_td_exit(Hpa tdvpr) {
   TdxTicket t = start(Leaf::kAsyncExit, 0);
   Vcpu* v = vcpu_in_td(t, tdvpr);
   if (!v) return t;
+  cov_td(t, *td_by_pfn(v->tdr));
   t.commit_ = [this, v](TdxTicket& tk) {
     TdExit e;
     e.reason = TdExitReason::kAsync;
@@ -125,6 +127,7 @@ TdxResult TdxModule::machine_check(Hpa tdvpr) {
     return complete(std::move(t));
   }
   Vcpu* v = it->second.get();
+  cov_td(t, *td_by_pfn(v->tdr));
   t.commit_ = [this, v](TdxTicket& tk) {
     // A9: poison consumed in the TD -> the module marks the TD FATAL.
     Td& td = *td_by_pfn(v->tdr);
@@ -191,6 +194,7 @@ TdxTicket TdxModule::begin_ept_violation(Hpa tdvpr, Gpa gpa, bool write) {
   }
   const Walk w = sept_walk_leaf(*td, gpa);
   charge(t, cfg_.costs.sept_level * w.levels_read);
+  cov_sept(t, w.entry, w.raw);
   const SeptState s = sept_state_of(w.raw);
   e.sept_state = s;
   e.sept_level = w.level;
@@ -247,6 +251,7 @@ TdxTicket TdxModule::begin_tdg_mem_page_accept(Hpa tdvpr, Gpa gpa, PageSize size
     };
     return t;
   }
+  cov_sept(t, w.entry, w.raw);
   // sept_lock_acquire_guest (A5): BUSY if held; BUSY_HOST_PRIORITY if a host call failed on it.
   charge(t, cfg_.costs.lock);
   uint64_t raw = read_entry(w.entry);

@@ -45,6 +45,7 @@ bool TdxModule::sept_prologue(TdxTicket& t, Hpa tdr, Leaf leaf, Gpa gpa, unsigne
   if (!gpa_valid_private(*td, gpa)) return fail(t, with_operand(kOperandInvalid, operand::kRcx));
   if (!lock_sept_tree(t, *td, tree_mode)) return false;
   if (!walk_to_level(t, *td, gpa, level, w)) return false;
+  cov_sept(t, w->entry, w->raw);
   if (!lock_entry_host(t, w)) return false;
   *out = td;
   return true;
@@ -112,6 +113,7 @@ TdxTicket TdxModule::begin_mem_page_add(Hpa tdr, Gpa gpa, Hpa page, Hpa source) 
     fail(t, with_operand(kEptWalkFailed, operand::kRcx));
     return t;
   }
+  cov_sept(t, w.entry, w.raw);
   if (sept_state_of(w.raw) != SeptState::kFree) {
     set_sept_error_details(t, w.raw, w.level);
     fail(t, with_operand(kEptEntryStateIncorrect, operand::kRcx));
@@ -160,6 +162,7 @@ TdxTicket TdxModule::begin_mr_extend(Hpa tdr, Gpa gpa) {
   }
   Walk w = sept_walk(*td, gpa, 0);
   charge(t, cfg_.costs.sept_level * w.levels_read);
+  cov_sept(t, w.entry, w.raw);
   if (!SeptCodec::is_leaf(w.raw) || (w.raw & SeptBits::kRwx) == 0) {
     set_sept_error_details(t, w.raw, w.level);
     fail(t, with_operand(kEptEntryNotPresent, operand::kRcx));  // A2.3: walk failure

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "hw/mmu/stage2_table.h"
+#include "models/tdx/tdx_machines.h"
 #include "models/tdx/tdx_module_internal.h"
 
 namespace cvmsim::tdx {
@@ -97,7 +98,8 @@ TdxTicket::TdxTicket(TdxTicket&& o) noexcept
     : module_(o.module_),
       result_(o.result_),
       held_(std::move(o.held_)),
-      commit_(std::move(o.commit_)) {
+      commit_(std::move(o.commit_)),
+      cov_(o.cov_) {
   o.module_ = nullptr;
   o.held_.clear();
   o.commit_ = nullptr;
@@ -110,6 +112,7 @@ TdxTicket& TdxTicket::operator=(TdxTicket&& o) noexcept {
     result_ = o.result_;
     held_ = std::move(o.held_);
     commit_ = std::move(o.commit_);
+    cov_ = o.cov_;
     o.module_ = nullptr;
     o.held_.clear();
     o.commit_ = nullptr;
@@ -177,10 +180,98 @@ TdxResult TdxModule::complete(TdxTicket&& t) {
     t.commit_ = nullptr;
     commit(t);
   }
+  record_coverage(t);
   TdxResult r = t.result_;
   release(t);
   account(r);
   return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transition coverage (tdx_machines.h, docs/coverage.md). The next state is read back after the
+// commit, so a model/table mismatch shows up as an undeclared transition.
+
+void TdxModule::cov_sept(TdxTicket& t, Hpa entry, uint64_t raw) {
+  t.cov_.sept = true;
+  t.cov_.sept_entry = entry;
+  t.cov_.sept_from = static_cast<uint8_t>(sept_state_of(raw));
+}
+
+void TdxModule::cov_td(TdxTicket& t, const Td& td) {
+  if (t.cov_.td) return;
+  t.cov_.td = true;
+  t.cov_.tdr = td.tdr;
+  t.cov_.td_from = td_cov_state(&td);
+  cov_kot(t, td.hkid);
+}
+
+void TdxModule::cov_kot(TdxTicket& t, KeyId hkid) {
+  if (hkid >= kot_.size()) return;
+  t.cov_.kot = true;
+  t.cov_.hkid = hkid;
+  t.cov_.hkid_from = static_cast<uint8_t>(kot_[hkid].state);
+}
+
+uint8_t TdxModule::td_cov_state(const Td* td) const {
+  TdCovState s = TdCovState::kNoTd;
+  if (td) {
+    switch (td->lifecycle) {
+      case TdLifecycle::kHkidAssigned: s = TdCovState::kHkidAssigned; break;
+      case TdLifecycle::kKeysConfigured:
+        s = td->fatal                                  ? TdCovState::kFatal
+            : td->op_state == OpState::kUninitialized ? TdCovState::kUninitialized
+            : td->op_state == OpState::kInitialized   ? TdCovState::kInitialized
+                                                       : TdCovState::kRunnable;
+        break;
+      case TdLifecycle::kBlocked: s = TdCovState::kBlocked; break;
+      case TdLifecycle::kTeardown: s = TdCovState::kTeardown; break;
+    }
+  }
+  return static_cast<uint8_t>(s);
+}
+
+void TdxModule::record_coverage(const TdxTicket& t) {
+  const TdxResult& r = t.result_;
+  auto outcome = [&](const sm::Machine& m) {
+    if (status_code(r.status) != 0) return outcome_of(m, r.status);
+    switch (r.outcome) {
+      case GuestOutcome::kTdExit: return m.outcome_index("TD_EXIT");
+      case GuestOutcome::kInjectVe: return m.outcome_index("INJECT_VE");
+      case GuestOutcome::kInterrupted: return m.outcome_index("INTERRUPTED");
+      default: return 0;
+    }
+  };
+  auto rec = [&](sm::Machine& m, int op, unsigned from, unsigned to) {
+    const int oc = outcome(m);
+    if (op == sm::Machine::kNone) return;
+    if (oc == sm::Machine::kNone) {
+      const std::string_view on = status_code(r.status) ? status_name(r.status) : name_of(r.outcome);
+      m.record_undeclared(m.states()[from], m.ops()[op], on, m.states()[to]);
+      return;
+    }
+    m.record(from, static_cast<unsigned>(op), static_cast<unsigned>(oc), to);
+  };
+  if (t.cov_.sept) {
+    sm::Machine& m = sept_machine();
+    const unsigned to = static_cast<unsigned>(sept_state_of(read_entry(t.cov_.sept_entry)));
+    int op = sept_op_of(r.leaf);
+    // PROMOTE of PENDING children is its own operation (tdx_machines.cpp).
+    if (r.leaf == Leaf::kMemPagePromote && r.status == kSuccess && to == static_cast<unsigned>(SeptState::kPending))
+      op = m.op_index("TDH.MEM.PAGE.PROMOTE(PENDING)");
+    rec(m, op, t.cov_.sept_from, to);
+  }
+  if (t.cov_.td) {
+    sm::Machine& m = td_machine();
+    const unsigned to = td_cov_state(td_by_pfn(t.cov_.tdr));
+    int op = td_op_of(r.leaf);
+    if (r.leaf == Leaf::kMngKeyConfig && r.status == kSuccess && to == static_cast<unsigned>(TdCovState::kHkidAssigned))
+      op = m.op_index("TDH.MNG.KEY.CONFIG(PARTIAL)");
+    rec(m, op, t.cov_.td_from, to);
+  }
+  if (t.cov_.kot) {
+    sm::Machine& m = kot_machine();
+    rec(m, kot_op_of(r.leaf), t.cov_.hkid_from, static_cast<unsigned>(kot_[t.cov_.hkid].state));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,6 +380,7 @@ bool TdxModule::check_tdr(TdxTicket& t, Hpa tdr, uint32_t op, LockMode mode, Td*
   Td* td = td_by_pfn(hpa_to_pfn(tdr));
   assert(td && "PT_TDR page without TD state");
   if (!td) return fail(t, with_operand(kPageMetadataIncorrect, op));
+  cov_td(t, *td);
   *out = td;
   return true;
 }
@@ -309,6 +401,7 @@ bool TdxModule::lock_pamt(TdxTicket& t, Pfn base, PageSize level, LockMode mode,
 
 // check_td_in_correct_build_state + op-state gating (M helpers.c; A2.3).
 bool TdxModule::check_td_state(TdxTicket& t, const Td& td, Leaf leaf) {
+  cov_td(t, td);
   if (td.fatal) return fail(t, kTdFatal);
   if (td.lifecycle != TdLifecycle::kKeysConfigured) return fail(t, kTdKeysNotConfigured);
   if (td.tdcx.size() < cfg_.num_tdcs_pages) return fail(t, kTdcsNotAllocated);
@@ -464,6 +557,10 @@ TdxTicket TdxModule::begin_mng_create(Hpa tdr, KeyId hkid, Principal owner) {
   if (!check_page(t, tdr, operand::kRcx, PageSize::k4K, LockMode::kExclusive, PageType::kNda)) {
     return t;
   }
+  t.cov_.td = true;  // coverage: NO_TD -> (tdx_machines.h)
+  t.cov_.tdr = hpa_to_pfn(tdr);
+  t.cov_.td_from = static_cast<uint8_t>(TdCovState::kNoTd);
+  cov_kot(t, hkid);
   // ... and the KOT entry FREE (A9).
   charge(t, cfg_.costs.lock);
   if (!kot_lock_.try_acquire(LockMode::kExclusive)) {
@@ -691,6 +788,7 @@ TdxTicket TdxModule::begin_vp_flush(Hpa tdvpr, unsigned lp) {
   }
   Vcpu* v = vcpus_.at(hpa_to_pfn(tdvpr).value()).get();
   Td* td = td_by_pfn(v->tdr);
+  cov_td(t, *td);
   if (!lock_pamt(t, td->tdr, PageSize::k4K, LockMode::kShared, operand::kTdr)) return t;
   // VP.FLUSH must work on a FATAL TD (teardown), so only the lifecycle is checked [assumed].
   if (td->lifecycle != TdLifecycle::kKeysConfigured) {
@@ -878,6 +976,7 @@ TdxTicket TdxModule::begin_phymem_page_reclaim(Hpa page) {
     }
   } else {
     owner = td_by_pfn(f);
+    if (owner) cov_td(t, *owner);
     if (!owner || owner->lifecycle != TdLifecycle::kTeardown) {
       fail(t, kLifecycleStateIncorrect);
       return t;

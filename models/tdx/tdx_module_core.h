@@ -256,6 +256,19 @@ class TdxTicket {
   TdxResult result_;
   std::vector<TdxHeldLock> held_;
   std::function<void(TdxTicket&)> commit_;  // the change, run by complete()
+  // Transition coverage (tdx_machines.h): the S-EPT entry the call reached and its state then,
+  // the TD it named and its state then; complete() records (from, leaf, outcome, to).
+  struct Coverage {
+    Hpa sept_entry;
+    Pfn tdr;
+    uint8_t sept_from = 0;
+    uint8_t td_from = 0;
+    uint8_t hkid_from = 0;
+    KeyId hkid = 0;
+    bool sept = false;
+    bool td = false;
+    bool kot = false;
+  } cov_;
 };
 
 // ---- Inspection (for checkers of T1-T6 and for tests) ----
@@ -572,6 +585,13 @@ class TdxModule {
   Td* td_by_pfn(Pfn tdr);
   const Td* td_by_pfn(Pfn tdr) const;
   void account(const TdxResult& r);
+  // Transition coverage (tdx_machines.h): note the entry / TD a call operates on, record at
+  // complete().
+  void cov_sept(TdxTicket& t, Hpa entry, uint64_t raw);
+  void cov_td(TdxTicket& t, const Td& td);
+  void cov_kot(TdxTicket& t, KeyId hkid);
+  uint8_t td_cov_state(const Td* td) const;
+  void record_coverage(const TdxTicket& t);
   unsigned status_index(uint64_t status) const;
 
   PhysMem& mem_;

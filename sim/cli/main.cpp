@@ -10,9 +10,11 @@
 #include <iostream>
 
 #include "sim/cli/explore.h"
+#include "sim/cli/coverage_cmd.h"
 #include "sim/cli/graph.h"
 #include "sim/cli/list.h"
 #include "sim/config/loader.h"
+#include "sim/coverage/coverage.h"
 #include "sim/platform/run.h"
 #include "sim/version.h"
 
@@ -25,7 +27,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitExpectations = 1;
 constexpr int kExitBadInput = 2;
 
-const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv", "trace.txt", "violations.txt"};
+const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv", "coverage.json", "trace.txt", "violations.txt"};
 
 // Writes `text` to dir/name through a temporary file and a rename, so that a file that exists is
 // always complete.
@@ -85,10 +87,14 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
     std::fprintf(stderr, "cvmsim: internal error: %s\n", e.what());
     return 3;
   }
+  // Transition coverage (docs/coverage.md): the run's platform is gone by now, so its teardown
+  // transitions are counted too.
+  const std::string coverage_line = coverage::summary_line();
   if (!out.empty()) {
     write_atomically(dir, "effective_config.json", config::effective_config(s).dump(2) + "\n");
     write_atomically(dir, "stats.csv", r.stats_csv);
     if (!r.violations_report.empty()) write_atomically(dir, "violations.txt", r.violations_report);
+    write_atomically(dir, "coverage.json", coverage::to_json().dump(2) + "\n");
     write_atomically(dir, "stats.json", r.stats_json);  // last: its presence marks a complete run
   }
   if (check) {
@@ -99,9 +105,11 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
     const size_t failed = r.problems.size();
     std::printf("%s: %zu expectation(s) checked, %s\n", scenario.empty() ? "<built-in default>" : scenario.c_str(),
                 r.expectations, failed ? (std::to_string(failed) + " problem(s)").c_str() : "all met");
+    std::printf("%s\n", coverage_line.c_str());
     return failed ? kExitExpectations : kExitOk;
   }
   if (!quiet) std::fputs(r.summary.c_str(), stdout);
+  if (!quiet) std::printf("  %s\n", coverage_line.c_str());
   for (const auto& p : r.problems) std::fprintf(stderr, "cvmsim: %s\n", p.c_str());
   return r.problems.empty() ? kExitOk : kExitExpectations;
 }
@@ -146,8 +154,9 @@ int main(int argc, char** argv) {
   bool markdown = false;
   auto* list = app.add_subcommand("list", "list components and every scenario parameter with its default (--steps: the step operations)");
   list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
-  bool steps = false, invs = false;
+  bool steps = false, invs = false, list_machines = false;
   list->add_flag("--steps", steps, "list the scenario step operations instead");
+  list->add_flag("--machines", list_machines, "list the declared state machines and their transitions (docs/coverage.md)");
   list->add_flag("--invariants", invs, "with --markdown: the invariant catalogue as a table");
 
   std::string cscenario, cout_dir;
@@ -198,6 +207,15 @@ int main(int argc, char** argv) {
   bool emarkdown = false;
   explore_cmd->add_flag("--markdown", emarkdown, "with --list-policies: as a Markdown table");
   explore_cmd->add_flag("--quiet,-q", equiet, "print only the violation");
+  CoverageOptions copt;
+  auto* cov = app.add_subcommand(
+      "coverage", "run scenarios (default: ./scenarios) and report which state-machine transitions they exercised");
+  cov->add_option("paths", copt.paths, "scenario files, directories of them (recursive), or coverage.json files to merge");
+  cov->add_option("--jobs,-j", copt.jobs, "scenarios run in parallel (default 1)");
+  cov->add_option("--dot", copt.dot_machine, "write machine MACHINE as Graphviz DOT, coloured by the coverage");
+  cov->add_flag("--plain", copt.plain, "with --dot: the declared machine only, no runs, no colours");
+  cov->add_flag("--refusals", copt.refusals, "also list never-exercised refusals / draw refusal self-loops");
+  cov->add_flag("--quiet,-q", copt.quiet, "do not list skipped scenarios");
 
   try {
     app.parse(argc, argv);
@@ -207,6 +225,12 @@ int main(int argc, char** argv) {
   }
   if (*run) return do_run(scenario, out, seed, sets, quiet);
   if (*check) return do_run(cscenario, cout_dir, cseed, csets, true, true);
+  if (*cov) {
+    std::error_code ec;
+    const std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+    return run_coverage(copt, self.empty() ? argv[0] : self.c_str());
+  }
+  if (*list && list_machines) return print_machines();
   if (*list) return steps ? print_steps(markdown) : (invs && markdown) ? print_invariants_markdown() : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
   if (*explore_cmd) {

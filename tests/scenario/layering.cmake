@@ -13,7 +13,7 @@ foreach(f ${hw_files})
   endif()
 endforeach()
 file(GLOB_RECURSE core_files ${SRC}/hw/*.h ${SRC}/hw/*.cpp ${SRC}/models/*.h ${SRC}/models/*.cpp
-     ${SRC}/sim/config/* ${SRC}/sim/explore/* ${SRC}/sim/invariants/* ${SRC}/sim/scenario/* ${SRC}/sim/stats/* ${SRC}/sim/trace/*)
+     ${SRC}/sim/config/* ${SRC}/sim/explore/* ${SRC}/sim/invariants/* ${SRC}/sim/scenario/* ${SRC}/sim/stats/* ${SRC}/sim/trace/* ${SRC}/sim/coverage/*)
 foreach(f ${core_files})
   get_filename_component(name ${f} NAME)
   if(name MATCHES "_module\\.(h|cpp)$" OR name MATCHES "^tlm_.*\\.h$")

@@ -25,6 +25,7 @@
 #include "hw/mmu/tlb.h"
 #include "models/host/host_mm.h"
 #include "models/host/page_allocator.h"
+#include "models/kvm/kvm_machines.h"
 #include "models/kvm/backend.h"
 #include "models/kvm/kvm.h"
 #include "models/kvm/uapi.h"
@@ -193,6 +194,15 @@ struct KvmFixture {
     kvm.register_backend(KVM_X86_DEFAULT_VM, make_default_backend);
     kvm.register_backend(KVM_X86_SW_PROTECTED_VM, make_sw_protected_backend);
     kvm_fd = kvm.open_dev_kvm(proc);
+  }
+  // Every transition a test made KVM perform on a GFN must be one the declared machine allows
+  // (docs/coverage.md: an undeclared transition is a model/spec mismatch).
+  ~KvmFixture() {
+    for (sm::Machine* m : {&gfn_machine(false), &gfn_machine(true)}) {
+      for (const auto& [what, n] : m->undeclared()) UNSCOPED_INFO(m->name() << ": " << what << " x" << n);
+      CHECK(m->undeclared().empty());
+      m->reset_counts();
+    }
   }
   // Makes kTestVmType creatable (it then also appears in KVM_CAP_VM_TYPES).
   void register_test_backend() {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hw/memory/phys_mem.h"
+#include "models/tdx/tdx_machines.h"
 #include "models/tdx/tdx_module_core.h"
 
 namespace cvmsim::tdx::test {
@@ -43,6 +44,15 @@ struct Td {
 class Env {
  public:
   explicit Env(TdxConfig cfg = default_config()) : mem(kMemBytes, MemMode::kData), m(mem, cfg) {}
+  // Whatever a test made the module do, every transition it performed must be one the declared
+  // machines allow (docs/coverage.md: an undeclared transition is a model/spec mismatch).
+  ~Env() {
+    for (sm::Machine* mach : {&sept_machine(), &td_machine(), &kot_machine()}) {
+      for (const auto& [what, n] : mach->undeclared()) UNSCOPED_INFO(mach->name() << ": " << what << " x" << n);
+      CHECK(mach->undeclared().empty());
+      mach->reset_counts();
+    }
+  }
 
   // A fresh 4 KiB host page (frames from 1 MiB up; 2 MiB pages come from 128 MiB up).
   Hpa page() {

@@ -280,14 +280,16 @@ foreach(b default sw_protected tdx)
   cvmsim_run_test("explore ${b} under mainline policies finds nothing" 0
                   ARGS explore --backend ${b} --seed 5 --ops 3000 STDOUT "3,000 executed.*violation +none")
 endforeach()
-foreach(p gmem_rebind flush_tlb_after_zap gmem_zero_on_handout hostile)
-  set(seed 1)
-  if(p STREQUAL "gmem_rebind")
-    set(seed 2)
-  endif()
+# Each unsafe policy on the backend it is explored on (kPolicies' backend column), with a seed.
+foreach(pbs gmem_rebind:sw_protected:2 flush_tlb_after_zap:sw_protected:1 gmem_zero_on_handout:sw_protected:1
+            hostile:sw_protected:1 hkid_reuse:tdx:1)
+  string(REPLACE ":" ";" pbs ${pbs})
+  list(GET pbs 0 p)
+  list(GET pbs 1 b)
+  list(GET pbs 2 seed)
   add_test(NAME "scenario: explore ${p} finds a violation whose reproducer replays"
            COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DOUT=${OUTROOT}/explore_${p} -DPOLICY=${p}
-                   -DBACKEND=sw_protected -DSEED=${seed} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/explore_replay.cmake)
+                   -DBACKEND=${b} -DSEED=${seed} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/explore_replay.cmake)
 endforeach()
 add_test(NAME "docs: explore policy table matches cvmsim explore --list-policies"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/explore.md -DMARK=POLICIES

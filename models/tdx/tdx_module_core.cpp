@@ -175,12 +175,13 @@ void TdxModule::release(TdxTicket& t) {
 TdxResult TdxModule::complete(TdxTicket&& t) {
   assert(t.module_ == this && "ticket from another module or already completed");
   if (t.module_ != this) return t.result_;
-  if (t.commit_) {
+  const bool commits = static_cast<bool>(t.commit_);
+  if (commits) {
     auto commit = std::move(t.commit_);
     t.commit_ = nullptr;
     commit(t);
   }
-  record_coverage(t);
+  record_coverage(t, commits);
   TdxResult r = t.result_;
   release(t);
   account(r);
@@ -230,7 +231,10 @@ uint8_t TdxModule::td_cov_state(const Td* td) const {
   return static_cast<uint8_t>(s);
 }
 
-void TdxModule::record_coverage(const TdxTicket& t) {
+// A call refused at begin (no commit) changed nothing: its next state is the state it saw. It is
+// not read back, because while the call was in flight (Kvm::yield) another party may have
+// committed a change to the same entry (docs/tdx-model.md "Concurrency and BUSY").
+void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
   const TdxResult& r = t.result_;
   auto outcome = [&](const sm::Machine& m) {
     if (status_code(r.status) != 0) return outcome_of(m, r.status);
@@ -253,7 +257,8 @@ void TdxModule::record_coverage(const TdxTicket& t) {
   };
   if (t.cov_.sept) {
     sm::Machine& m = sept_machine();
-    const unsigned to = static_cast<unsigned>(sept_state_of(read_entry(t.cov_.sept_entry)));
+    const unsigned to =
+        committed ? static_cast<unsigned>(sept_state_of(read_entry(t.cov_.sept_entry))) : t.cov_.sept_from;
     int op = sept_op_of(r.leaf);
     // PROMOTE of PENDING children is its own operation (tdx_machines.cpp).
     if (r.leaf == Leaf::kMemPagePromote && r.status == kSuccess && to == static_cast<unsigned>(SeptState::kPending))
@@ -262,7 +267,7 @@ void TdxModule::record_coverage(const TdxTicket& t) {
   }
   if (t.cov_.td) {
     sm::Machine& m = td_machine();
-    const unsigned to = td_cov_state(td_by_pfn(t.cov_.tdr));
+    const unsigned to = committed ? td_cov_state(td_by_pfn(t.cov_.tdr)) : t.cov_.td_from;
     int op = td_op_of(r.leaf);
     if (r.leaf == Leaf::kMngKeyConfig && r.status == kSuccess && to == static_cast<unsigned>(TdCovState::kHkidAssigned))
       op = m.op_index("TDH.MNG.KEY.CONFIG(PARTIAL)");
@@ -270,7 +275,8 @@ void TdxModule::record_coverage(const TdxTicket& t) {
   }
   if (t.cov_.kot) {
     sm::Machine& m = kot_machine();
-    rec(m, kot_op_of(r.leaf), t.cov_.hkid_from, static_cast<unsigned>(kot_[t.cov_.hkid].state));
+    rec(m, kot_op_of(r.leaf), t.cov_.hkid_from,
+        committed ? static_cast<unsigned>(kot_[t.cov_.hkid].state) : t.cov_.hkid_from);
   }
 }
 

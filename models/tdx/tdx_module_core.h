@@ -591,7 +591,7 @@ class TdxModule {
   void cov_td(TdxTicket& t, const Td& td);
   void cov_kot(TdxTicket& t, KeyId hkid);
   uint8_t td_cov_state(const Td* td) const;
-  void record_coverage(const TdxTicket& t);
+  void record_coverage(const TdxTicket& t, bool committed);
   unsigned status_index(uint64_t status) const;
 
   PhysMem& mem_;

@@ -16,6 +16,7 @@
 #include "models/vmm/vmm.h"
 #include "sim/invariants/invariants.h"
 #include "sim/scenario/step_runner.h"
+#include "sim/scenario/tdx_setup.h"
 
 namespace cvmsim::explore {
 
@@ -37,6 +38,8 @@ constexpr PolicyKnob kPolicies[] = {
      "zero a guest_memfd page before the guest first gets it; false hands out old contents (ISO-6)"},
     {"hostile", "", "false", "true", "sw_protected",
      "explorer knob: the host kernel's attack operations (hostile_map, hostile_unmap_no_flush, hostile_write, hostile_read) join the mix"},
+    {"hkid_reuse", "platform.tdx.hkid_reuse", "flush", "unsafe_no_flush", "tdx",
+     "tearing a TD down: unsafe_no_flush skips TDH.PHYMEM.CACHE.WB on a module whose KEY.FREEID lets it pass, so the freed HKID still tags cached lines (T6) when the next TD gets it (ISO-8)"},
 };
 
 // The areas guests and the VMM use: the VMM's RAM region 0 (memslot 0, guest_memfd vmN.mem0) and
@@ -49,11 +52,15 @@ constexpr unsigned kExtraSlots = 4;
 constexpr unsigned kVms = 2;
 constexpr int32_t kNamedGmem = 256;
 constexpr size_t kMaxCreated = 2;
+constexpr size_t kMaxCreatedVms = 2;  // VMs made by create_vm steps, alive at once
 
 std::string vm_name(unsigned v) { return "vm" + std::to_string(v); }
 std::string gmem_name(int32_t g) {
   return g < kNamedGmem ? vm_name(static_cast<unsigned>(g / 2)) + ".mem" + std::to_string(g % 2)
                         : "g" + std::to_string(g - kNamedGmem);
+}
+std::string vm_type_name(uint32_t t) {
+  return t == kvm::KVM_X86_TDX_VM ? "tdx" : t == kvm::KVM_X86_SW_PROTECTED_VM ? "sw_protected" : "default";
 }
 std::string actor_name(uint8_t a) { return a == 0 ? "vmm" : a == 1 ? "host" : vm_name(a - 2u) + ".cpu0"; }
 
@@ -84,6 +91,15 @@ Json base_scenario(const Options& o) {
     // userspace address from these regions, so the VMM's address space does not grow.
     vm["memory"] = Json::array({Json{{"gpa", 0}, {"size", "64KiB"}, {"private", priv}},
                                 Json{{"gpa", "1GiB"}, {"size", "256KiB"}, {"private", priv}}});
+    if (o.backend == "tdx") {
+      // The TD's guest kernel (models/guest/tdx_guest_kernel.h), one of each acceptance policy:
+      // vm0 accepts all its memory at boot, vm1 lazily on #VE. SEPT_VE_DISABLE is clear on both:
+      // set (mainline Linux), the first access to a page the random host made PENDING behind
+      // the guest (a punched hole re-faulted, a conversion the guest did not ask for) kills the
+      // TD, within about 100 operations, and the rest of the run would have no guest on it
+      // (docs/explore.md; attack scenario tdx_host_reconvert covers that path).
+      vm["tdx"] = Json{{"accept", v == 0 ? "boot" : "lazy"}, {"sept_ve_disable", false}};
+    }
     doc["vms"].push_back(vm);
   }
   std::string desc = "Found by cvmsim explore --backend " + o.backend;
@@ -227,8 +243,18 @@ StepConfig to_step(const Op& op) {
       set("as");
       break;
     case StepOp::kClose:
-      s.guest_memfd = gmem_name(op.gmem);
-      set("guest_memfd");
+      if (op.flag) {
+        vm();
+      } else {
+        s.guest_memfd = gmem_name(op.gmem);
+        set("guest_memfd");
+      }
+      break;
+    case StepOp::kCreateVm:
+      s.as = vm_name(op.vm);
+      s.vm_type = vm_type_name(op.slot);
+      set("as");
+      set("vm_type");
       break;
     default: break;
   }
@@ -273,7 +299,7 @@ class Session {
         hostile_(hostile),
         mem_(sc.platform.memory.size, sc.platform.memory.mode),
         alloc_(Pfn(0), mem_.num_frames()),
-        tdx_(make_tdx(sc, mem_)),
+        tdx_(scenario::make_tdx_host(sc, mem_)),
         kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
@@ -292,9 +318,12 @@ class Session {
       vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
       auto m = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
       if (std::string err = m->setup(); !err.empty()) throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
-      if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(m->vm()))
+      if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(m->vm())) {
         if (Status st = td->finalize(m->vm()); !st.ok())
           throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
+        // The TD's guest kernel, as the platform attaches and boots it (accept, #VE, MapGPA).
+        guests_.push_back(scenario::boot_tdx_guest(*td, vmc));
+      }
       (void)kvm_.take_cost();
       raw.push_back(m.get());
       vmms_.push_back(std::move(m));
@@ -390,19 +419,11 @@ class Session {
   size_t vms() const { return vmms_.size(); }
   bool cpu_stopped(unsigned v) const { return cpus_[v].cpu->stopped(); }
   uint32_t vm_type(unsigned v) const { return cpus_[v].vm_type; }
+  uint32_t backend_type() const { return cpus_.empty() ? 0 : cpus_[0].vm_type; }
   kvm::Vm& vm(unsigned v) { return vmms_[v]->vm(); }
   bool has_gmem(unsigned v, unsigned region) const { return vmms_[v]->gmem_fd(region) >= 0; }
 
  private:
-  static std::unique_ptr<tdx::TdxHost> make_tdx(const config::ScenarioConfig& sc, PhysMem& mem) {
-    bool any = false;
-    for (const auto& vm : sc.vms) any = any || vm.type == kvm::KVM_X86_TDX_VM;
-    if (!any) return nullptr;
-    if (Status st = mem.set_key_config(KeyConfig::tdx(64, 16)); !st.ok())
-      throw std::runtime_error("TDX key configuration: " + st.error().to_string());
-    return std::make_unique<tdx::TdxHost>(mem, tdx::TdxHost::config_for(mem));
-  }
-
   struct Cpu {
     std::unique_ptr<CheckedExits> exits;
     std::unique_ptr<FunctionalCpu> cpu;
@@ -414,6 +435,7 @@ class Session {
   PhysMem mem_;
   PageAllocator alloc_;
   std::unique_ptr<tdx::TdxHost> tdx_;  // before kvm_: VM teardown calls the module
+  std::vector<std::unique_ptr<guest::TdxGuestKernel>> guests_;  // TDs' guest kernels: outlive KVM's VMs
   kvm::Kvm kvm_;
   std::vector<std::unique_ptr<vmm::Vmm>> vmms_;
   std::unique_ptr<invariants::Checker> checker_;
@@ -458,7 +480,8 @@ constexpr Weighted kMix[] = {
     {StepOp::kSetUserMemoryRegion2, 4, false},
     {StepOp::kDeleteMemslot, 2, false},
     {StepOp::kCreateGuestMemfd, 2, false},
-    {StepOp::kClose, 1, false},
+    {StepOp::kClose, 1, false},  // a guest_memfd, or (half the time when there is one) a created VM
+    {StepOp::kCreateVm, 1, false},
     {StepOp::kDiscardShared, 3, false},
     // host userspace
     {StepOp::kHostRead, 5, false},
@@ -499,6 +522,11 @@ class Generator {
   // Keeps track of the names the operation created or closed.
   void observe(const Op& op, const Outcome& out) {
     if (op.op == StepOp::kCreateGuestMemfd && out.errno_name == "OK") live_.push_back({op.gmem, op.vm});
+    if (op.op == StepOp::kCreateVm && out.errno_name == "OK") live_vms_.push_back(op.vm);
+    if (op.op == StepOp::kClose && op.flag) {
+      std::erase(live_vms_, op.vm);
+      return;
+    }
     if (op.op == StepOp::kClose) {
       auto it = std::find_if(live_.begin(), live_.end(), [&](const auto& g) { return g.id == op.gmem; });
       if (it != live_.end()) {
@@ -514,6 +542,9 @@ class Generator {
     unsigned owner;
   };
 
+  bool is_live(int32_t gmem) const {
+    return std::any_of(live_.begin(), live_.end(), [&](const Gmem& g) { return g.id == gmem; });
+  }
   unsigned pick_vm() { return static_cast<unsigned>(rng_.below(s_.vms())); }
   uint64_t page_in_region() { return rng_.below(kRegionPages) * kPageBytes; }
   // A page of the VMM's RAM region (3/4) or of an extra memslot window.
@@ -556,6 +587,10 @@ class Generator {
           const uint64_t g = any_page();
           const kvm::Memslot* slot = s_.vm(v).memslots().find_gfn(gpa_to_gfn(Gpa(g)));
           if (!slot || (slot->gmem.bound && !slot->gmem.file)) continue;
+          // Nor where the VMM closed its own guest_memfd of the region: its implicit conversion
+          // of a page there (a TD's shared-alias access) fails with EBADF and stops the vCPU.
+          // (The VMM's fd number stays in its table after a close step; the generator knows.)
+          if (s_.vm_type(v) != kvm::KVM_X86_DEFAULT_VM && !is_live(static_cast<int32_t>(2 * v + (g >= kExtraBase ? 1 : 0)))) continue;
           op.gpa = tdx_alias(v, g + rng_.below(kPageBytes / 64) * 64);
           op.size = 8;
           op.value = rng_.next();
@@ -580,6 +615,16 @@ class Generator {
       }
       case StepOp::kSetUserMemoryRegion2: {
         op.actor = 0;
+        if (!live_vms_.empty() && rng_.below(3) == 0) {
+          // A created VM's memory: memslot 0 over 64 KiB at GPA 0, bound to a file of its own.
+          op.vm = live_vms_[rng_.below(live_vms_.size())];
+          op.slot = 0;
+          op.gpa = 0;
+          op.size = kRegionBytes;
+          op.flag = s_.backend_type() != kvm::KVM_X86_DEFAULT_VM;
+          if (op.flag && !pick_gmem(op, op.vm, true)) return std::nullopt;
+          return op;
+        }
         op.slot = static_cast<uint32_t>(rng_.below(kExtraSlots + 1));
         op.gpa = op.slot == 0 ? 0 : kExtraBase + (op.slot - 1) * kRegionBytes;
         op.size = kRegionBytes;
@@ -601,12 +646,27 @@ class Generator {
         for (const auto& g : live_) created += g.id >= kNamedGmem;
         if (created >= kMaxCreated) return std::nullopt;
         op.actor = 0;
+        // One time in 3, for a VM a create_vm step made (it gets memory: see the memslot case).
+        if (!live_vms_.empty() && rng_.below(3) == 0) op.vm = live_vms_[rng_.below(live_vms_.size())];
         op.size = kRegionBytes;
         op.gmem = kNamedGmem + next_gmem_++;
         return op;
       }
+      case StepOp::kCreateVm:
+        // A VM of the backend's type (no vCPU): VMs come and go, and a TD's teardown frees its
+        // HKID for the next one (platform.tdx.hkid_reuse).
+        if (live_vms_.size() >= kMaxCreatedVms || next_vm_ == UINT16_MAX) return std::nullopt;
+        op.actor = 0;
+        op.vm = next_vm_++;
+        op.slot = s_.backend_type();
+        return op;
       case StepOp::kClose: {
         op.actor = 0;
+        if (!live_vms_.empty() && rng_.below(2) == 0) {
+          op.flag = true;
+          op.vm = live_vms_[rng_.below(live_vms_.size())];
+          return op;
+        }
         // Files the explorer created; a VMM's own only when none is open, one time in 8 (its
         // memory is then gone for good, and cross-VM binding, which only uses the VMMs' files,
         // loses a candidate).
@@ -658,14 +718,16 @@ class Generator {
   // VM's is what gmem_rebind decides). Not another VM's created files: the fd passed to the
   // binding VMM stays open there (the step does not close it), so such a file would never be
   // released, and the live files (which the checker scans) would pile up.
-  bool pick_gmem(Op& op, int bind_to = -1) {
+  // `own_only`: only `bind_to`'s own files (a VM a create_vm step made: bound to a VMM's file, it
+  // would hold that file's range, and the file would keep the VM alive, for the rest of the run).
+  bool pick_gmem(Op& op, int bind_to = -1, bool own_only = false) {
     if (!closed_.empty() && rng_.below(16) == 0) {
       op.gmem = closed_[rng_.below(closed_.size())];
       return true;
     }
     std::vector<int32_t> ids;
     for (const auto& g : live_)
-      if (bind_to < 0 || g.id < kNamedGmem || g.owner == static_cast<unsigned>(bind_to)) ids.push_back(g.id);
+      if (bind_to < 0 || (g.id < kNamedGmem && !own_only) || g.owner == static_cast<unsigned>(bind_to)) ids.push_back(g.id);
     if (ids.empty()) return false;
     op.gmem = ids[rng_.below(ids.size())];
     return true;
@@ -677,6 +739,8 @@ class Generator {
   std::vector<Gmem> live_;
   std::vector<int32_t> closed_;
   int32_t next_gmem_ = 0;
+  std::vector<uint16_t> live_vms_;  // VMs create_vm steps made, not closed
+  uint16_t next_vm_ = kVms;
 };
 
 config::ScenarioConfig load(const Json& base, bool* hostile) {

@@ -49,11 +49,11 @@ struct Options {
 struct Op {
   config::StepOp op = config::StepOp::kLoad;
   uint8_t actor = 0;  // 0 vmm, 1 host, 2 + v: vCPU 0 of VM v
-  uint8_t vm = 0;     // VM the step acts on
   uint8_t to_vm = 0;  // hostile_map: the VM that gets the mapping
-  bool flag = false;  // convert/guest_convert: to private; attributes: PRIVATE; fallocate: punch; memslot: GUEST_MEMFD
+  uint16_t vm = 0;    // VM the step acts on: "vm<vm>"; 0 and 1 the VMMs' VMs, >= 2 made by create_vm
+  bool flag = false;  // convert/guest_convert: to private; attributes: PRIVATE; fallocate: punch; memslot: GUEST_MEMFD; close: the VM
   int32_t gmem = -1;  // guest_memfd: < 256 the VMM's own, "vm<gmem/2>.mem<gmem%2>", else "g<gmem-256>"
-  uint32_t slot = 0;
+  uint32_t slot = 0;  // memslot; create_vm: the VM type (KVM_X86_*_VM)
   uint64_t gpa = 0, size = 0, offset = 0, value = 0;
 };
 

@@ -17,6 +17,7 @@
 #include "models/kvm/kvm.h"
 #include "models/sw_protected/sw_protected_backend.h"
 #include "models/guest/tdx_guest_kernel.h"
+#include "sim/scenario/tdx_setup.h"
 #include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/platform/scenario_driver.h"
@@ -64,15 +65,6 @@ class ProgressLine final : public Progress {
   Clock::time_point start_, last_;
   bool printed_ = false;
 };
-
-// A TDX module is built only when a scenario creates a TD (other platforms keep their key layout).
-bool uses_tdx(const ScenarioConfig& sc) {
-  for (const auto& vm : sc.vms)
-    if (vm.type == kvm::KVM_X86_TDX_VM) return true;
-  for (const auto& s : sc.steps)
-    if (s.vm_type == "tdx") return true;
-  return false;
-}
 
 struct VmInstance {
   std::string name;
@@ -161,21 +153,10 @@ class Platform : public sc_core::sc_module {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
-    if (uses_tdx(sc)) {
-      // A TDX platform: KeyIDs [0, 64), private from 16 (Linux's "private KeyID range: [16, 64)",
-      // tdx-snp.md A1; the first is the global KeyID), one TDMR over all memory, one TDX module.
-      if (Status st = mem_.set_key_config(KeyConfig::tdx(64, 16)); !st.ok())
-        throw std::runtime_error("TDX key configuration: " + st.error().to_string());
-      tdx::TdxConfig tc = tdx::TdxHost::config_for(mem_);
-      tdx::TdxGlueConfig glue;
-      if (sc.platform.tdx.hkid_reuse == config::HkidReusePolicy::kUnsafeNoFlush) {
-        // A buggy KVM that skips CACHE.WB on a module whose FREEID does not insist on it.
-        glue.hkid_reuse = tdx::HkidReuse::kUnsafeNoFlush;
-        tc.erratum_freeid_ignores_cache_wb = true;
-      }
-      tdx_ = std::make_unique<tdx::TdxHost>(mem_, std::move(tc), glue);
-      kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
-    }
+    // A TDX platform (sim/scenario/tdx_setup.h, shared with cvmsim explore): KeyIDs, the module,
+    // the HKID-reuse policy and each TD's options.
+    tdx_ = scenario::make_tdx_host(sc, mem_);
+    if (tdx_) kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
     router_.initiator_socket.bind(memory_.socket);
     router_.map(0, mem_.size_bytes(), 0, "dram");
     const auto& c = sc.platform.costs;
@@ -194,9 +175,6 @@ class Platform : public sc_core::sc_module {
       for (const auto& r : vmc.memory)
         vc.ram.push_back(vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
       vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
-      // KVM_TDX_INIT_VM's attributes and the TD's mapping options, per VM.
-      if (tdx_ && vmc.type == kvm::KVM_X86_TDX_VM)
-        tdx_->set_td_options(vmc.name, tdx::TdxTdOptions{vmc.tdx.sept_ve_disable, vmc.tdx.huge_private, vmc.tdx.accept_interrupt_cycles});
       vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
@@ -215,16 +193,8 @@ class Platform : public sc_core::sc_module {
         // The guest kernel (models/guest/tdx_guest_kernel.h): it gets #VE and MapGPA completions
         // from the glue and, with accept "boot", accepts every private region on vCPU 0 now,
         // before the workload (its cost shows in the module's statistics, not in run time).
-        guest::TdxGuestKernelConfig gk;
-        gk.accept = vmc.tdx.accept;
-        for (const auto& r : vmc.memory)
-          if (r.is_private) gk.private_ranges.push_back(guest::GpaRange{Gpa(r.gpa), r.size});
-        gk.bounce_buffer = guest::GpaRange{Gpa(vmc.tdx.bounce_buffer.gpa), vmc.tdx.bounce_buffer.size};
-        vm->guest = std::make_unique<guest::TdxGuestKernel>(std::move(gk));
-        td->set_guest_side(vm->guest.get());
         (void)kvm_.take_cost();  // the build's cost is not the guest's
-        if (std::string err = vm->guest->boot(*td, 0); !err.empty())
-          throw std::runtime_error("booting TD " + vmc.name + ": " + err);
+        vm->guest = scenario::boot_tdx_guest(*td, vmc);
         // The boot's cycles (TDCALLs, exits, KVM's faults) become simulated time: every vCPU of
         // the TD starts with them (secondary vCPUs come up after the boot vCPU has accepted).
         vm->boot_cycles = kvm_.take_cost().count();

@@ -152,6 +152,10 @@ Cycles StepExecutor::execute(size_t index) {
       const int kfd = kvm_.open_dev_kvm(*owner.proc);
       auto fd = kvm_.create_vm(*owner.proc, kfd, type, s.as, vm_principal(next_principal_),
                                static_cast<uint16_t>(next_principal_ + 1));
+      // The VM fd keeps the VM; the /dev/kvm fd is not needed after KVM_CREATE_VM (left open,
+      // every create_vm step would add one to the process's fd table, which cvmsim explore's
+      // VM lifecycle operations made grow without bound).
+      (void)owner.proc->close(kfd);
       ++next_principal_;
       if (check_errno(s, index, fd.ok() ? nullptr : &fd.error(), "KVM_CREATE_VM")) {
         if (fd.ok()) vms_[s.as] = VmHandle{owner.proc, *fd, nullptr, type};

@@ -237,3 +237,62 @@ TEST_CASE("a stopping vCPU step is ordered without a barrier after it (scenarios
   const std::string committed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(committed == text);
 }
+
+TEST_CASE("TDX: the explorer's TDs run on the guest kernel, and a guest conversion to private accepts the pages") {
+  using config::StepOp;
+  Options o;
+  o.backend = "tdx";
+  o.seed = 1;
+  o.ops = 3'000;
+  const explore::Result r = explore::explore(o);
+  CHECK_FALSE(r.violation);
+  CHECK(r.stops == 0);  // without a guest kernel the first private touch stops the vCPU
+  // vm0 accepts at boot; with SEPT_VE_DISABLE set an access to a PENDING page kills it, so the
+  // store after the conversion back to private only runs if the MapGPA completion accepted it.
+  config::Json base = base_scenario(o);
+  base["vms"][0]["tdx"]["sept_ve_disable"] = true;
+  auto guest = [](StepOp what, uint64_t gpa, bool to_private) {
+    Op op;
+    op.op = what;
+    op.actor = 2;  // vm0's vCPU
+    op.vm = 0;
+    op.gpa = gpa;
+    op.size = what == StepOp::kGuestConvert ? 4096 : 8;
+    op.flag = to_private;
+    op.value = 0x1234;
+    return op;
+  };
+  const std::vector<Op> ops = {guest(StepOp::kStore, 0x3000, false), guest(StepOp::kGuestConvert, 0x3000, false),
+                               guest(StepOp::kGuestConvert, 0x3000, true), guest(StepOp::kStore, 0x3000, false)};
+  std::vector<Outcome> outs;
+  replay(base, ops, outs);
+  REQUIRE(outs.size() == ops.size());
+  for (const auto& out : outs) {
+    CHECK_FALSE(out.stopped);
+    CHECK(out.ret == 0);
+    CHECK(out.violations.empty());
+  }
+}
+
+TEST_CASE("hkid_reuse: a TD torn down without CACHE.WB is found (T6) and shrunk to its lifecycle operations") {
+  using config::StepOp;
+  Options o;
+  o.backend = "tdx";
+  o.policies = {"hkid_reuse"};
+  o.seed = 1;
+  o.ops = 2'000;
+  const explore::Result r = explore::explore(o);
+  REQUIRE(r.violation);
+  CHECK(r.violation->invariant == "T6");
+  const bool creates = std::any_of(r.shrunk.begin(), r.shrunk.end(), [](const Op& op) { return op.op == StepOp::kCreateVm; });
+  const bool closes_vm = std::any_of(r.shrunk.begin(), r.shrunk.end(), [](const Op& op) { return op.op == StepOp::kClose && op.flag; });
+  CHECK(creates);
+  CHECK(closes_vm);
+  // Under the mainline policy the same operations flush before FREEID: no violation.
+  Options safe = o;
+  safe.policies = {"hkid_reuse=flush"};
+  std::vector<Outcome> outs;
+  replay(base_scenario(safe), r.shrunk, outs);
+  REQUIRE(outs.size() == r.shrunk.size());
+  for (const auto& out : outs) CHECK(out.violations.empty());
+}

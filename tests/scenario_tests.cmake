@@ -159,6 +159,11 @@ foreach(s ${ATTACK_SCENARIOS})
   get_filename_component(n ${s} NAME_WE)
   cvmsim_run_test("attack caught ${n}" 0 ARGS check ${s} STDOUT "expectation\\(s\\) checked, all met")
 endforeach()
+# The host kernel cannot clear a TD's private (Secure EPT) leaf: the step refuses a private gpa
+# with a clear error instead of writing the shared EPT or claiming nothing is mapped.
+cvmsim_run_test("tdx stale tlb: the host cannot write the Secure EPT" 1
+                ARGS check ${SCN}/attacks/tdx_hostile_stale_tlb.json --set steps.4.gpa=0x3000
+                STDOUT "FAIL step 4 .*gpa 0x3000 of vm0 is private and translated by the Secure EPT, which the host cannot write")
 # The host kernel's write into TD-private memory: the TD's next read consumes poison (#MC, the TD
 # is FATAL), the vCPU's later steps never run, and the TD's other vCPU cannot enter it any more.
 set(POISON ${SCN}/attacks/tdx_host_write_poison.json)

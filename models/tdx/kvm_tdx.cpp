@@ -246,6 +246,13 @@ void KvmTdxBackend::kick_all(Vm& vm) {
     if (!info || !info->in_td) continue;
     (void)charged(vm, host_.module().td_exit(v.tdvpr), "TD_EXIT", kNoArg, -1, v.tdvpr.value());
     ++host_.stats().vcpu_kicks;
+    // KVM re-enters a kicked vCPU with TDH.VP.ENTER, which does INVEPT when the TD epoch moved
+    // since the vCPU last ran (A6.1): after a TRACK it cannot translate through a stale private
+    // entry again. The model's vCPU goes on running guest code and re-enters only at its next
+    // private fault, so the flush that entry does is applied here, when the epoch has moved
+    // (without it a kicked vCPU could use a removed page when KVM skips its own flush).
+    const auto td = host_.module().td_info(tdr_);
+    if (v.vcpu && td && td->td_epoch != info->vcpu_epoch) v.vcpu->flush_tlb();
   }
 }
 

@@ -68,9 +68,9 @@ constexpr StepOpInfo kOps[] = {
      "wait until every actor with a step on this barrier has reached it"},
     // host: hostile host-kernel actions
     {StepOp::kHostileMap, "hostile_map", ActorKind::kHost, "gpa to_vm", "vm",
-     "attack: the host kernel writes `to_vm`'s stage-2 table to map the frame `vm` has at gpa (at the same gpa), behind KVM's back"},
+     "attack: the host kernel writes `to_vm`'s stage-2 table to map the frame `vm` has at gpa (at the same gpa), behind KVM's back (a TD-private gpa: the frame its S-EPT maps)"},
     {StepOp::kHostileUnmapNoFlush, "hostile_unmap_no_flush", ActorKind::kHost, "gpa", "vm",
-     "attack: the host kernel clears `vm`'s stage-2 leaf at gpa and flushes no TLB (stale translations survive)"},
+     "attack: the host kernel clears `vm`'s stage-2 leaf at gpa and flushes no TLB (stale translations survive); a TD's private gpa is refused (the host cannot write the S-EPT): use gpa | SHARED bit"},
     {StepOp::kHostileWrite, "hostile_write", ActorKind::kHost, "gpa size", "vm pattern value",
      "attack: the host kernel writes through its direct map, with key 0 (not full-line), into the frame `vm` has at gpa, private or shared (TDX: the shared side at gpa | SHARED bit); size 1..4096 within one page"},
     {StepOp::kHostileRead, "hostile_read", ActorKind::kHost, "gpa size", "vm",

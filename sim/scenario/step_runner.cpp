@@ -431,7 +431,15 @@ Cycles StepExecutor::execute(size_t index) {
     case StepOp::kHostileUnmapNoFlush: {
       VmHandle& src = vm_for(s);
       Vm* vm = kvm_.vm_of(*src.proc, src.vm_fd);
-      const Stage2Lookup lk = vm ? vm->stage2().lookup(Gpa(s.gpa)) : Stage2Lookup{};
+      // A private GPA of a VM with a private root (TDX) is translated by its Secure EPT, which
+      // lives in TD-private memory: the host kernel can read the frame behind it (to map it
+      // elsewhere) but cannot write the S-EPT (tdx-snp.md A2; changes go through SEAMCALLs only).
+      const bool priv = vm && vm->backend().has_private_root() && vm->backend().translates_privately(*vm, Gpa(s.gpa));
+      if (priv && s.op == StepOp::kHostileUnmapNoFlush) {
+        log_.failed(s, index, "gpa " + hex(s.gpa) + " of " + s.vm + " is private and translated by the Secure EPT, which the host cannot write (only TDH.MEM.* SEAMCALLs change it; use the shared side, gpa | SHARED bit)");
+        break;
+      }
+      const Stage2Lookup lk = !vm ? Stage2Lookup{} : priv ? vm->backend().lookup_private(*vm, Gpa(s.gpa)) : vm->stage2().lookup(Gpa(s.gpa));
       if (!vm || !lk.mapped()) {
         log_.failed(s, index, "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
         break;

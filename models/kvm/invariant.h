@@ -82,6 +82,11 @@ struct InvariantDef {
   std::string source;
   std::vector<std::string> backends;  // VM type names it applies to; {"all"} for every type
   std::function<void(const CheckScope&, std::vector<Violation>&)> check;
+  // True when, in an incremental check, the check reads nothing but the changed stage-2 leaves
+  // (CheckScope::dirty_leaves) of each VM: the checker then skips it when those leaves, read
+  // from the real tables, are empty for every VM (it would visit nothing). A full check, or a
+  // VM whose changes were too many to track, always runs it. docs/performance.md (checker).
+  bool leaves_only = false;
 };
 
 }  // namespace cvmsim::kvm

@@ -8,6 +8,7 @@
 // timed shell can charge it to whichever thread did the work.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -210,6 +211,17 @@ class Vm final : public GmemVm, public MmuNotifier {
  private:
   void mark_dirty(GfnRange r) {
     if (dirty_.all) return;
+    // The same change is often recorded twice (an attribute update, then the zap of its
+    // range): grow the last range when r overlaps or touches it, so the checker reads each
+    // changed leaf once. The union of the ranges is unchanged.
+    if (!dirty_.ranges.empty()) {
+      GfnRange& last = dirty_.ranges.back();
+      if (r.start <= last.end && last.start <= r.end) {
+        last.start = std::min(last.start, r.start);
+        last.end = std::max(last.end, r.end);
+        return;
+      }
+    }
     if (dirty_.ranges.size() >= 256) {
       dirty_.all = true;
       dirty_.ranges.clear();

@@ -175,6 +175,26 @@ TEST_CASE("TD ownership graph: S-EPT leaves, PAMT owners and the TDX module") {
   CHECK(g.dot() == td.graph().dot());
 }
 
+TEST_CASE("a BLOCKED S-EPT leaf is an information edge, not a path") {
+  Td td;
+  REQUIRE(td.fault(0x3000).kind == ExitAction::kRetry);
+  REQUIRE(td.fault(0x3000).kind == ExitAction::kRetry);
+  const Pfn p = td.pfn_of(0x3000);
+  // TDH.MEM.RANGE.BLOCK, as the first step of KVM's zap (the rest never comes here).
+  REQUIRE(td.m().mem_range_block(td.be().tdr(), Gpa(0x3000), 0).ok());
+  REQUIRE(td.m().sept_lookup(td.be().tdr(), Gpa(0x3000)).entry.state == SeptState::kBlocked);
+  const OwnershipGraph g = td.graph();
+  const auto leaves = in_edges_of(g, p, EdgeKind::kPrivateLeaf);
+  REQUIRE(leaves.size() == 1);
+  CHECK_FALSE(g.graph()[leaves[0]].access);
+  CHECK_THAT(g.graph()[leaves[0]].label, Catch::StartsWith("S-EPT BLOCKED"));
+  CHECK_THAT(g.dot(), Catch::Contains("S-EPT BLOCKED\", color=\"#cb181d\", fontcolor=\"#cb181d\", style=dashed"));
+  // Still the TD's: its guest_memfd binding reaches the folio; the PAMT still says PT_REG.
+  CHECK(names(g, g.principals_reaching(p)) == std::vector<std::string>{"vm0"});
+  REQUIRE(in_edges_of(g, p, EdgeKind::kFirmwareOwner).size() == 1);
+  CHECK(g.check_private_frames().empty());
+}
+
 TEST_CASE("GRAPH-1 sees a TD-private frame mapped into a second VM") {
   Td td;
   REQUIRE(td.fault(0x1000).kind == ExitAction::kRetry);

@@ -262,6 +262,15 @@ cvmsim_run_test("bad input: graph without a scenario" 2 ARGS graph STDERR "scena
 cvmsim_run_test("graph shows the hostile double map" 0 ARGS graph ${SCN}/attacks/hostile_double_map.json
                 STDOUT "digraph G"
                 STDERR "violation of GRAPH-1: private frames 0x[0-9a-f]+ .guest_memfd ino [0-9]+, created for victim. are reachable by 2 VM.s.: victim, evil")
+# TDX (docs/ownership-graph.md "TDX"): a TD's graph has its S-EPT leaves, the PAMT owners of its
+# pages and the TDX module managing its control pages; the TDX double map shows the TD-private
+# frame reachable by the TD (guest_memfd and S-EPT leaf) and by the legacy VM's EPT.
+cvmsim_run_test("graph of a TD shows S-EPT leaves, PAMT owners and the TDX module" 0
+                ARGS graph ${SCN}/tdx/convert_both_ways.json --at-step 1
+                STDOUT "TDX module.*vm0 private gfn 0x1.nS-EPT, MAPPED, 4K leaves.*guest_memfd, owner: PT_REG.*owner: PT_EPT.*TDCS page, S-EPT root of vm0")
+cvmsim_run_test("graph shows the TDX hostile double map" 0 ARGS graph ${SCN}/attacks/tdx_hostile_double_map.json
+                STDOUT "victim private gfn 0x1.nS-EPT, MAPPED.*evil gfn 0x1.nshared.*S-EPT MAPPED"
+                STDERR "violation of GRAPH-1: private frames 0x[0-9a-f]+ .guest_memfd ino [0-9]+, created for victim. are reachable by 2 VM.s.: victim, evil")
 
 # Violation reports: where the violation was found and the last run.invariants.trace_events
 # trace events (docs/invariants.md "Violation reports"). The mainline HKID-reuse scenario under

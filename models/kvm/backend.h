@@ -26,6 +26,7 @@
 #include "hw/mmu/stage2_table.h"
 #include "models/kvm/invariant.h"
 #include "models/kvm/kvm_types.h"
+#include "models/kvm/ownership.h"
 
 namespace cvmsim::kvm {
 
@@ -143,6 +144,11 @@ class KvmBackend {
   // (a TDX HKID, later an SEV ASID) while the VM holds one, else nullopt. sim/invariants reads it
   // with PhysMem's per-line key tags, so it needs no backend switch.
   virtual std::optional<KeyId> vm_key(const Vm&) const { return std::nullopt; }
+
+  // The ownership graph (docs/ownership-graph.md): the backend's hardware ownership structures
+  // beyond KVM's stage-2 table for this VM (TDX: the S-EPT leaves and the PAMT entries the
+  // module holds for the TD), read from the firmware's real state. Default: none.
+  virtual void describe_ownership(const Vm&, OwnershipVisitor&) const {}
 
   // The backend's own isolation invariants (tdx-snp.md T1-T6, S1-S8; pkvm 1-9), checked with
   // the generic ones by sim/invariants.

@@ -206,6 +206,60 @@ size_t KvmTdxBackend::frames_held() const {
   return n;
 }
 
+void KvmTdxBackend::describe_ownership(const Vm&, kvm::OwnershipVisitor& v) const {
+  if (!td_created_) return;
+  const TdxModule& m = host_.module();
+  const auto info = m.td_info(tdr_);
+  if (!info) return;
+  v.firmware("TDX module", "firmware (SEAM): S-EPT, PAMT");
+  // S-EPT leaves (tdx-snp.md A2.2): the TD reaches the frame of a MAPPED leaf (RWX set), and of a
+  // PENDING one by its own TDG.MEM.PAGE.ACCEPT; BLOCKED, REMOVED and exported leaves give no
+  // access without the host's help (an information edge).
+  m.for_each_sept_entry(tdr_, [&](Gpa gpa, const SeptEntry& e) {
+    if (!e.leaf || e.state == SeptState::kFree || e.state == SeptState::kRemoved) return;
+    const PageSize size = e.level == 0 ? PageSize::k4K : e.level == 1 ? PageSize::k2M : PageSize::k1G;
+    kvm::PrivateLeafInfo l;
+    l.gfn = gpa_to_gfn(Gpa(gpa.value() & ~shared_mask_));
+    l.pfn = e.pfn;
+    l.size = size;
+    l.state = name_of(e.state);
+    l.table = "S-EPT";
+    l.access = e.present() || e.state == SeptState::kPending;
+    v.private_leaf(l);
+  });
+  // PAMT entries (A7) owned by this TD's TDR, and the TDR's own entry (owner field 0), in frame
+  // order (the PAMT is stored unordered).
+  struct Entry {
+    Pfn base;
+    PageSize level;
+    PageType type;
+  };
+  std::vector<Entry> entries;
+  const Pfn tdr_pfn = hpa_to_pfn(tdr_);
+  m.pamt().for_each_assigned([&](Pfn base, PageSize level, const PamtEntry& e) {
+    if ((e.type() == PageType::kTdr && base == tdr_pfn) || (e.type() != PageType::kTdr && e.owner() == tdr_pfn))
+      entries.push_back({base, level, e.type()});
+  });
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.base < b.base; });
+  const Pfn sept_root = hpa_to_pfn(info->sept_root);
+  for (const Entry& e : entries) {
+    kvm::OwnedFramesInfo o;
+    o.first = e.base;
+    o.count = frames_of(e.level);
+    o.type = name_of(e.type);
+    o.control = e.type != PageType::kReg;
+    switch (e.type) {
+      case PageType::kReg: o.role = "TD private page"; break;
+      case PageType::kTdr: o.role = "TD root (TDR)"; break;
+      case PageType::kTdcx: o.role = e.base == sept_root ? "TDCS page, S-EPT root" : "TDCS/TDVPX page"; break;
+      case PageType::kTdvpr: o.role = "vCPU root (TDVPR)"; break;
+      case PageType::kEpt: o.role = "S-EPT page"; break;
+      default: o.role = ""; break;
+    }
+    v.owned_frames(o);
+  }
+}
+
 bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
   auto info = host_.module().vcpu_info(v.tdvpr);
   if (info && info->in_td) return true;

@@ -265,6 +265,10 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   bool td_created() const { return td_created_; }
   Hpa tdr() const { return tdr_; }
   const TdxHost& host() const { return host_; }
+  // The ownership graph (docs/ownership-graph.md "TDX"): the TDX module as the firmware principal,
+  // every S-EPT leaf of the TD (TDH.MEM.SEPT.RD's view, module.for_each_sept_entry) and every PAMT
+  // entry the TD owns or that is its TDR (module.pamt()), from the module's state, not the mirror.
+  void describe_ownership(const kvm::Vm& vm, kvm::OwnershipVisitor& v) const override;
   std::vector<kvm::InvariantDef> invariants() const override { return tdx_invariants(&host_); }
   std::optional<KeyId> vm_key(const kvm::Vm&) const override {
     return td_created_ ? std::optional<KeyId>(hkid_) : std::nullopt;

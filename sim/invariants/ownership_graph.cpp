@@ -5,6 +5,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "sim/invariants/ownership_graph.h"
 
+#include "models/kvm/backend.h"
+#include "models/kvm/vm.h"
+
 #include <boost/graph/graphviz.hpp>
 #include <algorithm>
 #include <cinttypes>
@@ -64,6 +67,96 @@ std::string principal_text(Principal p) {
 
 }  // namespace
 
+namespace {
+
+// KvmBackend::describe_ownership -> vertices and edges (models/kvm/ownership.h). Leaves are
+// coalesced like the stage-2 ones (contiguous GFNs and frames, the same state, size and table);
+// PAMT-like entries into runs of contiguous frames of the same type and role.
+class GraphOwnershipVisitor final : public OwnershipVisitor {
+ public:
+  GraphOwnershipVisitor(GraphBuilder& b, const Vm& vm, Vertex vmv) : b_(b), vm_(vm), vmv_(vmv) {}
+  ~GraphOwnershipVisitor() override { flush(); }
+
+  void firmware(std::string_view name, std::string_view detail) override {
+    fw_ = b_.firmware(std::string(name), std::string(detail));
+  }
+  void private_leaf(const PrivateLeafInfo& l) override {
+    flush_frames();
+    const uint64_t n = frames_of(l.size);
+    if (leaf_.n && l.gfn.value() == leaf_.gfn + leaf_.n && l.pfn.value() == leaf_.pfn + leaf_.n && l.size == leaf_.size &&
+        l.state == leaf_.state && l.access == leaf_.access && l.table == leaf_.table) {
+      leaf_.n += n;
+      return;
+    }
+    flush_leaf();
+    leaf_ = {l.gfn.value(), l.pfn.value(), n, l.size, std::string(l.state), std::string(l.table), l.access};
+  }
+  void owned_frames(const OwnedFramesInfo& o) override {
+    flush_leaf();
+    if (own_.n && o.first.value() == own_.first + own_.n && o.type == own_.type && o.role == own_.role &&
+        o.control == own_.control) {
+      own_.n += o.count;
+      return;
+    }
+    flush_frames();
+    own_ = {o.first.value(), o.count, std::string(o.type), std::string(o.role), o.control};
+  }
+  void flush() {
+    flush_leaf();
+    flush_frames();
+  }
+
+ private:
+  void flush_leaf() {
+    if (!leaf_.n) return;
+    VertexProps vp;
+    vp.kind = VertexKind::kGfnRange;
+    vp.name = vm_.name() + " private gfn " + span(leaf_.gfn, leaf_.n);
+    vp.detail = leaf_.table + ", " + leaf_.state + ", " + std::string(name_of(leaf_.size)) + " leaves";
+    vp.first = leaf_.gfn;
+    vp.count = leaf_.n;
+    vp.is_private = true;
+    const Vertex gv = b_.add_vertex(std::move(vp));
+    b_.add_edge(vmv_, gv, {EdgeKind::kPrivateRoot, leaf_.table, true});
+    b_.use_frames(gv, Pfn(leaf_.pfn), leaf_.n, EdgeKind::kPrivateLeaf, leaf_.table + " " + leaf_.state, leaf_.access);
+    leaf_.n = 0;
+  }
+  void flush_frames() {
+    if (!own_.n) return;
+    b_.use_frames(vmv_, Pfn(own_.first), own_.n, EdgeKind::kFirmwareOwner, "owner: " + own_.type, false);
+    if (own_.control && fw_)
+      b_.use_frames(*fw_, Pfn(own_.first), own_.n, EdgeKind::kFirmwareManaged,
+                    own_.role.empty() ? own_.type : own_.role + " of " + vm_.name());
+    own_.n = 0;
+  }
+
+  struct Leaf {
+    uint64_t gfn = 0, pfn = 0, n = 0;
+    PageSize size = PageSize::k4K;
+    std::string state, table;
+    bool access = true;
+  };
+  struct Owned {
+    uint64_t first = 0, n = 0;
+    std::string type, role;
+    bool control = false;
+  };
+  GraphBuilder& b_;
+  const Vm& vm_;
+  const Vertex vmv_;
+  std::optional<Vertex> fw_;
+  Leaf leaf_;
+  Owned own_;
+};
+
+void describe_backend(GraphBuilder& b, const Vm& vm, Vertex vmv) {
+  GraphOwnershipVisitor v(b, vm, vmv);
+  vm.backend().describe_ownership(vm, v);
+  v.flush();
+}
+
+}  // namespace
+
 const char* kind_name(VertexKind k) {
   switch (k) {
     case VertexKind::kHostKernel: return "host_kernel";
@@ -94,6 +187,10 @@ const char* kind_name(EdgeKind k) {
     case EdgeKind::kCreatedFor: return "created_for";
     case EdgeKind::kCreatedBy: return "created_by";
     case EdgeKind::kExtension: return "extension";
+    case EdgeKind::kPrivateRoot: return "private_root";
+    case EdgeKind::kPrivateLeaf: return "private_leaf";
+    case EdgeKind::kFirmwareOwner: return "firmware_owner";
+    case EdgeKind::kFirmwareManaged: return "firmware_managed";
   }
   return "?";
 }
@@ -252,6 +349,9 @@ struct EdgeWriter {
     const char* style = "solid";
     switch (p.kind) {
       case EdgeKind::kStage2Leaf: color = p.label.rfind("private", 0) == 0 ? "#cb181d" : "#2171b5"; break;
+      case EdgeKind::kPrivateLeaf: color = "#cb181d"; style = p.access ? "bold" : "dashed"; break;
+      case EdgeKind::kFirmwareOwner: color = "#6a51a3"; style = "dashed"; break;
+      case EdgeKind::kFirmwareManaged: color = "#6a51a3"; break;
       case EdgeKind::kPageCache: color = "#238b45"; break;
       case EdgeKind::kHostPages: color = "#d94801"; break;
       case EdgeKind::kHoldsData: color = "#737373"; style = "dashed"; break;
@@ -261,7 +361,7 @@ struct EdgeWriter {
     }
     if (!p.access && p.kind == EdgeKind::kExtension) style = "dashed";
     // Arrows pointing back at a principal do not pull the layout (left to right: who -> what).
-    const bool back = p.kind == EdgeKind::kHoldsData || p.kind == EdgeKind::kCreatedFor;
+    const bool back = p.kind == EdgeKind::kHoldsData || p.kind == EdgeKind::kCreatedFor || p.kind == EdgeKind::kFirmwareOwner;
     os << "[label=\"" << dot_escape(p.label) << "\", color=\"" << color << "\", fontcolor=\"" << color
        << "\", style=" << style << (back ? ", constraint=false" : "") << "]";
   }
@@ -322,6 +422,19 @@ Vertex GraphBuilder::principal(Principal p) {
   return v;
 }
 
+Vertex GraphBuilder::firmware(const std::string& name, const std::string& detail) {
+  if (auto it = firmware_.find(name); it != firmware_.end()) return it->second;
+  VertexProps vp;
+  vp.kind = VertexKind::kPrincipal;
+  vp.principal = kFirmware;
+  vp.name = name;
+  vp.detail = detail;
+  const Vertex v = add_vertex(std::move(vp));
+  firmware_[name] = v;
+  principals_.emplace(kFirmware.id, v);  // a kFirmware label points at the first firmware
+  return v;
+}
+
 void GraphBuilder::use_frames(Vertex from, Pfn first, uint64_t count, EdgeKind kind, std::string label, bool access) {
   if (count) uses_.push_back({from, first.value(), count, kind, std::move(label), access});
 }
@@ -369,6 +482,11 @@ OwnershipGraph GraphBuilder::finish() {
     vp.name = "frames " + span(vp.first, vp.count);
     vp.detail = std::to_string(vp.count) + (vp.count == 1 ? " frame" : " frames") + " (" + bytes(vp.count * kPageBytes) +
                 ")" + (vp.is_private ? ", guest_memfd" : "");
+    // What the firmware records for them (the PAMT type), once.
+    std::set<std::string> owned;
+    for (size_t u : pc.users)
+      if (uses_[u].kind == EdgeKind::kFirmwareOwner) owned.insert(uses_[u].label);
+    for (const std::string& o : owned) vp.detail += ", " + o;
     const Vertex v = add_vertex(std::move(vp));
     out_.frames_by_start_[pc.first] = v;
     if (pc.label != kNobody) add_edge(v, principal(pc.label), {EdgeKind::kHoldsData, "holds data of", false});
@@ -549,6 +667,7 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
                    std::string(run.priv ? "private " : "shared ") + perms_text(run.perms));
       run.n = 0;
     };
+    describe_backend(b, vm, vmv);
     vm.stage2().for_each_leaf([&](const Stage2Leaf& l) {
       if (!l.valid) return;
       const uint64_t g0 = gpa_to_gfn(l.gpa).value();

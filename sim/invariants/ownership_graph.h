@@ -13,10 +13,13 @@
 // a file was created for a VM, a process created a VM). Reachability queries follow access
 // edges only.
 //
-// Extension point: backends with hardware ownership structures beyond stage 2 (the TDX PAMT,
-// the SNP RMP, pKVM's page ownership) add their vertices and edges through
-// BuildOptions::extensions, a list of callbacks that run before frame ranges are formed; see
-// GraphBuilder. The core never switches on the backend.
+// Backends: each VM's KvmBackend::describe_ownership (models/kvm/ownership.h) reports the
+// hardware ownership structures beyond stage 2 (TDX: the S-EPT leaves, the PAMT owners, the TDX
+// module as the firmware principal); the core turns them into kPrivateRoot/kPrivateLeaf/
+// kFirmwareOwner/kFirmwareManaged edges, coalesced like the stage-2 ones, without knowing the
+// backend. Further structures can be added through BuildOptions::extensions, a list of callbacks
+// that run before frame ranges are formed; see GraphBuilder. The core never switches on the
+// backend.
 //
 // Pure C++ (no SystemC).
 #pragma once
@@ -64,6 +67,11 @@ enum class EdgeKind : uint8_t {
   kCreatedFor,     // guest_memfd -> VM: the VM the file was created for and pins (information)
   kCreatedBy,      // process -> VM: the process whose mm the VM was created in (information)
   kExtension,      // an extension's edge; its `access` flag says whether reachability follows it
+  // From KvmBackend::describe_ownership (models/kvm/ownership.h; TDX: the S-EPT and the PAMT):
+  kPrivateRoot,      // VM -> GFN range: the firmware's private table translates these GFNs (access)
+  kPrivateLeaf,      // GFN range -> frame range: its leaves (access if the state lets the VM reach them)
+  kFirmwareOwner,    // VM -> frame range: the firmware records the VM as the frames' owner (information)
+  kFirmwareManaged,  // firmware -> frame range: its control structures for the VM (access)
 };
 
 struct VertexProps {
@@ -142,6 +150,9 @@ class GraphBuilder {
   // The principal vertex for p: a VM's vertex for its principal, the host kernel, or a vertex
   // made on first use (host user data, firmware, device, a VM that is gone).
   Vertex principal(Principal p);
+  // The vertex of a firmware principal by name ("TDX module"), made on first use; the first one
+  // also stands for the kFirmware label.
+  Vertex firmware(const std::string& name, const std::string& detail);
   std::optional<Vertex> vertex_of(const void* object) const;
   // `from` uses frames [first, first + count): an edge from `from` to every frame-range vertex
   // covering them, formed when the graph is finished.
@@ -160,6 +171,7 @@ class GraphBuilder {
   const PhysMem& mem_;
   OwnershipGraph out_;
   std::map<uint32_t, Vertex> principals_;
+  std::map<std::string, Vertex> firmware_;
   std::vector<Use> uses_;
 };
 

@@ -167,8 +167,12 @@ def main():
         if pat not in documented:
             unit, desc = next(iter(variants))
             failures.append("undocumented statistic: %s [%s] (%s)" % (pat, unit, desc))
-    if text[b:e] != gen and not failures:
-        failures.append("the table is out of date (a unit, description or instance changed)")
+    if text[b:e] != gen:
+        old, new = text[b:e].splitlines(), gen.splitlines()
+        failures += ["stale line in the table: " + l for l in old if l not in new]
+        failures += ["line missing from the table: " + l for l in new if l not in old]
+        if old != new and set(old) == set(new):
+            failures.append("the table's lines are out of order")
     if failures:
         for f in failures:
             print(f, file=sys.stderr)

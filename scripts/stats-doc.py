@@ -95,7 +95,7 @@ def collect(cvmsim):
             with open(os.path.join(out, "stats.csv"), newline="") as f:
                 for row in csv.DictReader(f):
                     name, unit, desc = row["name"], row["unit"].strip(), row["description"].strip()
-                    if not unit or not desc:
+                    if (not unit or not desc) and not any(p.startswith(name + " ") for p in problems):
                         problems.append("%s (from %s) has an empty %s: give it one in its "
                                         "model's describe_stats" % (name, scn,
                                                                     "unit" if not unit else "description"))

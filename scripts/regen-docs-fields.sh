@@ -2,7 +2,8 @@
 # Regenerates the generated tables of docs/scenario-format.md: the field table (cvmsim list
 # --markdown) and the step operation table (cvmsim list --steps --markdown); and the invariant
 # catalogue of docs/invariants.md (cvmsim list --invariants --markdown); the policy table of
-# docs/explore.md (cvmsim explore --list-policies --markdown).
+# docs/explore.md (cvmsim explore --list-policies --markdown); the statistics reference of
+# docs/statistics.md (scripts/stats-doc.py, which runs a set of scenarios).
 # Usage: scripts/regen-docs-fields.sh [path/to/cvmsim]
 set -e
 cvmsim=${1:-build/release/cvmsim}
@@ -45,5 +46,6 @@ e = s.index(end)
 open(doc, "w").write(s[:b] + gen + s[e:])
 PY
 rm -f "$tmp" "$tmp2"
+python3 scripts/stats-doc.py "$cvmsim" docs/statistics.md
 # The attack table runs the attack suite.
 cmake -DCVMSIM="$cvmsim" -DSCN=scenarios/attacks -DDOC=docs/attacks.md -DWRITE=ON -P tests/scenario/attack_table.cmake

@@ -95,6 +95,13 @@ add_test(NAME "docs: scenario field reference matches the schema"
 add_test(NAME "docs: invariant catalogue matches cvmsim list"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DDOC=${PROJECT_SOURCE_DIR}/docs/invariants.md -DMARK=INVARIANTS
                  "-DARGS=list|--invariants|--markdown" -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/docs_block.cmake)
+# Every statistic the scenarios of scripts/stats-doc.py emit has a row in the generated reference
+# of docs/statistics.md, with a unit and a description, and the table is up to date.
+find_package(Python3 COMPONENTS Interpreter REQUIRED)
+add_test(NAME "docs: statistics reference lists every emitted statistic"
+         COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/stats-doc.py --check ${CVMSIM}
+                 ${PROJECT_SOURCE_DIR}/docs/statistics.md
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 add_test(NAME "layering: hw calls downward only, the functional core is free of SystemC"
          COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering.cmake)
 

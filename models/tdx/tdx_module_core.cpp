@@ -1214,19 +1214,21 @@ void TdxModule::describe_stats(StatVisitor& v) const {
   v.value("max_td_epoch", max_epoch_, "epoch", "highest TD epoch reached by any TD");
   v.counter("invepts", stats_.invepts, "count",
             "INVEPTs on TD entry because the TD epoch moved since the vCPU's last entry");
-  v.counter("td_entries", stats_.td_entries, "count", "successful TDH.VP.ENTER");
-  v.counter("td_exits", stats_.td_exits, "count", "TD exits to the host VMM");
+  v.counter("td_entries", stats_.td_entries, "entries", "successful TDH.VP.ENTER");
+  v.counter("td_exits", stats_.td_exits, "exits", "TD exits to the host VMM");
   v.counter("ve_injected", stats_.ve_injected, "count",
             "EPT violations on PENDING pages turned into a guest #VE");
   v.counter("pages_zeroed", stats_.pages_zeroed, "pages",
             "4 KiB pages initialised with MOVDIR64B under a TD key");
-  v.counter("pages_copied", stats_.pages_copied, "pages", "4 KiB pages copied in by PAGE.ADD");
+  v.counter("pages_copied", stats_.pages_copied, "pages", "4 KiB pages copied in by TDH.MEM.PAGE.ADD");
   v.counter("sha384_blocks", stats_.sha384_blocks, "blocks",
             "SHA-384 128-byte compressions for MRTD");
   v.counter("accept_interrupts", stats_.accept_interrupts, "count",
             "2 MiB TDG.MEM.PAGE.ACCEPTs interrupted and left resumable");
   v.counter("host_priority_sets", stats_.host_priority_sets, "count",
-            "host S-EPT entry-lock failures that set TDHP");
+            "host SEAMCALLs that found an S-EPT entry locked by a guest TDCALL and set its "
+            "host-priority bit TDHP (the guest's ACCEPTs on it then get "
+            "TDX_OPERAND_BUSY_HOST_PRIORITY until the host has locked it)");
 }
 
 }  // namespace cvmsim::tdx

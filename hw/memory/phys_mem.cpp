@@ -367,6 +367,8 @@ void PhysMem::after_keyed_write(Pfn f, FrameMeta& m, uint64_t off, uint64_t n,
   if (keys_.is_private(acc.key) || (m.flags & kIntegrityFlags)) [[unlikely]]
     write_lines(f, m, off, n, acc, r);
   if (m.key_id != acc.key || m.label != acc.who) {
+    if (m.label != acc.who && (is_vm(acc.who) || history_.logged(f))) [[unlikely]]
+      history_.record(f, FrameEventKind::kWrite, acc.who);
     m.key_id = acc.key;
     m.label = acc.who;
     changed_isolation_state(f, m);
@@ -490,6 +492,7 @@ void PhysMem::set_key(Pfn f, KeyId k) {
 void PhysMem::set_label(Pfn f, Principal p) {
   FrameMeta& m = meta_mut(f);
   if (m.label == p) return;
+  if (is_vm(p)) history_.record(f, FrameEventKind::kLabelSet, p);
   m.label = p;
   changed_isolation_state(f, m);
 }

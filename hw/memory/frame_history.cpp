@@ -9,7 +9,13 @@ std::string FrameHistory::describe(const FrameEvent& e, const std::function<std:
   char n[32];
   std::snprintf(n, sizeof n, "0x%" PRIx64, e.arg);
   const std::string who = name(e.who);
-  std::string s = "#" + std::to_string(e.seq) + (e.stamp.empty() ? "" : " " + e.stamp) + ": ";
+  std::string s = "#" + std::to_string(e.seq);
+  if (e.timed) {
+    char t[40];
+    std::snprintf(t, sizeof t, " t=%.3f", static_cast<double>(e.time_ps) / 1000.0);  // ns, as the trace
+    s += t;
+  }
+  s += ": ";
   switch (e.kind) {
     case FrameEventKind::kWrite: return s + who + " wrote it: the frame now holds " + who + "'s data";
     case FrameEventKind::kLabelSet: return s + "labelled as holding " + who + "'s data";

@@ -17,13 +17,15 @@
 // and its absence is the bug ISO-6 reports). The frame's label is cleared by the scrub as before.
 //
 // hw layer: events carry principals and numbers only; the names of VMs are resolved by the
-// reader (sim/invariants). The stamp (simulated time, scenario step) comes from a callback the
-// platform sets; without one, events carry only their global sequence number.
+// reader (sim/invariants). The simulated time comes from a clock callback the platform sets;
+// without one, events carry only their global sequence number. PhysMem turns the log off in
+// metadata-only mode (it would cost more than the page's metadata).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -46,9 +48,10 @@ enum class FrameEventKind : uint8_t {
   // (Reads are not logged: ISO-2 appends the read it reports as the chain's last line.)
 };
 
-struct FrameEvent {
+struct FrameEvent {  // 40 bytes
   uint64_t seq = 0;        // global order of recording
-  std::string stamp;       // "t=<ns> <step>" from the platform's stamp callback (may be empty)
+  uint64_t time_ps = 0;    // simulated time from the platform's clock callback
+  bool timed = false;      // false: no clock set, or a remembered mapping (remember_map)
   FrameEventKind kind = FrameEventKind::kWrite;
   Principal who = kNobody;
   Principal other = kNobody;
@@ -63,6 +66,7 @@ class FrameHistory {
 
   // Records an event for f (if f is logged or may be logged: within the cap).
   void record(Pfn f, FrameEventKind k, Principal who, Principal other = kNobody, uint64_t arg = 0) {
+    if (!enabled_) return;
     auto it = logs_.find(f.value());
     if (it == logs_.end()) {
       if (logs_.size() >= max_frames_) {
@@ -71,19 +75,21 @@ class FrameHistory {
       }
       it = logs_.emplace(f.value(), Ring{}).first;
       // The frame's last mapping before its log started (remember_map): the chain begins there.
-      Pending& p = pending_[f.value() & (kPending - 1)];
-      if (p.pfn1 == f.value() + 1) {
-        p.pfn1 = 0;
-        push(it->second, FrameEvent{0, std::string(), FrameEventKind::kMap, p.who, kNobody, p.gfn});
+      Pending* p = pending_ ? &pending_[f.value() & (kPending - 1)] : nullptr;
+      if (p && p->pfn1 == f.value() + 1) {
+        p->pfn1 = 0;
+        push(it->second, FrameEvent{0, 0, false, FrameEventKind::kMap, p->who, kNobody, p->gfn});
       }
     }
-    push(it->second, FrameEvent{0, stamp_ ? stamp_() : std::string(), k, who, other, arg});
+    push(it->second, FrameEvent{0, clock_ ? clock_() : 0, static_cast<bool>(clock_), k, who, other, arg});
   }
   // A stage-2 mapping of a frame that is not logged (it holds nobody's secret yet): kept in a
-  // small direct-mapped table (no time stamp, no allocation), so that when a VM's first write
+  // small direct-mapped table (no time stamp; allocated on first use), so that when a VM's first write
   // starts the frame's log, the chain shows where the frame was mapped (it is usually mapped
   // by the fault of that very write).
   void remember_map(Pfn f, Principal who, uint64_t gfn) {
+    if (!enabled_) return;
+    if (!pending_) pending_ = std::make_unique<Pending[]>(kPending);  // allocated on first use
     pending_[f.value() & (kPending - 1)] = Pending{f.value() + 1, who, gfn};
   }
   bool logged(Pfn f) const { return !logs_.empty() && logs_.count(f.value()) != 0; }
@@ -100,18 +106,29 @@ class FrameHistory {
     for (uint64_t i = r.next - n; i < r.next; ++i) out.push_back(r.ev[i % kPerFrame]);
     return out;
   }
-  void set_stamp(std::function<std::string()> s) { stamp_ = std::move(s); }
+  // The simulated time in ps (the platform sets it; without it events carry only `seq`).
+  void set_clock(std::function<uint64_t()> c) { clock_ = std::move(c); }
+  // Off: nothing is recorded (PhysMem turns it off in metadata-only mode; docs/memory-integrity.md).
+  void set_enabled(bool on) { enabled_ = on; }
+  bool enabled() const { return enabled_; }
   size_t frames() const { return logs_.size(); }
   size_t max_frames() const { return max_frames_; }
   uint64_t total_events() const { return events_; }
   uint64_t dropped_frames() const { return dropped_frames_; }
+  // Host memory the log holds (approximate: the rings and the pending table, not the hash
+  // table's own nodes), for PhysMem::host_bytes.
+  uint64_t host_bytes() const {
+    uint64_t n = pending_ ? kPending * sizeof(Pending) : 0;
+    for (const auto& [f, r] : logs_) n += sizeof(r) + 32 + r.ev.capacity() * sizeof(FrameEvent);
+    return n;
+  }
 
   // One event as text; `name` names a principal (VMs by name, when the reader knows them).
   static std::string describe(const FrameEvent& e, const std::function<std::string(Principal)>& name);
 
  private:
   struct Ring {
-    std::array<FrameEvent, kPerFrame> ev{};
+    std::vector<FrameEvent> ev;  // grows to kPerFrame, then a ring
     uint64_t next = 0;  // events recorded so far
   };
   struct Pending {
@@ -122,14 +139,16 @@ class FrameHistory {
   static constexpr size_t kPending = 1024;
   void push(Ring& r, FrameEvent e) {
     e.seq = ++seq_;
-    r.ev[r.next % kPerFrame] = std::move(e);
+    if (r.ev.size() < kPerFrame) r.ev.push_back(e);
+    else r.ev[r.next % kPerFrame] = e;
     ++r.next;
     ++events_;
   }
-  std::array<Pending, kPending> pending_{};
+  std::unique_ptr<Pending[]> pending_;
   size_t max_frames_;
   std::unordered_map<uint64_t, Ring> logs_;
-  std::function<std::string()> stamp_;
+  std::function<uint64_t()> clock_;
+  bool enabled_ = true;
   uint64_t seq_ = 0, events_ = 0, dropped_frames_ = 0;
 };
 

@@ -79,6 +79,9 @@ PhysMem::PhysMem(uint64_t size_bytes, MemMode mode) : size_(size_bytes), mode_(m
   if (size_bytes == 0 || size_bytes % (kPageBytes << kChunkShift) != 0)
     throw std::invalid_argument("PhysMem size must be a non-zero multiple of 2 MiB");
   chunks_.resize(num_frames() >> kChunkShift);
+  // Metadata-only mode is for guests too large to store: no provenance log either (it would
+  // cost more than the 16-byte metadata slot per page; docs/memory-integrity.md "Provenance").
+  history_.set_enabled(mode == MemMode::kData);
 }
 
 PhysMem::PhysMem(uint64_t size_bytes, MemMode mode, const KeyConfig& keys)
@@ -614,7 +617,8 @@ void PhysMem::describe_stats(StatVisitor& v) const {
 }
 
 uint64_t PhysMem::host_bytes() const {
-  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + table_blocks_.host_bytes();
+  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + table_blocks_.host_bytes() +
+               history_.host_bytes();
   for (const auto& c : chunks_)
     if (c) n += sizeof(Chunk);
   n += stats_.line_state_chunks * kChunkFrames * sizeof(LineState);

@@ -26,6 +26,10 @@
 //                  them on reads, generates and returns poison, returns zeros or ciphertext. The
 //                  SystemC memory module performs every transaction through these.
 //
+// For frames that have held a VM's data, PhysMem also keeps a bounded provenance log
+// (frame_history.h, history()): who wrote them, and the events the layers above report through
+// note() (hand-out, mapping, scrub, rebind); ISO-2/ISO-6 print it as the chain of a leak.
+//
 // This class performs no isolation checks (the MMU and the backends do). It does track which
 // frames have a DMI pointer out, and calls the DMI listener to revoke it whenever a frame's key,
 // owner, label or poison state changes (ARCHITECTURE.md principle 5).

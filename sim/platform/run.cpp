@@ -152,11 +152,7 @@ class Platform : public sc_core::sc_module {
         kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     // Provenance events carry the simulated time, as the trace does (ns).
-    mem_.history().set_stamp([] {
-      char b[40];
-      std::snprintf(b, sizeof b, "t=%.3f", static_cast<double>(sc_core::sc_time_stamp().value()) / 1000.0);
-      return std::string(b);
-    });
+    mem_.history().set_clock([] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
     // A TDX platform (sim/scenario/tdx_setup.h, shared with cvmsim explore): KeyIDs, the module,

@@ -39,14 +39,15 @@ TEST_CASE("frame history: global cap on logged frames") {
 
 TEST_CASE("frame history: stamp and description") {
   FrameHistory h;
-  int n = 0;
-  h.set_stamp([&] { return "t=" + std::to_string(++n); });
+  uint64_t now = 0;
+  h.set_clock([&] { return now += 1500; });
   h.record(Pfn(1), FrameEventKind::kRebind, vm_principal(1), vm_principal(0));
   const auto ev = h.events(Pfn(1));
   REQUIRE(ev.size() == 1);
-  CHECK(ev[0].stamp == "t=1");
+  CHECK(ev[0].timed);
+  CHECK(ev[0].time_ps == 1500);
   const std::string d = FrameHistory::describe(ev[0], name);
-  CHECK(d.find("t=1") != std::string::npos);
+  CHECK(d.find("t=1.500") != std::string::npos);
   CHECK(d.find("rebound from P16 to P17") != std::string::npos);
 }
 
@@ -103,4 +104,13 @@ TEST_CASE("frame history: a mapping before the first write starts the chain") {
   // The other frame's remembered mapping was overwritten: its first write starts a bare chain.
   mem.write_keyed(pfn_to_hpa(Pfn(9 + 1024)), b, {0, vm_principal(3), false});
   CHECK(mem.history().events(Pfn(9 + 1024)).size() == 1);
+}
+
+TEST_CASE("frame history: off in metadata-only mode") {
+  PhysMem mem(2 << 20, MemMode::kMetadataOnly);
+  const std::vector<uint8_t> b(64, 0xcd);
+  mem.write_keyed(pfn_to_hpa(Pfn(1)), b, {0, vm_principal(0), false});
+  CHECK_FALSE(mem.history().enabled());
+  CHECK_FALSE(mem.history().logged(Pfn(1)));
+  CHECK(mem.meta(Pfn(1)).label == vm_principal(0));
 }

@@ -155,6 +155,9 @@ add_test(NAME "scenario: tdx teardown reclaims every page and reuses the HKID"
 add_test(NAME "scenario: violations.txt lists every violation with where, frames and trace events"
          COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN} -DOUT=${OUTROOT}/violations_file
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/violations_file.cmake)
+add_test(NAME "scenario: ISO-2 and ISO-6 reports carry the chain of the leak in order"
+         COMMAND ${CMAKE_COMMAND} -DCVMSIM=${CVMSIM} -DSCN=${SCN} -DOUT=${OUTROOT}/leak_chain
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/leak_chain.cmake)
 # Two vCPUs race ACCEPT against a page's removal in both orders: BUSY happens and is recovered
 # from, reproducibly (docs/tdx-model.md "Concurrency and BUSY").
 add_test(NAME "scenario: tdx race ACCEPT against REMOVE gets BUSY and recovers"

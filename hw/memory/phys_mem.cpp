@@ -79,6 +79,9 @@ PhysMem::PhysMem(uint64_t size_bytes, MemMode mode) : size_(size_bytes), mode_(m
   if (size_bytes == 0 || size_bytes % (kPageBytes << kChunkShift) != 0)
     throw std::invalid_argument("PhysMem size must be a non-zero multiple of 2 MiB");
   chunks_.resize(num_frames() >> kChunkShift);
+  // Metadata-only mode is for guests too large to store: no provenance log either (it would
+  // cost more than the 16-byte metadata slot per page; docs/memory-integrity.md "Provenance").
+  history_.set_enabled(mode == MemMode::kData);
 }
 
 PhysMem::PhysMem(uint64_t size_bytes, MemMode mode, const KeyConfig& keys)
@@ -367,6 +370,8 @@ void PhysMem::after_keyed_write(Pfn f, FrameMeta& m, uint64_t off, uint64_t n,
   if (keys_.is_private(acc.key) || (m.flags & kIntegrityFlags)) [[unlikely]]
     write_lines(f, m, off, n, acc, r);
   if (m.key_id != acc.key || m.label != acc.who) {
+    if (m.label != acc.who && (is_vm(acc.who) || history_.logged(f))) [[unlikely]]
+      history_.record(f, FrameEventKind::kWrite, acc.who);
     m.key_id = acc.key;
     m.label = acc.who;
     changed_isolation_state(f, m);
@@ -490,6 +495,7 @@ void PhysMem::set_key(Pfn f, KeyId k) {
 void PhysMem::set_label(Pfn f, Principal p) {
   FrameMeta& m = meta_mut(f);
   if (m.label == p) return;
+  if (is_vm(p)) history_.record(f, FrameEventKind::kLabelSet, p);
   m.label = p;
   changed_isolation_state(f, m);
 }
@@ -611,7 +617,8 @@ void PhysMem::describe_stats(StatVisitor& v) const {
 }
 
 uint64_t PhysMem::host_bytes() const {
-  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + table_blocks_.host_bytes();
+  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + table_blocks_.host_bytes() +
+               history_.host_bytes();
   for (const auto& c : chunks_)
     if (c) n += sizeof(Chunk);
   n += stats_.line_state_chunks * kChunkFrames * sizeof(LineState);

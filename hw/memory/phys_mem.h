@@ -26,6 +26,10 @@
 //                  them on reads, generates and returns poison, returns zeros or ciphertext. The
 //                  SystemC memory module performs every transaction through these.
 //
+// For frames that have held a VM's data, PhysMem also keeps a bounded provenance log
+// (frame_history.h, history()): who wrote them, and the events the layers above report through
+// note() (hand-out, mapping, scrub, rebind); ISO-2/ISO-6 print it as the chain of a leak.
+//
 // This class performs no isolation checks (the MMU and the backends do). It does track which
 // frames have a DMI pointer out, and calls the DMI listener to revoke it whenever a frame's key,
 // owner, label or poison state changes (ARCHITECTURE.md principle 5).
@@ -41,6 +45,7 @@
 #include "hw/base/principal.h"
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/memory/frame_history.h"
 #include "hw/memory/frame_ptr_map.h"
 #include "hw/memory/key_config.h"
 
@@ -243,6 +248,19 @@ class PhysMem {
   uint64_t fingerprint(Pfn f) const;
   bool is_zero(Pfn f) const { return fingerprint(f) == 0; }
 
+  // ---- Provenance (frame_history.h; docs/memory-integrity.md "Provenance") ----
+  // Keyed writes that change a frame's label to a VM (or change the label of a frame already
+  // logged) and set_label to a VM are recorded here; the layers above add the events that move
+  // a frame (note). Read-only for the checker.
+  const FrameHistory& history() const { return history_; }
+  FrameHistory& history() { return history_; }
+  // Records an event for f if f is logged already or holds a VM's data (other frames are not
+  // logged: no cost for memory that never held a VM's secret).
+  void note(Pfn f, FrameEventKind k, Principal who, Principal other = kNobody, uint64_t arg = 0) {
+    if (history_.logged(f) || is_vm(meta(f).label)) history_.record(f, k, who, other, arg);
+    else if (k == FrameEventKind::kMap) history_.remember_map(f, who, arg);
+  }
+
   // ---- DMI ----
   // Returns the frame's bytes for direct access, or nullptr (metadata-only mode). Marks the
   // frame as granted, so that later key/owner/label/poison changes call the listener.
@@ -299,6 +317,7 @@ class PhysMem {
   FramePtrMap table_blocks_;
   mutable Stats stats_;  // reads count bytes too
   DmiListener dmi_listener_;
+  FrameHistory history_;
 };
 
 }  // namespace cvmsim

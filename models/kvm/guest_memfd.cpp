@@ -141,6 +141,7 @@ Result<GmemFolio*> GmemInode::get_folio(GmemPgoff index) {
 // survive the scrub and the leak checker would blame the next reader.
 uint64_t GmemInode::zero_folio(GmemFolio& f) {
   PhysMem& mem = env_.mem;
+  mem.note(f.pfn, FrameEventKind::kScrub, kNobody);  // provenance: before the label goes
   mem.fill(pfn_to_hpa(f.pfn), kPageBytes, 0);
   // An untouched frame already reads as zeros under key 0, labelled nobody.
   if (mem.meta(f.pfn).flags & kFrameTouched) {
@@ -295,6 +296,8 @@ Status GmemFile::punch_hole(int64_t offset, int64_t len) {
   const GmemPgoff start(static_cast<uint64_t>(offset) >> kPageShift);
   const GmemPgoff end(static_cast<uint64_t>(offset + len) >> kPageShift);
   const uint64_t before = inode_->page_cache_.size();
+  for (auto it = inode_->page_cache_.lower_bound(start.value()); it != inode_->page_cache_.end() && it->first < end.value(); ++it)
+    inode_->env().mem.note(it->second.pfn, FrameEventKind::kPunch, kNobody, kNobody, it->first);
   inode_->invalidate_begin(start, end);
   inode_->truncate_range(start, end);
   inode_->invalidate_end(start, end);
@@ -391,6 +394,10 @@ Result<GmemSlotBinding> GmemFile::bind(GmemVm& vm, SlotId slot, Gfn base_gfn, ui
     const GmemRebindPolicy p = inode_->env().rebind;
     if (p == GmemRebindPolicy::kForbid || !bindings_.empty()) return Errno::kEINVAL;
     if (p == GmemRebindPolicy::kZeroOnBind) scrub_all();
+    else
+      inode_->for_each_folio_mut([&](GmemFolio& f) {
+        inode_->env().mem.note(f.pfn, FrameEventKind::kRebind, vm.gmem_principal(), vm_->gmem_principal());
+      });
     vm.kvm_get();
     GmemVm* old = vm_;
     vm_ = &vm;
@@ -494,8 +501,11 @@ Result<GmemPfn> GmemFile::get_pfn(SlotId slot, Gfn gfn, Gfn slot_base_gfn, GmemP
   // §6.3/§13.6: zero on first hand-out unless already uptodate (zeroed before, or populated).
   // The unsafe policy skips it: the frame reaches the guest with whatever it held.
   if (!folio.uptodate) {
-    if (inode_->env().zero_on_handout) out.bytes_zeroed += inode_->zero_folio(folio);
+    const bool zero = inode_->env().zero_on_handout;
+    if (zero) out.bytes_zeroed += inode_->zero_folio(folio);
     else folio.uptodate = true;
+    inode_->env().mem.note(folio.pfn, zero ? FrameEventKind::kHandout : FrameEventKind::kHandoutStale,
+                           vm_->gmem_principal(), kNobody, index.value());
   }
   // §6.3: kvm_arch_gmem_prepare on every call (mainline baseline: no "prepared" tracking), for the
   // folio's first gfn; order 0, so that is `gfn` itself. An error is returned as is; the folio

@@ -57,6 +57,9 @@ class GmemVm {
   // kvm argument); the model reaches it through the creating VM, possibly after that VM's last
   // kvm_put.
   virtual void arch_gmem_invalidate(Pfn start, Pfn end) = 0;
+  // The VM's principal, for the frames' provenance log (hw/memory/frame_history.h); a fake
+  // without one is nobody.
+  virtual Principal gmem_principal() const { return kNobody; }
 };
 
 // Source of distinct, deterministic inode numbers (§3: each guest_memfd has a distinct st_ino).

@@ -44,6 +44,9 @@ struct Violation {
   // scenario step or actor) and the most recent trace events (run.invariants.trace_events).
   std::string where{};
   std::vector<std::string> recent_trace{};
+  // ISO-2/ISO-6: the chain of the leak, the provenance log of the frames involved
+  // (hw/memory/frame_history.h), oldest first, one line per event.
+  std::vector<std::string> chain{};
 };
 
 // What a check may look at. `full` is false for an incremental check, which may restrict itself

@@ -584,6 +584,9 @@ FaultOutcome Vm::install(FaultContext& ctx) {
   if (Status st = map_leaf(f.gfn, pfn, level, f.is_private, ctx.writable); !st.ok()) {
     return memory_fault_exit(f, Errno::kEFAULT, "stage-2 map failed: " + st.error().to_string());
   }
+  // Provenance (hw/memory/frame_history.h): only frames already holding a VM's data are logged.
+  // The faulting frame only (a huge leaf's other frames are logged when they fault or leak).
+  env_.mem.note(pfn + (f.gfn - f.gfn.align_down(ctx.level)), FrameEventKind::kMap, principal(), kNobody, f.gfn.value());
   switch (level) {
     case PageSize::k4K: ++stats_.maps_4k; break;
     case PageSize::k2M: ++stats_.maps_2m; break;

@@ -169,6 +169,7 @@ class Vm final : public GmemVm, public MmuNotifier {
   void gmem_slot_unbound(SlotId slot) override;
   Status arch_gmem_prepare(Gfn gfn, Pfn pfn, int order) override;
   void arch_gmem_invalidate(Pfn start, Pfn end) override;
+  Principal gmem_principal() const override { return principal(); }
 
   // ---- MmuNotifier (the VMM's address space, §5 "host mm notifier events") ----
   void invalidate_range_start(Hva start, Hva end) override;

@@ -79,6 +79,28 @@ const char* principal_name(Principal p) {
   return buf;
 }
 
+// The chain of a leak (docs/invariants.md "Violation reports"): frame f's provenance log,
+// oldest first, with VMs named; `last` (if not empty) is appended as the event being reported.
+// A principal by name: a live VM's name, else principal_name.
+std::string name_of(const CheckScope& s, Principal p) {
+  for (const auto& vm : s.kvm.vms())
+    if (vm->principal() == p) return vm->name();
+  return principal_name(p);
+}
+
+std::vector<std::string> chain_of(const CheckScope& s, Pfn f, const std::string& last = {}) {
+  auto name = [&](Principal p) { return name_of(s, p); };
+  std::vector<std::string> out;
+  uint64_t lost = 0;
+  const auto ev = s.mem.history().events(f, &lost);
+  if (ev.empty() && last.empty()) return out;
+  const std::string frame = "frame " + hex(f.value()) + ": ";
+  if (lost) out.push_back(frame + "(" + std::to_string(lost) + " older events dropped)");
+  for (const FrameEvent& e : ev) out.push_back(frame + FrameHistory::describe(e, name));
+  if (!last.empty()) out.push_back(frame + "now: " + last);
+  return out;
+}
+
 }  // namespace
 
 // The guest_memfd file (if any) whose page cache holds frame f.
@@ -214,12 +236,14 @@ void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
         // put there on purpose (the VMM in userspace, or the host kernel, e.g. an in-kernel
         // device backend writing a shared buffer).
         const bool ok = lab == kNobody || lab == vm.principal() || (!priv && (lab == kHostUser || lab == kHostKernel));
-        if (!ok)
+        if (!ok) {
           out.push_back({"ISO-6",
                          vm.name() + " can reach frame " + hex(f.value()) + " at " + (priv ? "private" : "shared") + " gfn " +
                              hex((l.gfn + i).value()) + ", which still holds data of " + principal_name(lab) +
                              " (not scrubbed when it changed hands)",
                          vm.name(), {l.gfn + i}, {f}});
+          out.back().chain = chain_of(s, f, vm.name() + " can reach it at gfn " + hex((l.gfn + i).value()) + " while it holds " + name_of(s, lab) + "'s data");
+        }
       }
     });
   }
@@ -262,6 +286,7 @@ void check_iso2(const CheckScope& s, std::vector<Violation>& out) {
                    std::string(principal_name(r.reader)) + " read the plaintext of " + holder->name() +
                        "'s private frame " + hex(r.frame.value()),
                    holder->name(), {}, {r.frame}});
+    out.back().chain = chain_of(s, r.frame, std::string(principal_name(r.reader)) + " read its plaintext (" + holder->name() + "'s private data)");
   }
 }
 
@@ -543,6 +568,10 @@ std::string Checker::report() const {
       r += "  frames:";
       for (Pfn f : x.frames) r += " " + hex(f.value());
       r += "\n";
+    }
+    if (!x.chain.empty()) {
+      r += "  chain (" + std::to_string(x.chain.size()) + " events, oldest first):\n";
+      for (const auto& e : x.chain) r += "    " + e + "\n";
     }
     if (!x.recent_trace.empty()) {
       r += "  last " + std::to_string(x.recent_trace.size()) + " trace events:\n";

@@ -151,6 +151,8 @@ class Platform : public sc_core::sc_module {
         router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)),
         kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
+    // Provenance events carry the simulated time, as the trace does (ns).
+    mem_.history().set_clock([] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
     // A TDX platform (sim/scenario/tdx_setup.h, shared with cvmsim explore): KeyIDs, the module,
@@ -421,6 +423,10 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   // Invariant violations nobody expected (expected ones are step expectations).
   for (const auto& v : platform.driver().unexpected_violations()) {
     std::string p = "invariant " + v.invariant + " violated" + (v.where.empty() ? "" : " at " + v.where) + ": " + v.message;
+    if (!v.chain.empty()) {
+      p += "\n  chain (" + std::to_string(v.chain.size()) + " events, oldest first):";
+      for (const auto& e : v.chain) p += "\n    " + e;
+    }
     if (!v.recent_trace.empty()) {
       p += "\n  last " + std::to_string(v.recent_trace.size()) + " trace events:";
       for (const auto& e : v.recent_trace) p += "\n    " + e;

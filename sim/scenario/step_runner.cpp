@@ -458,6 +458,7 @@ Cycles StepExecutor::execute(size_t index) {
           break;
         }
         to->note_changed(GfnRange{gfn, gfn + 1});
+        to->mem().note(lk.pfn_for(Gpa(s.gpa)), FrameEventKind::kHostileMap, to->principal(), kNobody, gfn.value());
       } else {
         (void)vm->stage2().unmap(lk.base, lk.size());
         vm->note_changed(GfnRange{gpa_to_gfn(lk.base), gpa_to_gfn(lk.base) + frames_of(lk.size())});

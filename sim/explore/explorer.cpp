@@ -16,6 +16,7 @@
 #include "models/vmm/vmm.h"
 #include "sim/invariants/invariants.h"
 #include "sim/scenario/step_runner.h"
+#include "sim/scenario/kvm_setup.h"
 #include "sim/scenario/tdx_setup.h"
 
 namespace cvmsim::explore {
@@ -266,16 +267,6 @@ StepConfig to_step(const Op& op) {
 
 namespace {
 
-kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
-  // As sim/platform/run.cpp builds it.
-  kvm::KvmConfig k;
-  k.attr_store = p.kvm.attr_store;
-  k.gmem_rebind = p.kvm.gmem_rebind;
-  k.gmem_zero_on_handout = p.kvm.gmem_zero_on_handout;
-  k.flush_tlb_after_zap = p.kvm.flush_tlb_after_zap;
-  k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
-  return k;
-}
 
 class Session;
 
@@ -300,7 +291,7 @@ class Session {
         mem_(sc.platform.memory.size, sc.platform.memory.mode),
         alloc_(Pfn(0), mem_.num_frames()),
         tdx_(scenario::make_tdx_host(sc, mem_)),
-        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
+        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, scenario::kvm_config(sc.platform)) {
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
     if (tdx_) kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });

@@ -17,6 +17,7 @@
 #include "models/kvm/kvm.h"
 #include "models/sw_protected/sw_protected_backend.h"
 #include "models/guest/tdx_guest_kernel.h"
+#include "sim/scenario/kvm_setup.h"
 #include "sim/scenario/tdx_setup.h"
 #include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
@@ -74,16 +75,6 @@ struct VmInstance {
   std::vector<std::unique_ptr<VcpuModule>> vcpus;
 };
 
-kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
-  kvm::KvmConfig k;
-  k.attr_store = p.kvm.attr_store;
-  k.gmem_rebind = p.kvm.gmem_rebind;
-  k.gmem_zero_on_handout = p.kvm.gmem_zero_on_handout;
-  k.gmem_huge_folios = p.kvm.gmem_huge_folios;
-  k.flush_tlb_after_zap = p.kvm.flush_tlb_after_zap;
-  k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
-  return k;
-}
 
 // The exit handler a vCPU reports to: KVM's vCPU, followed by an invariant check (an exit is
 // an operation boundary: KVM's fault, zap and flush are complete). A violation the vCPU's
@@ -149,7 +140,7 @@ class Platform : public sc_core::sc_module {
         alloc_(Pfn(0), mem_.num_frames()),
         memory_("memory", mem_, clock_, memory_timing(sc.platform.costs)),
         router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)),
-        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, kvm_config(sc.platform)) {
+        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, scenario::kvm_config(sc.platform)) {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     // Provenance events carry the simulated time, as the trace does (ns).
     mem_.history().set_clock([] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });

@@ -6,7 +6,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <catch2/catch.hpp>
 
-#include "../kvm/kvm_test_util.h"
+#include "lazy_td.h"
 #include "hw/mmu/pwc.h"
 #include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
@@ -21,53 +21,9 @@ using invariants::OwnershipGraph;
 using invariants::Vertex;
 using invariants::VertexKind;
 
-constexpr uint32_t kTdx = KVM_X86_TDX_VM;
 
-// A finalized TD "vm0" with a 2 MiB private guest_memfd slot at GPA 0 and one vCPU whose guest
-// kernel accepts lazily (on #VE).
-struct Td {
-  std::unique_ptr<tdx::TdxHost> host;  // outlives the Kvm (teardown calls the module)
-  KvmFixture f{AttrStoreKind::kXarray};
-  int vm_fd = -1, vcpu_fd = -1, gmem_fd = -1;
-  RecordingUserspace user;
-  Tlb tlb{16, 4};
-  Pwc pwc;
-  std::unique_ptr<DetachOnExit> detach;
-  std::unique_ptr<guest::TdxGuestKernel> kernel;
-
-  Td() {
-    REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
-    tdx::TdxGlueConfig g;
-    g.sept_ve_disable = false;
-    host = std::make_unique<tdx::TdxHost>(f.mem, tdx::TdxHost::config_for(f.mem), g);
-    host->set_td_options("vm0", tdx::TdxTdOptions{false, false, 0});
-    f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
-    vm_fd = f.new_vm(kTdx);
-    gmem_fd = f.new_gmem(vm_fd, k2M);
-    f.add_slot(vm_fd, 0, 0, k2M, gmem_fd);
-    REQUIRE(f.set_attrs(vm_fd, 0, k2M, kPriv).ok());
-    vcpu_fd = f.new_vcpu(vm_fd);
-    vcpu().set_userspace(&user);
-    vcpu().attach(&tlb, &pwc);
-    detach.reset(new DetachOnExit{vcpu()});
-    guest::TdxGuestKernelConfig gk;
-    gk.accept = guest::AcceptPolicy::kLazy;
-    gk.private_ranges.push_back(guest::GpaRange{Gpa(0), k2M});
-    kernel = std::make_unique<guest::TdxGuestKernel>(gk);
-    be().set_guest_side(kernel.get());
-    REQUIRE(be().finalize(vm()).ok());
-  }
-  ~Td() { detach.reset(); }
-  Vm& vm() { return f.vm(vm_fd); }
-  Vcpu& vcpu() { return f.vcpu(vcpu_fd); }
-  tdx::KvmTdxBackend& be() { return *tdx::tdx_backend_of(vm()); }
-  tdx::TdxModule& m() { return host->module(); }
-  ExitAction fault(uint64_t gpa) { return vcpu().handle_exit(0, stage2_exit(gpa, true)); }
-  Pfn pfn_of(uint64_t gpa) {
-    const tdx::SeptLookup l = m().sept_lookup(be().tdr(), Gpa(gpa));
-    REQUIRE(l.found);
-    return l.entry.pfn;
-  }
+// The TD of lazy_td.h, and its ownership graph.
+struct Td : LazyTd {
   OwnershipGraph graph() { return invariants::build_ownership_graph(f.kvm, f.mem); }
 };
 

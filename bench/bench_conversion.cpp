@@ -30,7 +30,9 @@
 #include "sim/config/loader.h"
 #include "sim/platform/run.h"
 
-extern "C" int sc_main(int, char**) { return 0; }
+extern "C" int sc_main(int, char**) {
+  return 0;
+}
 
 namespace {
 
@@ -55,7 +57,8 @@ std::string scenario_json(const Config& c) {
                    "read_fraction": 0}]
   })",
                 c.name, std::strcmp(c.kind, "convert") == 0 ? "data" : "metadata", c.attr_store,
-                static_cast<unsigned long long>(c.guest_bytes), c.invariants, c.kind, static_cast<unsigned long long>(c.footprint),
+                static_cast<unsigned long long>(c.guest_bytes), c.invariants, c.kind,
+                static_cast<unsigned long long>(c.footprint),
                 static_cast<unsigned long long>(c.ops));
   return buf;
 }
@@ -87,7 +90,9 @@ bool run_child(const char* self, size_t index, Sample& out) {
   bool ok = false;
   size_t problems = 1;
   while (std::fgets(line, sizeof line, p))
-    if (std::sscanf(line, "wall=%lf maxrss_kb=%ld problems=%zu", &out.wall, &out.rss_kb, &problems) == 3) ok = true;
+    if (std::sscanf(line, "wall=%lf maxrss_kb=%ld problems=%zu", &out.wall, &out.rss_kb,
+                    &problems) == 3)
+      ok = true;
   const int st = pclose(p);
   return ok && problems == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
@@ -120,7 +125,8 @@ int main(int argc, char** argv) {
     return child(kConfigs[i]);
   }
   unsigned reps = 5;
-  if (argc == 3 && std::strcmp(argv[1], "--reps") == 0) reps = static_cast<unsigned>(std::max(1, std::atoi(argv[2])));
+  if (argc == 3 && std::strcmp(argv[1], "--reps") == 0)
+    reps = static_cast<unsigned>(std::max(1, std::atoi(argv[2])));
   else if (argc != 1) {
     std::fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
     return 2;
@@ -152,40 +158,53 @@ int main(int argc, char** argv) {
       rss[i].push_back(s.rss_kb);
     }
   }
-  for (size_t i = 0; i < std::size(kConfigs); ++i) med[i] = Sample{median(walls[i]), median(rss[i])};
+  for (size_t i = 0; i < std::size(kConfigs); ++i)
+    med[i] = Sample{median(walls[i]), median(rss[i])};
 
   bool all = true;
-  std::printf("conversion round trips (sw_protected, 4 KiB, shared->private->shared, VMM discards the other side)\n");
+  std::printf(
+      "conversion round trips (sw_protected, 4 KiB, shared->private->shared, VMM discards the "
+      "other side)\n");
   for (size_t i = 0; i < 2; ++i) {
     const double rate = static_cast<double>(kConfigs[i].ops) / med[i].wall;
-    std::printf("  %-7s attribute store: %" PRIu64 " round trips in %.3f s = %8.0f round trips/s\n", kConfigs[i].attr_store,
-                kConfigs[i].ops, med[i].wall, rate);
+    std::printf("  %-7s attribute store: %" PRIu64 " round trips in %.3f s = %8.0f round trips/s\n",
+                kConfigs[i].attr_store, kConfigs[i].ops, med[i].wall, rate);
     const bool ok = rate >= 250'000;
     all = all && ok;
-    std::printf("%s  %s store: >= 250,000 round trips/s\n", ok ? "PASS" : "FAIL", kConfigs[i].attr_store);
+    std::printf("%s  %s store: >= 250,000 round trips/s\n", ok ? "PASS" : "FAIL",
+                kConfigs[i].attr_store);
   }
   {
     const double on = med[0].wall, off = med[5].wall;
     const double overhead = on / off - 1.0;
-    std::printf("  invariant checking: incremental %.3f s vs off %.3f s (xarray store): %+.1f%%\n", on, off, 100.0 * overhead);
+    std::printf("  invariant checking: incremental %.3f s vs off %.3f s (xarray store): %+.1f%%\n",
+                on, off, 100.0 * overhead);
     const bool ok = overhead <= 0.25;
     all = all && ok;
-    std::printf("%s  incremental invariant checking adds at most 25%% to the conversion benchmark\n", ok ? "PASS" : "FAIL");
+    std::printf(
+        "%s  incremental invariant checking adds at most 25%% to the conversion benchmark\n",
+        ok ? "PASS" : "FAIL");
   }
-  std::printf("\nhost memory vs guest size (%" PRIu64 " touched pages, uniform stores, metadata-only memory)\n",
+  std::printf("\nhost memory vs guest size (%" PRIu64
+              " touched pages, uniform stores, metadata-only memory)\n",
               kTouchedPages);
-  const double b64 = static_cast<double>(med[2].rss_kb) * 1024.0, b1t = static_cast<double>(med[3].rss_kb) * 1024.0;
+  const double b64 = static_cast<double>(med[2].rss_kb) * 1024.0,
+               b1t = static_cast<double>(med[3].rss_kb) * 1024.0;
   std::printf("  64 GiB guest: peak RSS %.1f MiB\n", b64 / (1 << 20));
   std::printf("  1 TiB guest:  peak RSS %.1f MiB\n", b1t / (1 << 20));
-  std::printf("  difference: %.1f MiB for 16x the guest physical address space\n", (b1t - b64) / (1 << 20));
+  std::printf("  difference: %.1f MiB for 16x the guest physical address space\n",
+              (b1t - b64) / (1 << 20));
   // The run touches (up to) kTouchedPages guest pages; bytes per touched page of the whole process.
   const double b4x = static_cast<double>(med[4].rss_kb) * 1024.0;
   std::printf("  1 TiB guest, 4x the touched pages: peak RSS %.1f MiB\n", b4x / (1 << 20));
   // Marginal cost: what the extra touched pages added (whole process, all models).
-  std::printf("  marginal host bytes per touched 4 KiB page: %.1f\n", (b4x - b1t) / static_cast<double>(3 * kTouchedPages));
+  std::printf("  marginal host bytes per touched 4 KiB page: %.1f\n",
+              (b4x - b1t) / static_cast<double>(3 * kTouchedPages));
   const bool flat = b1t <= b64 * 1.10 + 4.0 * (1 << 20);
   all = all && flat;
-  std::printf("%s  peak RSS does not grow with guest size (1 TiB within 10%% + 4 MiB of 64 GiB)\n", flat ? "PASS" : "FAIL");
-  std::printf(all ? "\nall targets met\n" : "\n!!! a target was MISSED: see the FAIL lines above !!!\n");
+  std::printf("%s  peak RSS does not grow with guest size (1 TiB within 10%% + 4 MiB of 64 GiB)\n",
+              flat ? "PASS" : "FAIL");
+  std::printf(all ? "\nall targets met\n"
+                  : "\n!!! a target was MISSED: see the FAIL lines above !!!\n");
   return 0;
 }

@@ -34,9 +34,12 @@ int main(int argc, char** argv) {
   uint64_t ops = 100'000, seeds = 5;
   bool million = false;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--ops") && i + 1 < argc) ops = std::stoull(argv[++i]);
-    else if (!std::strcmp(argv[i], "--seeds") && i + 1 < argc) seeds = std::stoull(argv[++i]);
-    else if (!std::strcmp(argv[i], "--million")) million = true;
+    if (!std::strcmp(argv[i], "--ops") && i + 1 < argc)
+      ops = std::stoull(argv[++i]);
+    else if (!std::strcmp(argv[i], "--seeds") && i + 1 < argc)
+      seeds = std::stoull(argv[++i]);
+    else if (!std::strcmp(argv[i], "--million"))
+      million = true;
     else {
       std::fprintf(stderr, "usage: bench_explore [--ops N] [--seeds K] [--million]\n");
       return 2;
@@ -45,7 +48,9 @@ int main(int argc, char** argv) {
   const char* backends[] = {"default", "sw_protected", "tdx"};
 
   std::printf("## Rate: %" PRIu64 " operations, mainline policies, seed 1\n\n", ops);
-  std::printf("| backend | ops/s, checked every op (incremental) | ops/s, no checks | violations |\n|---|---|---|---|\n");
+  std::printf(
+      "| backend | ops/s, checked every op (incremental) | ops/s, no checks | violations "
+      "|\n|---|---|---|---|\n");
   for (const char* b : backends) {
     explore::Options o;
     o.backend = b;
@@ -55,29 +60,39 @@ int main(int argc, char** argv) {
     o.check_every = ops + 1;  // never
     const auto unchecked = explore::explore(o);
     std::printf("| %s | %.0f | %.0f | %s |\n", b, double(checked.ops_executed) / checked.seconds,
-                double(unchecked.ops_executed) / unchecked.seconds, checked.violation ? checked.violation->invariant.c_str() : "none");
+                double(unchecked.ops_executed) / unchecked.seconds,
+                checked.violation ? checked.violation->invariant.c_str() : "none");
     std::fflush(stdout);
   }
 
   if (million) {
     std::printf("\n## 1,000,000 operations, mainline policies, seed 1\n\n");
-    std::printf("| backend | operations | errno results | vCPU stops | violation | host seconds |\n|---|---|---|---|---|---|\n");
+    std::printf(
+        "| backend | operations | errno results | vCPU stops | violation | host seconds "
+        "|\n|---|---|---|---|---|---|\n");
     for (const char* b : backends) {
       explore::Options o;
       o.backend = b;
       o.ops = 1'000'000;
       o.keep_sequence = false;
       const auto r = explore::explore(o);
-      std::printf("| %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %s | %.1f |\n", b, r.ops_executed, r.errnos, r.stops,
-                  r.violation ? (r.violation->invariant + " at " + std::to_string(r.violation->op_index)).c_str() : "none",
-                  r.seconds);
+      std::printf(
+          "| %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %s | %.1f |\n", b, r.ops_executed,
+          r.errnos, r.stops,
+          r.violation
+              ? (r.violation->invariant + " at " + std::to_string(r.violation->op_index)).c_str()
+              : "none",
+          r.seconds);
       std::fflush(stdout);
     }
   }
 
-  std::printf("\n## Unsafe policies: seeds 1..%" PRIu64 ", at most %" PRIu64 " operations each\n\n", seeds, ops);
-  std::printf("| backend | policy | found (seeds) | invariants | ops to first violation (median, max) | shrunk ops (median, max) | shrink re-runs (median) | shrink s (median) |\n"
-              "|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n## Unsafe policies: seeds 1..%" PRIu64 ", at most %" PRIu64 " operations each\n\n",
+              seeds, ops);
+  std::printf(
+      "| backend | policy | found (seeds) | invariants | ops to first violation (median, max) | "
+      "shrunk ops (median, max) | shrink re-runs (median) | shrink s (median) |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   for (const char* b : {"sw_protected", "tdx"}) {
     for (const auto& k : explore::policy_knobs()) {
       std::vector<uint64_t> to_first, shrunk, runs;
@@ -95,17 +110,21 @@ int main(int argc, char** argv) {
         shrunk.push_back(r.shrunk.size());
         runs.push_back(r.shrink_runs);
         secs.push_back(r.shrink_seconds);
-        if (std::find(ids.begin(), ids.end(), r.violation->invariant) == ids.end()) ids.push_back(r.violation->invariant);
+        if (std::find(ids.begin(), ids.end(), r.violation->invariant) == ids.end())
+          ids.push_back(r.violation->invariant);
       }
       std::string inv;
       for (const auto& i : ids) inv += (inv.empty() ? "" : ", ") + i;
       if (to_first.empty()) {
-        std::printf("| %s | %s | 0 of %" PRIu64 " | - | not within %" PRIu64 " | - | - | - |\n", b, std::string(k.name).c_str(), seeds, ops);
+        std::printf("| %s | %s | 0 of %" PRIu64 " | - | not within %" PRIu64 " | - | - | - |\n", b,
+                    std::string(k.name).c_str(), seeds, ops);
       } else {
-        std::printf("| %s | %s | %zu of %" PRIu64 " | %s | %" PRIu64 ", %" PRIu64 " | %" PRIu64 ", %" PRIu64 " | %" PRIu64 " | %.2f |\n", b,
-                    std::string(k.name).c_str(), to_first.size(), seeds, inv.c_str(), median(to_first),
-                    *std::max_element(to_first.begin(), to_first.end()), median(shrunk),
-                    *std::max_element(shrunk.begin(), shrunk.end()), median(runs), median(secs));
+        std::printf("| %s | %s | %zu of %" PRIu64 " | %s | %" PRIu64 ", %" PRIu64 " | %" PRIu64
+                    ", %" PRIu64 " | %" PRIu64 " | %.2f |\n",
+                    b, std::string(k.name).c_str(), to_first.size(), seeds, inv.c_str(),
+                    median(to_first), *std::max_element(to_first.begin(), to_first.end()),
+                    median(shrunk), *std::max_element(shrunk.begin(), shrunk.end()), median(runs),
+                    median(secs));
       }
       std::fflush(stdout);
     }

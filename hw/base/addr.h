@@ -46,7 +46,9 @@ class ByteAddr : public StrongU64<Tag> {
     return *this;
   }
   constexpr uint64_t operator-(ByteAddr o) const { return this->v_ - o.v_; }
-  constexpr ByteAddr align_down(PageSize s) const { return ByteAddr(this->v_ & ~(bytes_of(s) - 1)); }
+  constexpr ByteAddr align_down(PageSize s) const {
+    return ByteAddr(this->v_ & ~(bytes_of(s) - 1));
+  }
   constexpr bool is_aligned(PageSize s) const { return (this->v_ & (bytes_of(s) - 1)) == 0; }
   constexpr uint64_t page_offset(PageSize s = PageSize::k4K) const {
     return this->v_ & (bytes_of(s) - 1);
@@ -90,12 +92,24 @@ using Pfn = FrameNum<PfnTag>;
 using GmemPgoff = FrameNum<GmemPgoffTag>;
 
 // Same-side conversions between a byte address and its 4 KiB frame number.
-constexpr Gfn gpa_to_gfn(Gpa a) { return Gfn(a.value() >> kPageShift); }
-constexpr Gpa gfn_to_gpa(Gfn f) { return Gpa(f.value() << kPageShift); }
-constexpr Pfn hpa_to_pfn(Hpa a) { return Pfn(a.value() >> kPageShift); }
-constexpr Hpa pfn_to_hpa(Pfn f) { return Hpa(f.value() << kPageShift); }
-constexpr GmemPgoff offset_to_pgoff(GmemOffset o) { return GmemPgoff(o.value() >> kPageShift); }
-constexpr GmemOffset pgoff_to_offset(GmemPgoff p) { return GmemOffset(p.value() << kPageShift); }
+constexpr Gfn gpa_to_gfn(Gpa a) {
+  return Gfn(a.value() >> kPageShift);
+}
+constexpr Gpa gfn_to_gpa(Gfn f) {
+  return Gpa(f.value() << kPageShift);
+}
+constexpr Pfn hpa_to_pfn(Hpa a) {
+  return Pfn(a.value() >> kPageShift);
+}
+constexpr Hpa pfn_to_hpa(Pfn f) {
+  return Hpa(f.value() << kPageShift);
+}
+constexpr GmemPgoff offset_to_pgoff(GmemOffset o) {
+  return GmemPgoff(o.value() >> kPageShift);
+}
+constexpr GmemOffset pgoff_to_offset(GmemPgoff p) {
+  return GmemOffset(p.value() << kPageShift);
+}
 
 std::string to_string(Gpa a);
 std::string to_string(Gfn f);
@@ -109,9 +123,13 @@ std::string to_string(GmemOffset a);
 
 template <class Tag>
 struct std::hash<cvmsim::ByteAddr<Tag>> {
-  size_t operator()(cvmsim::ByteAddr<Tag> a) const noexcept { return std::hash<uint64_t>{}(a.value()); }
+  size_t operator()(cvmsim::ByteAddr<Tag> a) const noexcept {
+    return std::hash<uint64_t>{}(a.value());
+  }
 };
 template <class Tag>
 struct std::hash<cvmsim::FrameNum<Tag>> {
-  size_t operator()(cvmsim::FrameNum<Tag> a) const noexcept { return std::hash<uint64_t>{}(a.value()); }
+  size_t operator()(cvmsim::FrameNum<Tag> a) const noexcept {
+    return std::hash<uint64_t>{}(a.value());
+  }
 };

@@ -17,13 +17,27 @@ std::string hex(const char* prefix, uint64_t v) {
 }
 }  // namespace
 
-std::string to_string(Gpa a) { return hex("gpa:", a.value()); }
-std::string to_string(Gfn f) { return hex("gfn:", f.value()); }
-std::string to_string(Hpa a) { return hex("hpa:", a.value()); }
-std::string to_string(Pfn f) { return hex("pfn:", f.value()); }
-std::string to_string(Hva a) { return hex("hva:", a.value()); }
-std::string to_string(Iova a) { return hex("iova:", a.value()); }
-std::string to_string(GmemOffset a) { return hex("gmem+", a.value()); }
+std::string to_string(Gpa a) {
+  return hex("gpa:", a.value());
+}
+std::string to_string(Gfn f) {
+  return hex("gfn:", f.value());
+}
+std::string to_string(Hpa a) {
+  return hex("hpa:", a.value());
+}
+std::string to_string(Pfn f) {
+  return hex("pfn:", f.value());
+}
+std::string to_string(Hva a) {
+  return hex("hva:", a.value());
+}
+std::string to_string(Iova a) {
+  return hex("iova:", a.value());
+}
+std::string to_string(GmemOffset a) {
+  return hex("gmem+", a.value());
+}
 
 std::optional<PageSize> parse_page_size(std::string_view s) {
   if (s == "4K" || s == "4KiB" || s == "4k") return PageSize::k4K;
@@ -38,15 +52,19 @@ struct ErrnoName {
   std::string_view name;
 };
 constexpr ErrnoName kErrnoNames[] = {
-    {Errno::kEPERM, "EPERM"},   {Errno::kENOENT, "ENOENT"},         {Errno::kEINTR, "EINTR"},
-    {Errno::kEIO, "EIO"},       {Errno::kENXIO, "ENXIO"},           {Errno::kE2BIG, "E2BIG"},
-    {Errno::kEBADF, "EBADF"},   {Errno::kEAGAIN, "EAGAIN"},         {Errno::kENOMEM, "ENOMEM"},
-    {Errno::kEACCES, "EACCES"}, {Errno::kEFAULT, "EFAULT"},         {Errno::kEBUSY, "EBUSY"},
-    {Errno::kEEXIST, "EEXIST"}, {Errno::kEXDEV, "EXDEV"},           {Errno::kENODEV, "ENODEV"},
-    {Errno::kEINVAL, "EINVAL"}, {Errno::kENOSPC, "ENOSPC"},         {Errno::kESPIPE, "ESPIPE"},
-    {Errno::kERANGE, "ERANGE"}, {Errno::kENOSYS, "ENOSYS"},         {Errno::kEOPNOTSUPP, "EOPNOTSUPP"},
-    {Errno::kEFBIG, "EFBIG"},   {Errno::kEOVERFLOW, "EOVERFLOW"},   {Errno::kEHWPOISON, "EHWPOISON"},
-    {Errno::kEMFILE, "EMFILE"}, {Errno::kENOTTY, "ENOTTY"},
+    {Errno::kEPERM, "EPERM"},           {Errno::kENOENT, "ENOENT"},
+    {Errno::kEINTR, "EINTR"},           {Errno::kEIO, "EIO"},
+    {Errno::kENXIO, "ENXIO"},           {Errno::kE2BIG, "E2BIG"},
+    {Errno::kEBADF, "EBADF"},           {Errno::kEAGAIN, "EAGAIN"},
+    {Errno::kENOMEM, "ENOMEM"},         {Errno::kEACCES, "EACCES"},
+    {Errno::kEFAULT, "EFAULT"},         {Errno::kEBUSY, "EBUSY"},
+    {Errno::kEEXIST, "EEXIST"},         {Errno::kEXDEV, "EXDEV"},
+    {Errno::kENODEV, "ENODEV"},         {Errno::kEINVAL, "EINVAL"},
+    {Errno::kENOSPC, "ENOSPC"},         {Errno::kESPIPE, "ESPIPE"},
+    {Errno::kERANGE, "ERANGE"},         {Errno::kENOSYS, "ENOSYS"},
+    {Errno::kEOPNOTSUPP, "EOPNOTSUPP"}, {Errno::kEFBIG, "EFBIG"},
+    {Errno::kEOVERFLOW, "EOVERFLOW"},   {Errno::kEHWPOISON, "EHWPOISON"},
+    {Errno::kEMFILE, "EMFILE"},         {Errno::kENOTTY, "ENOTTY"},
 };
 }  // namespace
 
@@ -80,9 +98,12 @@ std::string Error::to_string() const {
 
 std::string_view name_of(PatternKind k) {
   switch (k) {
-    case PatternKind::kValue: return "value";
-    case PatternKind::kSeeded: return "seeded";
-    case PatternKind::kZero: return "zero";
+    case PatternKind::kValue:
+      return "value";
+    case PatternKind::kSeeded:
+      return "seeded";
+    case PatternKind::kZero:
+      return "zero";
   }
   return "?";
 }

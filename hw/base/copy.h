@@ -11,11 +11,21 @@ namespace cvmsim {
 
 inline void copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
   switch (n) {
-    case 8: std::memcpy(dst, src, 8); return;
-    case 4: std::memcpy(dst, src, 4); return;
-    case 2: std::memcpy(dst, src, 2); return;
-    case 1: *dst = *src; return;
-    default: std::memcpy(dst, src, n); return;
+    case 8:
+      std::memcpy(dst, src, 8);
+      return;
+    case 4:
+      std::memcpy(dst, src, 4);
+      return;
+    case 2:
+      std::memcpy(dst, src, 2);
+      return;
+    case 1:
+      *dst = *src;
+      return;
+    default:
+      std::memcpy(dst, src, n);
+      return;
   }
 }
 

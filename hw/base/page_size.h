@@ -18,16 +18,27 @@ enum class PageSize : uint8_t { k4K = 0, k2M = 1, k1G = 2 };
 
 inline constexpr PageSize kAllPageSizes[] = {PageSize::k4K, PageSize::k2M, PageSize::k1G};
 
-constexpr unsigned level_of(PageSize s) { return static_cast<unsigned>(s); }
-constexpr unsigned shift_of(PageSize s) { return kPageShift + kBitsPerLevel * level_of(s); }
-constexpr uint64_t bytes_of(PageSize s) { return uint64_t{1} << shift_of(s); }
-constexpr uint64_t frames_of(PageSize s) { return uint64_t{1} << (kBitsPerLevel * level_of(s)); }
+constexpr unsigned level_of(PageSize s) {
+  return static_cast<unsigned>(s);
+}
+constexpr unsigned shift_of(PageSize s) {
+  return kPageShift + kBitsPerLevel * level_of(s);
+}
+constexpr uint64_t bytes_of(PageSize s) {
+  return uint64_t{1} << shift_of(s);
+}
+constexpr uint64_t frames_of(PageSize s) {
+  return uint64_t{1} << (kBitsPerLevel * level_of(s));
+}
 
 constexpr std::string_view name_of(PageSize s) {
   switch (s) {
-    case PageSize::k4K: return "4K";
-    case PageSize::k2M: return "2M";
-    case PageSize::k1G: return "1G";
+    case PageSize::k4K:
+      return "4K";
+    case PageSize::k2M:
+      return "2M";
+    case PageSize::k1G:
+      return "1G";
   }
   return "?";
 }

@@ -24,9 +24,12 @@ std::optional<PatternKind> parse_pattern_kind(std::string_view s);
 // The byte the pattern holds at `addr` (a raw address: the caller decides which space).
 inline uint8_t pattern_byte(PatternKind k, uint64_t value, uint64_t addr) {
   switch (k) {
-    case PatternKind::kValue: return static_cast<uint8_t>(value >> (8 * (addr & 7)));
-    case PatternKind::kSeeded: return static_cast<uint8_t>(mix64(value ^ (addr * 0x9e3779b97f4a7c15ull)) >> 56);
-    case PatternKind::kZero: return 0;
+    case PatternKind::kValue:
+      return static_cast<uint8_t>(value >> (8 * (addr & 7)));
+    case PatternKind::kSeeded:
+      return static_cast<uint8_t>(mix64(value ^ (addr * 0x9e3779b97f4a7c15ull)) >> 56);
+    case PatternKind::kZero:
+      return 0;
   }
   return 0;
 }

@@ -13,14 +13,18 @@ struct Principal {
   constexpr auto operator<=>(const Principal&) const = default;
 };
 
-inline constexpr Principal kNobody{0};       // no secret: zeros or public data
-inline constexpr Principal kHostKernel{1};   // the host kernel (direct map, page tables)
-inline constexpr Principal kHostUser{2};     // host userspace (the VMM)
-inline constexpr Principal kFirmware{3};     // TDX module / SNP firmware / pKVM hypervisor
-inline constexpr Principal kDevice{4};       // a DMA-capable device
+inline constexpr Principal kNobody{0};      // no secret: zeros or public data
+inline constexpr Principal kHostKernel{1};  // the host kernel (direct map, page tables)
+inline constexpr Principal kHostUser{2};    // host userspace (the VMM)
+inline constexpr Principal kFirmware{3};    // TDX module / SNP firmware / pKVM hypervisor
+inline constexpr Principal kDevice{4};      // a DMA-capable device
 inline constexpr uint32_t kFirstVmPrincipal = 16;
 
-constexpr Principal vm_principal(uint32_t vm_index) { return Principal{kFirstVmPrincipal + vm_index}; }
-constexpr bool is_vm(Principal p) { return p.id >= kFirstVmPrincipal; }
+constexpr Principal vm_principal(uint32_t vm_index) {
+  return Principal{kFirstVmPrincipal + vm_index};
+}
+constexpr bool is_vm(Principal p) {
+  return p.id >= kFirstVmPrincipal;
+}
 
 }  // namespace cvmsim

@@ -74,9 +74,9 @@ class Error {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T v) : v_(std::in_place_index<0>, std::move(v)) {}  // NOLINT
-  Result(Error e) : v_(std::in_place_index<1>, e) {}  // NOLINT
-  Result(Errno e) : v_(std::in_place_index<1>, Error(e)) {}  // NOLINT
+  Result(T v) : v_(std::in_place_index<0>, std::move(v)) {}       // NOLINT
+  Result(Error e) : v_(std::in_place_index<1>, e) {}              // NOLINT
+  Result(Errno e) : v_(std::in_place_index<1>, Error(e)) {}       // NOLINT
   Result(ArchStatus s) : v_(std::in_place_index<1>, Error(s)) {}  // NOLINT
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -105,8 +105,8 @@ template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(Error e) : err_(e), ok_(false) {}  // NOLINT
-  Result(Errno e) : err_(e), ok_(false) {}  // NOLINT
+  Result(Error e) : err_(e), ok_(false) {}       // NOLINT
+  Result(Errno e) : err_(e), ok_(false) {}       // NOLINT
   Result(ArchStatus s) : err_(s), ok_(false) {}  // NOLINT
   bool ok() const { return ok_; }
   explicit operator bool() const { return ok_; }

@@ -24,8 +24,10 @@ class StatVisitor {
 // Forwards to another visitor with "prefix." in front of every name, for sub-components.
 class PrefixedStats final : public StatVisitor {
  public:
-  PrefixedStats(StatVisitor& inner, std::string_view prefix) : inner_(inner), prefix_(std::string(prefix) + ".") {}
-  void counter(std::string_view n, const uint64_t& v, std::string_view u, std::string_view d) override {
+  PrefixedStats(StatVisitor& inner, std::string_view prefix)
+      : inner_(inner), prefix_(std::string(prefix) + ".") {}
+  void counter(std::string_view n, const uint64_t& v, std::string_view u,
+               std::string_view d) override {
     inner_.counter(prefix_ + std::string(n), v, u, d);
   }
   void value(std::string_view n, const double& v, std::string_view u, std::string_view d) override {

@@ -12,8 +12,9 @@ int Machine::index_of(const std::vector<std::string>& v, std::string_view s) {
   return kNone;
 }
 
-Machine::Machine(std::string name, std::string title, std::string backends, std::vector<std::string> states,
-                 std::vector<std::string> ops, std::vector<std::string> outcomes, std::initializer_list<Rule> rules)
+Machine::Machine(std::string name, std::string title, std::string backends,
+                 std::vector<std::string> states, std::vector<std::string> ops,
+                 std::vector<std::string> outcomes, std::initializer_list<Rule> rules)
     : name_(std::move(name)),
       title_(std::move(title)),
       backends_(std::move(backends)),
@@ -22,7 +23,8 @@ Machine::Machine(std::string name, std::string title, std::string backends, std:
       outcomes_(std::move(outcomes)) {
   table_.assign(states_.size() * ops_.size() * outcomes_.size(), kNone);
   auto err = [&](const Rule& r, const std::string& what) {
-    errors_.push_back(name_ + ": rule " + std::string(r.op) + "/" + std::string(r.outcome) + ": " + what);
+    errors_.push_back(name_ + ": rule " + std::string(r.op) + "/" + std::string(r.outcome) + ": " +
+                      what);
   };
   for (const Rule& r : rules) {
     const int op = op_index(r.op), oc = outcome_index(r.outcome);
@@ -51,14 +53,16 @@ Machine::Machine(std::string name, std::string title, std::string backends, std:
       int& slot = table_[(f * ops_.size() + op) * outcomes_.size() + oc];
       if (slot != kNone) {
         if (transitions_[slot].to != to) {
-          err(r, "from " + states_[f] + " already declared with next state " + states_[transitions_[slot].to] +
-                     ", now " + states_[to] + " (not deterministic)");
+          err(r, "from " + states_[f] + " already declared with next state " +
+                     states_[transitions_[slot].to] + ", now " + states_[to] +
+                     " (not deterministic)");
         }
         continue;  // the same transition declared twice (e.g. by a "*" row): kept once
       }
       slot = static_cast<int>(transitions_.size());
-      transitions_.push_back(Transition{static_cast<uint16_t>(f), static_cast<uint16_t>(op), static_cast<uint16_t>(oc),
-                                        static_cast<uint16_t>(to), r.cite});
+      transitions_.push_back(Transition{static_cast<uint16_t>(f), static_cast<uint16_t>(op),
+                                        static_cast<uint16_t>(oc), static_cast<uint16_t>(to),
+                                        r.cite});
     }
   }
   counts_.assign(transitions_.size(), 0);
@@ -68,8 +72,8 @@ std::string Machine::describe(const Transition& t) const {
   return states_[t.from] + " --" + ops_[t.op] + "/" + outcomes_[t.outcome] + "--> " + states_[t.to];
 }
 
-void Machine::record_undeclared(std::string_view from, std::string_view op, std::string_view outcome,
-                                std::string_view to) {
+void Machine::record_undeclared(std::string_view from, std::string_view op,
+                                std::string_view outcome, std::string_view to) {
   std::string k;
   k.reserve(64);
   k.append(from).append(" --").append(op).append("/").append(outcome).append("--> ").append(to);
@@ -77,7 +81,8 @@ void Machine::record_undeclared(std::string_view from, std::string_view op, std:
 }
 
 unsigned Machine::exercised() const {
-  return static_cast<unsigned>(std::count_if(counts_.begin(), counts_.end(), [](uint64_t c) { return c != 0; }));
+  return static_cast<unsigned>(
+      std::count_if(counts_.begin(), counts_.end(), [](uint64_t c) { return c != 0; }));
 }
 
 void Machine::reset_counts() {
@@ -114,7 +119,10 @@ std::string to_dot(const Machine& m, bool coloured, bool refusals) {
   o << "digraph " << quoted(m.name()) << " {\n";
   o << "  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
   o << "  edge [fontname=\"Helvetica\", fontsize=10];\n";
-  o << "  label=" << quoted(m.title() + (coloured ? "\\n(green: exercised by the runs, count in brackets; dashed grey: never)" : ""))
+  o << "  label="
+    << quoted(m.title() +
+              (coloured ? "\\n(green: exercised by the runs, count in brackets; dashed grey: never)"
+                        : ""))
     << "; labelloc=t;\n";
   for (size_t i = 0; i < m.states().size(); ++i) {
     if (used[i]) o << "  " << quoted(m.states()[i]) << ";\n";
@@ -130,8 +138,9 @@ std::string to_dot(const Machine& m, bool coloured, bool refusals) {
   for (size_t i = 0; i < m.transitions().size(); ++i) {
     const Transition& t = m.transitions()[i];
     if (!shown(t)) continue;
-    auto it = std::find_if(edges.begin(), edges.end(),
-                           [&](const Edge& e) { return e.from == t.from && e.to == t.to && e.op == t.op; });
+    auto it = std::find_if(edges.begin(), edges.end(), [&](const Edge& e) {
+      return e.from == t.from && e.to == t.to && e.op == t.op;
+    });
     if (it == edges.end()) {
       edges.push_back(Edge{t.from, t.to, t.op, {}, 0, false});
       it = edges.end() - 1;
@@ -144,9 +153,13 @@ std::string to_dot(const Machine& m, bool coloured, bool refusals) {
     std::string label = m.ops()[e.op];
     if (!e.outcomes.empty()) label += (e.any_success ? " / " : ": ") + e.outcomes;
     if (coloured && e.count) label += " [" + std::to_string(e.count) + "]";
-    o << "  " << quoted(m.states()[e.from]) << " -> " << quoted(m.states()[e.to]) << " [label=" << quoted(label);
-    if (coloured) o << (e.count ? ", color=\"darkgreen\", fontcolor=\"darkgreen\"" : ", color=\"grey60\", fontcolor=\"grey50\", style=dashed");
-    else if (!e.any_success) o << ", style=dotted";
+    o << "  " << quoted(m.states()[e.from]) << " -> " << quoted(m.states()[e.to])
+      << " [label=" << quoted(label);
+    if (coloured)
+      o << (e.count ? ", color=\"darkgreen\", fontcolor=\"darkgreen\""
+                    : ", color=\"grey60\", fontcolor=\"grey50\", style=dashed");
+    else if (!e.any_success)
+      o << ", style=dotted";
     o << "];\n";
   }
   o << "}\n";

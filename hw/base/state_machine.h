@@ -41,8 +41,9 @@ struct Transition {
 class Machine {
  public:
   // `backends`: the VM types whose runs exercise this machine ("tdx", "default,sw_protected,tdx").
-  Machine(std::string name, std::string title, std::string backends, std::vector<std::string> states,
-          std::vector<std::string> ops, std::vector<std::string> outcomes, std::initializer_list<Rule> rules);
+  Machine(std::string name, std::string title, std::string backends,
+          std::vector<std::string> states, std::vector<std::string> ops,
+          std::vector<std::string> outcomes, std::initializer_list<Rule> rules);
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
@@ -76,7 +77,8 @@ class Machine {
       ++counts_[t];
       return;
     }
-    record_undeclared(name_or(states_, from), name_or(ops_, op), name_or(outcomes_, outcome), name_or(states_, to));
+    record_undeclared(name_or(states_, from), name_or(ops_, op), name_or(outcomes_, outcome),
+                      name_or(states_, to));
   }
   // A transition with a name the machine does not know (an outcome the table never lists).
   void record_undeclared(std::string_view from, std::string_view op, std::string_view outcome,

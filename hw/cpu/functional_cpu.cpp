@@ -7,7 +7,8 @@
 
 namespace cvmsim {
 
-FunctionalCpu::FunctionalCpu(const FunctionalCpuParams& p, PhysMem& mem, const Stage2Table& stage2, ExitHandler& exits)
+FunctionalCpu::FunctionalCpu(const FunctionalCpuParams& p, PhysMem& mem, const Stage2Table& stage2,
+                             ExitHandler& exits)
     : p_(p),
       mem_(mem),
       stage2_(stage2),
@@ -29,7 +30,9 @@ bool FunctionalCpu::execute(const GuestOp& op, OpResult* result) {
   uint64_t ret = 0;
   switch (op.kind) {
     case OpKind::kLoad:
-    case OpKind::kStore: ok = access(op); break;
+    case OpKind::kStore:
+      ok = access(op);
+      break;
     case OpKind::kHypercall: {
       VmExit e;
       e.reason = ExitReason::kHypercall;
@@ -40,7 +43,8 @@ bool FunctionalCpu::execute(const GuestOp& op, OpResult* result) {
     }
     case OpKind::kCompute:
     case OpKind::kFence:
-    case OpKind::kSync: break;
+    case OpKind::kSync:
+      break;
   }
   if (result) result->ret = ret;
   return ok;
@@ -49,11 +53,13 @@ bool FunctionalCpu::execute(const GuestOp& op, OpResult* result) {
 bool FunctionalCpu::access(const GuestOp& op) {
   const bool write = op.kind == OpKind::kStore;
   const uint32_t len = std::min<uint32_t>(op.size, kMaxAccessBytes);
-  if (write) fill_pattern(op.pattern, op.value, op.gpa.value(), std::span<uint8_t>(buf_.data(), len));
+  if (write)
+    fill_pattern(op.pattern, op.value, op.gpa.value(), std::span<uint8_t>(buf_.data(), len));
   uint32_t done = 0;
   while (done < len) {
     const Gpa g = op.gpa + done;
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, kPageBytes - g.page_offset()));
+    const uint32_t n =
+        static_cast<uint32_t>(std::min<uint64_t>(len - done, kPageBytes - g.page_offset()));
     if (!access_piece(g, buf_.data() + done, n, write)) return false;
     done += n;
   }
@@ -71,8 +77,8 @@ bool FunctionalCpu::translate(Gpa gpa, bool write, Pfn& out) {
       }
       tlb_.invalidate_addr(p_.asid, gpa);  // a permission fault on a cached entry: walk again
     }
-    const WalkResult w =
-        is_private_gpa(gpa) ? walker_.walk(private_root_, gpa, p_.asid, need) : walker_.walk(stage2_, gpa, p_.asid, need);
+    const WalkResult w = is_private_gpa(gpa) ? walker_.walk(private_root_, gpa, p_.asid, need)
+                                             : walker_.walk(stage2_, gpa, p_.asid, need);
     if (w.fault == WalkFault::kNone) {
       tlb_.fill(p_.asid, gpa, w.pfn, w.size, w.perms, w.sw);
       out = w.pfn_for(gpa);
@@ -80,8 +86,9 @@ bool FunctionalCpu::translate(Gpa gpa, bool write, Pfn& out) {
     }
     if (attempt >= p_.max_fault_retries) {
       char m[160];
-      std::snprintf(m, sizeof m, "vCPU %u: access to gpa 0x%" PRIx64 " still faults after %u handled exits", p_.id,
-                    gpa.value(), attempt);
+      std::snprintf(m, sizeof m,
+                    "vCPU %u: access to gpa 0x%" PRIx64 " still faults after %u handled exits",
+                    p_.id, gpa.value(), attempt);
       stop_reason_ = m;
       return false;
     }
@@ -122,12 +129,14 @@ bool FunctionalCpu::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write
     ++exits_count_;
     const ExitAction a = exits_.handle_machine_check(p_.id, mc);
     if (a.kind == ExitAction::kStop) {
-      stop_reason_ = a.reason.empty() ? "vCPU " + std::to_string(p_.id) + ": machine check" : a.reason;
+      stop_reason_ =
+          a.reason.empty() ? "vCPU " + std::to_string(p_.id) + ": machine check" : a.reason;
       return false;
     }
     if (a.kind == ExitAction::kResume) return true;
     if (attempt >= p_.max_fault_retries) {
-      stop_reason_ = "vCPU " + std::to_string(p_.id) + ": load still consumes poison after handled machine checks";
+      stop_reason_ = "vCPU " + std::to_string(p_.id) +
+                     ": load still consumes poison after handled machine checks";
       return false;
     }
   }
@@ -138,7 +147,9 @@ bool FunctionalCpu::exit(const VmExit& e, uint64_t* ret) {
   const ExitAction a = exits_.handle_exit(p_.id, e);
   if (ret) *ret = a.ret;
   if (a.kind == ExitAction::kStop) {
-    stop_reason_ = a.reason.empty() ? "vCPU " + std::to_string(p_.id) + ": stopped by the exit handler" : a.reason;
+    stop_reason_ = a.reason.empty()
+                       ? "vCPU " + std::to_string(p_.id) + ": stopped by the exit handler"
+                       : a.reason;
     return false;
   }
   return true;

@@ -26,10 +26,10 @@
 namespace cvmsim {
 
 struct FunctionalCpuParams {
-  unsigned id = 0;           // index within the VM (what the ExitHandler is told)
-  Principal who = kNobody;   // labels what the vCPU writes
-  KeyId key = 0;             // memory key of the VM's (private) accesses
-  uint16_t asid = 1;         // TLB / PWC tag
+  unsigned id = 0;          // index within the VM (what the ExitHandler is told)
+  Principal who = kNobody;  // labels what the vCPU writes
+  KeyId key = 0;            // memory key of the VM's (private) accesses
+  uint16_t asid = 1;        // TLB / PWC tag
   unsigned tlb_sets = 128, tlb_ways = 12;
   unsigned pwc_entries = 32, pwc_ways = 4;
   unsigned max_fault_retries = 8;  // as VcpuParams::max_fault_retries
@@ -37,7 +37,8 @@ struct FunctionalCpuParams {
 
 class FunctionalCpu {
  public:
-  FunctionalCpu(const FunctionalCpuParams& p, PhysMem& mem, const Stage2Table& stage2, ExitHandler& exits);
+  FunctionalCpu(const FunctionalCpuParams& p, PhysMem& mem, const Stage2Table& stage2,
+                ExitHandler& exits);
 
   // As VcpuModule::set_private_root (TDX: GPAs with shared_bit clear walk `root` under the VM's
   // key, the others the stage-2 table under shared_key).
@@ -63,7 +64,9 @@ class FunctionalCpu {
   bool translate(Gpa gpa, bool write, Pfn& out);
   bool exit(const VmExit& e, uint64_t* ret = nullptr);
   bool is_private_gpa(Gpa gpa) const { return has_private_root_ && !(gpa.value() & shared_mask_); }
-  KeyId key_for(Gpa gpa) const { return has_private_root_ && !is_private_gpa(gpa) ? shared_key_ : p_.key; }
+  KeyId key_for(Gpa gpa) const {
+    return has_private_root_ && !is_private_gpa(gpa) ? shared_key_ : p_.key;
+  }
 
   FunctionalCpuParams p_;
   PhysMem& mem_;

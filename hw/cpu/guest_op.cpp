@@ -9,21 +9,30 @@ namespace cvmsim {
 
 std::string_view name_of(OpKind k) {
   switch (k) {
-    case OpKind::kLoad: return "load";
-    case OpKind::kStore: return "store";
-    case OpKind::kCompute: return "compute";
-    case OpKind::kFence: return "fence";
-    case OpKind::kHypercall: return "hypercall";
-    case OpKind::kSync: return "sync";
+    case OpKind::kLoad:
+      return "load";
+    case OpKind::kStore:
+      return "store";
+    case OpKind::kCompute:
+      return "compute";
+    case OpKind::kFence:
+      return "fence";
+    case OpKind::kHypercall:
+      return "hypercall";
+    case OpKind::kSync:
+      return "sync";
   }
   return "?";
 }
 
 std::string_view name_of(ExitReason r) {
   switch (r) {
-    case ExitReason::kStage2Fault: return "stage2_fault";
-    case ExitReason::kHypercall: return "hypercall";
-    case ExitReason::kBusError: return "bus_error";
+    case ExitReason::kStage2Fault:
+      return "stage2_fault";
+    case ExitReason::kHypercall:
+      return "hypercall";
+    case ExitReason::kBusError:
+      return "bus_error";
   }
   return "?";
 }

@@ -24,7 +24,8 @@ VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, S
       pwc_(PwcConfig{params.pwc_entries, params.pwc_ways}),
       walker_(pwc_) {
   socket.register_invalidate_direct_mem_ptr(this, &VcpuModule::invalidate_direct_mem_ptr);
-  tlm_utils::tlm_quantumkeeper::set_global_quantum(sc_core::sc_time::from_value(clock_.to_ps(params.quantum)));
+  tlm_utils::tlm_quantumkeeper::set_global_quantum(
+      sc_core::sc_time::from_value(clock_.to_ps(params.quantum)));
   qk_.reset();
   ext_.who = params.who;
   ext_.key = params.key;
@@ -81,7 +82,9 @@ void VcpuModule::run() {
       const uint64_t verify_before = stats_.verify_failures;
       switch (op.kind) {
         case OpKind::kLoad:
-        case OpKind::kStore: ok = access(op); break;
+        case OpKind::kStore:
+          ok = access(op);
+          break;
         case OpKind::kCompute:
           ++stats_.computes;
           charge(Cycles(op.cycles));
@@ -176,17 +179,20 @@ bool VcpuModule::access(const GuestOp& op) {
   uint32_t done = 0;
   while (done < len) {
     const Gpa g = op.gpa + done;
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, kPageBytes - g.page_offset()));
+    const uint32_t n =
+        static_cast<uint32_t>(std::min<uint64_t>(len - done, kPageBytes - g.page_offset()));
     if (done) ++stats_.page_crossings;
     if (!access_piece(g, buf_.data() + done, n, write)) return false;
     done += n;
   }
   if (!write && op.verify) {
-    if (auto bad = check_pattern(op.pattern, op.value, op.gpa.value(), std::span<const uint8_t>(buf_.data(), len))) {
+    if (auto bad = check_pattern(op.pattern, op.value, op.gpa.value(),
+                                 std::span<const uint8_t>(buf_.data(), len))) {
       if (stats_.verify_failures++ == 0) {
         char m[160];
-        std::snprintf(m, sizeof m, "gpa 0x%" PRIx64 " read 0x%02x, expected 0x%02x", op.gpa.value() + *bad,
-                      buf_[*bad], pattern_byte(op.pattern, op.value, op.gpa.value() + *bad));
+        std::snprintf(m, sizeof m, "gpa 0x%" PRIx64 " read 0x%02x, expected 0x%02x",
+                      op.gpa.value() + *bad, buf_[*bad],
+                      pattern_byte(op.pattern, op.value, op.gpa.value() + *bad));
         first_verify_failure_ = m;
       }
     }
@@ -212,7 +218,8 @@ bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out) 
     }
     const bool priv = is_private_gpa(gpa);
     if (priv) ++stats_.private_walks;
-    const WalkResult w = priv ? walker_.walk(private_root_, gpa, p_.asid, need) : walker_.walk(stage2_, gpa, p_.asid, need);
+    const WalkResult w = priv ? walker_.walk(private_root_, gpa, p_.asid, need)
+                              : walker_.walk(stage2_, gpa, p_.asid, need);
     const Cycles cost = p_.costs.walk_ref * w.mem_refs + (w.pwc_hit ? p_.costs.pwc_hit : Cycles(0));
     charge(cost);
     stats_.translate_cycles += cost.count();
@@ -224,7 +231,8 @@ bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out) 
     }
     if (attempt >= p_.max_fault_retries) {
       char m[160];
-      std::snprintf(m, sizeof m, "%s: access to gpa 0x%" PRIx64 " still faults after %u handled exits", name(),
+      std::snprintf(m, sizeof m,
+                    "%s: access to gpa 0x%" PRIx64 " still faults after %u handled exits", name(),
                     gpa.value(), attempt);
       stop_reason_ = m;
       return false;
@@ -241,14 +249,21 @@ bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out) 
 
 bool VcpuModule::handle_exit(const VmExit& e) {
   switch (e.reason) {
-    case ExitReason::kStage2Fault: ++stats_.exits_stage2; break;
-    case ExitReason::kHypercall: ++stats_.exits_hypercall; break;
-    case ExitReason::kBusError: ++stats_.exits_bus_error; break;
+    case ExitReason::kStage2Fault:
+      ++stats_.exits_stage2;
+      break;
+    case ExitReason::kHypercall:
+      ++stats_.exits_hypercall;
+      break;
+    case ExitReason::kBusError:
+      ++stats_.exits_bus_error;
+      break;
   }
   if (trace_.enabled()) {
     char d[120];
-    std::snprintf(d, sizeof d, "%s gpa=0x%" PRIx64 " %s nr=%" PRIu64, std::string(name_of(e.reason)).c_str(),
-                  e.gpa.value(), e.write ? "write" : "read", e.nr);
+    std::snprintf(d, sizeof d, "%s gpa=0x%" PRIx64 " %s nr=%" PRIu64,
+                  std::string(name_of(e.reason)).c_str(), e.gpa.value(), e.write ? "write" : "read",
+                  e.nr);
     trace("vm_exit", d);
   }
   VmExit timed = e;
@@ -259,7 +274,8 @@ bool VcpuModule::handle_exit(const VmExit& e) {
   charge(cost);
   stats_.exit_cycles += cost.count();
   if (a.kind == ExitAction::kStop) {
-    stop_reason_ = a.reason.empty() ? std::string(name()) + ": stopped by the exit handler" : a.reason;
+    stop_reason_ =
+        a.reason.empty() ? std::string(name()) + ": stopped by the exit handler" : a.reason;
     return false;
   }
   return true;
@@ -277,7 +293,8 @@ void VcpuModule::dmi_request(Pfn pfn) {
   if (!socket->get_direct_mem_ptr(gp_, dmi)) return;
   // Only whole-frame grants are cached: one frame per slot.
   if (dmi.get_start_address() > pfn_to_hpa(pfn).value() ||
-      dmi.get_end_address() < pfn_to_hpa(pfn).value() + kPageBytes - 1 || !dmi.is_read_write_allowed())
+      dmi.get_end_address() < pfn_to_hpa(pfn).value() + kPageBytes - 1 ||
+      !dmi.is_read_write_allowed())
     return;
   DmiSlot& s = dmi_[pfn.value() & (kDmiSlots - 1)];
   s.pfn = pfn.value();
@@ -325,11 +342,13 @@ void VcpuModule::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 en
       e.gpa = gpa;
       e.write = write;
       handle_exit(e);
-      if (stop_reason_.empty()) stop_reason_ = std::string(name()) + ": bus error (" + gp_.get_response_string() + ")";
+      if (stop_reason_.empty())
+        stop_reason_ = std::string(name()) + ": bus error (" + gp_.get_response_string() + ")";
       return false;
     }
     // Only a load consumes poison (writes are never checked, tdx-snp.md A9).
-    if (!ext_.poisoned || write) [[likely]] break;
+    if (!ext_.poisoned || write) [[likely]]
+      break;
     const ExitAction::Kind k = machine_check(gpa, pfn, len, attempt);
     if (k == ExitAction::kStop) return false;
     if (k == ExitAction::kResume) break;  // the load completes with the zeros it read
@@ -365,7 +384,8 @@ ExitAction::Kind VcpuModule::machine_check(Gpa gpa, Pfn pfn, uint32_t len, unsig
   if (a.kind == ExitAction::kRetry && attempt >= p_.max_fault_retries) {
     char m[160];
     std::snprintf(m, sizeof m,
-                  "%s: load at gpa 0x%" PRIx64 " still consumes poison after %u handled machine checks",
+                  "%s: load at gpa 0x%" PRIx64
+                  " still consumes poison after %u handled machine checks",
                   name(), gpa.value(), attempt + 1);
     stop_reason_ = m;
     return ExitAction::kStop;
@@ -382,24 +402,38 @@ void VcpuModule::describe_stats(StatVisitor& v) const {
   v.counter("hypercalls", stats_.hypercalls, "ops", "hypercall operations");
   v.counter("bytes_loaded", stats_.bytes_loaded, "bytes", "bytes read by guest loads");
   v.counter("bytes_stored", stats_.bytes_stored, "bytes", "bytes written by guest stores");
-  v.counter("page_crossings", stats_.page_crossings, "count", "extra 4 KiB pieces from accesses that crossed a page boundary");
-  v.counter("dmi_accesses", stats_.dmi_accesses, "accesses", "access pieces served through a DMI pointer");
-  v.counter("transport_accesses", stats_.transport_accesses, "accesses", "access pieces served through b_transport");
+  v.counter("page_crossings", stats_.page_crossings, "count",
+            "extra 4 KiB pieces from accesses that crossed a page boundary");
+  v.counter("dmi_accesses", stats_.dmi_accesses, "accesses",
+            "access pieces served through a DMI pointer");
+  v.counter("transport_accesses", stats_.transport_accesses, "accesses",
+            "access pieces served through b_transport");
   v.counter("dmi_invalidations", stats_.dmi_invalidations, "count", "DMI invalidations received");
   v.counter("exits_stage2", stats_.exits_stage2, "exits", "VM exits for stage-2 faults");
   v.counter("exits_hypercall", stats_.exits_hypercall, "exits", "VM exits for hypercalls");
-  v.counter("exits_bus_error", stats_.exits_bus_error, "exits", "accesses the memory system refused");
-  v.counter("machine_checks", stats_.machine_checks, "exits", "machine checks: loads that consumed poisoned memory (each handled by the exit handler)");
+  v.counter("exits_bus_error", stats_.exits_bus_error, "exits",
+            "accesses the memory system refused");
+  v.counter(
+      "machine_checks", stats_.machine_checks, "exits",
+      "machine checks: loads that consumed poisoned memory (each handled by the exit handler)");
   if (has_private_root_)
-    v.counter("private_walks", stats_.private_walks, "walks", "walks of the private root (TDX Secure EPT): GPAs with the shared bit clear");
-  v.counter("fault_retries", stats_.fault_retries, "count", "accesses retried after a handled stage-2 fault");
-  v.counter("verify_failures", stats_.verify_failures, "loads", "verified loads that did not read back the expected pattern");
+    v.counter("private_walks", stats_.private_walks, "walks",
+              "walks of the private root (TDX Secure EPT): GPAs with the shared bit clear");
+  v.counter("fault_retries", stats_.fault_retries, "count",
+            "accesses retried after a handled stage-2 fault");
+  v.counter("verify_failures", stats_.verify_failures, "loads",
+            "verified loads that did not read back the expected pattern");
   v.counter("busy_cycles", stats_.busy_cycles, "cycles", "cycles charged for all operations");
-  v.counter("translate_cycles", stats_.translate_cycles, "cycles", "cycles spent in TLB lookups and stage-2 walks");
-  v.counter("memory_cycles", stats_.memory_cycles, "cycles", "cycles spent moving data once translated");
-  v.counter("exit_cycles", stats_.exit_cycles, "cycles", "cycles spent in VM exits and their handlers");
-  v.counter("syncs", stats_.syncs, "count", "synchronisations with the SystemC kernel (quantum expiries and fences)");
-  v.counter("finish_time_ps", stats_.finish_time_ps, "ps", "simulated time at which the vCPU finished or stopped");
+  v.counter("translate_cycles", stats_.translate_cycles, "cycles",
+            "cycles spent in TLB lookups and stage-2 walks");
+  v.counter("memory_cycles", stats_.memory_cycles, "cycles",
+            "cycles spent moving data once translated");
+  v.counter("exit_cycles", stats_.exit_cycles, "cycles",
+            "cycles spent in VM exits and their handlers");
+  v.counter("syncs", stats_.syncs, "count",
+            "synchronisations with the SystemC kernel (quantum expiries and fences)");
+  v.counter("finish_time_ps", stats_.finish_time_ps, "ps",
+            "simulated time at which the vCPU finished or stopped");
   PrefixedStats tlb(v, "tlb");
   tlb_.describe_stats(tlb);
   PrefixedStats pwc(v, "pwc");

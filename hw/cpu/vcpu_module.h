@@ -17,13 +17,13 @@
 // another in one elaboration.
 #pragma once
 
+#include <tlm_utils/simple_initiator_socket.h>
+#include <tlm_utils/tlm_quantumkeeper.h>
 #include <array>
 #include <memory>
 #include <string>
 #include <systemc>
 #include <tlm>
-#include <tlm_utils/simple_initiator_socket.h>
-#include <tlm_utils/tlm_quantumkeeper.h>
 
 #include "hw/base/cycles.h"
 #include "hw/base/principal.h"
@@ -49,16 +49,17 @@ struct VcpuCosts {
 };
 
 struct VcpuParams {
-  unsigned id = 0;            // index within the VM
-  Principal who = kNobody;    // the VM's principal: labels what the vCPU writes
-  KeyId key = 0;              // memory key the VM's accesses use
-  uint16_t asid = 1;          // TLB / PWC tag (VPID / ASID / VMID)
+  unsigned id = 0;          // index within the VM
+  Principal who = kNobody;  // the VM's principal: labels what the vCPU writes
+  KeyId key = 0;            // memory key the VM's accesses use
+  uint16_t asid = 1;        // TLB / PWC tag (VPID / ASID / VMID)
   unsigned tlb_sets = 128, tlb_ways = 12;
   unsigned pwc_entries = 32, pwc_ways = 4;
   VcpuCosts costs;
   Cycles quantum{20000};
   uint64_t frequency_hz = 2'000'000'000;
-  unsigned max_fault_retries = 8;  // an access still faulting after this many handled exits stops the vCPU
+  unsigned max_fault_retries =
+      8;  // an access still faulting after this many handled exits stops the vCPU
 };
 
 // Progress reporting, implemented above hw (sim prints the progress line). A vCPU reports the
@@ -178,7 +179,9 @@ class VcpuModule : public sc_core::sc_module {
   bool is_private_gpa(Gpa gpa) const { return has_private_root_ && !(gpa.value() & shared_mask_); }
   // The key an access to gpa uses: the VM's key, or with a private root the shared key for
   // shared GPAs (slow path only: DMI accesses carry no key).
-  KeyId key_for(Gpa gpa) const { return has_private_root_ && !is_private_gpa(gpa) ? shared_key_ : p_.key; }
+  KeyId key_for(Gpa gpa) const {
+    return has_private_root_ && !is_private_gpa(gpa) ? shared_key_ : p_.key;
+  }
   void charge(Cycles c) {
     stats_.busy_cycles += c.count();
     local_ps_ += clock_.to_ps(c);

@@ -38,9 +38,9 @@ struct ExitAction {
     kStop,    // stop this vCPU (the run reports why)
   };
   Kind kind = kStop;
-  Cycles cost{};        // handler work, charged on top of the exit round trip
-  uint64_t ret = 0;     // hypercall return value
-  std::string reason;   // for kStop
+  Cycles cost{};       // handler work, charged on top of the exit round trip
+  uint64_t ret = 0;    // hypercall return value
+  std::string reason;  // for kStop
 };
 
 // A machine check (#MC) in the guest: a load consumed poisoned memory (tdx-snp.md A9: a read

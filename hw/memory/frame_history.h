@@ -48,10 +48,10 @@ enum class FrameEventKind : uint8_t {
   // (Reads are not logged: ISO-2 appends the read it reports as the chain's last line.)
 };
 
-struct FrameEvent {  // 40 bytes
-  uint64_t seq = 0;        // global order of recording
-  uint64_t time_ps = 0;    // simulated time from the platform's clock callback
-  bool timed = false;      // false: no clock set, or a remembered mapping (remember_map)
+struct FrameEvent {      // 40 bytes
+  uint64_t seq = 0;      // global order of recording
+  uint64_t time_ps = 0;  // simulated time from the platform's clock callback
+  bool timed = false;    // false: no clock set, or a remembered mapping (remember_map)
   FrameEventKind kind = FrameEventKind::kWrite;
   Principal who = kNobody;
   Principal other = kNobody;
@@ -81,11 +81,12 @@ class FrameHistory {
         push(it->second, FrameEvent{0, 0, false, FrameEventKind::kMap, p->who, kNobody, p->gfn});
       }
     }
-    push(it->second, FrameEvent{0, clock_ ? clock_() : 0, static_cast<bool>(clock_), k, who, other, arg});
+    push(it->second,
+         FrameEvent{0, clock_ ? clock_() : 0, static_cast<bool>(clock_), k, who, other, arg});
   }
   // A stage-2 mapping of a frame that is not logged (it holds nobody's secret yet): kept in a
-  // small direct-mapped table (no time stamp; allocated on first use), so that when a VM's first write
-  // starts the frame's log, the chain shows where the frame was mapped (it is usually mapped
+  // small direct-mapped table (no time stamp; allocated on first use), so that when a VM's first
+  // write starts the frame's log, the chain shows where the frame was mapped (it is usually mapped
   // by the fault of that very write).
   void remember_map(Pfn f, Principal who, uint64_t gfn) {
     if (!enabled_) return;
@@ -108,7 +109,8 @@ class FrameHistory {
   }
   // The simulated time in ps (the platform sets it; without it events carry only `seq`).
   void set_clock(std::function<uint64_t()> c) { clock_ = std::move(c); }
-  // Off: nothing is recorded (PhysMem turns it off in metadata-only mode; docs/memory-integrity.md).
+  // Off: nothing is recorded (PhysMem turns it off in metadata-only mode;
+  // docs/memory-integrity.md).
   void set_enabled(bool on) { enabled_ = on; }
   bool enabled() const { return enabled_; }
   size_t frames() const { return logs_.size(); }
@@ -124,12 +126,13 @@ class FrameHistory {
   }
 
   // One event as text; `name` names a principal (VMs by name, when the reader knows them).
-  static std::string describe(const FrameEvent& e, const std::function<std::string(Principal)>& name);
+  static std::string describe(const FrameEvent& e,
+                              const std::function<std::string(Principal)>& name);
 
  private:
   struct Ring {
     std::vector<FrameEvent> ev;  // grows to kPerFrame, then a ring
-    uint64_t next = 0;  // events recorded so far
+    uint64_t next = 0;           // events recorded so far
   };
   struct Pending {
     uint64_t pfn1 = 0;  // frame + 1 (0: empty)
@@ -139,8 +142,10 @@ class FrameHistory {
   static constexpr size_t kPending = 1024;
   void push(Ring& r, FrameEvent e) {
     e.seq = ++seq_;
-    if (r.ev.size() < kPerFrame) r.ev.push_back(e);
-    else r.ev[r.next % kPerFrame] = e;
+    if (r.ev.size() < kPerFrame)
+      r.ev.push_back(e);
+    else
+      r.ev[r.next % kPerFrame] = e;
     ++r.next;
     ++events_;
   }

@@ -16,7 +16,8 @@ MemoryModule::MemoryModule(sc_core::sc_module_name name, PhysMem& mem, const Clo
   socket.register_b_transport(this, &MemoryModule::b_transport);
   socket.register_transport_dbg(this, &MemoryModule::transport_dbg);
   socket.register_get_direct_mem_ptr(this, &MemoryModule::get_direct_mem_ptr);
-  mem_.set_dmi_listener([this](Hpa s, Hpa e) { socket->invalidate_direct_mem_ptr(s.value(), e.value()); });
+  mem_.set_dmi_listener(
+      [this](Hpa s, Hpa e) { socket->invalidate_direct_mem_ptr(s.value(), e.value()); });
 }
 
 void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
@@ -73,7 +74,8 @@ void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& d
       }
     }
     if (r.key_mismatch) ++stats_.key_mismatch_reads;
-    if (r.zeroed) [[unlikely]] ++stats_.zeroed_reads;
+    if (r.zeroed) [[unlikely]]
+      ++stats_.zeroed_reads;
     if (r.poisoned) [[unlikely]] {
       ++stats_.poisoned_reads;
       if (r.new_poison) ++stats_.poisoning_reads;
@@ -93,7 +95,8 @@ void MemoryModule::b_transport(tlm::tlm_generic_payload& gp, sc_core::sc_time& d
   // A hint only: get_direct_mem_ptr decides. Frames with integrity state this requester's
   // accesses must go on checking are not worth asking for.
   const Pfn first(addr >> kPageShift);
-  gp.set_dmi_allowed(mem_.mode() == MemMode::kData && dmi_integrity_ok(first, mem_.meta(first), key));
+  gp.set_dmi_allowed(mem_.mode() == MemMode::kData &&
+                     dmi_integrity_ok(first, mem_.meta(first), key));
   gp.set_response_status(tlm::TLM_OK_RESPONSE);
 }
 
@@ -154,16 +157,27 @@ bool MemoryModule::get_direct_mem_ptr(tlm::tlm_generic_payload& gp, tlm::tlm_dmi
 void MemoryModule::describe_stats(StatVisitor& v) const {
   v.counter("reads", stats_.reads, "transactions", "read transactions served by b_transport");
   v.counter("writes", stats_.writes, "transactions", "write transactions served by b_transport");
-  v.counter("address_errors", stats_.address_errors, "transactions", "transactions outside physical memory");
-  v.counter("key_errors", stats_.key_errors, "transactions", "transactions under a key id outside the configured range (address error)");
-  v.counter("command_errors", stats_.command_errors, "transactions", "transactions refused as commands: neither read nor write, or a misused full-line write flag");
-  v.counter("key_mismatch_reads", stats_.key_mismatch_reads, "transactions", "reads under a key other than the one the data was written with (return ciphertext)");
-  v.counter("poisoned_reads", stats_.poisoned_reads, "transactions", "reads that returned poison for at least one cache line");
-  v.counter("poisoning_reads", stats_.poisoning_reads, "transactions", "private-key reads that generated poison (TD-owner or MAC mismatch)");
-  v.counter("zeroed_reads", stats_.zeroed_reads, "transactions", "shared-key reads of TD-owned cache lines (returned zeros)");
-  v.counter("full_line_writes", stats_.full_line_writes, "transactions", "MOVDIR64B-style full-line writes");
-  v.counter("poisoning_writes", stats_.poisoning_writes, "transactions", "partial writes that poisoned a TD-owned line (partial-write erratum)");
-  v.counter("dmi_denied", stats_.dmi_denied, "requests", "DMI requests refused because the frame's state was not stable for the requester");
+  v.counter("address_errors", stats_.address_errors, "transactions",
+            "transactions outside physical memory");
+  v.counter("key_errors", stats_.key_errors, "transactions",
+            "transactions under a key id outside the configured range (address error)");
+  v.counter("command_errors", stats_.command_errors, "transactions",
+            "transactions refused as commands: neither read nor write, or a misused full-line "
+            "write flag");
+  v.counter("key_mismatch_reads", stats_.key_mismatch_reads, "transactions",
+            "reads under a key other than the one the data was written with (return ciphertext)");
+  v.counter("poisoned_reads", stats_.poisoned_reads, "transactions",
+            "reads that returned poison for at least one cache line");
+  v.counter("poisoning_reads", stats_.poisoning_reads, "transactions",
+            "private-key reads that generated poison (TD-owner or MAC mismatch)");
+  v.counter("zeroed_reads", stats_.zeroed_reads, "transactions",
+            "shared-key reads of TD-owned cache lines (returned zeros)");
+  v.counter("full_line_writes", stats_.full_line_writes, "transactions",
+            "MOVDIR64B-style full-line writes");
+  v.counter("poisoning_writes", stats_.poisoning_writes, "transactions",
+            "partial writes that poisoned a TD-owned line (partial-write erratum)");
+  v.counter("dmi_denied", stats_.dmi_denied, "requests",
+            "DMI requests refused because the frame's state was not stable for the requester");
   v.counter("debug_accesses", stats_.debug_accesses, "transactions", "transport_dbg accesses");
   mem_.describe_stats(v);
 }

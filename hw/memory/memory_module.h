@@ -13,14 +13,14 @@
 
 #include <functional>
 
+#include <tlm_utils/simple_target_socket.h>
 #include <systemc>
 #include <tlm>
-#include <tlm_utils/simple_target_socket.h>
 
 #include "hw/base/cycles.h"
-#include "hw/memory/tlm_access_ext.h"
 #include "hw/memory/memory_timing.h"
 #include "hw/memory/phys_mem.h"
+#include "hw/memory/tlm_access_ext.h"
 
 namespace cvmsim {
 
@@ -37,7 +37,6 @@ class MemoryModule : public sc_core::sc_module {
   // whether that is a leak (sim/invariants, ISO-2). Unset: no cost beyond one test.
   using ReadObserver = std::function<void(Pfn frame, Principal reader, Principal holder)>;
   void set_read_observer(ReadObserver o) { read_observer_ = std::move(o); }
-
 
  private:
   ReadObserver read_observer_;

@@ -16,7 +16,8 @@ namespace cvmsim {
 // and table frames come from an allocator that hands out frames densely, so chunks fill up and
 // the per-frame overhead stays at the 16 bytes of FrameMeta (which also holds the address of
 // the frame's byte block, if it has one). The chunk's LineState array (40 bytes per frame) is
-// allocated when one of its frames first gets integrity state (a TD-owned, poisoned or cached line).
+// allocated when one of its frames first gets integrity state (a TD-owned, poisoned or cached
+// line).
 struct PhysMem::Chunk {
   std::array<FrameMeta, kChunkFrames> meta{};
   std::unique_ptr<LineState[]> lines;
@@ -72,7 +73,9 @@ void scramble(uint8_t* p, uint64_t addr, uint64_t n, KeyId written, KeyId read) 
 
 constexpr uint8_t kIntegrityFlags = kFrameTdOwner | kFramePoison | kFrameCached;
 
-unsigned popcount(uint64_t v) { return static_cast<unsigned>(std::popcount(v)); }
+unsigned popcount(uint64_t v) {
+  return static_cast<unsigned>(std::popcount(v));
+}
 }  // namespace
 
 PhysMem::PhysMem(uint64_t size_bytes, MemMode mode) : size_(size_bytes), mode_(mode) {
@@ -596,29 +599,34 @@ void PhysMem::revoke_dmi(Pfn f) {
 }
 
 void PhysMem::describe_stats(StatVisitor& v) const {
-  v.counter("frames_touched", stats_.frames_touched, "frames", "frames materialised (written or given metadata)");
+  v.counter("frames_touched", stats_.frames_touched, "frames",
+            "frames materialised (written or given metadata)");
   v.counter("data_pages", stats_.data_pages, "frames", "4 KiB byte blocks currently allocated");
   v.counter("bytes_read", stats_.bytes_read, "bytes", "bytes read through the functional core");
-  v.counter("bytes_written", stats_.bytes_written, "bytes", "bytes written or filled through the functional core");
+  v.counter("bytes_written", stats_.bytes_written, "bytes",
+            "bytes written or filled through the functional core");
   v.counter("dmi_grants", stats_.dmi_grants, "count", "DMI pointers handed out for a frame");
   v.counter("dmi_revocations", stats_.dmi_revocations, "count",
             "DMI pointers revoked because a frame's key, owner, label, poison or mapping changed");
   v.counter("lines_poisoned", stats_.lines_poisoned, "lines",
-            "cache lines newly poisoned (private-key read with a TD-owner or MAC mismatch, or the partial-write erratum)");
+            "cache lines newly poisoned (private-key read with a TD-owner or MAC mismatch, or the "
+            "partial-write erratum)");
   v.counter("lines_poison_cleared", stats_.lines_poison_cleared, "lines",
             "poisoned cache lines cleared by full-line (MOVDIR64B-style) writes");
-  v.counter("poisoned_line_reads", stats_.poisoned_line_reads, "lines", "poisoned cache lines returned by keyed reads");
+  v.counter("poisoned_line_reads", stats_.poisoned_line_reads, "lines",
+            "poisoned cache lines returned by keyed reads");
   v.counter("zeroed_line_reads", stats_.zeroed_line_reads, "lines",
             "TD-owned cache lines read under a shared key (returned as zeros)");
   v.counter("line_state_chunks", stats_.line_state_chunks, "chunks",
             "2 MiB chunks holding per-line integrity state");
   v.counter("lines_written_back", stats_.lines_written_back, "lines",
-            "cache lines tagged with a private key written back (TDH.PHYMEM.PAGE.WBINVD, TDH.PHYMEM.CACHE.WB)");
+            "cache lines tagged with a private key written back (TDH.PHYMEM.PAGE.WBINVD, "
+            "TDH.PHYMEM.CACHE.WB)");
 }
 
 uint64_t PhysMem::host_bytes() const {
-  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + table_blocks_.host_bytes() +
-               history_.host_bytes();
+  uint64_t n = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) +
+               table_blocks_.host_bytes() + history_.host_bytes();
   for (const auto& c : chunks_)
     if (c) n += sizeof(Chunk);
   n += stats_.line_state_chunks * kChunkFrames * sizeof(LineState);

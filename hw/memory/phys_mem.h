@@ -16,7 +16,8 @@
 // per 2 MiB chunk on the first integrity state in that chunk, so memory without TDX-private
 // traffic pays nothing and a TD-private page costs 40 bytes more (metadata-only mode stays under
 // 64 host bytes per touched page). LineState also records which lines may still sit in a cache
-// tagged with the private key they were written under (key hygiene, ISO-8). The key ids and integrity mode come from a KeyConfig.
+// tagged with the private key they were written under (key hygiene, ISO-8). The key ids and
+// integrity mode come from a KeyConfig.
 //
 // Two kinds of access:
 //   read/write/fill/read_u64/write_u64  raw bytes: no keys, no labels, no integrity (a debugger's
@@ -58,7 +59,8 @@ enum FrameFlag : uint8_t {
   kFrameTable = 1 << 3,       // holds a page table: always byte-backed
   kFrameDmiGranted = 1 << 4,  // a DMI pointer to this frame is out
   kFrameData = 1 << 5,        // has a 4 KiB byte block; `content` is its address
-  kFrameCached = 1 << 6,      // some line may sit in a cache tagged with a private key (LineState::cached)
+  kFrameCached =
+      1 << 6,  // some line may sit in a cache tagged with a private key (LineState::cached)
 };
 
 struct FrameMeta {
@@ -98,13 +100,13 @@ constexpr uint64_t lines_covered(uint64_t off, uint64_t n) {
 // line"). A frame without kFrameTdOwner/kFramePoison has none: every line owner 0, no poison, and
 // all of it written under FrameMeta::key_id.
 struct LineState {
-  uint64_t td_owner = 0;   // TD-owner bit per line
-  uint64_t poison = 0;     // sticky poison per line
+  uint64_t td_owner = 0;  // TD-owner bit per line
+  uint64_t poison = 0;    // sticky poison per line
   // The key the TD-owned lines were last written under: in Ci mode, the MAC key they are checked
   // against. Kept per frame, not per line: a frame written under two private keys (impossible
   // while the PAMT is intact) is judged as if all its TD-owned lines had the last one.
   KeyId private_key = 0;
-  KeyId shared_key = 0;    // the key the other (not TD-owned) lines were last written under
+  KeyId shared_key = 0;  // the key the other (not TD-owned) lines were last written under
   // Key hygiene (ISO-8, tdx-snp.md A9/T6; docs/memory-integrity.md "Cached lines"): caches tag a
   // line with its physical address including the KeyID bits, so a line written under a private
   // key may stay in a cache, tagged with that key, until it is written back
@@ -144,8 +146,8 @@ enum class MemMode : uint8_t { kData, kMetadataOnly };
 class PhysMem {
  public:
   struct Stats {
-    uint64_t frames_touched = 0;   // frames materialised
-    uint64_t data_pages = 0;       // 4 KiB byte blocks allocated
+    uint64_t frames_touched = 0;  // frames materialised
+    uint64_t data_pages = 0;      // 4 KiB byte blocks allocated
     uint64_t bytes_read = 0;
     uint64_t bytes_written = 0;
     uint64_t dmi_grants = 0;
@@ -257,8 +259,10 @@ class PhysMem {
   // Records an event for f if f is logged already or holds a VM's data (other frames are not
   // logged: no cost for memory that never held a VM's secret).
   void note(Pfn f, FrameEventKind k, Principal who, Principal other = kNobody, uint64_t arg = 0) {
-    if (history_.logged(f) || is_vm(meta(f).label)) history_.record(f, k, who, other, arg);
-    else if (k == FrameEventKind::kMap) history_.remember_map(f, who, arg);
+    if (history_.logged(f) || is_vm(meta(f).label))
+      history_.record(f, k, who, other, arg);
+    else if (k == FrameEventKind::kMap)
+      history_.remember_map(f, who, arg);
   }
 
   // ---- DMI ----

@@ -3,12 +3,15 @@
 namespace cvmsim {
 
 RouterModule::RouterModule(sc_core::sc_module_name name, const Clock& clock, Cycles latency)
-    : sc_module(name), target_socket("target_socket"), initiator_socket("initiator_socket"),
+    : sc_module(name),
+      target_socket("target_socket"),
+      initiator_socket("initiator_socket"),
       latency_(sc_core::sc_time::from_value(clock.to_ps(latency))) {
   target_socket.register_b_transport(this, &RouterModule::b_transport);
   target_socket.register_transport_dbg(this, &RouterModule::transport_dbg);
   target_socket.register_get_direct_mem_ptr(this, &RouterModule::get_direct_mem_ptr);
-  initiator_socket.register_invalidate_direct_mem_ptr(this, &RouterModule::invalidate_direct_mem_ptr);
+  initiator_socket.register_invalidate_direct_mem_ptr(this,
+                                                      &RouterModule::invalidate_direct_mem_ptr);
 }
 
 void RouterModule::map(uint64_t base, uint64_t size, unsigned port, std::string name) {
@@ -73,7 +76,8 @@ void RouterModule::invalidate_direct_mem_ptr(int port, sc_dt::uint64 start, sc_d
 void RouterModule::describe_stats(StatVisitor& v) const {
   v.counter("transactions", transactions_, "transactions", "b_transport calls routed");
   v.counter("decode_errors", decode_errors_, "transactions", "transactions to an unmapped address");
-  v.counter("dmi_invalidations", dmi_invalidations_, "count", "DMI invalidations broadcast to initiators");
+  v.counter("dmi_invalidations", dmi_invalidations_, "count",
+            "DMI invalidations broadcast to initiators");
 }
 
 }  // namespace cvmsim

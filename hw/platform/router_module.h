@@ -4,11 +4,11 @@
 // initiator's view) and broadcasts DMI invalidations to every initiator.
 #pragma once
 
+#include <tlm_utils/multi_passthrough_initiator_socket.h>
+#include <tlm_utils/multi_passthrough_target_socket.h>
 #include <string>
 #include <systemc>
 #include <tlm>
-#include <tlm_utils/multi_passthrough_initiator_socket.h>
-#include <tlm_utils/multi_passthrough_target_socket.h>
 #include <vector>
 
 #include "hw/base/cycles.h"
@@ -18,8 +18,9 @@ namespace cvmsim {
 
 class RouterModule : public sc_core::sc_module {
  public:
-  tlm_utils::multi_passthrough_target_socket<RouterModule> target_socket;        // initiators bind here
-  tlm_utils::multi_passthrough_initiator_socket<RouterModule> initiator_socket;  // targets bind here
+  tlm_utils::multi_passthrough_target_socket<RouterModule> target_socket;  // initiators bind here
+  tlm_utils::multi_passthrough_initiator_socket<RouterModule>
+      initiator_socket;  // targets bind here
 
   RouterModule(sc_core::sc_module_name name, const Clock& clock, Cycles latency);
 

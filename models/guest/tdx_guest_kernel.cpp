@@ -5,7 +5,9 @@
 
 namespace cvmsim::guest {
 
-std::string_view name_of(AcceptPolicy p) { return p == AcceptPolicy::kBoot ? "boot" : "lazy"; }
+std::string_view name_of(AcceptPolicy p) {
+  return p == AcceptPolicy::kBoot ? "boot" : "lazy";
+}
 
 namespace {
 constexpr uint64_t k2MBytes = uint64_t{1} << 21;
@@ -53,7 +55,8 @@ bool TdxGuestKernel::chunk_is_private(Gpa head) const {
   for (const auto& r : cfg_.private_ranges)
     if (r.contains(head) && r.contains(Gpa(head.value() + k2MBytes - 1))) inside = true;
   if (!inside) return false;
-  if (cfg_.bounce_buffer.size && head.value() < cfg_.bounce_buffer.start.value() + cfg_.bounce_buffer.size &&
+  if (cfg_.bounce_buffer.size &&
+      head.value() < cfg_.bounce_buffer.start.value() + cfg_.bounce_buffer.size &&
       cfg_.bounce_buffer.start.value() < head.value() + k2MBytes)
     return false;
   const uint64_t g = gpa_to_gfn(head).value();
@@ -61,7 +64,8 @@ bool TdxGuestKernel::chunk_is_private(Gpa head) const {
   return it == shared_.end() || *it >= g + kEntriesPerTable;
 }
 
-uint64_t TdxGuestKernel::accept_range(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size) {
+uint64_t TdxGuestKernel::accept_range(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa,
+                                      uint64_t size) {
   uint64_t failed = 0;
   uint64_t a = gpa.value() & ~(kPageBytes - 1);
   const uint64_t end = gpa.value() + size;
@@ -133,15 +137,16 @@ bool TdxGuestKernel::on_ve(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa) {
   return false;
 }
 
-void TdxGuestKernel::on_map_gpa_done(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size, bool to_private,
-                                     uint64_t ret) {
+void TdxGuestKernel::on_map_gpa_done(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size,
+                                     bool to_private, uint64_t ret) {
   if (ret != 0) {
     ++stats_.map_gpa_failed;  // the range keeps its type; nothing to accept
     return;
   }
   const uint64_t g0 = gpa_to_gfn(gpa).value(), n = size >> kPageShift;
   // The mappings of the range are gone: a 2 MiB chunk may be mapped huge again.
-  for (uint64_t g = g0 & ~uint64_t{kEntriesPerTable - 1}; g < g0 + n; g += kEntriesPerTable) small_chunks_.erase(g);
+  for (uint64_t g = g0 & ~uint64_t{kEntriesPerTable - 1}; g < g0 + n; g += kEntriesPerTable)
+    small_chunks_.erase(g);
   if (!to_private) {
     // private->shared: MapGPA(gpa|S) is all; the guest now uses the shared alias.
     for (uint64_t g = g0; g < g0 + n; ++g) shared_.insert(g);
@@ -155,19 +160,35 @@ void TdxGuestKernel::on_map_gpa_done(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa g
 }
 
 void TdxGuestKernel::describe_stats(StatVisitor& v) const {
-  v.counter("accepts_2m", stats_.accepts_2m, "calls", "successful TDG.MEM.PAGE.ACCEPT at 2 MiB issued by the guest kernel");
-  v.counter("accepts_4k", stats_.accepts_4k, "calls", "successful TDG.MEM.PAGE.ACCEPT at 4 KiB issued by the guest kernel");
-  v.counter("size_mismatch", stats_.size_mismatch, "calls", "ACCEPT(2M) answered TDX_PAGE_SIZE_MISMATCH (4 KiB leaves): the guest fell back to 4 KiB");
-  v.counter("already_accepted", stats_.already_accepted, "calls", "ACCEPT answered TDX_PAGE_ALREADY_ACCEPTED (counted as done)");
-  v.counter("busy_retries", stats_.busy_retries, "calls", "ACCEPTs re-issued after TDX_OPERAND_BUSY / BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry)");
-  v.counter("ve_access_retried", stats_.ve_access_retried, "count", "#VEs whose handler returned without accepting (ACCEPT still BUSY, or its exit to KVM went to userspace): the access re-executes");
-  v.counter("busy_gave_up", stats_.busy_gave_up, "calls", "ACCEPTs still BUSY after busy_retry_limit re-issues (the #VE handler returns and the access re-executes; elsewhere a failed page)");
+  v.counter("accepts_2m", stats_.accepts_2m, "calls",
+            "successful TDG.MEM.PAGE.ACCEPT at 2 MiB issued by the guest kernel");
+  v.counter("accepts_4k", stats_.accepts_4k, "calls",
+            "successful TDG.MEM.PAGE.ACCEPT at 4 KiB issued by the guest kernel");
+  v.counter(
+      "size_mismatch", stats_.size_mismatch, "calls",
+      "ACCEPT(2M) answered TDX_PAGE_SIZE_MISMATCH (4 KiB leaves): the guest fell back to 4 KiB");
+  v.counter("already_accepted", stats_.already_accepted, "calls",
+            "ACCEPT answered TDX_PAGE_ALREADY_ACCEPTED (counted as done)");
+  v.counter("busy_retries", stats_.busy_retries, "calls",
+            "ACCEPTs re-issued after TDX_OPERAND_BUSY / BUSY_HOST_PRIORITY (a host SEAMCALL held "
+            "the S-EPT entry)");
+  v.counter("ve_access_retried", stats_.ve_access_retried, "count",
+            "#VEs whose handler returned without accepting (ACCEPT still BUSY, or its exit to KVM "
+            "went to userspace): the access re-executes");
+  v.counter("busy_gave_up", stats_.busy_gave_up, "calls",
+            "ACCEPTs still BUSY after busy_retry_limit re-issues (the #VE handler returns and the "
+            "access re-executes; elsewhere a failed page)");
   v.counter("accept_errors", stats_.accept_errors, "calls", "ACCEPTs that failed otherwise");
-  v.counter("ves_handled", stats_.ves_handled, "count", "#VE for a PENDING page answered by the guest's handler with an ACCEPT (accept: lazy)");
-  v.counter("boot_bytes_accepted", stats_.boot_bytes_accepted, "bytes", "private memory accepted at boot (accept: boot)");
-  v.counter("map_gpa_to_shared", stats_.map_gpa_to_shared, "calls", "completed MapGPA(gpa|S): private->shared conversions");
-  v.counter("map_gpa_to_private", stats_.map_gpa_to_private, "calls", "completed MapGPA(gpa): shared->private conversions, each followed by ACCEPTs");
-  v.counter("map_gpa_failed", stats_.map_gpa_failed, "calls", "MapGPA the host answered with an error (the guest accepted nothing)");
+  v.counter("ves_handled", stats_.ves_handled, "count",
+            "#VE for a PENDING page answered by the guest's handler with an ACCEPT (accept: lazy)");
+  v.counter("boot_bytes_accepted", stats_.boot_bytes_accepted, "bytes",
+            "private memory accepted at boot (accept: boot)");
+  v.counter("map_gpa_to_shared", stats_.map_gpa_to_shared, "calls",
+            "completed MapGPA(gpa|S): private->shared conversions");
+  v.counter("map_gpa_to_private", stats_.map_gpa_to_private, "calls",
+            "completed MapGPA(gpa): shared->private conversions, each followed by ACCEPTs");
+  v.counter("map_gpa_failed", stats_.map_gpa_failed, "calls",
+            "MapGPA the host answered with an error (the guest accepted nothing)");
 }
 
 }  // namespace cvmsim::guest

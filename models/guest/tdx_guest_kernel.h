@@ -42,7 +42,9 @@ std::string_view name_of(AcceptPolicy p);
 struct GpaRange {
   Gpa start{};
   uint64_t size = 0;
-  bool contains(Gpa g) const { return g.value() >= start.value() && g.value() - start.value() < size; }
+  bool contains(Gpa g) const {
+    return g.value() >= start.value() && g.value() - start.value() < size;
+  }
 };
 
 struct TdxGuestKernelConfig {
@@ -63,8 +65,8 @@ class TdxGuestKernel final : public tdx::TdxGuestSide {
   std::string boot(tdx::TdxGuestAbi& abi, unsigned vcpu);
 
   bool on_ve(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa) override;
-  void on_map_gpa_done(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size, bool to_private,
-                       uint64_t ret) override;
+  void on_map_gpa_done(tdx::TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size,
+                       bool to_private, uint64_t ret) override;
 
   // Accepts [gpa, gpa + size) (4 KiB aligned): 2 MiB chunks where aligned, falling back to 4 KiB
   // on PAGE_SIZE_MISMATCH; ALREADY_ACCEPTED is success. Returns the pages that failed.
@@ -75,19 +77,19 @@ class TdxGuestKernel final : public tdx::TdxGuestSide {
   const TdxGuestKernelConfig& config() const { return cfg_; }
 
   struct Stats {
-    uint64_t accepts_2m = 0;          // successful ACCEPT(2M)
-    uint64_t accepts_4k = 0;          // successful ACCEPT(4K)
-    uint64_t size_mismatch = 0;       // ACCEPT(2M) answered PAGE_SIZE_MISMATCH: 4 KiB fallback
-    uint64_t already_accepted = 0;    // ACCEPT answered PAGE_ALREADY_ACCEPTED
-    uint64_t busy_retries = 0;        // ACCEPTs re-issued after BUSY (a host SEAMCALL held the entry)
-    uint64_t busy_gave_up = 0;        // ACCEPTs still BUSY after busy_retry_limit re-issues
-    uint64_t ve_access_retried = 0;   // #VEs returned without accepting: the access re-executes
-    uint64_t accept_errors = 0;       // ACCEPTs that failed otherwise
-    uint64_t ves_handled = 0;         // #VE for a PENDING page accepted by the handler
-    uint64_t boot_bytes_accepted = 0; // bytes accepted at boot
-    uint64_t map_gpa_to_shared = 0;   // completed MapGPA(gpa|S)
-    uint64_t map_gpa_to_private = 0;  // completed MapGPA(gpa), followed by ACCEPTs
-    uint64_t map_gpa_failed = 0;      // MapGPA the host answered with an error (nothing accepted)
+    uint64_t accepts_2m = 0;        // successful ACCEPT(2M)
+    uint64_t accepts_4k = 0;        // successful ACCEPT(4K)
+    uint64_t size_mismatch = 0;     // ACCEPT(2M) answered PAGE_SIZE_MISMATCH: 4 KiB fallback
+    uint64_t already_accepted = 0;  // ACCEPT answered PAGE_ALREADY_ACCEPTED
+    uint64_t busy_retries = 0;      // ACCEPTs re-issued after BUSY (a host SEAMCALL held the entry)
+    uint64_t busy_gave_up = 0;      // ACCEPTs still BUSY after busy_retry_limit re-issues
+    uint64_t ve_access_retried = 0;    // #VEs returned without accepting: the access re-executes
+    uint64_t accept_errors = 0;        // ACCEPTs that failed otherwise
+    uint64_t ves_handled = 0;          // #VE for a PENDING page accepted by the handler
+    uint64_t boot_bytes_accepted = 0;  // bytes accepted at boot
+    uint64_t map_gpa_to_shared = 0;    // completed MapGPA(gpa|S)
+    uint64_t map_gpa_to_private = 0;   // completed MapGPA(gpa), followed by ACCEPTs
+    uint64_t map_gpa_failed = 0;       // MapGPA the host answered with an error (nothing accepted)
   };
   const Stats& stats() const { return stats_; }
   void describe_stats(StatVisitor& v) const;
@@ -100,8 +102,8 @@ class TdxGuestKernel final : public tdx::TdxGuestSide {
   bool chunk_is_private(Gpa head) const;
 
   TdxGuestKernelConfig cfg_;
-  std::set<uint64_t> shared_;       // GFNs converted to shared
-  std::set<uint64_t> small_chunks_; // 2 MiB chunks (head GFN) that answered PAGE_SIZE_MISMATCH
+  std::set<uint64_t> shared_;        // GFNs converted to shared
+  std::set<uint64_t> small_chunks_;  // 2 MiB chunks (head GFN) that answered PAGE_SIZE_MISMATCH
   Stats stats_;
 };
 
@@ -124,7 +126,9 @@ class AfterBootProgram final : public GuestProgram {
     }
     return inner_ && inner_->next(op);
   }
-  uint64_t expected_ops() const override { return (boot_cycles_ ? 1 : 0) + (inner_ ? inner_->expected_ops() : 0); }
+  uint64_t expected_ops() const override {
+    return (boot_cycles_ ? 1 : 0) + (inner_ ? inner_->expected_ops() : 0);
+  }
   std::string_view error() const override { return inner_ ? inner_->error() : std::string_view{}; }
   bool wants_results() const override { return inner_ && inner_->wants_results(); }
   void on_result(const GuestOp& op, const OpResult& r) override {

@@ -33,8 +33,9 @@ std::string_view name_of(WorkloadKind k) {
 }
 
 std::optional<WorkloadKind> parse_workload_kind(std::string_view s) {
-  for (auto k : {WorkloadKind::kSequential, WorkloadKind::kStrided, WorkloadKind::kUniform,
-                 WorkloadKind::kZipf, WorkloadKind::kHotCold, WorkloadKind::kTrace, WorkloadKind::kConvert})
+  for (auto k :
+       {WorkloadKind::kSequential, WorkloadKind::kStrided, WorkloadKind::kUniform,
+        WorkloadKind::kZipf, WorkloadKind::kHotCold, WorkloadKind::kTrace, WorkloadKind::kConvert})
     if (name_of(k) == s) return k;
   return std::nullopt;
 }
@@ -218,8 +219,12 @@ class SyntheticProgram final : public GuestProgram {
 class ConvertProgram final : public GuestProgram {
  public:
   explicit ConvertProgram(const WorkloadSpec& s)
-      : base_(s.base), pages_(s.footprint_bytes >> kPageShift), remaining_(s.ops), size_(s.access_size),
-        pattern_(s.store_pattern), value_(s.store_value) {}
+      : base_(s.base),
+        pages_(s.footprint_bytes >> kPageShift),
+        remaining_(s.ops),
+        size_(s.access_size),
+        pattern_(s.store_pattern),
+        value_(s.store_value) {}
   bool next(GuestOp& op) override {
     if (phase_ == 0) {
       if (remaining_ == 0) return false;
@@ -227,10 +232,18 @@ class ConvertProgram final : public GuestProgram {
       page_ = base_ + (done_++ % pages_) * kPageBytes;
     }
     switch (phase_) {
-      case 0: op = map_gpa_range(true); break;
-      case 1: op = GuestOp::store(page_, size_, value_, pattern_); break;
-      case 2: op = map_gpa_range(false); break;
-      default: op = GuestOp::store(page_, size_, value_ + 1, pattern_); break;
+      case 0:
+        op = map_gpa_range(true);
+        break;
+      case 1:
+        op = GuestOp::store(page_, size_, value_, pattern_);
+        break;
+      case 2:
+        op = map_gpa_range(false);
+        break;
+      default:
+        op = GuestOp::store(page_, size_, value_ + 1, pattern_);
+        break;
     }
     phase_ = (phase_ + 1) & 3;
     return true;
@@ -314,7 +327,8 @@ std::string check_workload_spec(const WorkloadSpec& s) {
       break;
     case WorkloadKind::kConvert:
       if (s.footprint_bytes < kPageBytes || (s.base.value() & (kPageBytes - 1)))
-        return "footprint_bytes: convert needs a 4 KiB-aligned base and at least one whole page, got " +
+        return "footprint_bytes: convert needs a 4 KiB-aligned base and at least one whole page, "
+               "got " +
                num(s.footprint_bytes);
       break;
     default:

@@ -46,10 +46,19 @@
 
 namespace cvmsim {
 
-enum class WorkloadKind : uint8_t { kSequential, kStrided, kUniform, kZipf, kHotCold, kTrace, kConvert };
+enum class WorkloadKind : uint8_t {
+  kSequential,
+  kStrided,
+  kUniform,
+  kZipf,
+  kHotCold,
+  kTrace,
+  kConvert
+};
 enum class TraceFormat : uint8_t { kAuto, kCvmsim, kLackey };
 
-// Names as in scenario files: "sequential", "strided", "uniform", "zipf", "hotcold", "trace", "convert".
+// Names as in scenario files: "sequential", "strided", "uniform", "zipf", "hotcold", "trace",
+// "convert".
 std::string_view name_of(WorkloadKind k);
 std::optional<WorkloadKind> parse_workload_kind(std::string_view s);
 // "auto", "cvmsim", "lackey".

@@ -36,7 +36,9 @@ HostMm::Vma* HostMm::find_vma(Hva a) {
   return a < it->second.end() ? &it->second : nullptr;
 }
 
-const HostMm::Vma* HostMm::find_vma(Hva a) const { return const_cast<HostMm*>(this)->find_vma(a); }
+const HostMm::Vma* HostMm::find_vma(Hva a) const {
+  return const_cast<HostMm*>(this)->find_vma(a);
+}
 
 void HostMm::notify_start(Hva s, Hva e) {
   for (MmuNotifier* n : notifiers_) {
@@ -90,8 +92,10 @@ Status HostMm::munmap(Hva start, uint64_t len) {
     head.pages.clear();
     tail.pages.clear();
     for (auto& [idx, pfn] : v.pages) {
-      if (v.start + idx * ps < s) head.pages.emplace(idx, pfn);
-      else tail.pages.emplace((v.start + idx * ps - e) / ps, pfn);
+      if (v.start + idx * ps < s)
+        head.pages.emplace(idx, pfn);
+      else
+        tail.pages.emplace((v.start + idx * ps - e) / ps, pfn);
     }
     it = vmas_.erase(it);
     if (head.len) vmas_.emplace(head.start.value(), std::move(head));
@@ -196,20 +200,28 @@ Status HostMm::write(Hva a, std::span<const uint8_t> in) {
   return {};
 }
 
-void HostMm::register_notifier(MmuNotifier* n) { notifiers_.push_back(n); }
+void HostMm::register_notifier(MmuNotifier* n) {
+  notifiers_.push_back(n);
+}
 
-void HostMm::unregister_notifier(MmuNotifier* n) { std::erase(notifiers_, n); }
+void HostMm::unregister_notifier(MmuNotifier* n) {
+  std::erase(notifiers_, n);
+}
 
 void HostMm::describe_stats(StatVisitor& v) const {
   v.counter("mmaps", stats_.mmaps, "calls", "anonymous mappings created");
   v.counter("munmaps", stats_.munmaps, "calls", "munmap calls");
   v.counter("madvise_dontneed", stats_.madvise_dontneed, "calls", "madvise(MADV_DONTNEED) calls");
-  v.counter("page_faults", stats_.page_faults, "faults", "pages allocated and zeroed on first touch");
+  v.counter("page_faults", stats_.page_faults, "faults",
+            "pages allocated and zeroed on first touch");
   v.counter("pages_freed", stats_.pages_freed, "pages", "pages freed by munmap or MADV_DONTNEED");
   v.counter("bytes_zeroed", stats_.bytes_zeroed, "bytes", "bytes zeroed for fresh anonymous pages");
-  v.counter("notifier_calls", stats_.notifier_calls, "calls", "MMU-notifier invalidate_range_start calls delivered");
-  v.counter("efaults", stats_.efaults, "count", "accesses or get_user_pages calls on unmapped addresses");
-  v.value("resident_bytes", double(resident_bytes_), "bytes", "memory currently backing the address space");
+  v.counter("notifier_calls", stats_.notifier_calls, "calls",
+            "MMU-notifier invalidate_range_start calls delivered");
+  v.counter("efaults", stats_.efaults, "count",
+            "accesses or get_user_pages calls on unmapped addresses");
+  v.value("resident_bytes", double(resident_bytes_), "bytes",
+          "memory currently backing the address space");
 }
 
 }  // namespace cvmsim

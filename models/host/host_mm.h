@@ -13,8 +13,8 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <unordered_set>
 #include <span>
+#include <unordered_set>
 #include <vector>
 
 #include "hw/base/addr.h"
@@ -48,7 +48,8 @@ class HostMm {
   };
 
   // Anonymous mappings are placed top-down below `mmap_base`, each aligned to its page size.
-  HostMm(PhysMem& mem, FrameAllocator& frames, Principal owner = kHostUser, Hva mmap_base = Hva(0x7f0000000000));
+  HostMm(PhysMem& mem, FrameAllocator& frames, Principal owner = kHostUser,
+         Hva mmap_base = Hva(0x7f0000000000));
   ~HostMm();
   HostMm(const HostMm&) = delete;
   HostMm& operator=(const HostMm&) = delete;

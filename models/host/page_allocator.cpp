@@ -5,7 +5,9 @@
 namespace cvmsim {
 
 namespace {
-constexpr uint64_t frames_at(unsigned order) { return uint64_t{1} << (kBitsPerLevel * order); }
+constexpr uint64_t frames_at(unsigned order) {
+  return uint64_t{1} << (kBitsPerLevel * order);
+}
 }  // namespace
 
 PageAllocator::PageAllocator(Pfn first, uint64_t count) : first_(first.value()), count_(count) {
@@ -21,7 +23,9 @@ PageAllocator::PageAllocator(Pfn first, uint64_t count) : first_(first.value()),
   }
 }
 
-void PageAllocator::add_free(uint64_t pfn, unsigned order) { free_[order].insert(pfn); }
+void PageAllocator::add_free(uint64_t pfn, unsigned order) {
+  free_[order].insert(pfn);
+}
 
 Result<Pfn> PageAllocator::alloc(PageSize size) {
   const unsigned want = level_of(size);

@@ -30,8 +30,9 @@ class PageAllocator final : public FrameAllocator {
   void release(uint64_t pfn, unsigned order);
 
   uint64_t first_, count_;
-  std::set<uint64_t> free_[3];                       // by level_of(PageSize)
-  std::unordered_map<uint64_t, uint32_t> free_in_[2];  // parent block -> free children, per child level
+  std::set<uint64_t> free_[3];  // by level_of(PageSize)
+  std::unordered_map<uint64_t, uint32_t>
+      free_in_[2];  // parent block -> free children, per child level
   uint64_t free_frames_ = 0;
   uint64_t allocs_[3] = {0, 0, 0};
   uint64_t frees_ = 0, failures_ = 0, splits_ = 0, merges_ = 0;

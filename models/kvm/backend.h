@@ -129,7 +129,9 @@ class KvmBackend {
   };
   virtual PrivateFaultAction private_fault(Vm&, Vcpu&, const VmExit&) { return {}; }
   // A machine check in the guest (hw/cpu/vm_exit.h): nullopt for the default handling.
-  virtual std::optional<ExitAction> machine_check(Vm&, Vcpu&, const MachineCheck&) { return std::nullopt; }
+  virtual std::optional<ExitAction> machine_check(Vm&, Vcpu&, const MachineCheck&) {
+    return std::nullopt;
+  }
 
   // The guest's conversion ABI (§11).
   virtual HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const = 0;

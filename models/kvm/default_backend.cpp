@@ -31,11 +31,15 @@ class DefaultBackend final : public KvmBackend {
   bool has_private_mem() const override { return false; }
   ConversionContents conversion_contents() const override { return ConversionContents::kLost; }
   bool fault_is_private(const Vm&, Gfn, const VmExit&) const override { return false; }
-  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override { return decode_map_gpa_range(e); }
+  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override {
+    return decode_map_gpa_range(e);
+  }
 };
 
 }  // namespace
 
-std::unique_ptr<KvmBackend> make_default_backend() { return std::make_unique<DefaultBackend>(); }
+std::unique_ptr<KvmBackend> make_default_backend() {
+  return std::make_unique<DefaultBackend>();
+}
 
 }  // namespace cvmsim::kvm

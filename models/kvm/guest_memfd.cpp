@@ -83,8 +83,10 @@ void GmemStats::describe_stats(StatVisitor& v) const {
   v.counter("memory_failures", memory_failures, "calls",
             "folios marked hwpoison by memory_failure");
   v.counter("releases", releases, "calls", "files released (last reference dropped)");
-  v.counter("rebinds", rebinds, "calls", "bindings to a VM other than the file's owner (platform.kvm.gmem_rebind allows them)");
-  v.counter("scrubs", scrubs, "calls", "whole-file scrubs by the rebinding policy (zero_on_unbind, zero_on_bind)");
+  v.counter("rebinds", rebinds, "calls",
+            "bindings to a VM other than the file's owner (platform.kvm.gmem_rebind allows them)");
+  v.counter("scrubs", scrubs, "calls",
+            "whole-file scrubs by the rebinding policy (zero_on_unbind, zero_on_bind)");
 }
 
 // ============================================================================================
@@ -296,7 +298,8 @@ Status GmemFile::punch_hole(int64_t offset, int64_t len) {
   const GmemPgoff start(static_cast<uint64_t>(offset) >> kPageShift);
   const GmemPgoff end(static_cast<uint64_t>(offset + len) >> kPageShift);
   const uint64_t before = inode_->page_cache_.size();
-  for (auto it = inode_->page_cache_.lower_bound(start.value()); it != inode_->page_cache_.end() && it->first < end.value(); ++it)
+  for (auto it = inode_->page_cache_.lower_bound(start.value());
+       it != inode_->page_cache_.end() && it->first < end.value(); ++it)
     inode_->env().mem.note(it->second.pfn, FrameEventKind::kPunch, kNobody, kNobody, it->first);
   inode_->invalidate_begin(start, end);
   inode_->truncate_range(start, end);
@@ -387,16 +390,18 @@ void GmemFile::release() {
 // kvm_gmem_bind after fget and the "is a guest_memfd" check (the facade's job), in order.
 Result<GmemSlotBinding> GmemFile::bind(GmemVm& vm, SlotId slot, Gfn base_gfn, uint64_t npages,
                                        int64_t offset) {
-  if (!fd_open_) return Errno::kEBADF;     // §4: fget(fd) fails
+  if (!fd_open_) return Errno::kEBADF;  // §4: fget(fd) fails
   if (&vm != vm_) {
     // §4: a guest_memfd created by a different VM -> EINVAL, unless a rebinding policy allows it
     // (then only once every binding to its VM is gone: one file never serves two VMs at once).
     const GmemRebindPolicy p = inode_->env().rebind;
     if (p == GmemRebindPolicy::kForbid || !bindings_.empty()) return Errno::kEINVAL;
-    if (p == GmemRebindPolicy::kZeroOnBind) scrub_all();
+    if (p == GmemRebindPolicy::kZeroOnBind)
+      scrub_all();
     else
       inode_->for_each_folio_mut([&](GmemFolio& f) {
-        inode_->env().mem.note(f.pfn, FrameEventKind::kRebind, vm.gmem_principal(), vm_->gmem_principal());
+        inode_->env().mem.note(f.pfn, FrameEventKind::kRebind, vm.gmem_principal(),
+                               vm_->gmem_principal());
       });
     vm.kvm_get();
     GmemVm* old = vm_;
@@ -492,8 +497,10 @@ Result<GmemPfn> GmemFile::get_pfn(SlotId slot, Gfn gfn, Gfn slot_base_gfn, GmemP
       for (uint64_t i = 0; i < kEntriesPerTable; ++i) {
         GmemFolio* g = &inode_->page_cache_.find(head + i)->second;
         if (g != &folio && !g->uptodate) {
-          if (inode_->env().zero_on_handout) out.bytes_zeroed += inode_->zero_folio(*g);
-          else g->uptodate = true;
+          if (inode_->env().zero_on_handout)
+            out.bytes_zeroed += inode_->zero_folio(*g);
+          else
+            g->uptodate = true;
         }
       }
     }
@@ -502,9 +509,12 @@ Result<GmemPfn> GmemFile::get_pfn(SlotId slot, Gfn gfn, Gfn slot_base_gfn, GmemP
   // The unsafe policy skips it: the frame reaches the guest with whatever it held.
   if (!folio.uptodate) {
     const bool zero = inode_->env().zero_on_handout;
-    if (zero) out.bytes_zeroed += inode_->zero_folio(folio);
-    else folio.uptodate = true;
-    inode_->env().mem.note(folio.pfn, zero ? FrameEventKind::kHandout : FrameEventKind::kHandoutStale,
+    if (zero)
+      out.bytes_zeroed += inode_->zero_folio(folio);
+    else
+      folio.uptodate = true;
+    inode_->env().mem.note(folio.pfn,
+                           zero ? FrameEventKind::kHandout : FrameEventKind::kHandoutStale,
                            vm_->gmem_principal(), kNobody, index.value());
   }
   // §6.3: kvm_arch_gmem_prepare on every call (mainline baseline: no "prepared" tracking), for the

@@ -16,10 +16,10 @@
 
 #include <cstdint>
 #include <map>
-#include <unordered_set>
 #include <memory>
 #include <optional>
 #include <span>
+#include <unordered_set>
 #include <vector>
 
 #include "hw/base/addr.h"
@@ -247,7 +247,7 @@ class GmemInode {
   uint64_t flags_;
   uint64_t ino_;
   std::map<uint64_t, GmemFolio> page_cache_;  // pgoff -> folio
-  std::unordered_set<uint64_t> frames_;        // the folios' frames
+  std::unordered_set<uint64_t> frames_;       // the folios' frames
   std::vector<GmemFile*> files_;              // gmem_file_list
   bool evicted_ = false;
   GmemStats stats_;

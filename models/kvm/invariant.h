@@ -29,9 +29,9 @@ struct GmemFolio;
 
 // What several invariants want to know about one GFN of a VM, looked up once per check.
 struct GfnFacts {
-  bool is_private = false;              // the attribute
-  const Memslot* slot = nullptr;        // the memslot holding it (address space 0), or null
-  const GmemFolio* folio = nullptr;     // the slot's guest_memfd folio at the GFN's index, or null
+  bool is_private = false;           // the attribute
+  const Memslot* slot = nullptr;     // the memslot holding it (address space 0), or null
+  const GmemFolio* folio = nullptr;  // the slot's guest_memfd folio at the GFN's index, or null
 };
 
 struct Violation {

@@ -7,7 +7,8 @@ namespace cvmsim::kvm {
 // ---------------------------------------------------------------------------------------------
 // Process: fd table
 
-Process::Process(Kvm& kvm, HostMm& mm, std::string name) : kvm_(kvm), mm_(mm), name_(std::move(name)) {
+Process::Process(Kvm& kvm, HostMm& mm, std::string name)
+    : kvm_(kvm), mm_(mm), name_(std::move(name)) {
   kvm_.add_process(this);
 }
 
@@ -59,7 +60,9 @@ Kvm::Kvm(const Env& env, const KvmConfig& cfg) : env_(env), cfg_(cfg) {}
 
 Kvm::~Kvm() = default;
 
-void Kvm::register_backend(uint32_t type, BackendFactory make) { backends_[type] = std::move(make); }
+void Kvm::register_backend(uint32_t type, BackendFactory make) {
+  backends_[type] = std::move(make);
+}
 
 uint64_t Kvm::supported_vm_types_mask() const {
   uint64_t m = 0;
@@ -93,7 +96,8 @@ void Kvm::release(File& f) {
       f.gmem.reset();
       break;
     case File::kKvmDev:
-    case File::kOther: break;
+    case File::kOther:
+      break;
   }
 }
 
@@ -110,9 +114,12 @@ void Kvm::destroy_vm(Vm& vm) {
   ++stats_.vms_destroyed;
 }
 
-int Kvm::open_dev_kvm(Process& p) { return p.install(make_file(*this, File::kKvmDev)); }
+int Kvm::open_dev_kvm(Process& p) {
+  return p.install(make_file(*this, File::kKvmDev));
+}
 
-Result<int> Kvm::create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who, uint16_t asid) {
+Result<int> Kvm::create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who,
+                           uint16_t asid) {
   charge(cfg_.costs.ioctl);
   ++stats_.ioctls;
   auto f = p.get(kvm_fd);
@@ -157,20 +164,27 @@ Result<int64_t> Kvm::check_extension(Process& p, int fd, uint32_t cap) {
     return Errno::kENOTTY;
   }
   switch (cap) {  // §2
-    case KVM_CAP_USER_MEMORY2: return int64_t{1};
-    case KVM_CAP_MEMORY_FAULT_INFO: return int64_t{1};
+    case KVM_CAP_USER_MEMORY2:
+      return int64_t{1};
+    case KVM_CAP_MEMORY_FAULT_INFO:
+      return int64_t{1};
     case KVM_CAP_MEMORY_ATTRIBUTES:
       return static_cast<int64_t>(vm ? vm->supported_attributes() : KVM_MEMORY_ATTRIBUTE_PRIVATE);
-    case KVM_CAP_GUEST_MEMFD: return int64_t{1};
+    case KVM_CAP_GUEST_MEMFD:
+      return int64_t{1};
     case KVM_CAP_GUEST_MEMFD_FLAGS: {
       uint64_t flags = GUEST_MEMFD_FLAG_MMAP;
       if (!vm || vm->backend().supports_gmem_init_shared()) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
       return static_cast<int64_t>(flags);
     }
-    case KVM_CAP_VM_TYPES: return static_cast<int64_t>(supported_vm_types_mask());
-    case KVM_CAP_PRE_FAULT_MEMORY: return int64_t{1};
-    case KVM_CAP_EXIT_HYPERCALL: return static_cast<int64_t>(uint64_t{1} << KVM_HC_MAP_GPA_RANGE);
-    default: return int64_t{0};
+    case KVM_CAP_VM_TYPES:
+      return static_cast<int64_t>(supported_vm_types_mask());
+    case KVM_CAP_PRE_FAULT_MEMORY:
+      return int64_t{1};
+    case KVM_CAP_EXIT_HYPERCALL:
+      return static_cast<int64_t>(uint64_t{1} << KVM_HC_MAP_GPA_RANGE);
+    default:
+      return int64_t{0};
   }
 }
 
@@ -185,7 +199,8 @@ Status Kvm::set_user_memory_region(Process& p, int vm_fd, const kvm_userspace_me
   r2.guest_phys_addr = r->guest_phys_addr;
   r2.memory_size = r->memory_size;
   r2.userspace_addr = r->userspace_addr;
-  return (*vm)->set_memory_region(r2, false, [](uint32_t) -> Result<GmemFile*> { return Errno::kEBADF; });
+  return (*vm)->set_memory_region(r2, false,
+                                  [](uint32_t) -> Result<GmemFile*> { return Errno::kEBADF; });
 }
 
 Status Kvm::set_user_memory_region2(Process& p, int vm_fd, const kvm_userspace_memory_region2* r) {
@@ -194,8 +209,8 @@ Status Kvm::set_user_memory_region2(Process& p, int vm_fd, const kvm_userspace_m
   if (!r) return Errno::kEFAULT;
   auto resolve = [&p](uint32_t fd) -> Result<GmemFile*> {
     auto f = p.get(static_cast<int>(fd));
-    if (!f) return Errno::kEBADF;                                    // fget fails
-    if (f->kind != File::kGmem || !f->gmem) return Errno::kEINVAL;   // not a guest_memfd
+    if (!f) return Errno::kEBADF;                                   // fget fails
+    if (f->kind != File::kGmem || !f->gmem) return Errno::kEINVAL;  // not a guest_memfd
     return f->gmem.get();
   };
   Status st = (*vm)->set_memory_region(*r, true, resolve);
@@ -210,7 +225,10 @@ Result<int> Kvm::create_guest_memfd(Process& p, int vm_fd, const kvm_create_gues
   Vm& v = **vm;
   uint64_t supported = GUEST_MEMFD_FLAG_MMAP;
   if (v.backend().supports_gmem_init_shared()) supported |= GUEST_MEMFD_FLAG_INIT_SHARED;
-  auto file = GmemFile::create(v, *args, supported, GmemEnv{env_.mem, env_.frames, inode_numbers_, &gmem_totals_, cfg_.gmem_rebind, cfg_.gmem_zero_on_handout, cfg_.gmem_huge_folios});  // rules 3-5
+  auto file = GmemFile::create(
+      v, *args, supported,
+      GmemEnv{env_.mem, env_.frames, inode_numbers_, &gmem_totals_, cfg_.gmem_rebind,
+              cfg_.gmem_zero_on_handout, cfg_.gmem_huge_folios});  // rules 3-5
   if (!file.ok()) {
     ++stats_.ioctl_errors;
     return file.error();
@@ -241,7 +259,8 @@ Status Kvm::enable_cap(Process& p, int vm_fd, const kvm_enable_cap* cap) {
       if (cap->args[0] & ~(uint64_t{1} << KVM_HC_MAP_GPA_RANGE)) return Errno::kEINVAL;
       (*vm)->exit_hypercall_mask = cap->args[0];
       return {};
-    default: return Errno::kEINVAL;  // including KVM_CAP_MEMORY_FAULT_INFO (§2)
+    default:
+      return Errno::kEINVAL;  // including KVM_CAP_MEMORY_FAULT_INFO (§2)
   }
 }
 
@@ -338,9 +357,11 @@ std::shared_ptr<GmemFile> Kvm::gmem_of(const Process& p, int fd) const {
 void Kvm::describe_stats(StatVisitor& v) const {
   v.counter("ioctls", stats_.ioctls, "calls", "KVM ioctls and guest_memfd file operations issued");
   v.counter("ioctl_errors", stats_.ioctl_errors, "calls",
-            "failed KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD and KVM_SET_MEMORY_ATTRIBUTES calls");
+            "failed KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD and "
+            "KVM_SET_MEMORY_ATTRIBUTES calls");
   v.counter("vms_created", stats_.vms_created, "VMs", "KVM_CREATE_VM successes");
-  v.counter("vms_destroyed", stats_.vms_destroyed, "VMs", "VMs destroyed after their last reference");
+  v.counter("vms_destroyed", stats_.vms_destroyed, "VMs",
+            "VMs destroyed after their last reference");
   v.counter("gmem_created", stats_.gmem_created, "files", "guest_memfd files created");
   PrefixedStats g(v, "guest_memfd");
   gmem_totals_.describe_stats(g);

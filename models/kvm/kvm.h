@@ -53,10 +53,10 @@ class TimeHook {
 struct File {
   enum Kind : uint8_t { kKvmDev, kVm, kVcpu, kGmem, kOther };
   Kind kind = kOther;
-  Vm* vm = nullptr;                  // kVm, kVcpu
-  Vcpu* vcpu = nullptr;              // kVcpu
-  std::shared_ptr<GmemFile> gmem;    // kGmem
-  std::string what;                  // kOther: "memfd", "eventfd", ...
+  Vm* vm = nullptr;                // kVm, kVcpu
+  Vcpu* vcpu = nullptr;            // kVcpu
+  std::shared_ptr<GmemFile> gmem;  // kGmem
+  std::string what;                // kOther: "memfd", "eventfd", ...
 };
 
 // A host process: its address space and fd table (current->mm, current->files).
@@ -110,7 +110,8 @@ class Kvm {
   int open_dev_kvm(Process& p);
   // KVM_CREATE_VM. EINVAL for an unknown or unregistered type. The VM's name, principal and
   // TLB tag are the simulator's (Linux has none of them).
-  Result<int> create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who, uint16_t asid);
+  Result<int> create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who,
+                        uint16_t asid);
   // KVM_CHECK_EXTENSION on /dev/kvm (system scope) or on a VM fd (§2).
   Result<int64_t> check_extension(Process& p, int fd, uint32_t cap);
 
@@ -158,7 +159,8 @@ class Kvm {
   }
   bool tracing() const { return trace_ && trace_->enabled(); }
   void trace(std::string_view who, std::string_view event, const std::string& details) {
-    if (tracing()) trace_->event(time_override_ ? time_override_ : now_ ? now_() : 0, who, event, details);
+    if (tracing())
+      trace_->event(time_override_ ? time_override_ : now_ ? now_() : 0, who, event, details);
   }
   // While a vCPU's exit is handled, events carry that vCPU's local time (it runs ahead of the
   // global time under temporal decoupling); 0 restores the global clock.
@@ -217,7 +219,8 @@ class Kvm {
   TraceSink* trace_ = nullptr;
   std::function<uint64_t()> now_;
   uint64_t time_override_ = 0;
-  std::vector<std::unique_ptr<Vm>> destroyed_;  // torn down, kept for late arch_gmem_invalidate calls
+  std::vector<std::unique_ptr<Vm>>
+      destroyed_;  // torn down, kept for late arch_gmem_invalidate calls
   GmemInodeNumbers inode_numbers_;
   std::vector<std::pair<std::weak_ptr<GmemFile>, GmemFile*>> gmem_files_;
   std::vector<Process*> processes_;

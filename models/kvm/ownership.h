@@ -22,7 +22,8 @@ struct PrivateLeafInfo {
   Pfn pfn;
   PageSize size = PageSize::k4K;
   std::string_view state;  // the firmware's name of the leaf state; must outlive the call
-  std::string_view table = "private table";  // the structure's name ("S-EPT"); must outlive the call
+  std::string_view table =
+      "private table";  // the structure's name ("S-EPT"); must outlive the call
   // Whether the VM reaches the frame through this leaf without the host's help: mapped, or
   // waiting for the guest's own accept (TDX PENDING). False: blocked, removed, exported.
   bool access = true;
@@ -33,9 +34,9 @@ struct PrivateLeafInfo {
 struct OwnedFramesInfo {
   Pfn first;
   uint64_t count = 1;
-  std::string_view type;    // must outlive the call
-  std::string_view role;    // what the frames are for ("TD private page", "S-EPT page"); may be empty
-  bool control = false;     // a firmware control structure (TDR, TDCS, TDVPR, S-EPT), not guest data
+  std::string_view type;  // must outlive the call
+  std::string_view role;  // what the frames are for ("TD private page", "S-EPT page"); may be empty
+  bool control = false;   // a firmware control structure (TDR, TDCS, TDVPR, S-EPT), not guest data
 };
 
 class OwnershipVisitor {

@@ -51,10 +51,20 @@ std::optional<uint32_t> value_in(const Table& t, std::string_view name) {
 
 }  // namespace
 
-std::string_view exit_reason_name(uint32_t reason) { return name_in(kExitNames, reason); }
-std::optional<uint32_t> parse_exit_reason(std::string_view name) { return value_in(kExitNames, name); }
-std::string_view vm_type_name(uint32_t type) { return name_in(kVmTypeNames, type); }
-std::optional<uint32_t> parse_vm_type(std::string_view name) { return value_in(kVmTypeNames, name); }
-std::optional<uint32_t> parse_capability(std::string_view name) { return value_in(kCapNames, name); }
+std::string_view exit_reason_name(uint32_t reason) {
+  return name_in(kExitNames, reason);
+}
+std::optional<uint32_t> parse_exit_reason(std::string_view name) {
+  return value_in(kExitNames, name);
+}
+std::string_view vm_type_name(uint32_t type) {
+  return name_in(kVmTypeNames, type);
+}
+std::optional<uint32_t> parse_vm_type(std::string_view name) {
+  return value_in(kVmTypeNames, name);
+}
+std::optional<uint32_t> parse_capability(std::string_view name) {
+  return value_in(kCapNames, name);
+}
 
 }  // namespace cvmsim::kvm

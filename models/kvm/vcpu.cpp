@@ -21,15 +21,20 @@ ExitAction Vcpu::to_userspace(int err, ExitAction::Kind then) {
   if (vm_.kvm().tracing()) {
     char d[200];
     if (run_.exit_reason == KVM_EXIT_MEMORY_FAULT)
-      std::snprintf(d, sizeof d, "vcpu %u KVM_EXIT_MEMORY_FAULT errno %s flags 0x%" PRIx64 " gpa 0x%" PRIx64 " size %" PRIu64,
-                    id_, std::string(errno_name(static_cast<Errno>(err))).c_str(), run_.memory_fault.flags,
-                    run_.memory_fault.gpa, run_.memory_fault.size);
+      std::snprintf(d, sizeof d,
+                    "vcpu %u KVM_EXIT_MEMORY_FAULT errno %s flags 0x%" PRIx64 " gpa 0x%" PRIx64
+                    " size %" PRIu64,
+                    id_, std::string(errno_name(static_cast<Errno>(err))).c_str(),
+                    run_.memory_fault.flags, run_.memory_fault.gpa, run_.memory_fault.size);
     else if (run_.exit_reason == KVM_EXIT_HYPERCALL)
-      std::snprintf(d, sizeof d, "vcpu %u KVM_EXIT_HYPERCALL nr %" PRIu64 " args 0x%" PRIx64 " %" PRIu64 " 0x%" PRIx64, id_,
-                    run_.hypercall.nr, run_.hypercall.args[0], run_.hypercall.args[1], run_.hypercall.args[2]);
+      std::snprintf(d, sizeof d,
+                    "vcpu %u KVM_EXIT_HYPERCALL nr %" PRIu64 " args 0x%" PRIx64 " %" PRIu64
+                    " 0x%" PRIx64,
+                    id_, run_.hypercall.nr, run_.hypercall.args[0], run_.hypercall.args[1],
+                    run_.hypercall.args[2]);
     else
-      std::snprintf(d, sizeof d, "vcpu %u %s gpa 0x%" PRIx64, id_, std::string(exit_reason_name(run_.exit_reason)).c_str(),
-                    run_.mmio.phys_addr);
+      std::snprintf(d, sizeof d, "vcpu %u %s gpa 0x%" PRIx64, id_,
+                    std::string(exit_reason_name(run_.exit_reason)).c_str(), run_.mmio.phys_addr);
     vm_.kvm().trace("platform." + vm_.name() + ".kvm", "exit_to_userspace", d);
   }
   vm_.kvm().charge(vm_.config().costs.exit_to_userspace);
@@ -37,14 +42,16 @@ ExitAction Vcpu::to_userspace(int err, ExitAction::Kind then) {
   std::string why;
   if (!user_) {
     char m[200];
-    std::snprintf(m, sizeof m, "%s vCPU %u: KVM_RUN returned %s with %s and no VMM handles it", vm_.name().c_str(), id_,
+    std::snprintf(m, sizeof m, "%s vCPU %u: KVM_RUN returned %s with %s and no VMM handles it",
+                  vm_.name().c_str(), id_,
                   err ? std::string(errno_name(static_cast<Errno>(err))).c_str() : "0",
                   std::string(exit_reason_name(run_.exit_reason)).c_str());
     a.kind = ExitAction::kStop;
     a.reason = m;
   } else if (!user_->on_exit(*this, err, run_, why)) {
     a.kind = ExitAction::kStop;
-    a.reason = why.empty() ? vm_.name() + " vCPU " + std::to_string(id_) + ": stopped by the VMM" : why;
+    a.reason =
+        why.empty() ? vm_.name() + " vCPU " + std::to_string(id_) + ": stopped by the VMM" : why;
   } else {
     a.kind = then;
   }
@@ -153,7 +160,8 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
       }
       return u;
     }
-    case ExitReason::kBusError: break;
+    case ExitReason::kBusError:
+      break;
   }
   ExitAction a;
   a.kind = ExitAction::kStop;
@@ -176,7 +184,8 @@ Status Vcpu::pre_fault_memory(kvm_pre_fault_memory& r) {
   ++stats_.prefault_calls;
   // Generic checks (§9).
   if (r.flags != 0) return Errno::kEINVAL;
-  if ((r.gpa & (kPageBytes - 1)) || (r.size & (kPageBytes - 1)) || r.gpa + r.size <= r.gpa) return Errno::kEINVAL;
+  if ((r.gpa & (kPageBytes - 1)) || (r.size & (kPageBytes - 1)) || r.gpa + r.size <= r.gpa)
+    return Errno::kEINVAL;
   bool progress = false;
   Status last;
   while (r.size > 0) {
@@ -217,20 +226,31 @@ Status Vcpu::pre_fault_memory(kvm_pre_fault_memory& r) {
 }
 
 void Vcpu::describe_stats(StatVisitor& v) const {
-  v.counter("stage2_faults_handled", stats_.exits_stage2, "exits", "stage-2 fault exits of this vCPU that KVM handled");
-  v.counter("hypercalls_handled", stats_.exits_hypercall, "exits", "hypercall exits of this vCPU that KVM handled");
-  v.counter("exits_userspace", stats_.exits_userspace, "exits", "times KVM_RUN returned to the VMM");
-  v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits", "KVM_EXIT_MEMORY_FAULT exits");
-  v.counter("hypercall_exits", stats_.hypercall_exits, "exits", "KVM_EXIT_HYPERCALL exits (KVM_HC_MAP_GPA_RANGE)");
-  v.counter("mmio_exits", stats_.mmio_exits, "exits", "KVM_EXIT_MMIO exits (shared access outside every memslot)");
-  v.counter("hypercalls_enosys", stats_.hypercalls_enosys, "calls", "hypercalls answered -KVM_ENOSYS");
-  v.counter("hypercalls_einval", stats_.hypercalls_einval, "calls", "malformed KVM_HC_MAP_GPA_RANGE answered -KVM_EINVAL");
+  v.counter("stage2_faults_handled", stats_.exits_stage2, "exits",
+            "stage-2 fault exits of this vCPU that KVM handled");
+  v.counter("hypercalls_handled", stats_.exits_hypercall, "exits",
+            "hypercall exits of this vCPU that KVM handled");
+  v.counter("exits_userspace", stats_.exits_userspace, "exits",
+            "times KVM_RUN returned to the VMM");
+  v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits",
+            "KVM_EXIT_MEMORY_FAULT exits");
+  v.counter("hypercall_exits", stats_.hypercall_exits, "exits",
+            "KVM_EXIT_HYPERCALL exits (KVM_HC_MAP_GPA_RANGE)");
+  v.counter("mmio_exits", stats_.mmio_exits, "exits",
+            "KVM_EXIT_MMIO exits (shared access outside every memslot)");
+  v.counter("hypercalls_enosys", stats_.hypercalls_enosys, "calls",
+            "hypercalls answered -KVM_ENOSYS");
+  v.counter("hypercalls_einval", stats_.hypercalls_einval, "calls",
+            "malformed KVM_HC_MAP_GPA_RANGE answered -KVM_EINVAL");
   if (vm_.backend().has_private_root())
     v.counter("private_faults_below_kvm", stats_.private_faults_below_kvm, "exits",
-              "private EPT violations the backend resolved without KVM's fault path (TDX: the guest accepted a PENDING page)");
-  v.counter("tlb_flushes", stats_.tlb_flushes, "flushes", "flushes of this vCPU's TLB and page-walk cache by KVM");
+              "private EPT violations the backend resolved without KVM's fault path (TDX: the "
+              "guest accepted a PENDING page)");
+  v.counter("tlb_flushes", stats_.tlb_flushes, "flushes",
+            "flushes of this vCPU's TLB and page-walk cache by KVM");
   v.counter("prefault_calls", stats_.prefault_calls, "calls", "KVM_PRE_FAULT_MEMORY calls");
-  v.counter("prefault_bytes", stats_.prefault_bytes, "bytes", "bytes mapped by KVM_PRE_FAULT_MEMORY");
+  v.counter("prefault_bytes", stats_.prefault_bytes, "bytes",
+            "bytes mapped by KVM_PRE_FAULT_MEMORY");
 }
 
 }  // namespace cvmsim::kvm

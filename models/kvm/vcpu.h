@@ -56,7 +56,8 @@ class Vcpu final : public ExitHandler {
     uint64_t exits_stage2 = 0, exits_hypercall = 0, exits_userspace = 0, memory_fault_exits = 0;
     uint64_t hypercall_exits = 0, mmio_exits = 0, hypercalls_enosys = 0, hypercalls_einval = 0;
     uint64_t tlb_flushes = 0, prefault_calls = 0, prefault_bytes = 0;
-    uint64_t private_faults_below_kvm = 0;  // private faults the backend handled (TDX: guest ACCEPT)
+    uint64_t private_faults_below_kvm =
+        0;  // private faults the backend handled (TDX: guest ACCEPT)
   };
   const Stats& stats() const { return stats_; }
   void describe_stats(StatVisitor& v) const;

@@ -16,7 +16,9 @@ namespace {
 constexpr uint64_t kPageMask = kPageBytes - 1;
 constexpr uint32_t kMaxVcpuIds = 4096;  // KVM_MAX_VCPU_IDS on x86
 
-uint64_t level_span(unsigned level) { return kPageBytes << (9 * level); }
+uint64_t level_span(unsigned level) {
+  return kPageBytes << (9 * level);
+}
 
 Cycles cycles_for_bytes(uint64_t bytes, double per_cycle) {
   return Cycles(per_cycle > 0 ? static_cast<uint64_t>(static_cast<double>(bytes) / per_cycle) : 0);
@@ -24,7 +26,8 @@ Cycles cycles_for_bytes(uint64_t bytes, double per_cycle) {
 
 }  // namespace
 
-Vm::Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmConfig& cfg, std::string name)
+Vm::Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmConfig& cfg,
+       std::string name)
     : kvm_(kvm),
       backend_(std::move(backend)),
       env_(env),
@@ -35,7 +38,9 @@ Vm::Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmC
   pre_fault_allowed = backend_->pre_fault_allowed_at_create();
 }
 
-Vm::~Vm() { destroy(); }
+Vm::~Vm() {
+  destroy();
+}
 
 void Vm::destroy() {
   if (destroyed_) return;
@@ -65,7 +70,9 @@ Status Vm::init() {
   return backend_->vm_init(*this);
 }
 
-void Vm::charge(Cycles c) { kvm_.charge(c); }
+void Vm::charge(Cycles c) {
+  kvm_.charge(c);
+}
 
 void Vm::kvm_put() {
   if (users_ == 0) return;
@@ -90,23 +97,25 @@ bool Vm::range_has_memory_attributes(GfnRange r, uint64_t mask, uint64_t attrs) 
 
 Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   // §5 validation, in order (rule 1, copy_from_user, is the facade's).
-  if (a.flags != 0) return Errno::kEINVAL;                                   // 2
-  if (a.attributes & ~supported_attributes()) return Errno::kEINVAL;        // 3
-  if (a.size == 0 || a.address + a.size < a.address) return Errno::kEINVAL; // 4
+  if (a.flags != 0) return Errno::kEINVAL;                                     // 2
+  if (a.attributes & ~supported_attributes()) return Errno::kEINVAL;           // 3
+  if (a.size == 0 || a.address + a.size < a.address) return Errno::kEINVAL;    // 4
   if ((a.address & kPageMask) || (a.size & kPageMask)) return Errno::kEINVAL;  // 5
   const GfnRange r{gpa_to_gfn(Gpa(a.address)), gpa_to_gfn(Gpa(a.address + a.size))};
   ++stats_.attr_sets;
   CovSample cov;
   cov_begin(cov, r);
   const uint8_t cov_op =
-      static_cast<uint8_t>((a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? GfnOp::kSetAttrPrivate : GfnOp::kSetAttrShared);
+      static_cast<uint8_t>((a.attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? GfnOp::kSetAttrPrivate
+                                                                         : GfnOp::kSetAttrShared);
 
   const AttrStoreWork w0 = attrs_->work();
   auto charge_store_work = [&] {
     const AttrStoreWork& w = attrs_->work();
-    const uint64_t entries = (w.entries_written - w0.entries_written) + (w.entries_visited - w0.entries_visited) +
-                             (w.lookups - w0.lookups);
-    charge(cfg_.costs.attr_per_entry * entries + cfg_.costs.attr_per_range * (w.ranges_written - w0.ranges_written));
+    const uint64_t entries = (w.entries_written - w0.entries_written) +
+                             (w.entries_visited - w0.entries_visited) + (w.lookups - w0.lookups);
+    charge(cfg_.costs.attr_per_entry * entries +
+           cfg_.costs.attr_per_range * (w.ranges_written - w0.ranges_written));
   };
 
   // 1. Early exit when nothing changes: no invalidation at all.
@@ -146,8 +155,8 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
   stats_.attr_pages_changed += r.pages();
   if (kvm_.tracing()) {
     char d[160];
-    std::snprintf(d, sizeof d, "gfn [0x%" PRIx64 ", 0x%" PRIx64 ") attributes 0x%" PRIx64, r.start.value(), r.end.value(),
-                  a.attributes);
+    std::snprintf(d, sizeof d, "gfn [0x%" PRIx64 ", 0x%" PRIx64 ") attributes 0x%" PRIx64,
+                  r.start.value(), r.end.value(), a.attributes);
     kvm_.trace(trace_name_, "set_memory_attributes", d);
   }
   // 5. Post phase: recompute the mixed huge pages, then end the invalidation.
@@ -166,7 +175,8 @@ Status Vm::set_memory_attributes(const kvm_memory_attributes& a) {
 void Vm::pre_set_memory_attributes(GfnRange r, uint64_t attrs, bool& flush) {
   // Generic x86 part: converting to PRIVATE zaps the shared mappings, to shared the private
   // ones (attr_filter); zapping happens even for slots without guest_memfd (§5).
-  const AttrFilter filter = (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? AttrFilter::kShared : AttrFilter::kPrivate;
+  const AttrFilter filter =
+      (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? AttrFilter::kShared : AttrFilter::kPrivate;
   flush |= unmap_gfn_range(r, filter);
   flush |= backend_->pre_set_memory_attributes(*this, r, attrs);
 }
@@ -191,27 +201,30 @@ Status Vm::check_memory_region_flags(uint32_t flags) const {
   return {};
 }
 
-Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2, const GmemResolver& resolve) {
+Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2,
+                             const GmemResolver& resolve) {
   // The v1 ioctl knows only LOG_DIRTY_PAGES and READONLY: GUEST_MEMFD is v2-only (§4).
   if (!v2 && (r.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))) return Errno::kEINVAL;
-  const uint16_t as_id = static_cast<uint16_t>(r.slot >> 16), id = static_cast<uint16_t>(r.slot & 0xffff);
+  const uint16_t as_id = static_cast<uint16_t>(r.slot >> 16),
+                 id = static_cast<uint16_t>(r.slot & 0xffff);
   if (id >= KVM_USER_MEM_SLOTS) return Errno::kEINVAL;
   if (Status st = check_memory_region_flags(r.flags); !st.ok()) return st;
 
   // kvm_set_memory_region general checks, in order (all EINVAL).
-  if (r.memory_size & kPageMask) return Errno::kEINVAL;                      // 1
-  if (r.guest_phys_addr & kPageMask) return Errno::kEINVAL;                  // 2
-  if ((r.userspace_addr & kPageMask) ||                                       // 3: aligned, untagged,
-      r.userspace_addr + r.memory_size < r.userspace_addr ||                  //    access_ok()
+  if (r.memory_size & kPageMask) return Errno::kEINVAL;       // 1
+  if (r.guest_phys_addr & kPageMask) return Errno::kEINVAL;   // 2
+  if ((r.userspace_addr & kPageMask) ||                       // 3: aligned, untagged,
+      r.userspace_addr + r.memory_size < r.userspace_addr ||  //    access_ok()
       r.userspace_addr + r.memory_size > kTaskSize)
     return Errno::kEINVAL;
-  if ((r.flags & KVM_MEM_GUEST_MEMFD) &&                                      // 4
-      ((r.guest_memfd_offset & kPageMask) || r.guest_memfd_offset + r.memory_size < r.guest_memfd_offset))
+  if ((r.flags & KVM_MEM_GUEST_MEMFD) &&  // 4
+      ((r.guest_memfd_offset & kPageMask) ||
+       r.guest_memfd_offset + r.memory_size < r.guest_memfd_offset))
     return Errno::kEINVAL;
-  if (as_id >= kAddressSpaces || id >= KVM_MEM_SLOTS_NUM) return Errno::kEINVAL;  // 5
+  if (as_id >= kAddressSpaces || id >= KVM_MEM_SLOTS_NUM) return Errno::kEINVAL;     // 5
   if (r.guest_phys_addr + r.memory_size < r.guest_phys_addr) return Errno::kEINVAL;  // 6
   const uint64_t npages = r.memory_size >> kPageShift;
-  if (npages > KVM_MEM_MAX_NR_PAGES) return Errno::kEINVAL;                  // 7
+  if (npages > KVM_MEM_MAX_NR_PAGES) return Errno::kEINVAL;  // 7
 
   MemslotSet& set = slots_[as_id];
   Memslot* old = set.find_id(id);
@@ -255,7 +268,8 @@ Status Vm::set_memory_region(const kvm_userspace_memory_region2& r, bool v2, con
   return {};
 }
 
-Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const GmemResolver& resolve) {
+Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id,
+                       const GmemResolver& resolve) {
   auto s = std::make_unique<Memslot>();
   s->id = id;
   s->base_gfn = gpa_to_gfn(Gpa(r.guest_phys_addr));
@@ -267,7 +281,8 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
     auto f = resolve(r.guest_memfd);
     if (!f.ok()) return f.error();
     GmemFile* file = *f;
-    auto b = file->bind(*this, id, s->base_gfn, s->npages, static_cast<int64_t>(r.guest_memfd_offset));
+    auto b =
+        file->bind(*this, id, s->base_gfn, s->npages, static_cast<int64_t>(r.guest_memfd_offset));
     if (!b.ok()) return b.error();
     s->gmem.file = file;
     s->gmem.pgoff = b->pgoff;
@@ -284,8 +299,9 @@ Status Vm::create_slot(const kvm_userspace_memory_region2& r, SlotId id, const G
   cov_forget();
   if (kvm_.tracing()) {
     char d[200];
-    std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s", id.as_id, id.id,
-                  s->base_gfn.value(), s->end_gfn().value(), s->userspace_addr.value(), s->gmem.bound ? " guest_memfd" : "");
+    std::snprintf(d, sizeof d, "slot %u.%u gfn [0x%" PRIx64 ", 0x%" PRIx64 ") hva 0x%" PRIx64 "%s",
+                  id.as_id, id.id, s->base_gfn.value(), s->end_gfn().value(),
+                  s->userspace_addr.value(), s->gmem.bound ? " guest_memfd" : "");
     kvm_.trace(trace_name_, "memslot_create", d);
   }
   slots_[id.as_id].insert(std::move(s));
@@ -307,7 +323,9 @@ Status Vm::delete_slot(Memslot& s) {
   const SlotId id = s.id;
   dirty_.all = true;
   cov_forget();
-  if (kvm_.tracing()) kvm_.trace(trace_name_, "memslot_delete", "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
+  if (kvm_.tracing())
+    kvm_.trace(trace_name_, "memslot_delete",
+               "slot " + std::to_string(id.as_id) + "." + std::to_string(id.id));
   nr_memslot_pages_ -= s.npages;
   auto owned = slots_[id.as_id].remove(id.id);
   if (owned->gmem.file) owned->gmem.file->unbind(id);  // a no-op once the file is released
@@ -431,8 +449,8 @@ PageSize Vm::max_mapping_level(const Memslot& slot, Gfn gfn, bool is_private) co
     const Gfn head = gfn.align_down(l);
     if (head < slot.base_gfn || slot.end_gfn() < head + n) continue;  // not inside the slot
     // lpage_info: the slot's gfn and hva must be congruent modulo the huge page.
-    if (((slot.base_gfn.value() ^ (slot.userspace_addr.value() >> kPageShift)) & (n - 1)) && !slot.gmem_only &&
-        !is_private)
+    if (((slot.base_gfn.value() ^ (slot.userspace_addr.value() >> kPageShift)) & (n - 1)) &&
+        !slot.gmem_only && !is_private)
       continue;
     if (slot.lpage && slot.lpage->is_mixed(l, gfn)) continue;
     return l;
@@ -447,12 +465,14 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
   ctx.mmu_seq = inv_seq_;
   // 2. Mismatch between the access and the attribute.
   if (f.is_private != mem_is_private(f.gfn))
-    return memory_fault_exit(f, Errno::kEFAULT, f.is_private ? "private access to a shared gfn"
-                                                             : "shared access to a private gfn");
+    return memory_fault_exit(
+        f, Errno::kEFAULT,
+        f.is_private ? "private access to a shared gfn" : "shared access to a private gfn");
   // 3. No memslot: private accesses can never become emulated MMIO.
   Memslot* slot = slots_[0].find_gfn(f.gfn);
   if (!slot) {
-    if (f.is_private) return memory_fault_exit(f, Errno::kEFAULT, "private access outside every memslot");
+    if (f.is_private)
+      return memory_fault_exit(f, Errno::kEFAULT, "private access outside every memslot");
     FaultOutcome o;
     o.kind = FaultOutcome::kEmulate;
     o.why = "no memslot";
@@ -471,8 +491,10 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
   ctx.level = max_mapping_level(*slot, f.gfn, f.is_private);
   if (ctx.level > f.max_level) ctx.level = f.max_level;
   if (f.is_private || slot->gmem_only) {
-    if (!slot->has_gmem()) return memory_fault_exit(f, Errno::kEFAULT, "private access to a slot without guest_memfd");
-    if (!slot->gmem.file) return memory_fault_exit(f, Errno::kEFAULT, "guest_memfd closed (dead slot)");
+    if (!slot->has_gmem())
+      return memory_fault_exit(f, Errno::kEFAULT, "private access to a slot without guest_memfd");
+    if (!slot->gmem.file)
+      return memory_fault_exit(f, Errno::kEFAULT, "guest_memfd closed (dead slot)");
     charge(cfg_.costs.gup_per_page);
     auto r = slot->gmem.file->get_pfn(slot->id, f.gfn, slot->base_gfn, slot->gmem.pgoff);
     if (!r.ok()) {
@@ -501,7 +523,9 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
     const Hva hva = slot->hva_of(f.gfn);
     const uint64_t before = env_.mm.resident_bytes();
     auto page = env_.mm.get_user_page(hva);
-    if (!page.ok()) return memory_fault_exit(f, Errno::kEFAULT, "no host mapping at the slot's userspace address");
+    if (!page.ok())
+      return memory_fault_exit(f, Errno::kEFAULT,
+                               "no host mapping at the slot's userspace address");
     if (env_.mm.resident_bytes() > before) {
       stats_.bytes_zeroed += env_.mm.resident_bytes() - before;
       charge(cycles_for_bytes(env_.mm.resident_bytes() - before, cfg_.costs.zero_bytes_per_cycle));
@@ -586,11 +610,18 @@ FaultOutcome Vm::install(FaultContext& ctx) {
   }
   // Provenance (hw/memory/frame_history.h): only frames already holding a VM's data are logged.
   // The faulting frame only (a huge leaf's other frames are logged when they fault or leak).
-  env_.mem.note(pfn + (f.gfn - f.gfn.align_down(ctx.level)), FrameEventKind::kMap, principal(), kNobody, f.gfn.value());
+  env_.mem.note(pfn + (f.gfn - f.gfn.align_down(ctx.level)), FrameEventKind::kMap, principal(),
+                kNobody, f.gfn.value());
   switch (level) {
-    case PageSize::k4K: ++stats_.maps_4k; break;
-    case PageSize::k2M: ++stats_.maps_2m; break;
-    case PageSize::k1G: ++stats_.maps_1g; break;
+    case PageSize::k4K:
+      ++stats_.maps_4k;
+      break;
+    case PageSize::k2M:
+      ++stats_.maps_2m;
+      break;
+    case PageSize::k1G:
+      ++stats_.maps_1g;
+      break;
   }
   ++stats_.faults_fixed;
   FaultOutcome o;
@@ -605,8 +636,9 @@ FaultOutcome Vm::page_fault(const PageFault& f) {
     FaultOutcome o = page_fault_untraced(f);
     static const char* kKinds[] = {"fixed", "retry", "memory_fault_exit", "emulate"};
     char d[200];
-    std::snprintf(d, sizeof d, "gfn 0x%" PRIx64 " %s %s -> %s%s%s", f.gfn.value(), f.is_private ? "private" : "shared",
-                  f.write ? "write" : "read", kKinds[o.kind], o.why.empty() ? "" : ": ", o.why.c_str());
+    std::snprintf(d, sizeof d, "gfn 0x%" PRIx64 " %s %s -> %s%s%s", f.gfn.value(),
+                  f.is_private ? "private" : "shared", f.write ? "write" : "read", kKinds[o.kind],
+                  o.why.empty() ? "" : ": ", o.why.c_str());
     kvm_.trace(trace_name_, "fault", d);
     return o;
   }
@@ -614,16 +646,21 @@ FaultOutcome Vm::page_fault(const PageFault& f) {
 }
 
 FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
-  if (f.is_private) ++stats_.private_faults;
-  else ++stats_.shared_faults;
+  if (f.is_private)
+    ++stats_.private_faults;
+  else
+    ++stats_.shared_faults;
   FaultContext ctx;
   ctx.fault = f;
   const uint8_t from = gfn_cov_state(f.gfn);
   auto record = [&](const FaultOutcome& o) {
-    static_assert(FaultOutcome::kFixed == 0 && FaultOutcome::kRetry == 1 && FaultOutcome::kMemoryFaultExit == 2 &&
-                  FaultOutcome::kEmulate == 3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
-    cov_machine().record(from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared), o.kind,
-                gfn_cov_state(f.gfn));
+    static_assert(FaultOutcome::kFixed == 0 && FaultOutcome::kRetry == 1 &&
+                  FaultOutcome::kMemoryFaultExit == 2 &&
+                  FaultOutcome::kEmulate ==
+                      3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
+    cov_machine().record(
+        from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared),
+        o.kind, gfn_cov_state(f.gfn));
   };
   if (auto early = faultin(ctx)) {
     if (early->kind == FaultOutcome::kMemoryFaultExit) ++stats_.memory_fault_exits;
@@ -643,15 +680,17 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
 
 uint8_t Vm::gfn_cov_state_walk(Gfn gfn) const {
   uint8_t s = mem_is_private(gfn) ? kGfnPrivate : 0;
-  if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file) s |= kGfnBound;
+  if (const Memslot* slot = slots_[0].find_gfn(gfn); slot && slot->has_gmem() && slot->gmem.file)
+    s |= kGfnBound;
   const uint64_t direct = gfn_to_gpa(Gfn(backend_->gfn_direct_bits(*this))).value();
   if (backend_->has_private_root()) {
     // Two roots: MAPPED is the mapping on the side the attribute names (the private leaf for a
     // private GFN, the shared EPT at gfn|direct bits for a shared one). KVM never leaves the
     // other side mapped (§5: the attribute change zaps it); a mapping there is one KVM does not
     // know (a hostile_map, ISO-3) and not a state of KVM's machine.
-    const bool mapped = (s & kGfnPrivate) ? backend_->has_private_leaf(*this, gfn)
-                                          : stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped();
+    const bool mapped = (s & kGfnPrivate)
+                            ? backend_->has_private_leaf(*this, gfn)
+                            : stage2_->lookup(Gpa(gfn_to_gpa(gfn).value() | direct)).mapped();
     if (mapped) s |= kGfnMapped;
     return s;  // the private root changes outside KVM's view: not memoised
   }
@@ -672,7 +711,8 @@ void Vm::cov_begin(CovSample& s, GfnRange r) const {
     s.n = 1;
     return;
   }
-  const uint64_t step = pages <= CovSample::kMax ? 1 : (pages + CovSample::kMax - 1) / CovSample::kMax;
+  const uint64_t step =
+      pages <= CovSample::kMax ? 1 : (pages + CovSample::kMax - 1) / CovSample::kMax;
   for (uint64_t i = 0; i < pages && s.n < CovSample::kMax; i += step) {
     s.gfn[s.n] = r.start + i;
     s.from[s.n] = gfn_cov_state(s.gfn[s.n]);
@@ -751,7 +791,8 @@ void Vm::invalidate_range_start(Hva start, Hva end) {
       const Hva ss = s.userspace_addr, se = s.userspace_addr + (s.npages << kPageShift);
       if (!(ss < end && start < se)) return;
       const Hva a = std::max(start, ss), b = std::min(end, se);
-      const GfnRange g{s.base_gfn + ((a - ss) >> kPageShift), s.base_gfn + ((b - ss + kPageBytes - 1) >> kPageShift)};
+      const GfnRange g{s.base_gfn + ((a - ss) >> kPageShift),
+                       s.base_gfn + ((b - ss + kPageBytes - 1) >> kPageShift)};
       if (!begun) {
         mmu_invalidate_begin();
         begun = true;
@@ -761,7 +802,8 @@ void Vm::invalidate_range_start(Hva start, Hva end) {
       CovSample cov;
       cov_begin(cov, g);
       flush |= unmap_gfn_range(g, AttrFilter::kShared);
-      cov_end(cov, static_cast<uint8_t>(GfnOp::kMmuNotifierZap), static_cast<uint8_t>(GfnOutcome::kOk));
+      cov_end(cov, static_cast<uint8_t>(GfnOp::kMmuNotifierZap),
+              static_cast<uint8_t>(GfnOutcome::kOk));
     });
   }
   if (flush) flush_remote_tlbs();
@@ -781,16 +823,21 @@ void Vm::describe_stats(StatVisitor& v) const {
   v.counter("faults", stats_.faults, "faults", "stage-2 faults handled by the KVM MMU");
   v.counter("faults_private", stats_.private_faults, "faults", "faults of private accesses");
   v.counter("faults_shared", stats_.shared_faults, "faults", "faults of shared accesses");
-  v.counter("faults_fixed", stats_.faults_fixed, "faults", "faults that installed a mapping (RET_PF_FIXED)");
+  v.counter("faults_fixed", stats_.faults_fixed, "faults",
+            "faults that installed a mapping (RET_PF_FIXED)");
   v.counter("faults_retried", stats_.faults_retried, "faults",
             "faults that retried because an invalidation raced with them (RET_PF_RETRY)");
-  v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits", "faults that exited with KVM_EXIT_MEMORY_FAULT");
-  v.counter("mmio_exits", stats_.mmio_exits, "exits", "shared faults outside every memslot (emulated MMIO)");
+  v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits",
+            "faults that exited with KVM_EXIT_MEMORY_FAULT");
+  v.counter("mmio_exits", stats_.mmio_exits, "exits",
+            "shared faults outside every memslot (emulated MMIO)");
   v.counter("maps_4k", stats_.maps_4k, "mappings", "4 KiB stage-2 leaves installed by faults");
   v.counter("maps_2m", stats_.maps_2m, "mappings", "2 MiB stage-2 leaves installed by faults");
   v.counter("maps_1g", stats_.maps_1g, "mappings", "1 GiB stage-2 leaves installed by faults");
-  v.counter("huge_fallbacks", stats_.huge_fallbacks, "count", "huge mappings that fell back one level because smaller leaves were present");
-  v.counter("zapped_leaves", stats_.zapped_leaves, "leaves", "stage-2 leaves removed by invalidations");
+  v.counter("huge_fallbacks", stats_.huge_fallbacks, "count",
+            "huge mappings that fell back one level because smaller leaves were present");
+  v.counter("zapped_leaves", stats_.zapped_leaves, "leaves",
+            "stage-2 leaves removed by invalidations");
   v.counter("tlb_flushes", stats_.tlb_flushes, "flushes", "kvm_flush_remote_tlbs calls");
   v.counter("tlb_flushes_skipped", stats_.tlb_flushes_skipped, "flushes",
             "TLB flushes skipped by the unsafe platform.kvm.flush_tlb_after_zap = false policy");
@@ -799,14 +846,17 @@ void Vm::describe_stats(StatVisitor& v) const {
             "host MMU-notifier invalidations that hit a memslot");
   v.counter("mmu_invalidate_seq", inv_seq_, "count", "final value of mmu_invalidate_seq");
   v.counter("attr_sets", stats_.attr_sets, "calls", "valid KVM_SET_MEMORY_ATTRIBUTES calls");
-  v.counter("attr_sets_noop", stats_.attr_sets_noop, "calls", "of which changed nothing (early exit, no invalidation)");
-  v.counter("attr_pages_changed", stats_.attr_pages_changed, "pages", "pages covered by attribute updates that did change something");
+  v.counter("attr_sets_noop", stats_.attr_sets_noop, "calls",
+            "of which changed nothing (early exit, no invalidation)");
+  v.counter("attr_pages_changed", stats_.attr_pages_changed, "pages",
+            "pages covered by attribute updates that did change something");
   v.counter("slots_created", stats_.slots_created, "slots", "memslots created");
   v.counter("slots_deleted", stats_.slots_deleted, "slots", "memslots deleted");
   v.counter("slots_moved", stats_.slots_moved, "slots", "memslots moved to another gfn");
   v.counter("gmem_prepares", stats_.gmem_prepares, "calls", "kvm_arch_gmem_prepare calls");
   v.counter("gmem_invalidates", stats_.gmem_invalidates, "calls", "kvm_arch_gmem_invalidate calls");
-  v.counter("bytes_zeroed", stats_.bytes_zeroed, "bytes", "bytes zeroed to hand fresh frames to the guest");
+  v.counter("bytes_zeroed", stats_.bytes_zeroed, "bytes",
+            "bytes zeroed to hand fresh frames to the guest");
   PrefixedStats attrs(v, "attributes");
   attrs_->describe_stats(attrs);
   PrefixedStats s2(v, "stage2");

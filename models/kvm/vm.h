@@ -72,13 +72,14 @@ class Vm final : public GmemVm, public MmuNotifier {
   struct Env {
     PhysMem& mem;
     FrameAllocator& frames;
-    HostMm& mm;                // the creating process's address space (kvm->mm)
-    Stage2Format format;       // of the VM's stage-2 tables
-    Principal principal;       // whose data the guest writes
-    uint16_t asid;             // TLB tag of this VM's vCPUs
+    HostMm& mm;           // the creating process's address space (kvm->mm)
+    Stage2Format format;  // of the VM's stage-2 tables
+    Principal principal;  // whose data the guest writes
+    uint16_t asid;        // TLB tag of this VM's vCPUs
   };
 
-  Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmConfig& cfg, std::string name);
+  Vm(Kvm& kvm, std::unique_ptr<KvmBackend> backend, const Env& env, const KvmConfig& cfg,
+     std::string name);
   ~Vm() override;
   // kvm_destroy_vm's teardown: memslots, vCPUs, tables and the notifier go. The object itself
   // stays (owned by Kvm) because guest_memfd may still call arch_gmem_invalidate after the
@@ -109,7 +110,9 @@ class Vm final : public GmemVm, public MmuNotifier {
 
   // ---- Memory attributes (§5) ----
   uint64_t supported_attributes() const;
-  bool mem_is_private(Gfn gfn) const { return (attrs_->get(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) != 0; }
+  bool mem_is_private(Gfn gfn) const {
+    return (attrs_->get(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+  }
   uint64_t get_memory_attributes(Gfn gfn) const { return attrs_->get(gfn); }
   // kvm_range_has_memory_attributes
   bool range_has_memory_attributes(GfnRange r, uint64_t mask, uint64_t attrs) const;
@@ -121,7 +124,8 @@ class Vm final : public GmemVm, public MmuNotifier {
   // KVM_SET_USER_MEMORY_REGION{,2} after copy_from_user; `v2` selects the flag rule.
   // `resolve` looks up the guest_memfd fd: EBADF if not open, EINVAL if not a guest_memfd.
   using GmemResolver = std::function<Result<GmemFile*>(uint32_t fd)>;
-  Status set_memory_region(const kvm_userspace_memory_region2& r, bool v2, const GmemResolver& resolve);
+  Status set_memory_region(const kvm_userspace_memory_region2& r, bool v2,
+                           const GmemResolver& resolve);
   const MemslotSet& memslots(uint16_t as_id = 0) const { return slots_[as_id]; }
   static constexpr uint16_t kAddressSpaces = 2;  // x86 with SMM
 
@@ -273,10 +277,13 @@ class Vm final : public GmemVm, public MmuNotifier {
     uint8_t state = 0;
   } cov_memo_;
   void cov_forget() { ++cov_gen_; }
-  bool cov_memo_covers(GfnRange r) const { return cov_memo_.gen == cov_gen_ && r.start <= cov_memo_.gfn && cov_memo_.gfn < r.end; }
+  bool cov_memo_covers(GfnRange r) const {
+    return cov_memo_.gen == cov_gen_ && r.start <= cov_memo_.gfn && cov_memo_.gfn < r.end;
+  }
   void cov_note(GfnRange r, uint8_t bit, bool set) {
     if (!cov_memo_covers(r)) return;
-    cov_memo_.state = set ? static_cast<uint8_t>(cov_memo_.state | bit) : static_cast<uint8_t>(cov_memo_.state & ~bit);
+    cov_memo_.state = set ? static_cast<uint8_t>(cov_memo_.state | bit)
+                          : static_cast<uint8_t>(cov_memo_.state & ~bit);
   }
 
   Kvm& kvm_;
@@ -303,9 +310,12 @@ class Vm final : public GmemVm, public MmuNotifier {
   bool inv_range_valid_ = false;
 
   struct Stats {
-    uint64_t faults = 0, faults_fixed = 0, faults_retried = 0, memory_fault_exits = 0, mmio_exits = 0;
-    uint64_t private_faults = 0, shared_faults = 0, maps_4k = 0, maps_2m = 0, maps_1g = 0, huge_fallbacks = 0;
-    uint64_t zapped_leaves = 0, tlb_flushes = 0, tlb_flushes_skipped = 0, invalidations = 0, notifier_invalidations = 0;
+    uint64_t faults = 0, faults_fixed = 0, faults_retried = 0, memory_fault_exits = 0,
+             mmio_exits = 0;
+    uint64_t private_faults = 0, shared_faults = 0, maps_4k = 0, maps_2m = 0, maps_1g = 0,
+             huge_fallbacks = 0;
+    uint64_t zapped_leaves = 0, tlb_flushes = 0, tlb_flushes_skipped = 0, invalidations = 0,
+             notifier_invalidations = 0;
     uint64_t attr_sets = 0, attr_sets_noop = 0, attr_pages_changed = 0;
     uint64_t slots_created = 0, slots_deleted = 0, slots_moved = 0;
     uint64_t gmem_prepares = 0, gmem_invalidates = 0, bytes_zeroed = 0;

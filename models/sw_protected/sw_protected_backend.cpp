@@ -15,12 +15,18 @@ class SwProtectedBackend final : public KvmBackend {
   // Private and shared sides are different frames (guest_memfd vs userspace memory).
   ConversionContents conversion_contents() const override { return ConversionContents::kLost; }
   // §7: "SW_PROTECTED: set iff the gfn is currently PRIVATE in attributes".
-  bool fault_is_private(const Vm& vm, Gfn gfn, const VmExit&) const override { return vm.mem_is_private(gfn); }
-  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override { return decode_map_gpa_range(e); }
+  bool fault_is_private(const Vm& vm, Gfn gfn, const VmExit&) const override {
+    return vm.mem_is_private(gfn);
+  }
+  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override {
+    return decode_map_gpa_range(e);
+  }
 };
 
 }  // namespace
 
-std::unique_ptr<KvmBackend> make_sw_protected_backend() { return std::make_unique<SwProtectedBackend>(); }
+std::unique_ptr<KvmBackend> make_sw_protected_backend() {
+  return std::make_unique<SwProtectedBackend>();
+}
 
 }  // namespace cvmsim::kvm

@@ -23,8 +23,9 @@ using kvm::Vm;
 TdxHost::TdxHost(PhysMem& mem, TdxConfig cfg, TdxGlueConfig glue)
     : module_(mem, std::move(cfg)), glue_(glue) {
   const TdxConfig& c = module_.config();
-  hkid_used_.assign(c.private_hkid_max >= c.private_hkid_min ? c.private_hkid_max - c.private_hkid_min + 1u : 0u,
-                    false);
+  hkid_used_.assign(
+      c.private_hkid_max >= c.private_hkid_min ? c.private_hkid_max - c.private_hkid_min + 1u : 0u,
+      false);
   // The global KeyID is the host's (PAMT, TDR): never a TD's (A1).
   if (c.global_hkid >= c.private_hkid_min && c.global_hkid <= c.private_hkid_max)
     hkid_used_[c.global_hkid - c.private_hkid_min] = true;
@@ -80,47 +81,95 @@ void TdxHost::describe_stats(StatVisitor& v) const {
   module_.describe_stats(v);
   PrefixedStats g(v, "glue");
   g.value("hkids_in_use", hkids_live_, "keys", "HKIDs held by TDs (the global KeyID excluded)");
-  g.value("hkid_highest", hkid_highest_, "key", "highest HKID ever given to a TD (lowest free first: it stays put when freed HKIDs are reused)");
-  g.counter("seamcall_errors", stats_.seamcall_errors, "calls", "module calls made by the KVM glue that failed (mapped to EBUSY or EIO)");
-  g.counter("busy_retries", stats_.busy_retries, "calls", "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
-  g.counter("guest_accept_busy", stats_.guest_accept_busy, "calls", "TDG.MEM.PAGE.ACCEPTs that got TDX_OPERAND_BUSY or BUSY_HOST_PRIORITY (a host SEAMCALL held the S-EPT entry); the guest retries");
-  g.counter("kick_waits", stats_.kick_waits, "kicks", "vCPU kicks that waited for the vCPU's TDCALL in flight to retire before it took the IPI");
-  g.counter("fault_waits", stats_.fault_waits, "waits", "faults, private maps, zaps, DEMOTEs and ACCEPT exits that waited for a zap or DEMOTE holding mmu_lock");
-  g.counter("enter_waits", stats_.enter_waits, "entries", "TD entries held back by wait_for_sept_zap or retried after TDH.VP.ENTER returned BUSY");
-  g.counter("private_maps", stats_.private_maps, "pages", "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
-  g.counter("pages_added", stats_.pages_added, "pages", "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
-  g.counter("mr_extends", stats_.mr_extends, "calls", "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
-  g.counter("sept_pages_added", stats_.sept_pages_added, "pages", "S-EPT pages added (TDH.MEM.SEPT.ADD)");
-  g.counter("private_zaps", stats_.private_zaps, "pages", "private pages removed (BLOCK, TRACK, kick, REMOVE, WBINVD, clear)");
-  g.counter("guest_accepts", stats_.guest_accepts, "calls", "TDG.MEM.PAGE.ACCEPT calls the guest kernel issued through the glue (re-issues after an exit included)");
-  g.counter("accept_exits", stats_.accept_exits, "exits", "ACCEPTs that exited to KVM (EEQ ACCEPT: FREE entry or missing level, the lazy-AUG path; or a 2 MiB PENDING leaf under a 4 KiB request) and were re-issued after KVM mapped or demoted");
-  g.counter("pending_access_fatal", stats_.pending_access_fatal, "exits", "guest accesses to a PENDING page with SEPT_VE_DISABLE set: KVM marks the VM dead (tdx_handle_ept_violation) and the vCPU stops");
-  g.counter("private_maps_2m", stats_.private_maps_2m, "leaves", "2 MiB private leaves added at runtime (TDH.MEM.PAGE.AUG 2M); private_maps counts the 4 KiB ones");
-  g.counter("demotes", stats_.demotes, "leaves", "2 MiB private leaves split into 512 4 KiB leaves (BLOCK, TRACK, TDH.MEM.PAGE.DEMOTE) for a partial zap or a 4 KiB accept");
-  g.counter("private_zaps_2m", stats_.private_zaps_2m, "leaves", "2 MiB private leaves removed whole (BLOCK, TRACK, REMOVE 2M, WBINVD, clear); private_zaps counts the 4 KiB ones");
-  g.counter("vcpu_kicks", stats_.vcpu_kicks, "exits", "TD exits forced so that TLB tracking completes");
+  g.value("hkid_highest", hkid_highest_, "key",
+          "highest HKID ever given to a TD (lowest free first: it stays put when freed HKIDs are "
+          "reused)");
+  g.counter("seamcall_errors", stats_.seamcall_errors, "calls",
+            "module calls made by the KVM glue that failed (mapped to EBUSY or EIO)");
+  g.counter(
+      "busy_retries", stats_.busy_retries, "calls",
+      "BUSY answered by kicking every vCPU out of the TD and retrying once (tdh_do_no_vcpus)");
+  g.counter("guest_accept_busy", stats_.guest_accept_busy, "calls",
+            "TDG.MEM.PAGE.ACCEPTs that got TDX_OPERAND_BUSY or BUSY_HOST_PRIORITY (a host SEAMCALL "
+            "held the S-EPT entry); the guest retries");
+  g.counter(
+      "kick_waits", stats_.kick_waits, "kicks",
+      "vCPU kicks that waited for the vCPU's TDCALL in flight to retire before it took the IPI");
+  g.counter("fault_waits", stats_.fault_waits, "waits",
+            "faults, private maps, zaps, DEMOTEs and ACCEPT exits that waited for a zap or DEMOTE "
+            "holding mmu_lock");
+  g.counter(
+      "enter_waits", stats_.enter_waits, "entries",
+      "TD entries held back by wait_for_sept_zap or retried after TDH.VP.ENTER returned BUSY");
+  g.counter("private_maps", stats_.private_maps, "pages",
+            "private pages added at runtime (TDH.MEM.PAGE.AUG) for KVM faults");
+  g.counter(
+      "pages_added", stats_.pages_added, "pages",
+      "initial-image pages added before finalize (TDH.MEM.PAGE.ADD, KVM_TDX_INIT_MEM_REGION)");
+  g.counter("mr_extends", stats_.mr_extends, "calls",
+            "TDH.MR.EXTEND calls (256 B each) measuring the initial image");
+  g.counter("sept_pages_added", stats_.sept_pages_added, "pages",
+            "S-EPT pages added (TDH.MEM.SEPT.ADD)");
+  g.counter("private_zaps", stats_.private_zaps, "pages",
+            "private pages removed (BLOCK, TRACK, kick, REMOVE, WBINVD, clear)");
+  g.counter("guest_accepts", stats_.guest_accepts, "calls",
+            "TDG.MEM.PAGE.ACCEPT calls the guest kernel issued through the glue (re-issues after "
+            "an exit included)");
+  g.counter(
+      "accept_exits", stats_.accept_exits, "exits",
+      "ACCEPTs that exited to KVM (EEQ ACCEPT: FREE entry or missing level, the lazy-AUG path; or "
+      "a 2 MiB PENDING leaf under a 4 KiB request) and were re-issued after KVM mapped or demoted");
+  g.counter("pending_access_fatal", stats_.pending_access_fatal, "exits",
+            "guest accesses to a PENDING page with SEPT_VE_DISABLE set: KVM marks the VM dead "
+            "(tdx_handle_ept_violation) and the vCPU stops");
+  g.counter("private_maps_2m", stats_.private_maps_2m, "leaves",
+            "2 MiB private leaves added at runtime (TDH.MEM.PAGE.AUG 2M); private_maps counts the "
+            "4 KiB ones");
+  g.counter("demotes", stats_.demotes, "leaves",
+            "2 MiB private leaves split into 512 4 KiB leaves (BLOCK, TRACK, TDH.MEM.PAGE.DEMOTE) "
+            "for a partial zap or a 4 KiB accept");
+  g.counter("private_zaps_2m", stats_.private_zaps_2m, "leaves",
+            "2 MiB private leaves removed whole (BLOCK, TRACK, REMOVE 2M, WBINVD, clear); "
+            "private_zaps counts the 4 KiB ones");
+  g.counter("vcpu_kicks", stats_.vcpu_kicks, "exits",
+            "TD exits forced so that TLB tracking completes");
   g.counter("vp_enters", stats_.vp_enters, "calls", "TDH.VP.ENTER calls by the glue");
-  g.counter("machine_checks", stats_.machine_checks, "count", "machine checks that made a TD fatal");
-  g.counter("pages_reclaimed", stats_.pages_reclaimed, "pages", "pages reclaimed at teardown (TDH.PHYMEM.PAGE.RECLAIM)");
-  g.counter("pages_cleared", stats_.pages_cleared, "pages", "pages the host cleared with MOVDIR64B under key 0 before reuse");
-  g.counter("td_exits.ept_violation", stats_.td_exits_ept_violation, "exits", "TD exits for an EPT violation KVM handles (FREE/absent private page: SEPT.ADD + AUG)");
-  g.counter("td_exits.pending_ept_violation", stats_.td_exits_pending, "exits", "TD exits for an EPT violation on a PENDING page (SEPT_VE_DISABLE: EEQ PENDING_EPT_VIOLATION; the guest accepts)");
-  g.counter("td_exits.tdvmcall", stats_.td_exits_tdvmcall, "exits", "TD exits for a TDG.VP.VMCALL seen by the glue");
-  g.counter("td_exits.async", stats_.td_exits_async, "exits", "asynchronous TD exits the glue caused (kicks for TLB tracking, teardown)");
-  g.counter("td_exits.fatal", stats_.td_exits_fatal, "exits", "TD exits because the TD became FATAL");
-  g.counter("ves_injected", stats_.ves_injected, "count", "#VE injected into the guest for a PENDING page (SEPT_VE_DISABLE clear)");
-  g.counter("tds_reclaimed", stats_.tds_reclaimed, "count", "TDs torn down completely (the TDR reclaimed last)");
-  g.counter("hkids_freed", stats_.hkids_freed, "keys", "HKIDs returned to the allocator after TDH.MNG.KEY.FREEID");
-  g.counter("hkid_exhausted", stats_.hkid_exhausted, "count", "TDX VM creations refused because no HKID was free");
+  g.counter("machine_checks", stats_.machine_checks, "count",
+            "machine checks that made a TD fatal");
+  g.counter("pages_reclaimed", stats_.pages_reclaimed, "pages",
+            "pages reclaimed at teardown (TDH.PHYMEM.PAGE.RECLAIM)");
+  g.counter("pages_cleared", stats_.pages_cleared, "pages",
+            "pages the host cleared with MOVDIR64B under key 0 before reuse");
+  g.counter("td_exits.ept_violation", stats_.td_exits_ept_violation, "exits",
+            "TD exits for an EPT violation KVM handles (FREE/absent private page: SEPT.ADD + AUG)");
+  g.counter("td_exits.pending_ept_violation", stats_.td_exits_pending, "exits",
+            "TD exits for an EPT violation on a PENDING page (SEPT_VE_DISABLE: EEQ "
+            "PENDING_EPT_VIOLATION; the guest accepts)");
+  g.counter("td_exits.tdvmcall", stats_.td_exits_tdvmcall, "exits",
+            "TD exits for a TDG.VP.VMCALL seen by the glue");
+  g.counter("td_exits.async", stats_.td_exits_async, "exits",
+            "asynchronous TD exits the glue caused (kicks for TLB tracking, teardown)");
+  g.counter("td_exits.fatal", stats_.td_exits_fatal, "exits",
+            "TD exits because the TD became FATAL");
+  g.counter("ves_injected", stats_.ves_injected, "count",
+            "#VE injected into the guest for a PENDING page (SEPT_VE_DISABLE clear)");
+  g.counter("tds_reclaimed", stats_.tds_reclaimed, "count",
+            "TDs torn down completely (the TDR reclaimed last)");
+  g.counter("hkids_freed", stats_.hkids_freed, "keys",
+            "HKIDs returned to the allocator after TDH.MNG.KEY.FREEID");
+  g.counter("hkid_exhausted", stats_.hkid_exhausted, "count",
+            "TDX VM creations refused because no HKID was free");
 }
 
 // ============================================================================================
 // Helpers
 
-uint32_t KvmTdxBackend::vm_type() const { return kvm::KVM_X86_TDX_VM; }
+uint32_t KvmTdxBackend::vm_type() const {
+  return kvm::KVM_X86_TDX_VM;
+}
 
-TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa, int level, uint64_t hpa,
-                                 int hkid, Cycles prepaid) {
+TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa,
+                                 int level, uint64_t hpa, int hkid, Cycles prepaid) {
   vm.kvm().charge(Cycles(r.cost.count() > prepaid.count() ? r.cost.count() - prepaid.count() : 0));
   if (r.is_error()) ++host_.stats().seamcall_errors;
   TdxHost::Stats& st = host_.stats();
@@ -128,12 +177,20 @@ TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uin
   if (r.outcome == GuestOutcome::kTdExit) {
     switch (r.exit.reason) {
       case TdExitReason::kEptViolation:
-        ++(r.exit.eeq == EeqType::kPendingEptViolation ? st.td_exits_pending : st.td_exits_ept_violation);
+        ++(r.exit.eeq == EeqType::kPendingEptViolation ? st.td_exits_pending
+                                                       : st.td_exits_ept_violation);
         break;
-      case TdExitReason::kTdvmcall: ++st.td_exits_tdvmcall; break;
-      case TdExitReason::kAsync: ++st.td_exits_async; break;
-      case TdExitReason::kFatal: ++st.td_exits_fatal; break;
-      default: break;
+      case TdExitReason::kTdvmcall:
+        ++st.td_exits_tdvmcall;
+        break;
+      case TdExitReason::kAsync:
+        ++st.td_exits_async;
+        break;
+      case TdExitReason::kFatal:
+        ++st.td_exits_fatal;
+        break;
+      default:
+        break;
     }
   }
   if (vm.kvm().tracing()) {
@@ -164,7 +221,11 @@ TdxResult KvmTdxBackend::charged(Vm& vm, TdxResult r, std::string_view leaf, uin
       d += name_of(r.outcome);
     }
     d += " cost=" + std::to_string(r.cost.count());
-    vm.kvm().trace("platform." + vm.name() + ".tdx", seam ? "seamcall" : td ? "tdcall" : "module", d);
+    vm.kvm().trace("platform." + vm.name() + ".tdx",
+                   seam ? "seamcall"
+                   : td ? "tdcall"
+                        : "module",
+                   d);
   }
   return r;
 }
@@ -217,7 +278,9 @@ void KvmTdxBackend::describe_ownership(const Vm&, kvm::OwnershipVisitor& v) cons
   // access without the host's help (an information edge).
   m.for_each_sept_entry(tdr_, [&](Gpa gpa, const SeptEntry& e) {
     if (!e.leaf || e.state == SeptState::kFree || e.state == SeptState::kRemoved) return;
-    const PageSize size = e.level == 0 ? PageSize::k4K : e.level == 1 ? PageSize::k2M : PageSize::k1G;
+    const PageSize size = e.level == 0   ? PageSize::k4K
+                          : e.level == 1 ? PageSize::k2M
+                                         : PageSize::k1G;
     kvm::PrivateLeafInfo l;
     l.gfn = gpa_to_gfn(Gpa(gpa.value() & ~shared_mask_));
     l.pfn = e.pfn;
@@ -237,10 +300,12 @@ void KvmTdxBackend::describe_ownership(const Vm&, kvm::OwnershipVisitor& v) cons
   std::vector<Entry> entries;
   const Pfn tdr_pfn = hpa_to_pfn(tdr_);
   m.pamt().for_each_assigned([&](Pfn base, PageSize level, const PamtEntry& e) {
-    if ((e.type() == PageType::kTdr && base == tdr_pfn) || (e.type() != PageType::kTdr && e.owner() == tdr_pfn))
+    if ((e.type() == PageType::kTdr && base == tdr_pfn) ||
+        (e.type() != PageType::kTdr && e.owner() == tdr_pfn))
       entries.push_back({base, level, e.type()});
   });
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.base < b.base; });
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.base < b.base; });
   const Pfn sept_root = hpa_to_pfn(info->sept_root);
   for (const Entry& e : entries) {
     kvm::OwnedFramesInfo o;
@@ -249,12 +314,24 @@ void KvmTdxBackend::describe_ownership(const Vm&, kvm::OwnershipVisitor& v) cons
     o.type = name_of(e.type);
     o.control = e.type != PageType::kReg;
     switch (e.type) {
-      case PageType::kReg: o.role = "TD private page"; break;
-      case PageType::kTdr: o.role = "TD root (TDR)"; break;
-      case PageType::kTdcx: o.role = e.base == sept_root ? "TDCS page, S-EPT root" : "TDCS/TDVPX page"; break;
-      case PageType::kTdvpr: o.role = "vCPU root (TDVPR)"; break;
-      case PageType::kEpt: o.role = "S-EPT page"; break;
-      default: o.role = ""; break;
+      case PageType::kReg:
+        o.role = "TD private page";
+        break;
+      case PageType::kTdr:
+        o.role = "TD root (TDR)";
+        break;
+      case PageType::kTdcx:
+        o.role = e.base == sept_root ? "TDCS page, S-EPT root" : "TDCS/TDVPX page";
+        break;
+      case PageType::kTdvpr:
+        o.role = "vCPU root (TDVPR)";
+        break;
+      case PageType::kEpt:
+        o.role = "S-EPT page";
+        break;
+      default:
+        o.role = "";
+        break;
     }
     v.owned_frames(o);
   }
@@ -266,12 +343,14 @@ bool KvmTdxBackend::ensure_entered(Vm& vm, VcpuTd& v, std::string* why) {
   // tdx_vcpu_enter: no TD entry while a zap retries with no vCPUs (wait_for_sept_zap, A5).
   if (spin_while(vm, [&] { return wait_for_sept_zap_; })) ++host_.stats().enter_waits;
   ++host_.stats().vp_enters;
-  TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+  TdxResult r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1,
+                        v.tdvpr.value());
   // VP.ENTER takes the epoch lock SHARED (A6): BUSY while a TRACK holds it; KVM re-enters.
   while (is_busy_class(r.status) && vm.kvm().yield(Cycles(host_.glue().spin_cycles))) {
     ++host_.stats().enter_waits;
     ++host_.stats().vp_enters;
-    r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1, v.tdvpr.value());
+    r = charged(vm, host_.module().vp_enter(v.tdvpr, v.id), "TDH.VP.ENTER", kNoArg, -1,
+                v.tdvpr.value());
   }
   if (!r.ok()) {
     if (why) *why = "TDH.VP.ENTER failed: " + std::string(status_name(r.status));
@@ -311,8 +390,8 @@ void KvmTdxBackend::kick_all(Vm& vm) {
 }
 
 template <class B>
-TdxResult KvmTdxBackend::in_flight(Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa, int level,
-                                   uint64_t hpa, bool catch_up) {
+TdxResult KvmTdxBackend::in_flight(Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf,
+                                   uint64_t gpa, int level, uint64_t hpa, bool catch_up) {
   kvm::Kvm& k = vm.kvm();
   // Catch up first (a vCPU hands over the time it ran ahead): the call takes its locks at this
   // thread's own time, so temporal decoupling cannot hide an overlap.
@@ -361,7 +440,8 @@ struct ZapGuard {
 }  // namespace
 
 template <class B>
-TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level, B&& begin) {
+TdxResult KvmTdxBackend::with_no_vcpus(Vm& vm, std::string_view leaf, uint64_t gpa, int level,
+                                       B&& begin) {
   TdxResult r = in_flight(vm, nullptr, begin, leaf, gpa, level);
   if (is_busy_class(r.status)) {
     // tdh_do_no_vcpus (A5): no TD entry from now, kick every vCPU (waiting for the IPIs), retry
@@ -387,7 +467,8 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
     host_.free_hkid(*hk);
     return tdr.error();
   }
-  TdxResult r = charged(vm, m.mng_create(*tdr, *hk, vm.principal()), "TDH.MNG.CREATE", kNoArg, -1, tdr->value(), *hk);
+  TdxResult r = charged(vm, m.mng_create(*tdr, *hk, vm.principal()), "TDH.MNG.CREATE", kNoArg, -1,
+                        tdr->value(), *hk);
   if (!r.ok()) {
     vm.frames().free(hpa_to_pfn(*tdr));
     host_.free_hkid(*hk);
@@ -399,11 +480,14 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   options_ = host_.td_options(vm.name());
   hkid_ = *hk;
   for (unsigned p = 0; p < m.config().num_packages; ++p)
-    if (r = charged(vm, m.mng_key_config(tdr_, p), "TDH.MNG.KEY.CONFIG", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
+    if (r = charged(vm, m.mng_key_config(tdr_, p), "TDH.MNG.KEY.CONFIG", kNoArg, -1, tdr_.value());
+        !r.ok())
+      return to_errno(r);
   for (unsigned i = 0; i < m.config().num_tdcs_pages; ++i) {
     auto page = alloc_frame(vm);
     if (!page.ok()) return page.error();
-    if (r = charged(vm, m.mng_addcx(tdr_, *page), "TDH.MNG.ADDCX", kNoArg, -1, page->value()); !r.ok()) {
+    if (r = charged(vm, m.mng_addcx(tdr_, *page), "TDH.MNG.ADDCX", kNoArg, -1, page->value());
+        !r.ok()) {
       vm.frames().free(hpa_to_pfn(*page));
       return to_errno(r);
     }
@@ -413,7 +497,8 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   params.attributes = options_.sept_ve_disable ? kTdAttrSeptVeDisable : 0;
   params.max_vcpus = host_.glue().max_vcpus;
   params.sept_levels = 4;  // GPAW 48: SHARED = bit 47 (A1)
-  if (r = charged(vm, m.mng_init(tdr_, params), "TDH.MNG.INIT", kNoArg, -1, tdr_.value()); !r.ok()) return to_errno(r);
+  if (r = charged(vm, m.mng_init(tdr_, params), "TDH.MNG.INIT", kNoArg, -1, tdr_.value()); !r.ok())
+    return to_errno(r);
   const auto info = m.td_info(tdr_);
   shared_mask_ = info->shared_bit.value();
   sept_levels_ = info->sept_levels;
@@ -442,7 +527,8 @@ Status KvmTdxBackend::vcpu_create(Vm& vm, kvm::Vcpu& vcpu) {
       st = page.error();
       break;
     }
-    if (r = charged(vm, m.vp_addcx(t.tdvpr, *page), "TDH.VP.ADDCX", kNoArg, -1, page->value()); !r.ok()) {
+    if (r = charged(vm, m.vp_addcx(t.tdvpr, *page), "TDH.VP.ADDCX", kNoArg, -1, page->value());
+        !r.ok()) {
       vm.frames().free(hpa_to_pfn(*page));
       st = to_errno(r);
       break;
@@ -450,7 +536,8 @@ Status KvmTdxBackend::vcpu_create(Vm& vm, kvm::Vcpu& vcpu) {
     t.tdvpx.push_back(*page);
   }
   if (st.ok())
-    if (r = charged(vm, m.vp_init(t.tdvpr), "TDH.VP.INIT", kNoArg, -1, t.tdvpr.value()); !r.ok()) st = to_errno(r);
+    if (r = charged(vm, m.vp_init(t.tdvpr), "TDH.VP.INIT", kNoArg, -1, t.tdvpr.value()); !r.ok())
+      st = to_errno(r);
   vcpus_.push_back(std::move(t));  // its pages are the TD's now: reclaimed at teardown
   return st;
 }
@@ -467,7 +554,8 @@ Status KvmTdxBackend::init_mem_page(Vm& vm, Gfn gfn, Hpa source, bool measure) {
   const Gpa gpa = gfn_to_gpa(gfn);
   if (Status st = ensure_sept(vm, gpa); !st.ok()) return st;
   TdxModule& m = host_.module();
-  TdxResult r = charged(vm, m.mem_page_add(tdr_, gpa, pfn_to_hpa(pfn->pfn), source), "TDH.MEM.PAGE.ADD", gpa.value(), 0, pfn_to_hpa(pfn->pfn).value());
+  TdxResult r = charged(vm, m.mem_page_add(tdr_, gpa, pfn_to_hpa(pfn->pfn), source),
+                        "TDH.MEM.PAGE.ADD", gpa.value(), 0, pfn_to_hpa(pfn->pfn).value());
   if (!r.ok()) return to_errno(r);
   mirror_[gfn.value()] = pfn->pfn;
   ++pages_added_;
@@ -475,7 +563,8 @@ Status KvmTdxBackend::init_mem_page(Vm& vm, Gfn gfn, Hpa source, bool measure) {
   if (measure) {
     // tdx_gmem_post_populate with KVM_TDX_MEASURE_MEMORY_REGION: TDH.MR.EXTEND per 256 B chunk.
     for (uint64_t off = 0; off < kPageBytes; off += 256) {
-      r = charged(vm, m.mr_extend(tdr_, Gpa(gpa.value() + off)), "TDH.MR.EXTEND", gpa.value() + off);
+      r = charged(vm, m.mr_extend(tdr_, Gpa(gpa.value() + off)), "TDH.MR.EXTEND",
+                  gpa.value() + off);
       if (!r.ok()) return to_errno(r);
       ++host_.stats().mr_extends;
     }
@@ -499,7 +588,8 @@ std::optional<std::string> KvmTdxBackend::mrtd_hex() const {
 
 Status KvmTdxBackend::finalize(Vm& vm) {
   if (!td_created_) return Errno::kEINVAL;
-  const TdxResult r = charged(vm, host_.module().mr_finalize(tdr_), "TDH.MR.FINALIZE", kNoArg, -1, tdr_.value());
+  const TdxResult r =
+      charged(vm, host_.module().mr_finalize(tdr_), "TDH.MR.FINALIZE", kNoArg, -1, tdr_.value());
   if (!r.ok()) return to_errno(r);
   finalized_ = true;
   vm.pre_fault_allowed = true;  // kvm->arch.pre_fault_allowed after KVM_TDX_FINALIZE_VM (§9)
@@ -510,19 +600,22 @@ Status KvmTdxBackend::finalize(Vm& vm) {
 // Private mappings (A10.2, A10.3)
 
 Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms) {
-  if (size == PageSize::k1G || (size == PageSize::k2M && !options_.huge_private)) return Errno::kEINVAL;
+  if (size == PageSize::k1G || (size == PageSize::k2M && !options_.huge_private))
+    return Errno::kEINVAL;
   if (!td_created_) return Errno::kEIO;
   // The fault path holds mmu_lock (for read): it waits for a zap holding it for write (A5),
   // before it looks at the mirror.
   wait_for_zap(vm);
   if (size == PageSize::k2M) {
-    if (auto it = mirror_2m_.find(gfn.value()); it != mirror_2m_.end()) return it->second == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
+    if (auto it = mirror_2m_.find(gfn.value()); it != mirror_2m_.end())
+      return it->second == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
     // Smaller leaves (or their S-EPT page) under it: KVM falls back to 4 KiB (no PROMOTE here).
     if (sept_pages_.count({1u, gfn_to_gpa(gfn).value()})) return Errno::kEEXIST;
   } else {
     if (auto it = mirror_2m_.find(gfn.align_down(PageSize::k2M).value()); it != mirror_2m_.end()) {
       // A 2 MiB leaf maps it already: a spurious fault.
-      return it->second + (gfn - gfn.align_down(PageSize::k2M)) == pfn ? Result<Cycles>(Cycles(0)) : Errno::kEEXIST;
+      return it->second + (gfn - gfn.align_down(PageSize::k2M)) == pfn ? Result<Cycles>(Cycles(0))
+                                                                       : Errno::kEEXIST;
     }
     if (auto it = mirror_.find(gfn.value()); it != mirror_.end()) {
       // Already mapped: a spurious fault (the mirror says so, as KVM's mirror SPTE would).
@@ -537,7 +630,9 @@ Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize siz
   if (Status st = ensure_sept(vm, gpa, leaf_level); !st.ok()) return st.error();
   // Runtime: PAGE.AUG (PENDING; the guest accepts). The initial image goes through
   // init_mem_page (PAGE.ADD) instead; AUG is refused by nothing here, the module decides.
-  const TdxResult r = charged(vm, m.mem_page_aug(tdr_, gpa, size, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(), static_cast<int>(leaf_level), pfn_to_hpa(pfn).value());
+  const TdxResult r =
+      charged(vm, m.mem_page_aug(tdr_, gpa, size, pfn_to_hpa(pfn)), "TDH.MEM.PAGE.AUG", gpa.value(),
+              static_cast<int>(leaf_level), pfn_to_hpa(pfn).value());
   if (!r.ok()) return to_errno(r);
   if (size == PageSize::k2M) {
     mirror_2m_[gfn.value()] = pfn;
@@ -557,7 +652,8 @@ Status KvmTdxBackend::ensure_sept(Vm& vm, Gpa gpa, unsigned leaf_level) {
     if (sept_pages_.count(key)) continue;
     auto page = alloc_frame(vm);
     if (!page.ok()) return page.error();
-    const TdxResult r = charged(vm, m.mem_sept_add(tdr_, Gpa(key.second), l, *page), "TDH.MEM.SEPT.ADD", key.second, static_cast<int>(l), page->value());
+    const TdxResult r = charged(vm, m.mem_sept_add(tdr_, Gpa(key.second), l, *page),
+                                "TDH.MEM.SEPT.ADD", key.second, static_cast<int>(l), page->value());
     if (!r.ok()) {
       vm.frames().free(hpa_to_pfn(*page));
       return to_errno(r);
@@ -576,18 +672,21 @@ bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn, PageSize size) {
   wait_for_zap(vm);
   ZapGuard zapping(zapping_);
   const int level = size == PageSize::k2M ? 1 : 0;
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), level,
-                              [&] { return m.begin_mem_range_block(tdr_, gpa, static_cast<unsigned>(level)); });
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), level, [&] {
+    return m.begin_mem_range_block(tdr_, gpa, static_cast<unsigned>(level));
+  });
   if (r.is_error()) return false;
   // tdx_track: TRACK, then kick every vCPU so that none runs in the previous epoch (A6).
   r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), level, [&] { return m.begin_mem_page_remove(tdr_, gpa, size); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.REMOVE", gpa.value(), level,
+                    [&] { return m.begin_mem_page_remove(tdr_, gpa, size); });
   if (r.is_error()) return false;
   for (uint64_t i = 0; i < frames_of(size); ++i) {
     const Hpa page = pfn_to_hpa(pfn + i);
-    r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(page, hkid_)), "TDH.PHYMEM.PAGE.WBINVD", kNoArg, -1, m.with_hkid(page, hkid_).value());
+    r = charged(vm, m.phymem_page_wbinvd(m.with_hkid(page, hkid_)), "TDH.PHYMEM.PAGE.WBINVD",
+                kNoArg, -1, m.with_hkid(page, hkid_).value());
     if (r.is_error()) return false;
     clear_page(vm, page);
   }
@@ -606,14 +705,16 @@ bool KvmTdxBackend::demote_2m(Vm& vm, Gfn head) {
   const Gpa gpa = gfn_to_gpa(head);
   // A runnable TD needs the leaf blocked and the block tracked before DEMOTE (A2.3). Each runs
   // in flight, with KVM's BUSY handling (tdh_do_no_vcpus), as the 4 KiB removal's calls do.
-  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 1, [&] { return m.begin_mem_range_block(tdr_, gpa, 1); });
+  TdxResult r = with_no_vcpus(vm, "TDH.MEM.RANGE.BLOCK", gpa.value(), 1,
+                              [&] { return m.begin_mem_range_block(tdr_, gpa, 1); });
   if (r.is_error()) return false;
   r = with_no_vcpus(vm, "TDH.MEM.TRACK", kNoArg, -1, [&] { return m.begin_mem_track(tdr_); });
   if (r.is_error()) return false;
   kick_all(vm);
   auto page = alloc_frame(vm);
   if (!page.ok()) return false;
-  r = with_no_vcpus(vm, "TDH.MEM.PAGE.DEMOTE", gpa.value(), 1, [&] { return m.begin_mem_page_demote(tdr_, gpa, PageSize::k2M, *page); });
+  r = with_no_vcpus(vm, "TDH.MEM.PAGE.DEMOTE", gpa.value(), 1,
+                    [&] { return m.begin_mem_page_demote(tdr_, gpa, PageSize::k2M, *page); });
   if (r.is_error()) {
     vm.frames().free(hpa_to_pfn(*page));
     return false;
@@ -638,7 +739,8 @@ Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
     return Cycles(0);
   }
   if (size != PageSize::k4K) return Errno::kEINVAL;
-  if (mirror_2m_.count(gfn.align_down(PageSize::k2M).value()) && !demote_2m(vm, gfn.align_down(PageSize::k2M)))
+  if (mirror_2m_.count(gfn.align_down(PageSize::k2M).value()) &&
+      !demote_2m(vm, gfn.align_down(PageSize::k2M)))
     return Errno::kEIO;
   auto it = mirror_.find(gfn.value());
   if (it == mirror_.end()) return Errno::kENOENT;
@@ -656,7 +758,8 @@ bool KvmTdxBackend::zap_private_range(Vm& vm, kvm::GfnRange r) {
   // 2 MiB leaves first: one the range covers goes whole; one it cuts is demoted (A10.3; KVM's
   // TDX huge-page series splits before a partial zap), its 4 KiB pages then go below.
   const uint64_t first_head = r.start.align_down(PageSize::k2M).value();
-  for (auto it = mirror_2m_.lower_bound(first_head); it != mirror_2m_.end() && it->first < r.end.value();) {
+  for (auto it = mirror_2m_.lower_bound(first_head);
+       it != mirror_2m_.end() && it->first < r.end.value();) {
     const Gfn head(it->first);
     const bool whole = r.start <= head && head + kEntriesPerTable <= r.end;
     if (whole) {
@@ -673,7 +776,8 @@ bool KvmTdxBackend::zap_private_range(Vm& vm, kvm::GfnRange r) {
       any = true;
     }
   }
-  for (auto it = mirror_.lower_bound(r.start.value()); it != mirror_.end() && it->first < r.end.value();) {
+  for (auto it = mirror_.lower_bound(r.start.value());
+       it != mirror_.end() && it->first < r.end.value();) {
     const Gfn gfn(it->first);
     if (zap_one(vm, gfn, it->second)) {
       it = mirror_.erase(it);
@@ -707,13 +811,15 @@ Stage2Lookup KvmTdxBackend::lookup_private(const Vm&, Gpa gpa) const {
 bool KvmTdxBackend::has_private_leaf(const Vm&, Gfn gfn) const {
   if (!td_created_) return false;
   const SeptLookup s = host_.module().sept_lookup(tdr_, gfn_to_gpa(gfn));
-  return s.found && s.entry.leaf && s.entry.state != SeptState::kFree && s.entry.state != SeptState::kRemoved;
+  return s.found && s.entry.leaf && s.entry.state != SeptState::kFree &&
+         s.entry.state != SeptState::kRemoved;
 }
 
 // ============================================================================================
 // The vCPU side: EPT violations, #VE, #MC (A8, A9)
 
-KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu& vcpu, const VmExit& e) {
+KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu& vcpu,
+                                                               const VmExit& e) {
   PrivateFaultAction a;
   VcpuTd* v = vcpu_td(vcpu);
   if (!v) return a;
@@ -728,7 +834,8 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
     a.kind = PrivateFaultAction::kStop;
     return a;
   }
-  const TdxResult r = charged(vm, m.ept_violation(v->tdvpr, e.gpa, e.write), "EPT_VIOLATION", e.gpa.value(), -1, v->tdvpr.value());
+  const TdxResult r = charged(vm, m.ept_violation(v->tdvpr, e.gpa, e.write), "EPT_VIOLATION",
+                              e.gpa.value(), -1, v->tdvpr.value());
   char buf[200];
   switch (r.outcome) {
     case GuestOutcome::kInjectVe:
@@ -738,13 +845,16 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
         return a;
       }
       a.kind = PrivateFaultAction::kStop;
-      std::snprintf(buf, sizeof buf, "#VE for the PENDING private page at gpa 0x%" PRIx64 " and %s", e.gpa.value(),
-                    guest_ ? "the guest kernel did not accept it" : "no guest kernel model handles #VE");
+      std::snprintf(
+          buf, sizeof buf, "#VE for the PENDING private page at gpa 0x%" PRIx64 " and %s",
+          e.gpa.value(),
+          guest_ ? "the guest kernel did not accept it" : "no guest kernel model handles #VE");
       a.reason = buf;
       return a;
     case GuestOutcome::kInjectPfRsvd:
       a.kind = PrivateFaultAction::kStop;
-      a.reason = "#PF(RSVD) injected for a GPA above the SHARED bit (no guest kernel model handles it)";
+      a.reason =
+          "#PF(RSVD) injected for a GPA above the SHARED bit (no guest kernel model handles it)";
       return a;
     case GuestOutcome::kTdExit:
       if (r.exit.eeq == EeqType::kPendingEptViolation) {
@@ -754,7 +864,8 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
         vm_dead_ = true;
         a.kind = PrivateFaultAction::kStop;
         std::snprintf(buf, sizeof buf,
-                      "guest access before accepting gpa 0x%" PRIx64 " (PENDING, SEPT_VE_DISABLE set): KVM marks the VM dead (-EIO)",
+                      "guest access before accepting gpa 0x%" PRIx64
+                      " (PENDING, SEPT_VE_DISABLE set): KVM marks the VM dead (-EIO)",
                       e.gpa.value());
         a.reason = buf;
       }
@@ -762,7 +873,8 @@ KvmTdxBackend::PrivateFaultAction KvmTdxBackend::private_fault(Vm& vm, kvm::Vcpu
       // a zap in progress (a BLOCKED page); then it sees the page gone and maps a new one (A5).
       if (a.kind != PrivateFaultAction::kStop) wait_for_zap(vm);
       return a;
-    default: return a;
+    default:
+      return a;
   }
 }
 
@@ -797,8 +909,9 @@ TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) 
     const bool irq = every && accept_work_ >= every;
     // In flight: a host BLOCK/DEMOTE/REMOVE meeting its entry lock gets BUSY and sets TDHP (A5);
     // a kick waits for it to retire.
-    last = in_flight(vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, gpa, size, irq); },
-                     "TDG.MEM.PAGE.ACCEPT", gpa.value(), level, kNoArg, /*catch_up=*/false);
+    last = in_flight(
+        vm, v, [&] { return m.begin_tdg_mem_page_accept(v->tdvpr, gpa, size, irq); },
+        "TDG.MEM.PAGE.ACCEPT", gpa.value(), level, kNoArg, /*catch_up=*/false);
     accept_work_ += last.cost.count();
     if (irq && last.outcome != GuestOutcome::kTdExit) accept_work_ = 0;
     if (is_busy_class(last.status)) {
@@ -809,7 +922,8 @@ TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) 
     }
     if (last.outcome == GuestOutcome::kInterrupted) continue;
     if (last.outcome != GuestOutcome::kTdExit) return last;
-    if (last.exit.reason != TdExitReason::kEptViolation || last.exit.eeq != EeqType::kAccept) return last;
+    if (last.exit.reason != TdExitReason::kEptViolation || last.exit.eeq != EeqType::kAccept)
+      return last;
     // The ACCEPT exited to KVM (tdx_handle_ept_violation with the accept level as the fault's
     // maximum): a 2 MiB PENDING leaf under a 4 KiB request is demoted; otherwise the fault
     // path maps the page (SEPT.ADD, AUG). Both take mmu_lock: they wait for a zap holding it
@@ -836,16 +950,19 @@ TdxResult KvmTdxBackend::guest_accept(unsigned vcpu_id, Gpa gpa, PageSize size) 
   return last;
 }
 
-std::optional<ExitAction> KvmTdxBackend::machine_check(Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) {
+std::optional<ExitAction> KvmTdxBackend::machine_check(Vm& vm, kvm::Vcpu& vcpu,
+                                                       const MachineCheck& mc) {
   VcpuTd* v = vcpu_td(vcpu);
   if (!v) return std::nullopt;
   ++host_.stats().machine_checks;
-  (void)charged(vm, host_.module().machine_check(v->tdvpr), "MACHINE_CHECK", mc.gpa.value(), -1, mc.hpa.value());
+  (void)charged(vm, host_.module().machine_check(v->tdvpr), "MACHINE_CHECK", mc.gpa.value(), -1,
+                mc.hpa.value());
   ExitAction a;
   a.kind = ExitAction::kStop;
   char m[200];
   std::snprintf(m, sizeof m,
-                "%s vCPU %u: machine check at gpa 0x%" PRIx64 " (hpa 0x%" PRIx64 "): the TD is FATAL (TDX_NON_RECOVERABLE_TD)",
+                "%s vCPU %u: machine check at gpa 0x%" PRIx64 " (hpa 0x%" PRIx64
+                "): the TD is FATAL (TDX_NON_RECOVERABLE_TD)",
                 vm.name().c_str(), vcpu.id(), mc.gpa.value(), mc.hpa.value());
   a.reason = m;
   return a;
@@ -875,10 +992,12 @@ kvm::HypercallDecode KvmTdxBackend::decode_hypercall(const Vm&, const VmExit& e)
   return d;
 }
 
-void KvmTdxBackend::conversion_done(Vm&, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d, uint64_t ret) {
+void KvmTdxBackend::conversion_done(Vm&, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d,
+                                    uint64_t ret) {
   // The guest resumes after TDG.VP.VMCALL<MapGPA>: its kernel finishes the conversion.
   if (guest_)
-    guest_->on_map_gpa_done(*this, vcpu.id(), d.req.gpa, d.req.npages << kPageShift, d.req.to_private, ret);
+    guest_->on_map_gpa_done(*this, vcpu.id(), d.req.gpa, d.req.npages << kPageShift,
+                            d.req.to_private, ret);
 }
 
 // ============================================================================================
@@ -892,20 +1011,26 @@ void KvmTdxBackend::teardown(Vm& vm) {
     auto info = m.vcpu_info(v.tdvpr);
     if (!info) continue;
     if (info->in_td) (void)charged(vm, m.td_exit(v.tdvpr), "TD_EXIT", kNoArg, -1, v.tdvpr.value());
-    if (info->lp >= 0) (void)charged(vm, m.vp_flush(v.tdvpr, static_cast<unsigned>(info->lp)), "TDH.VP.FLUSH", kNoArg, -1, v.tdvpr.value());
+    if (info->lp >= 0)
+      (void)charged(vm, m.vp_flush(v.tdvpr, static_cast<unsigned>(info->lp)), "TDH.VP.FLUSH",
+                    kNoArg, -1, v.tdvpr.value());
   }
   (void)charged(vm, m.mng_vpflushdone(tdr_), "TDH.MNG.VPFLUSHDONE", kNoArg, -1, tdr_.value());
   // hkid_reuse = unsafe_no_flush: KVM skips the write-back (the HKID's lines stay cached).
-  for (unsigned p = 0; host_.glue().hkid_reuse == HkidReuse::kFlush && p < m.config().num_packages; ++p) {
+  for (unsigned p = 0; host_.glue().hkid_reuse == HkidReuse::kFlush && p < m.config().num_packages;
+       ++p) {
     TdxResult r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kStart), "TDH.PHYMEM.CACHE.WB");
-    while (r.code() == status::kInterruptedResumable) r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kResume), "TDH.PHYMEM.CACHE.WB");
+    while (r.code() == status::kInterruptedResumable)
+      r = charged(vm, m.phymem_cache_wb(p, CacheWbCmd::kResume), "TDH.PHYMEM.CACHE.WB");
   }
-  if (charged(vm, m.mng_key_freeid(tdr_), "TDH.MNG.KEY.FREEID", kNoArg, -1, tdr_.value(), hkid_).ok()) {
+  if (charged(vm, m.mng_key_freeid(tdr_), "TDH.MNG.KEY.FREEID", kNoArg, -1, tdr_.value(), hkid_)
+          .ok()) {
     host_.free_hkid(hkid_);
     ++host_.stats().hkids_freed;
   }
   auto reclaim = [&](Hpa page, bool ours) {
-    const TdxResult r = charged(vm, m.phymem_page_reclaim(page), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg, -1, page.value());
+    const TdxResult r = charged(vm, m.phymem_page_reclaim(page), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg,
+                                -1, page.value());
     if (!r.ok()) return false;  // still the module's: leaked (a checker sees it in the PAMT)
     ++host_.stats().pages_reclaimed;
     clear_page(vm, page);
@@ -918,7 +1043,9 @@ void KvmTdxBackend::teardown(Vm& vm) {
   mirror_.clear();
   for (const auto& [gfn, pfn] : mirror_2m_) {
     // One RECLAIM for the 2 MiB page (its PAMT entry is at 2 MiB); the host clears all of it.
-    if (charged(vm, m.phymem_page_reclaim(pfn_to_hpa(pfn)), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg, -1, pfn_to_hpa(pfn).value()).ok()) {
+    if (charged(vm, m.phymem_page_reclaim(pfn_to_hpa(pfn)), "TDH.PHYMEM.PAGE.RECLAIM", kNoArg, -1,
+                pfn_to_hpa(pfn).value())
+            .ok()) {
       ++host_.stats().pages_reclaimed;
       for (uint64_t i = 0; i < kEntriesPerTable; ++i) clear_page(vm, pfn_to_hpa(pfn + i));
     }
@@ -939,7 +1066,9 @@ void KvmTdxBackend::teardown(Vm& vm) {
 
 // ============================================================================================
 
-std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host) { return std::make_unique<KvmTdxBackend>(host); }
+std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host) {
+  return std::make_unique<KvmTdxBackend>(host);
+}
 
 namespace {
 
@@ -956,8 +1085,10 @@ bool is_leaf_mapping_state(SeptState s) {
     case SeptState::kPendingBlockedW:
     case SeptState::kPendingExportedBlockedW:
     case SeptState::kPendingExportedDirty:
-    case SeptState::kPendingExportedDirtyBlockedW: return true;
-    default: return false;
+    case SeptState::kPendingExportedDirtyBlockedW:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -974,19 +1105,25 @@ void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
     const Hpa tdr = be->tdr();
     auto check = [&](Gpa gpa, const SeptEntry& e) {
       PageType want;
-      if (e.leaf && is_leaf_mapping_state(e.state)) want = PageType::kReg;
-      else if (!e.leaf && (e.state == SeptState::kNlMapped || e.state == SeptState::kNlBlocked)) want = PageType::kEpt;
-      else return;
+      if (e.leaf && is_leaf_mapping_state(e.state))
+        want = PageType::kReg;
+      else if (!e.leaf && (e.state == SeptState::kNlMapped || e.state == SeptState::kNlBlocked))
+        want = PageType::kEpt;
+      else
+        return;
       const PamtLeaf pl = m.pamt_leaf(e.hpa());
       if (pl.entry.type() == want && pl.entry.owner() == hpa_to_pfn(tdr)) return;
       char buf[240];
-      std::snprintf(buf, sizeof buf,
-                    "%s: S-EPT %s at gpa 0x%llx level %u points to frame 0x%llx whose PAMT entry is type %u owned by "
-                    "TDR frame 0x%llx (expected type %u owned by this TD's TDR 0x%llx)",
-                    vmp->name().c_str(), e.leaf ? "leaf" : "table", static_cast<unsigned long long>(gpa.value()), e.level,
-                    static_cast<unsigned long long>(e.pfn.value()), static_cast<unsigned>(pl.entry.type()),
-                    static_cast<unsigned long long>(pl.entry.owner().value()), static_cast<unsigned>(want),
-                    static_cast<unsigned long long>(hpa_to_pfn(tdr).value()));
+      std::snprintf(
+          buf, sizeof buf,
+          "%s: S-EPT %s at gpa 0x%llx level %u points to frame 0x%llx whose PAMT entry is type %u "
+          "owned by "
+          "TDR frame 0x%llx (expected type %u owned by this TD's TDR 0x%llx)",
+          vmp->name().c_str(), e.leaf ? "leaf" : "table",
+          static_cast<unsigned long long>(gpa.value()), e.level,
+          static_cast<unsigned long long>(e.pfn.value()), static_cast<unsigned>(pl.entry.type()),
+          static_cast<unsigned long long>(pl.entry.owner().value()), static_cast<unsigned>(want),
+          static_cast<unsigned long long>(hpa_to_pfn(tdr).value()));
       out.push_back({"T2", buf, vmp->name(), {gpa_to_gfn(gpa)}, {e.pfn}});
     };
     if (!dirty) {
@@ -1023,7 +1160,8 @@ void check_t2(const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
 const TdxModule* module_of(const kvm::CheckScope& s, const TdxHost* host) {
   if (host) return &host->module();
   for (const auto& vmp : s.kvm.vms())
-    if (const auto* be = dynamic_cast<const KvmTdxBackend*>(&vmp->backend())) return &be->host().module();
+    if (const auto* be = dynamic_cast<const KvmTdxBackend*>(&vmp->backend()))
+      return &be->host().module();
   return nullptr;
 }
 
@@ -1042,8 +1180,10 @@ bool is_blocked_state(SeptState s) {
     case SeptState::kPendingBlocked:
     case SeptState::kPendingBlockedW:
     case SeptState::kPendingExportedBlockedW:
-    case SeptState::kPendingExportedDirtyBlockedW: return true;
-    default: return false;
+    case SeptState::kPendingExportedDirtyBlockedW:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -1054,8 +1194,10 @@ bool is_pending_state(SeptState s) {
     case SeptState::kPendingBlockedW:
     case SeptState::kPendingExportedBlockedW:
     case SeptState::kPendingExportedDirty:
-    case SeptState::kPendingExportedDirtyBlockedW: return true;
-    default: return false;
+    case SeptState::kPendingExportedDirtyBlockedW:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -1066,7 +1208,8 @@ struct PamtCursor {
   bool primed = false;
   const TdxModule* module = nullptr;
   // True: `pages` holds the changed pages; false: the caller re-reads everything.
-  bool changed(const kvm::CheckScope& s, const TdxModule& m, std::vector<std::pair<Pfn, PageSize>>& pages) {
+  bool changed(const kvm::CheckScope& s, const TdxModule& m,
+               std::vector<std::pair<Pfn, PageSize>>& pages) {
     pages.clear();
     const bool incremental = !s.full && primed && module == &m;
     primed = true;
@@ -1086,37 +1229,50 @@ struct PamtCursor {
 // assigned entry: inside a TDMR, no assigned entry above or below it (one leaf), a page type
 // the module hands out, the owner a live TD whose TDR page is PT_TDR (a TDR's owner field is 0);
 // on a full check also each TD's CHLDCNT against the 4 KiB-equivalents the PAMT gives it.
-void check_t1(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+void check_t1(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s,
+              std::vector<kvm::Violation>& out) {
   const TdxModule* m = module_of(s, host);
   if (!m) return;
   const Pamt& pamt = m->pamt();
   std::vector<std::pair<Pfn, PageSize>> pages;
   const bool incremental = cur.changed(s, *m, pages);
-  if (!incremental) pamt.for_each_assigned([&](Pfn base, PageSize level, const PamtEntry&) { pages.emplace_back(base, level); });
+  if (!incremental)
+    pamt.for_each_assigned(
+        [&](Pfn base, PageSize level, const PamtEntry&) { pages.emplace_back(base, level); });
   std::map<uint64_t, uint64_t> owned;  // TDR frame -> 4 KiB-equivalents (full check)
   for (const auto& [base, level] : pages) {
     const PamtEntry e = pamt.entry(base, level);
     const PageType t = e.type();
     if (t == PageType::kNda || t == PageType::kRsvd) continue;
-    const std::string where = "PAMT " + std::string(name_of(t)) + " entry of frame " + hx(base.value()) + " (" +
-                              std::string(name_of(level)) + ")";
-    auto bad = [&](const std::string& why) { out.push_back({"T1", where + " " + why, "", {}, {base}}); };
+    const std::string where = "PAMT " + std::string(name_of(t)) + " entry of frame " +
+                              hx(base.value()) + " (" + std::string(name_of(level)) + ")";
+    auto bad = [&](const std::string& why) {
+      out.push_back({"T1", where + " " + why, "", {}, {base}});
+    };
     if (!pamt.covers_range(base, level)) bad("lies outside every TDMR");
     // Exactly one leaf: no assigned entry at a larger level covering it, none below it.
     for (PageSize up : {PageSize::k2M, PageSize::k1G}) {
       if (static_cast<unsigned>(up) <= static_cast<unsigned>(level)) continue;
       const PamtEntry pe = pamt.entry(base.align_down(up), up);
       if (pe.type() != PageType::kNda && pe.type() != PageType::kRsvd)
-        bad("is covered by an assigned " + std::string(name_of(up)) + " entry too (two PAMT leaves for one frame)");
+        bad("is covered by an assigned " + std::string(name_of(up)) +
+            " entry too (two PAMT leaves for one frame)");
     }
     if (level == PageSize::k2M && pamt.assigned_4k_in_2m(base) != 0)
       bad("has assigned 4K entries inside it (two PAMT leaves for one frame)");
     switch (t) {
-      case PageType::kReg: case PageType::kTdr: case PageType::kTdcx: case PageType::kTdvpr: case PageType::kEpt: break;
-      default: bad("has page type " + std::to_string(e.pt) + ", which the module never assigns");
+      case PageType::kReg:
+      case PageType::kTdr:
+      case PageType::kTdcx:
+      case PageType::kTdvpr:
+      case PageType::kEpt:
+        break;
+      default:
+        bad("has page type " + std::to_string(e.pt) + ", which the module never assigns");
     }
     if (t == PageType::kTdr) {
-      if (e.owner().value() != 0) bad("(a TDR) has owner " + hx(e.owner().value()) + " (a TDR's owner field is 0)");
+      if (e.owner().value() != 0)
+        bad("(a TDR) has owner " + hx(e.owner().value()) + " (a TDR's owner field is 0)");
       if (!m->td_info(pfn_to_hpa(base))) bad("is a TDR the module has no TD for");
       continue;
     }
@@ -1130,9 +1286,13 @@ void check_t1(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, st
     const auto info = m->td_info(tdr);
     const uint64_t n = owned[hpa_to_pfn(tdr).value()];
     if (info && info->chldcnt != n)
-      out.push_back({"T1", "TD with TDR " + hx(tdr.value()) + " has CHLDCNT " + std::to_string(info->chldcnt) + " but the PAMT gives it " +
-                               std::to_string(n) + " 4K-equivalents",
-                     "", {}, {hpa_to_pfn(tdr)}});
+      out.push_back({"T1",
+                     "TD with TDR " + hx(tdr.value()) + " has CHLDCNT " +
+                         std::to_string(info->chldcnt) + " but the PAMT gives it " +
+                         std::to_string(n) + " 4K-equivalents",
+                     "",
+                     {},
+                     {hpa_to_pfn(tdr)}});
   }
 }
 
@@ -1167,29 +1327,47 @@ void check_t3_t4(const char* which, const kvm::CheckScope& s, std::vector<kvm::V
       auto check_entry = [&](const TlbEntry& e) {
         if (e.asid != vm.asid() || !be->translates_privately(vm, e.base())) return;
         const SeptLookup sl = m.sept_lookup(tdr, e.base());
-        const std::string who = vm.name() + " vCPU " + std::to_string(vc.id()) + " (in the TD) translates private gpa " +
-                                hx(e.base().value()) + " to frame " + hx(e.pfn.value());
+        const std::string who = vm.name() + " vCPU " + std::to_string(vc.id()) +
+                                " (in the TD) translates private gpa " + hx(e.base().value()) +
+                                " to frame " + hx(e.pfn.value());
         const bool leaf = sl.found && sl.entry.leaf && is_leaf_mapping_state(sl.entry.state);
         if (!leaf) {
           if (t3)
-            out.push_back({"T3", who + ", but its S-EPT entry is " + std::string(info_of(sl.found ? sl.entry.state : SeptState::kFree).name) +
-                                     ": removed without BLOCK + TRACK",
-                           vm.name(), {e.gfn}, {e.pfn}});
+            out.push_back(
+                {"T3",
+                 who + ", but its S-EPT entry is " +
+                     std::string(info_of(sl.found ? sl.entry.state : SeptState::kFree).name) +
+                     ": removed without BLOCK + TRACK",
+                 vm.name(),
+                 {e.gfn},
+                 {e.pfn}});
           return;
         }
         const Gpa base = e.base().align_down(static_cast<PageSize>(sl.entry.level));
         const Pfn want = sl.entry.pfn + ((e.base() - base) >> kPageShift);
         if (t3 && want != e.pfn)
-          out.push_back({"T3", who + ", but the S-EPT leaf maps frame " + hx(want.value()) + ": changed without BLOCK + TRACK",
-                         vm.name(), {e.gfn}, {e.pfn, want}});
-        else if (t3 && is_blocked_state(sl.entry.state) && m.tlb_tracked(tdr, m.pamt_leaf(sl.entry.hpa()).entry.bepoch))
-          out.push_back({"T3", who + " through a " + std::string(info_of(sl.entry.state).name) +
-                                   " leaf whose block epoch is already tracked (the vCPU should have flushed)",
-                         vm.name(), {e.gfn}, {e.pfn}});
+          out.push_back({"T3",
+                         who + ", but the S-EPT leaf maps frame " + hx(want.value()) +
+                             ": changed without BLOCK + TRACK",
+                         vm.name(),
+                         {e.gfn},
+                         {e.pfn, want}});
+        else if (t3 && is_blocked_state(sl.entry.state) &&
+                 m.tlb_tracked(tdr, m.pamt_leaf(sl.entry.hpa()).entry.bepoch))
+          out.push_back(
+              {"T3",
+               who + " through a " + std::string(info_of(sl.entry.state).name) +
+                   " leaf whose block epoch is already tracked (the vCPU should have flushed)",
+               vm.name(),
+               {e.gfn},
+               {e.pfn}});
         else if (!t3 && is_pending_state(sl.entry.state))
-          out.push_back({"T4", who + " through a " + std::string(info_of(sl.entry.state).name) +
-                                   " leaf: the guest used a page it never accepted",
-                         vm.name(), {e.gfn}, {e.pfn}});
+          out.push_back({"T4",
+                         who + " through a " + std::string(info_of(sl.entry.state).name) +
+                             " leaf: the guest used a page it never accepted",
+                         vm.name(),
+                         {e.gfn},
+                         {e.pfn}});
       };
       // Look up the changed GFNs when that is cheaper than scanning the TLB (as ISO-5 does).
       if (dirty && dirty_pages <= tlb->occupancy()) {
@@ -1207,9 +1385,13 @@ void check_t3_t4(const char* which, const kvm::CheckScope& s, std::vector<kvm::V
       if (!e.leaf || e.level != 0 || !is_pending_state(e.state)) return;
       const LineState ls = s.mem.line_state(e.pfn);
       if (ls.td_owner && ls.private_key == info->hkid && s.mem.meta(e.pfn).label == info->principal)
-        out.push_back({"T4", vm.name() + ": PENDING page at gpa " + hx(gpa.value()) + " (frame " + hx(e.pfn.value()) +
-                                 ") holds the TD's data: written before TDG.MEM.PAGE.ACCEPT",
-                       vm.name(), {gpa_to_gfn(gpa)}, {e.pfn}});
+        out.push_back({"T4",
+                       vm.name() + ": PENDING page at gpa " + hx(gpa.value()) + " (frame " +
+                           hx(e.pfn.value()) +
+                           ") holds the TD's data: written before TDG.MEM.PAGE.ACCEPT",
+                       vm.name(),
+                       {gpa_to_gfn(gpa)},
+                       {e.pfn}});
     };
     if (dirty) {
       for (const kvm::GfnRange& r : *dirty)
@@ -1228,7 +1410,8 @@ void check_t3_t4(const char* which, const kvm::CheckScope& s, std::vector<kvm::V
 // them), and its TD-owned lines carry the owning TD's HKID (the global KeyID for a TDR). Per
 // frame of the PAMT pages changed since the last check, every frame with line state on a full
 // check. (The read semantics themselves, poison and zeros, are PhysMem's and tested there.)
-void check_t5(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+void check_t5(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s,
+              std::vector<kvm::Violation>& out) {
   const TdxModule* m = module_of(s, host);
   if (!m) return;
   std::vector<std::pair<Pfn, PageSize>> pages;
@@ -1238,10 +1421,15 @@ void check_t5(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, st
     const PageType t = l.entry.type();
     const std::string fr = "frame " + hx(f.value());
     if (t == PageType::kNda || t == PageType::kRsvd) {
-      out.push_back({"T5", fr + " is the host's (PAMT " + std::string(name_of(t)) + ") but " + std::to_string(std::popcount(ls.td_owner)) +
-                               " of its lines are still TD-owned under HKID " + std::to_string(ls.private_key) +
-                               ": not cleared with MOVDIR64B when it left the TD",
-                     "", {}, {f}});
+      out.push_back({"T5",
+                     fr + " is the host's (PAMT " + std::string(name_of(t)) + ") but " +
+                         std::to_string(std::popcount(ls.td_owner)) +
+                         " of its lines are still TD-owned under HKID " +
+                         std::to_string(ls.private_key) +
+                         ": not cleared with MOVDIR64B when it left the TD",
+                     "",
+                     {},
+                     {f}});
       return;
     }
     KeyId want = m->config().global_hkid;
@@ -1251,9 +1439,13 @@ void check_t5(PamtCursor& cur, const TdxHost* host, const kvm::CheckScope& s, st
       want = info->hkid;
     }
     if (ls.private_key != want)
-      out.push_back({"T5", fr + " (PAMT " + std::string(name_of(t)) + ") has TD-owned lines under HKID " + std::to_string(ls.private_key) +
-                               ", not its owner's HKID " + std::to_string(want),
-                     "", {}, {f}});
+      out.push_back({"T5",
+                     fr + " (PAMT " + std::string(name_of(t)) + ") has TD-owned lines under HKID " +
+                         std::to_string(ls.private_key) + ", not its owner's HKID " +
+                         std::to_string(want),
+                     "",
+                     {},
+                     {f}});
   };
   if (cur.changed(s, *m, pages)) {
     for (const auto& [base, level] : pages)
@@ -1274,7 +1466,8 @@ struct T6State {
   std::vector<uint64_t> last, cur;  // signatures of the state T6 reads (buffers reused)
 };
 
-void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s,
+              std::vector<kvm::Violation>& out) {
   const TdxModule* m = module_of(s, host);
   if (!m) return;
   const TdxConfig& c = m->config();
@@ -1297,17 +1490,27 @@ void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s, std::v
     holder_principal[info->hkid] = info->principal;
     const KotEntry e = m->kot(info->hkid);
     if ((e.state != HkidState::kAssigned && e.state != HkidState::kFlushed) || e.tdr != tdr)
-      out.push_back({"T6", "TD with TDR " + hx(tdr.value()) + " (" + std::string(name_of(info->lifecycle)) + ") holds HKID " +
-                               std::to_string(info->hkid) + " but the KOT entry is " + std::string(name_of(e.state)) +
-                               (e.tdr.value() ? " for TDR " + hx(e.tdr.value()) : std::string()),
-                     "", {}, {hpa_to_pfn(tdr)}});
+      out.push_back({"T6",
+                     "TD with TDR " + hx(tdr.value()) + " (" +
+                         std::string(name_of(info->lifecycle)) + ") holds HKID " +
+                         std::to_string(info->hkid) + " but the KOT entry is " +
+                         std::string(name_of(e.state)) +
+                         (e.tdr.value() ? " for TDR " + hx(e.tdr.value()) : std::string()),
+                     "",
+                     {},
+                     {hpa_to_pfn(tdr)}});
   }
   for (unsigned k = c.private_hkid_min; k <= c.private_hkid_max; ++k) {
     const KotEntry e = m->kot(static_cast<KeyId>(k));
-    if ((e.state == HkidState::kAssigned || e.state == HkidState::kFlushed) && !holder.count(static_cast<KeyId>(k)))
-      out.push_back({"T6", "KOT entry of HKID " + std::to_string(k) + " is " + std::string(name_of(e.state)) +
-                               " but no live TD before TD_TEARDOWN holds it",
-                     "", {}, {}});
+    if ((e.state == HkidState::kAssigned || e.state == HkidState::kFlushed) &&
+        !holder.count(static_cast<KeyId>(k)))
+      out.push_back({"T6",
+                     "KOT entry of HKID " + std::to_string(k) + " is " +
+                         std::string(name_of(e.state)) +
+                         " but no live TD before TD_TEARDOWN holds it",
+                     "",
+                     {},
+                     {}});
   }
   // Cached lines by HKID: FREE ones must have none, ASSIGNED ones only their TD's.
   struct Seen {
@@ -1317,7 +1520,8 @@ void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s, std::v
   };
   std::map<std::pair<KeyId, bool>, Seen> bad;  // (hkid, free?) -> what is still cached
   s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
-    if (!ls.cached || ls.cached_key < c.private_hkid_min || ls.cached_key > c.private_hkid_max) return;
+    if (!ls.cached || ls.cached_key < c.private_hkid_min || ls.cached_key > c.private_hkid_max)
+      return;
     const KotEntry e = m->kot(ls.cached_key);
     bool is_free = e.state == HkidState::kFree;
     bool stale = false;
@@ -1333,12 +1537,17 @@ void check_t6(T6State& st, const TdxHost* host, const kvm::CheckScope& s, std::v
   });
   for (const auto& [key, sn] : bad) {
     const std::string k = std::to_string(key.first);
-    out.push_back({"T6",
-                   key.second ? "HKID " + k + " is FREE in the KOT but " + std::to_string(sn.lines) +
-                                    " cache lines tagged with it are still cached (KEY.FREEID before CACHE.WB on every package)"
-                              : "HKID " + k + " is ASSIGNED to a new TD while " + std::to_string(sn.lines) +
-                                    " cache lines a previous holder wrote under it are still cached (reused without CACHE.WB)",
-                   "", {}, sn.frames});
+    out.push_back(
+        {"T6",
+         key.second ? "HKID " + k + " is FREE in the KOT but " + std::to_string(sn.lines) +
+                          " cache lines tagged with it are still cached (KEY.FREEID before "
+                          "CACHE.WB on every package)"
+                    : "HKID " + k + " is ASSIGNED to a new TD while " + std::to_string(sn.lines) +
+                          " cache lines a previous holder wrote under it are still cached (reused "
+                          "without CACHE.WB)",
+         "",
+         {},
+         sn.frames});
   }
 }
 
@@ -1348,41 +1557,62 @@ std::vector<kvm::InvariantDef> tdx_invariants(const TdxHost* host) {
   const std::vector<std::string> tdx{"tdx"};
   return {
       {"T1",
-       "each 4K frame of a TDMR has exactly one PAMT leaf (4K, 2M or 1G) with one page type and one owner TDR of a live TD "
-       "(and each TD's CHLDCNT matches the PAMT); checked per PAMT entry changed since the last check",
+       "each 4K frame of a TDMR has exactly one PAMT leaf (4K, 2M or 1G) with one page type and "
+       "one owner TDR of a live TD "
+       "(and each TD's CHLDCNT matches the PAMT); checked per PAMT entry changed since the last "
+       "check",
        "tdx-snp.md Part D (T1), A7", tdx,
-       [host, cur = std::make_shared<PamtCursor>()](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+       [host, cur = std::make_shared<PamtCursor>()](const kvm::CheckScope& s,
+                                                    std::vector<kvm::Violation>& out) {
          check_t1(*cur, host, s, out);
        }},
       {"T2",
-       "an S-EPT leaf in a mapped, pending or blocked state points to a PT_REG page owned by its TD; an S-EPT table "
+       "an S-EPT leaf in a mapped, pending or blocked state points to a PT_REG page owned by its "
+       "TD; an S-EPT table "
        "entry points to a PT_EPT page of the TD",
        "tdx-snp.md Part D (T2), A2.3, A7", tdx, check_t2},
       {"T3",
-       "REMOVE/DEMOTE/PROMOTE/UNBLOCK of a runnable TD need BLOCKED and a tracked BEPOCH; checked as its consequence: no vCPU "
-       "inside the TD still translates a private GPA whose S-EPT leaf was removed or changed, or is blocked with a tracked epoch",
-       "tdx-snp.md Part D (T3), A6", tdx, [](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) { check_t3_t4("T3", s, out); }},
+       "REMOVE/DEMOTE/PROMOTE/UNBLOCK of a runnable TD need BLOCKED and a tracked BEPOCH; checked "
+       "as its consequence: no vCPU "
+       "inside the TD still translates a private GPA whose S-EPT leaf was removed or changed, or "
+       "is blocked with a tracked epoch",
+       "tdx-snp.md Part D (T3), A6", tdx,
+       [](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+         check_t3_t4("T3", s, out);
+       }},
       {"T4",
-       "a guest access to a PENDING leaf faults (#VE, or a TD exit with SEPT_VE_DISABLE); checked as: no vCPU inside the TD "
-       "translates a private GPA through a PENDING leaf, and no PENDING 4K page holds data the TD wrote",
-       "tdx-snp.md Part D (T4), A8", tdx, [](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) { check_t3_t4("T4", s, out); }},
+       "a guest access to a PENDING leaf faults (#VE, or a TD exit with SEPT_VE_DISABLE); checked "
+       "as: no vCPU inside the TD "
+       "translates a private GPA through a PENDING leaf, and no PENDING 4K page holds data the TD "
+       "wrote",
+       "tdx-snp.md Part D (T4), A8", tdx,
+       [](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+         check_t3_t4("T4", s, out);
+       }},
       {"T5",
-       "cache lines carry (HKID, TD-owner) consistent with the PAMT: TD-owned lines only in frames the PAMT assigns, under "
-       "the owner TD's HKID (a TDR's: the global KeyID); a page back with the host has been cleared with MOVDIR64B",
+       "cache lines carry (HKID, TD-owner) consistent with the PAMT: TD-owned lines only in frames "
+       "the PAMT assigns, under "
+       "the owner TD's HKID (a TDR's: the global KeyID); a page back with the host has been "
+       "cleared with MOVDIR64B",
        "tdx-snp.md Part D (T5), A9", tdx,
-       [host, cur = std::make_shared<PamtCursor>()](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+       [host, cur = std::make_shared<PamtCursor>()](const kvm::CheckScope& s,
+                                                    std::vector<kvm::Violation>& out) {
          check_t5(*cur, host, s, out);
        }},
       {"T6",
-       "an HKID is reused only after VPFLUSHDONE, CACHE.WB on every package and KEY.FREEID: a FREE HKID has no cached "
+       "an HKID is reused only after VPFLUSHDONE, CACHE.WB on every package and KEY.FREEID: a FREE "
+       "HKID has no cached "
        "line, an ASSIGNED one only its TD's; KOT entries and TDs agree",
        "tdx-snp.md Part D (T6), A9, A10.4", tdx,
-       [host, st = std::make_shared<T6State>()](const kvm::CheckScope& s, std::vector<kvm::Violation>& out) {
+       [host, st = std::make_shared<T6State>()](const kvm::CheckScope& s,
+                                                std::vector<kvm::Violation>& out) {
          check_t6(*st, host, s, out);
        }},
   };
 }
 
-KvmTdxBackend* tdx_backend_of(kvm::Vm& vm) { return dynamic_cast<KvmTdxBackend*>(&vm.backend()); }
+KvmTdxBackend* tdx_backend_of(kvm::Vm& vm) {
+  return dynamic_cast<KvmTdxBackend*>(&vm.backend());
+}
 
 }  // namespace cvmsim::tdx

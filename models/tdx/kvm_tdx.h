@@ -115,8 +115,8 @@ class TdxGuestSide {
   // A #VE for a PENDING private page (SEPT_VE_DISABLE clear). true: handled, retry the access.
   virtual bool on_ve(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa) = 0;
   // TDG.VP.VMCALL<MapGPA>(gpa with or without the S bit, size) returned `ret` (R10) to the guest.
-  virtual void on_map_gpa_done(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size, bool to_private,
-                               uint64_t ret) = 0;
+  virtual void on_map_gpa_done(TdxGuestAbi& abi, unsigned vcpu, Gpa gpa, uint64_t size,
+                               bool to_private, uint64_t ret) = 0;
 };
 
 // The platform's TDX: the module and the HKID allocator every TDX VM shares.
@@ -141,37 +141,39 @@ class TdxHost {
   unsigned hkids_in_use() const;
 
   struct Stats {
-    uint64_t seamcall_errors = 0;     // module calls the glue made that failed (EIO/EBUSY)
-    uint64_t busy_retries = 0;        // BUSY answered by kicking the vCPUs and retrying once
-    uint64_t guest_accept_busy = 0;   // ACCEPTs that got BUSY / BUSY_HOST_PRIORITY (the guest retries)
-    uint64_t kick_waits = 0;          // kicks that waited for a vCPU's TDCALL in flight to retire
-    uint64_t fault_waits = 0;         // faults, maps and zaps that waited for a zap holding mmu_lock
-    uint64_t enter_waits = 0;         // TD entries held back (wait_for_sept_zap, VP.ENTER BUSY)
-    uint64_t private_maps = 0;        // PAGE.AUG done for KVM faults
-    uint64_t sept_pages_added = 0;    // SEPT.ADD done
-    uint64_t pages_added = 0;         // PAGE.ADD done (initial image, before finalize)
-    uint64_t mr_extends = 0;          // MR.EXTEND done (256 B each)
-    uint64_t private_zaps = 0;        // private pages removed (BLOCK..REMOVE..clear)
-    uint64_t guest_accepts = 0;       // TDG.MEM.PAGE.ACCEPT calls the guest kernel issued (retries included)
-    uint64_t accept_exits = 0;        // ACCEPTs that exited to KVM (EEQ ACCEPT) and were re-issued
+    uint64_t seamcall_errors = 0;  // module calls the glue made that failed (EIO/EBUSY)
+    uint64_t busy_retries = 0;     // BUSY answered by kicking the vCPUs and retrying once
+    uint64_t guest_accept_busy =
+        0;                      // ACCEPTs that got BUSY / BUSY_HOST_PRIORITY (the guest retries)
+    uint64_t kick_waits = 0;    // kicks that waited for a vCPU's TDCALL in flight to retire
+    uint64_t fault_waits = 0;   // faults, maps and zaps that waited for a zap holding mmu_lock
+    uint64_t enter_waits = 0;   // TD entries held back (wait_for_sept_zap, VP.ENTER BUSY)
+    uint64_t private_maps = 0;  // PAGE.AUG done for KVM faults
+    uint64_t sept_pages_added = 0;  // SEPT.ADD done
+    uint64_t pages_added = 0;       // PAGE.ADD done (initial image, before finalize)
+    uint64_t mr_extends = 0;        // MR.EXTEND done (256 B each)
+    uint64_t private_zaps = 0;      // private pages removed (BLOCK..REMOVE..clear)
+    uint64_t guest_accepts =
+        0;  // TDG.MEM.PAGE.ACCEPT calls the guest kernel issued (retries included)
+    uint64_t accept_exits = 0;  // ACCEPTs that exited to KVM (EEQ ACCEPT) and were re-issued
     uint64_t pending_access_fatal = 0;  // PENDING accesses with SEPT_VE_DISABLE: KVM killed the VM
-    uint64_t private_maps_2m = 0;     // PAGE.AUG 2M done for KVM faults
-    uint64_t demotes = 0;             // PAGE.DEMOTE of a 2 MiB leaf (partial zap or a 4 KiB accept)
-    uint64_t private_zaps_2m = 0;     // 2 MiB private leaves removed whole
-    uint64_t vcpu_kicks = 0;          // TD exits forced for TLB tracking
+    uint64_t private_maps_2m = 0;       // PAGE.AUG 2M done for KVM faults
+    uint64_t demotes = 0;          // PAGE.DEMOTE of a 2 MiB leaf (partial zap or a 4 KiB accept)
+    uint64_t private_zaps_2m = 0;  // 2 MiB private leaves removed whole
+    uint64_t vcpu_kicks = 0;       // TD exits forced for TLB tracking
     uint64_t vp_enters = 0;
     uint64_t machine_checks = 0;
-    uint64_t pages_reclaimed = 0;     // PHYMEM.PAGE.RECLAIM at teardown
-    uint64_t pages_cleared = 0;       // pages the host cleared with MOVDIR64B (zap, teardown)
-    uint64_t hkid_exhausted = 0;      // VM creations refused for lack of an HKID
+    uint64_t pages_reclaimed = 0;         // PHYMEM.PAGE.RECLAIM at teardown
+    uint64_t pages_cleared = 0;           // pages the host cleared with MOVDIR64B (zap, teardown)
+    uint64_t hkid_exhausted = 0;          // VM creations refused for lack of an HKID
     uint64_t td_exits_ept_violation = 0;  // TD exits by reason, as the glue saw them
     uint64_t td_exits_pending = 0;
     uint64_t td_exits_tdvmcall = 0;
     uint64_t td_exits_async = 0;
     uint64_t td_exits_fatal = 0;
-    uint64_t ves_injected = 0;        // #VE the module injected for a PENDING page
-    uint64_t tds_reclaimed = 0;       // TDs whose TDR was reclaimed (teardown complete)
-    uint64_t hkids_freed = 0;         // HKIDs back in the allocator after KEY.FREEID
+    uint64_t ves_injected = 0;   // #VE the module injected for a PENDING page
+    uint64_t tds_reclaimed = 0;  // TDs whose TDR was reclaimed (teardown complete)
+    uint64_t hkids_freed = 0;    // HKIDs back in the allocator after KEY.FREEID
   };
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
@@ -204,13 +206,17 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   bool has_private_mem() const override { return true; }
   bool supports_gmem_init_shared() const override { return false; }
   bool pre_fault_allowed_at_create() const override { return false; }
-  kvm::ConversionContents conversion_contents() const override { return kvm::ConversionContents::kLost; }
+  kvm::ConversionContents conversion_contents() const override {
+    return kvm::ConversionContents::kLost;
+  }
   bool has_readonly_mem() const override { return false; }
 
   Status vm_init(kvm::Vm& vm) override;
   Status vcpu_create(kvm::Vm& vm, kvm::Vcpu& vcpu) override;
 
-  Gfn fault_gfn(const kvm::Vm&, Gpa gpa) const override { return gpa_to_gfn(Gpa(gpa.value() & ~shared_mask_)); }
+  Gfn fault_gfn(const kvm::Vm&, Gpa gpa) const override {
+    return gpa_to_gfn(Gpa(gpa.value() & ~shared_mask_));
+  }
   bool fault_is_private(const kvm::Vm&, Gfn, const VmExit& e) const override {
     return !(e.gpa.value() & shared_mask_);
   }
@@ -230,12 +236,15 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   Stage2Lookup lookup_private(const kvm::Vm&, Gpa gpa) const override;
   bool has_private_leaf(const kvm::Vm& vm, Gfn gfn) const override;
   PrivateFaultAction private_fault(kvm::Vm& vm, kvm::Vcpu& vcpu, const VmExit& e) override;
-  std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu, const MachineCheck& mc) override;
+  std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu,
+                                          const MachineCheck& mc) override;
 
   kvm::HypercallDecode decode_hypercall(const kvm::Vm&, const VmExit& e) const override;
-  void conversion_done(kvm::Vm& vm, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d, uint64_t ret) override;
+  void conversion_done(kvm::Vm& vm, kvm::Vcpu& vcpu, const kvm::HypercallDecode& d,
+                       uint64_t ret) override;
 
-  // The guest kernel (models/guest) that gets #VE and MapGPA completions; none: a #VE stops the vCPU.
+  // The guest kernel (models/guest) that gets #VE and MapGPA completions; none: a #VE stops the
+  // vCPU.
   void set_guest_side(TdxGuestSide* g) { guest_ = g; }
   TdxGuestSide* guest_side() const { return guest_; }
   // TdxGuestAbi. Each TDG.MEM.PAGE.ACCEPT is a TDCALL in flight (docs/tdx-model.md "Concurrency
@@ -301,15 +310,17 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   // and traces the call (platform.<vm>.tdx: leaf, gpa, level, hpa, status; docs/trace-output.md).
   static constexpr uint64_t kNoArg = ~uint64_t{0};
   // `prepaid`: cycles of r.cost that already passed in flight (not charged again).
-  TdxResult charged(kvm::Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa = kNoArg, int level = -1,
-                    uint64_t hpa = kNoArg, int hkid = -1, Cycles prepaid = Cycles(0));
+  TdxResult charged(kvm::Vm& vm, TdxResult r, std::string_view leaf, uint64_t gpa = kNoArg,
+                    int level = -1, uint64_t hpa = kNoArg, int hkid = -1,
+                    Cycles prepaid = Cycles(0));
   // A module call run split (A5): catch up with this thread's time, begin() (checks, locks), let
   // the call's cost pass with the locks held (Kvm::yield), complete (commit, release), charge
   // and trace. `v`: the vCPU issuing a TDCALL (kicks wait for it).
   // catch_up = false: the caller has caught up already.
   template <class B>
-  TdxResult in_flight(kvm::Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf, uint64_t gpa = kNoArg,
-                      int level = -1, uint64_t hpa = kNoArg, bool catch_up = true);
+  TdxResult in_flight(kvm::Vm& vm, VcpuTd* v, B&& begin, std::string_view leaf,
+                      uint64_t gpa = kNoArg, int level = -1, uint64_t hpa = kNoArg,
+                      bool catch_up = true);
   // mmu_lock: wait (spinning) while a zap or DEMOTE holds it for write (counted as fault_waits).
   void wait_for_zap(kvm::Vm& vm);
   // Spin (through Kvm::yield) while cond() holds and time can pass; true if it had to wait.
@@ -350,9 +361,9 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   std::vector<VcpuTd> vcpus_;
   std::map<std::pair<unsigned, uint64_t>, Hpa> sept_pages_;  // (level, gpa base) -> page
   std::map<uint64_t, Pfn> mirror_;                           // gfn -> private frame (4 KiB)
-  std::map<uint64_t, Pfn> mirror_2m_;                        // head gfn -> first frame (2 MiB leaves)
+  std::map<uint64_t, Pfn> mirror_2m_;  // head gfn -> first frame (2 MiB leaves)
   TdxTdOptions options_;
-  kvm::Vm* vm_ = nullptr;                                    // the VM this backend serves (vm_init)
+  kvm::Vm* vm_ = nullptr;  // the VM this backend serves (vm_init)
   TdxGuestSide* guest_ = nullptr;
   uint64_t accept_work_ = 0;  // ACCEPT cycles since the last interrupt (accept_interrupt_cycles)
   bool vm_dead_ = false;      // kvm_vm_dead after a guest access before accepting

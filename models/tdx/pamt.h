@@ -145,7 +145,8 @@ class Pamt {
   // kJournalSize changes happened since (the caller must re-read everything).
   static constexpr size_t kJournalSize = 4096;
   uint64_t change_seq() const { return change_seq_; }
-  std::optional<uint64_t> changes_since(uint64_t seq, std::vector<std::pair<Pfn, PageSize>>& out) const {
+  std::optional<uint64_t> changes_since(uint64_t seq,
+                                        std::vector<std::pair<Pfn, PageSize>>& out) const {
     if (change_seq_ - seq > kJournalSize) return std::nullopt;
     for (uint64_t i = seq; i < change_seq_; ++i) {
       const uint64_t k = journal_[i % kJournalSize];

@@ -385,7 +385,8 @@ TdxTicket TdxModule::begin_mem_page_remove(Hpa tdr, Gpa gpa, PageSize size) {
 // The S-EPT table checks shared by SEPT.REMOVE and PROMOTE (A2.3): the entry is NL_MAPPED or
 // NL_BLOCKED; the table page's PAMT entry is locked; once the TD can run, the entry must be
 // NL_BLOCKED and its block epoch tracked (A6). The table's frame comes back in `table`.
-bool TdxModule::check_blocked_table(TdxTicket& t, Td& td, const Walk& w, unsigned level, Pfn* table) {
+bool TdxModule::check_blocked_table(TdxTicket& t, Td& td, const Walk& w, unsigned level,
+                                    Pfn* table) {
   const SeptState s = sept_state_of(w.raw);
   if (s != SeptState::kNlMapped && s != SeptState::kNlBlocked) {
     set_sept_error_details(t, w.raw, level);

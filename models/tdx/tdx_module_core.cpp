@@ -217,15 +217,21 @@ uint8_t TdxModule::td_cov_state(const Td* td) const {
   TdCovState s = TdCovState::kNoTd;
   if (td) {
     switch (td->lifecycle) {
-      case TdLifecycle::kHkidAssigned: s = TdCovState::kHkidAssigned; break;
+      case TdLifecycle::kHkidAssigned:
+        s = TdCovState::kHkidAssigned;
+        break;
       case TdLifecycle::kKeysConfigured:
-        s = td->fatal                                  ? TdCovState::kFatal
+        s = td->fatal                                 ? TdCovState::kFatal
             : td->op_state == OpState::kUninitialized ? TdCovState::kUninitialized
             : td->op_state == OpState::kInitialized   ? TdCovState::kInitialized
-                                                       : TdCovState::kRunnable;
+                                                      : TdCovState::kRunnable;
         break;
-      case TdLifecycle::kBlocked: s = TdCovState::kBlocked; break;
-      case TdLifecycle::kTeardown: s = TdCovState::kTeardown; break;
+      case TdLifecycle::kBlocked:
+        s = TdCovState::kBlocked;
+        break;
+      case TdLifecycle::kTeardown:
+        s = TdCovState::kTeardown;
+        break;
     }
   }
   return static_cast<uint8_t>(s);
@@ -239,17 +245,22 @@ void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
   auto outcome = [&](const sm::Machine& m) {
     if (status_code(r.status) != 0) return outcome_of(m, r.status);
     switch (r.outcome) {
-      case GuestOutcome::kTdExit: return m.outcome_index("TD_EXIT");
-      case GuestOutcome::kInjectVe: return m.outcome_index("INJECT_VE");
-      case GuestOutcome::kInterrupted: return m.outcome_index("INTERRUPTED");
-      default: return 0;
+      case GuestOutcome::kTdExit:
+        return m.outcome_index("TD_EXIT");
+      case GuestOutcome::kInjectVe:
+        return m.outcome_index("INJECT_VE");
+      case GuestOutcome::kInterrupted:
+        return m.outcome_index("INTERRUPTED");
+      default:
+        return 0;
     }
   };
   auto rec = [&](sm::Machine& m, int op, unsigned from, unsigned to) {
     const int oc = outcome(m);
     if (op == sm::Machine::kNone) return;
     if (oc == sm::Machine::kNone) {
-      const std::string_view on = status_code(r.status) ? status_name(r.status) : name_of(r.outcome);
+      const std::string_view on =
+          status_code(r.status) ? status_name(r.status) : name_of(r.outcome);
       m.record_undeclared(m.states()[from], m.ops()[op], on, m.states()[to]);
       return;
     }
@@ -257,11 +268,13 @@ void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
   };
   if (t.cov_.sept) {
     sm::Machine& m = sept_machine();
-    const unsigned to =
-        committed ? static_cast<unsigned>(sept_state_of(read_entry(t.cov_.sept_entry))) : t.cov_.sept_from;
+    const unsigned to = committed
+                            ? static_cast<unsigned>(sept_state_of(read_entry(t.cov_.sept_entry)))
+                            : t.cov_.sept_from;
     int op = sept_op_of(r.leaf);
     // PROMOTE of PENDING children is its own operation (tdx_machines.cpp).
-    if (r.leaf == Leaf::kMemPagePromote && r.status == kSuccess && to == static_cast<unsigned>(SeptState::kPending))
+    if (r.leaf == Leaf::kMemPagePromote && r.status == kSuccess &&
+        to == static_cast<unsigned>(SeptState::kPending))
       op = m.op_index("TDH.MEM.PAGE.PROMOTE(PENDING)");
     rec(m, op, t.cov_.sept_from, to);
   }
@@ -269,7 +282,8 @@ void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
     sm::Machine& m = td_machine();
     const unsigned to = committed ? td_cov_state(td_by_pfn(t.cov_.tdr)) : t.cov_.td_from;
     int op = td_op_of(r.leaf);
-    if (r.leaf == Leaf::kMngKeyConfig && r.status == kSuccess && to == static_cast<unsigned>(TdCovState::kHkidAssigned))
+    if (r.leaf == Leaf::kMngKeyConfig && r.status == kSuccess &&
+        to == static_cast<unsigned>(TdCovState::kHkidAssigned))
       op = m.op_index("TDH.MNG.KEY.CONFIG(PARTIAL)");
     rec(m, op, t.cov_.td_from, to);
   }
@@ -359,8 +373,8 @@ bool TdxModule::check_page(TdxTicket& t, Hpa a, uint32_t op, PageSize size, Lock
 // The common prologue of every leaf that takes a page operand: the operand check, TDMR coverage
 // (and, for pages the module will touch, that the frame exists), then the PAMT walk taking its
 // locks, which the ticket holds. `reached` is the level of the PAMT leaf found.
-bool TdxModule::lock_page_metadata(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode, bool in_memory,
-                                   PageSize* reached) {
+bool TdxModule::lock_page_metadata(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode,
+                                   bool in_memory, PageSize* reached) {
   if (!hpa_operand_ok(a, bytes_of(size))) return fail(t, with_operand(kOperandInvalid, op));
   const Pfn f = hpa_to_pfn(a);
   if (!pamt_.covers_range(f, size) || (in_memory && !mem_.contains(a, bytes_of(size)))) {
@@ -531,7 +545,8 @@ void TdxModule::td_frame_meta(Pfn f, const Td& td) {
   mem_.set_td_owner(f, true);
   mem_.set_poison(f, false);
   mem_.set_label(f, td.principal);
-  mem_.note_cached(f, kAllLines, td.principal);  // written with MOVDIR64B: the lines are in the cache
+  mem_.note_cached(f, kAllLines,
+                   td.principal);  // written with MOVDIR64B: the lines are in the cache
 }
 
 void TdxModule::zero_td_page(Pfn f, const Td& td) {
@@ -955,7 +970,8 @@ TdxTicket TdxModule::begin_phymem_page_reclaim(Hpa page) {
   TdxTicket t = start(Leaf::kPhymemPageReclaim, cfg_.costs.seamcall);
   // A9: 4 KiB aligned, no KeyID bits, inside a TDMR.
   PageSize level = PageSize::k4K;
-  if (!lock_page_metadata(t, page, operand::kRcx, PageSize::k4K, LockMode::kExclusive, /*in_memory=*/false, &level))
+  if (!lock_page_metadata(t, page, operand::kRcx, PageSize::k4K, LockMode::kExclusive,
+                          /*in_memory=*/false, &level))
     return t;
   const Pfn f = hpa_to_pfn(page);
   const Pfn base = f.align_down(level);
@@ -1019,14 +1035,17 @@ TdxTicket TdxModule::begin_phymem_page_wbinvd(Hpa page_with_hkid) {
   }
   charge(t, cfg_.costs.wbinvd_page);
   // The page's lines tagged with the KeyID are written back and invalidated (ISO-8).
-  t.commit_ = [this, page, k = hkid_of(page_with_hkid)](TdxTicket&) { mem_.writeback_frame(hpa_to_pfn(page), k); };
+  t.commit_ = [this, page, k = hkid_of(page_with_hkid)](TdxTicket&) {
+    mem_.writeback_frame(hpa_to_pfn(page), k);
+  };
   return t;
 }
 
 TdxTicket TdxModule::begin_phymem_page_rdmd(Hpa page) {
   TdxTicket t = start(Leaf::kPhymemPageRdmd, cfg_.costs.seamcall);
   PageSize level = PageSize::k4K;
-  if (!lock_page_metadata(t, page, operand::kRcx, PageSize::k4K, LockMode::kShared, /*in_memory=*/false, &level))
+  if (!lock_page_metadata(t, page, operand::kRcx, PageSize::k4K, LockMode::kShared,
+                          /*in_memory=*/false, &level))
     return t;
   const Pfn f = hpa_to_pfn(page);
   const PamtEntry e = pamt_.entry(f.align_down(level), level);
@@ -1220,7 +1239,8 @@ void TdxModule::describe_stats(StatVisitor& v) const {
             "EPT violations on PENDING pages turned into a guest #VE");
   v.counter("pages_zeroed", stats_.pages_zeroed, "pages",
             "4 KiB pages initialised with MOVDIR64B under a TD key");
-  v.counter("pages_copied", stats_.pages_copied, "pages", "4 KiB pages copied in by TDH.MEM.PAGE.ADD");
+  v.counter("pages_copied", stats_.pages_copied, "pages",
+            "4 KiB pages copied in by TDH.MEM.PAGE.ADD");
   v.counter("sha384_blocks", stats_.sha384_blocks, "blocks",
             "SHA-384 128-byte compressions for MRTD");
   v.counter("accept_interrupts", stats_.accept_interrupts, "count",

@@ -562,8 +562,8 @@ class TdxModule {
                      int max_level, LockMode tree_mode, Td** out, Walk* w);
   bool lock_pamt(TdxTicket& t, Pfn base, PageSize level, LockMode mode, uint32_t op);
   bool check_blocked_table(TdxTicket& t, Td& td, const Walk& w, unsigned level, Pfn* table);
-  bool lock_page_metadata(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode, bool in_memory,
-                          PageSize* reached);
+  bool lock_page_metadata(TdxTicket& t, Hpa a, uint32_t op, PageSize size, LockMode mode,
+                          bool in_memory, PageSize* reached);
   void set_sept_error_details(TdxTicket& t, uint64_t raw, unsigned level);
 
   Walk sept_walk(const Td& td, Gpa gpa, unsigned level) const;

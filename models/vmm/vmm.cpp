@@ -9,11 +9,14 @@ using namespace cvmsim::kvm;
 
 namespace {
 
-std::string failed(const char* call, const Error& e) { return std::string(call) + " failed: " + e.to_string(); }
+std::string failed(const char* call, const Error& e) {
+  return std::string(call) + " failed: " + e.to_string();
+}
 
 }  // namespace
 
-Vmm::Vmm(Kvm& kvm, PhysMem& mem, FrameAllocator& frames, VmmConfig cfg) : kvm_(kvm), cfg_(std::move(cfg)) {
+Vmm::Vmm(Kvm& kvm, PhysMem& mem, FrameAllocator& frames, VmmConfig cfg)
+    : kvm_(kvm), cfg_(std::move(cfg)) {
   mm_ = std::make_unique<HostMm>(mem, frames, kHostUser);
   proc_ = std::make_unique<Process>(kvm_, *mm_, "vmm:" + cfg_.vm_name);
 }
@@ -23,9 +26,13 @@ Vmm::~Vmm() {
   mm_.reset();
 }
 
-kvm::Vm& Vmm::vm() { return *kvm_.vm_of(*proc_, vm_fd_); }
+kvm::Vm& Vmm::vm() {
+  return *kvm_.vm_of(*proc_, vm_fd_);
+}
 
-kvm::Vcpu& Vmm::vcpu(unsigned i) { return *kvm_.vcpu_of(*proc_, vcpu_fds_.at(i)); }
+kvm::Vcpu& Vmm::vcpu(unsigned i) {
+  return *kvm_.vcpu_of(*proc_, vcpu_fds_.at(i));
+}
 
 std::string Vmm::setup() {
   kvm_fd_ = kvm_.open_dev_kvm(*proc_);
@@ -33,13 +40,15 @@ std::string Vmm::setup() {
   if (!vm.ok()) return failed("KVM_CREATE_VM", vm.error());
   vm_fd_ = *vm;
   auto attrs = kvm_.check_extension(*proc_, vm_fd_, KVM_CAP_MEMORY_ATTRIBUTES);
-  const bool has_private = attrs.ok() && (*attrs & static_cast<int64_t>(KVM_MEMORY_ATTRIBUTE_PRIVATE));
+  const bool has_private =
+      attrs.ok() && (*attrs & static_cast<int64_t>(KVM_MEMORY_ATTRIBUTE_PRIVATE));
   if (has_private) {
     // The guest's explicit conversions arrive as KVM_EXIT_HYPERCALL (§11).
     kvm_enable_cap cap;
     cap.cap = KVM_CAP_EXIT_HYPERCALL;
     cap.args[0] = uint64_t{1} << KVM_HC_MAP_GPA_RANGE;
-    if (Status st = kvm_.enable_cap(*proc_, vm_fd_, &cap); !st.ok()) return failed("KVM_ENABLE_CAP(EXIT_HYPERCALL)", st.error());
+    if (Status st = kvm_.enable_cap(*proc_, vm_fd_, &cap); !st.ok())
+      return failed("KVM_ENABLE_CAP(EXIT_HYPERCALL)", st.error());
   }
   for (size_t i = 0; i < cfg_.ram.size(); ++i) {
     const RamRegion& rc = cfg_.ram[i];
@@ -87,13 +96,16 @@ std::string Vmm::setup() {
 
 int Vmm::region_of(Gpa gpa) const {
   for (size_t i = 0; i < regions_.size(); ++i)
-    if (regions_[i].cfg.gpa <= gpa && gpa < regions_[i].cfg.gpa + regions_[i].cfg.size) return static_cast<int>(i);
+    if (regions_[i].cfg.gpa <= gpa && gpa < regions_[i].cfg.gpa + regions_[i].cfg.size)
+      return static_cast<int>(i);
   return -1;
 }
 
 Hva Vmm::hva_of(Gpa gpa) const {
   const int r = region_of(gpa);
-  return r < 0 ? Hva(0) : regions_[static_cast<size_t>(r)].hva + (gpa - regions_[static_cast<size_t>(r)].cfg.gpa);
+  return r < 0 ? Hva(0)
+               : regions_[static_cast<size_t>(r)].hva +
+                     (gpa - regions_[static_cast<size_t>(r)].cfg.gpa);
 }
 
 int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
@@ -113,8 +125,8 @@ int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
   if (to_private && cfg_.policy.allocate_on_private)
     for_each_piece([&](const Region& r, Gpa s, uint64_t n) {
       if (r.gmem_fd < 0 || err) return;
-      Status st = kvm_.fallocate(*proc_, r.gmem_fd, FALLOC_FL_KEEP_SIZE, static_cast<int64_t>(s - r.cfg.gpa),
-                                 static_cast<int64_t>(n));
+      Status st = kvm_.fallocate(*proc_, r.gmem_fd, FALLOC_FL_KEEP_SIZE,
+                                 static_cast<int64_t>(s - r.cfg.gpa), static_cast<int64_t>(n));
       if (!st.ok()) err = static_cast<int>(st.error().errno_value());
     });
   if (err) {
@@ -125,12 +137,15 @@ int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
     ++stats_.conversion_errors;
     return static_cast<int>(st.error().errno_value());
   }
-  if (to_private) ++stats_.conversions_to_private;
-  else ++stats_.conversions_to_shared;
+  if (to_private)
+    ++stats_.conversions_to_private;
+  else
+    ++stats_.conversions_to_shared;
   if (kvm_.tracing()) {
     char d[160];
     std::snprintf(d, sizeof d, "gpa 0x%" PRIx64 " size 0x%" PRIx64 " to %s%s", gpa.value(), bytes,
-                  to_private ? "private" : "shared", cfg_.policy.discard_on_convert ? ", discarding the other side" : "");
+                  to_private ? "private" : "shared",
+                  cfg_.policy.discard_on_convert ? ", discarding the other side" : "");
     kvm_.trace("platform." + cfg_.vm_name + ".vmm", "convert", d);
   }
   stats_.pages_converted += bytes >> kPageShift;
@@ -145,15 +160,19 @@ int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
       const uint64_t lo = (hs.value() + ps - 1) & ~(ps - 1), hi = (hs.value() + n) & ~(ps - 1);
       if (lo < hi) {
         Status st = mm_->madvise_dontneed(Hva(lo), hi - lo);
-        if (!st.ok()) err = static_cast<int>(st.error().errno_value());
-        else stats_.discarded_bytes += hi - lo;
+        if (!st.ok())
+          err = static_cast<int>(st.error().errno_value());
+        else
+          stats_.discarded_bytes += hi - lo;
       }
     } else if (r.gmem_fd >= 0) {
       // Punch the private side: its contents are gone, the next private use sees zeros.
       Status st = kvm_.fallocate(*proc_, r.gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
                                  static_cast<int64_t>(s - r.cfg.gpa), static_cast<int64_t>(n));
-      if (!st.ok()) err = static_cast<int>(st.error().errno_value());
-      else stats_.punched_bytes += n;
+      if (!st.ok())
+        err = static_cast<int>(st.error().errno_value());
+      else
+        stats_.punched_bytes += n;
     }
   });
   if (err) ++stats_.conversion_errors;
@@ -172,20 +191,24 @@ bool Vmm::on_exit(kvm::Vcpu& vcpu, int err, kvm_run& run, std::string& stop_reas
       // Userspace tracks the attributes it set; if the access already matches them, a
       // conversion cannot help (no guest_memfd, a closed file, poison...): stop.
       const bool is_private_now = vcpu.vm().mem_is_private(gfn);
-      if (err != static_cast<int>(Errno::kEFAULT) || is_private_now == to_private || !cfg_.policy.implicit_conversion) {
+      if (err != static_cast<int>(Errno::kEFAULT) || is_private_now == to_private ||
+          !cfg_.policy.implicit_conversion) {
         std::snprintf(m, sizeof m,
-                      "%s vCPU %u: KVM_RUN failed with %s, KVM_EXIT_MEMORY_FAULT gpa 0x%" PRIx64 " size %" PRIu64
-                      " flags %s%s",
-                      cfg_.vm_name.c_str(), vcpu.id(), std::string(errno_name(static_cast<Errno>(err))).c_str(),
+                      "%s vCPU %u: KVM_RUN failed with %s, KVM_EXIT_MEMORY_FAULT gpa 0x%" PRIx64
+                      " size %" PRIu64 " flags %s%s",
+                      cfg_.vm_name.c_str(), vcpu.id(),
+                      std::string(errno_name(static_cast<Errno>(err))).c_str(),
                       run.memory_fault.gpa, run.memory_fault.size, to_private ? "PRIVATE" : "0",
-                      cfg_.policy.implicit_conversion ? " (no conversion can resolve it)" : " (implicit conversion disabled)");
+                      cfg_.policy.implicit_conversion ? " (no conversion can resolve it)"
+                                                      : " (implicit conversion disabled)");
         stop_reason = m;
         return false;
       }
       // Implicit conversion (§8): convert the page to what the guest accessed.
-      if (int e = convert(Gpa(run.memory_fault.gpa), run.memory_fault.size ? run.memory_fault.size : kPageBytes,
-                          to_private)) {
-        std::snprintf(m, sizeof m, "%s vCPU %u: implicit conversion of gpa 0x%" PRIx64 " failed: %s",
+      if (int e = convert(Gpa(run.memory_fault.gpa),
+                          run.memory_fault.size ? run.memory_fault.size : kPageBytes, to_private)) {
+        std::snprintf(m, sizeof m,
+                      "%s vCPU %u: implicit conversion of gpa 0x%" PRIx64 " failed: %s",
                       cfg_.vm_name.c_str(), vcpu.id(), run.memory_fault.gpa,
                       std::string(errno_name(static_cast<Errno>(e))).c_str());
         stop_reason = m;
@@ -209,8 +232,10 @@ bool Vmm::on_exit(kvm::Vcpu& vcpu, int err, kvm_run& run, std::string& stop_reas
     case KVM_EXIT_MMIO:
       ++stats_.mmio_exits;
       std::snprintf(m, sizeof m,
-                    "%s vCPU %u: %s at gpa 0x%" PRIx64 " outside every memslot (KVM_EXIT_MMIO; no device is emulated there)",
-                    cfg_.vm_name.c_str(), vcpu.id(), run.mmio.is_write ? "write" : "read", run.mmio.phys_addr);
+                    "%s vCPU %u: %s at gpa 0x%" PRIx64
+                    " outside every memslot (KVM_EXIT_MMIO; no device is emulated there)",
+                    cfg_.vm_name.c_str(), vcpu.id(), run.mmio.is_write ? "write" : "read",
+                    run.mmio.phys_addr);
       stop_reason = m;
       return false;
     default:
@@ -223,15 +248,22 @@ bool Vmm::on_exit(kvm::Vcpu& vcpu, int err, kvm_run& run, std::string& stop_reas
 
 void Vmm::describe_stats(StatVisitor& v) const {
   v.counter("exits", stats_.exits, "exits", "KVM_RUN returns the VMM handled");
-  v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits", "KVM_EXIT_MEMORY_FAULT exits");
+  v.counter("memory_fault_exits", stats_.memory_fault_exits, "exits",
+            "KVM_EXIT_MEMORY_FAULT exits");
   v.counter("hypercall_exits", stats_.hypercall_exits, "exits", "KVM_EXIT_HYPERCALL exits");
   v.counter("mmio_exits", stats_.mmio_exits, "exits", "KVM_EXIT_MMIO exits");
-  v.counter("conversions_to_private", stats_.conversions_to_private, "conversions", "ranges converted shared->private");
-  v.counter("conversions_to_shared", stats_.conversions_to_shared, "conversions", "ranges converted private->shared");
-  v.counter("pages_converted", stats_.pages_converted, "pages", "4 KiB pages covered by conversions");
-  v.counter("punched_bytes", stats_.punched_bytes, "bytes", "guest_memfd bytes punched on private->shared");
-  v.counter("discarded_bytes", stats_.discarded_bytes, "bytes", "shared backing dropped on shared->private");
-  v.counter("conversion_errors", stats_.conversion_errors, "count", "conversions that failed at some step");
+  v.counter("conversions_to_private", stats_.conversions_to_private, "conversions",
+            "ranges converted shared->private");
+  v.counter("conversions_to_shared", stats_.conversions_to_shared, "conversions",
+            "ranges converted private->shared");
+  v.counter("pages_converted", stats_.pages_converted, "pages",
+            "4 KiB pages covered by conversions");
+  v.counter("punched_bytes", stats_.punched_bytes, "bytes",
+            "guest_memfd bytes punched on private->shared");
+  v.counter("discarded_bytes", stats_.discarded_bytes, "bytes",
+            "shared backing dropped on shared->private");
+  v.counter("conversion_errors", stats_.conversion_errors, "count",
+            "conversions that failed at some step");
   PrefixedStats mm(v, "mm");
   mm_->describe_stats(mm);
 }

@@ -50,8 +50,10 @@ pid_t spawn_check(const char* self, const Job& j) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   // The child's own report goes to files in its output directory, not to our stdout.
-  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, (j.out / "check.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, (j.out / "check.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, (j.out / "check.out").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, (j.out / "check.err").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = -1;
   const int e = posix_spawn(&pid, self, &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -72,7 +74,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
   if (!o.dot_machine.empty() && !coverage::find_machine(o.dot_machine)) {
     std::string names;
     for (const auto* m : machines()) names += " " + m->name();
-    std::fprintf(stderr, "cvmsim: error: --dot %s: no such machine (machines:%s)\n", o.dot_machine.c_str(), names.c_str());
+    std::fprintf(stderr, "cvmsim: error: --dot %s: no such machine (machines:%s)\n",
+                 o.dot_machine.c_str(), names.c_str());
     return 2;
   }
   if (o.plain) {
@@ -80,7 +83,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
       std::fprintf(stderr, "cvmsim: error: --plain needs --dot MACHINE\n");
       return 2;
     }
-    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), false, o.refusals).c_str(), stdout);
+    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), false, o.refusals).c_str(),
+               stdout);
     return 0;
   }
   // Collect scenarios and coverage files, sorted, so that the report does not depend on the
@@ -93,7 +97,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
     if (fs::is_directory(p, ec)) {
       std::vector<std::string> found;
       for (const auto& e : fs::recursive_directory_iterator(p, ec))
-        if (e.is_regular_file() && e.path().extension() == ".json") found.push_back(e.path().string());
+        if (e.is_regular_file() && e.path().extension() == ".json")
+          found.push_back(e.path().string());
       std::sort(found.begin(), found.end());
       for (const auto& f : found) {
         nlohmann::json j;
@@ -159,7 +164,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
       if (j.rc == 2) {
         ++skipped;
         if (!o.quiet)
-          notes += "  skipped " + j.scenario + " (exit " + std::to_string(j.rc) + ": " + first_line(j.out / "check.err") + ")\n";
+          notes += "  skipped " + j.scenario + " (exit " + std::to_string(j.rc) + ": " +
+                   first_line(j.out / "check.err") + ")\n";
         continue;
       }
       std::ifstream in(cj);
@@ -167,7 +173,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
       ++ran;
       if (j.rc != 0) {
         ++failed;
-        notes += "  " + j.scenario + ": exit " + std::to_string(j.rc) + " (expectations not met; its coverage counts)\n";
+        notes += "  " + j.scenario + ": exit " + std::to_string(j.rc) +
+                 " (expectations not met; its coverage counts)\n";
       }
     }
     for (const std::string& f : files) {
@@ -181,11 +188,14 @@ int run_coverage(const CoverageOptions& o, const char* self) {
   }
   if (tmp) fs::remove_all(tmp);
   if (!o.dot_machine.empty()) {
-    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), true, o.refusals).c_str(), stdout);
+    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), true, o.refusals).c_str(),
+               stdout);
   } else {
-    std::printf("%u scenario(s) run, %u skipped (bad input), %u with unmet expectations, %u failed to run; %zu coverage "
-                "file(s) merged\n",
-                ran, skipped, failed, crashed, files.size());
+    std::printf(
+        "%u scenario(s) run, %u skipped (bad input), %u with unmet expectations, %u failed to run; "
+        "%zu coverage "
+        "file(s) merged\n",
+        ran, skipped, failed, crashed, files.size());
     if (!notes.empty()) std::fputs(notes.c_str(), stdout);
     std::fputs(coverage::report(o.refusals).c_str(), stdout);
   }
@@ -194,7 +204,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
 
 int print_machines() {
   for (const sm::Machine* m : coverage::machines()) {
-    std::printf("%s  (%s; backends %s)\n", m->name().c_str(), m->title().c_str(), m->backends().c_str());
+    std::printf("%s  (%s; backends %s)\n", m->name().c_str(), m->title().c_str(),
+                m->backends().c_str());
     std::string s;
     for (const auto& x : m->states()) s += " " + x;
     std::printf("  states:%s\n", s.c_str());
@@ -205,7 +216,8 @@ int print_machines() {
     for (const auto& x : m->outcomes()) s += " " + x;
     std::printf("  outcomes:%s\n", s.c_str());
     std::printf("  %zu declared transitions:\n", m->transitions().size());
-    for (const auto& t : m->transitions()) std::printf("    %s   [%s]\n", m->describe(t).c_str(), std::string(t.cite).c_str());
+    for (const auto& t : m->transitions())
+      std::printf("    %s   [%s]\n", m->describe(t).c_str(), std::string(t.cite).c_str());
     for (const auto& e : m->errors()) std::printf("  ERROR %s\n", e.c_str());
   }
   return 0;

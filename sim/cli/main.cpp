@@ -9,8 +9,8 @@
 #include <fstream>
 #include <iostream>
 
-#include "sim/cli/explore.h"
 #include "sim/cli/coverage_cmd.h"
+#include "sim/cli/explore.h"
 #include "sim/cli/graph.h"
 #include "sim/cli/list.h"
 #include "sim/config/loader.h"
@@ -27,7 +27,8 @@ constexpr int kExitOk = 0;
 constexpr int kExitExpectations = 1;
 constexpr int kExitBadInput = 2;
 
-const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv", "coverage.json", "trace.txt", "violations.txt"};
+const char* kOutputs[] = {"effective_config.json", "stats.json", "stats.csv",
+                          "coverage.json",         "trace.txt",  "violations.txt"};
 
 // Writes `text` to dir/name through a temporary file and a rename, so that a file that exists is
 // always complete.
@@ -71,8 +72,8 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec || !fs::is_directory(dir)) {
-      std::fprintf(stderr, "cvmsim: error: --out %s: cannot create the output directory (%s)\n", out.c_str(),
-                   ec ? ec.message().c_str() : "not a directory");
+      std::fprintf(stderr, "cvmsim: error: --out %s: cannot create the output directory (%s)\n",
+                   out.c_str(), ec ? ec.message().c_str() : "not a directory");
       return kExitBadInput;
     }
     // Remove results of an earlier run first, so that a failed run never leaves old files that
@@ -103,8 +104,9 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
     for (const auto& p : r.problems)
       if (p.rfind("expectation not met: ", 0) != 0) std::printf("FAIL %s\n", p.c_str());
     const size_t failed = r.problems.size();
-    std::printf("%s: %zu expectation(s) checked, %s\n", scenario.empty() ? "<built-in default>" : scenario.c_str(),
-                r.expectations, failed ? (std::to_string(failed) + " problem(s)").c_str() : "all met");
+    std::printf("%s: %zu expectation(s) checked, %s\n",
+                scenario.empty() ? "<built-in default>" : scenario.c_str(), r.expectations,
+                failed ? (std::to_string(failed) + " problem(s)").c_str() : "all met");
     std::printf("%s\n", coverage_line.c_str());
     return failed ? kExitExpectations : kExitOk;
   }
@@ -132,7 +134,9 @@ int do_validate(const std::string& scenario, const std::vector<std::string>& set
 
 // libsystemc references sc_main; cvmsim drives the kernel from its own main instead, so that it
 // can parse its command line and silence the banner before SystemC starts.
-extern "C" int sc_main(int, char**) { return 0; }
+extern "C" int sc_main(int, char**) {
+  return 0;
+}
 
 int main(int argc, char** argv) {
   setenv("SYSTEMC_DISABLE_COPYRIGHT_MESSAGE", "1", 1);  // keep stdout for our summary
@@ -144,25 +148,32 @@ int main(int argc, char** argv) {
   std::optional<uint64_t> seed;
   std::vector<std::string> sets;
   bool quiet = false;
-  auto* run = app.add_subcommand("run", "simulate a scenario (the built-in default if none is given)");
+  auto* run =
+      app.add_subcommand("run", "simulate a scenario (the built-in default if none is given)");
   run->add_option("scenario", scenario, "scenario JSON file");
-  run->add_option("--out,-o", out, "directory for stats.json, stats.csv, effective_config.json (and trace.txt)");
+  run->add_option("--out,-o", out,
+                  "directory for stats.json, stats.csv, effective_config.json (and trace.txt)");
   run->add_option("--seed", seed, "master seed (overrides the scenario's)");
-  run->add_option("--set", sets, "override a field: --set platform.mmu.tlb.ways=8 (repeatable)")->take_all();
+  run->add_option("--set", sets, "override a field: --set platform.mmu.tlb.ways=8 (repeatable)")
+      ->take_all();
   run->add_flag("--quiet,-q", quiet, "print nothing but errors");
 
   bool markdown = false;
-  auto* list = app.add_subcommand("list", "list components and every scenario parameter with its default (--steps: the step operations)");
+  auto* list = app.add_subcommand("list",
+                                  "list components and every scenario parameter with its default "
+                                  "(--steps: the step operations)");
   list->add_flag("--markdown", markdown, "print the scenario field reference as Markdown tables");
   bool steps = false, invs = false, list_machines = false;
   list->add_flag("--steps", steps, "list the scenario step operations instead");
-  list->add_flag("--machines", list_machines, "list the declared state machines and their transitions (docs/coverage.md)");
+  list->add_flag("--machines", list_machines,
+                 "list the declared state machines and their transitions (docs/coverage.md)");
   list->add_flag("--invariants", invs, "with --markdown: the invariant catalogue as a table");
 
   std::string cscenario, cout_dir;
   std::optional<uint64_t> cseed;
   std::vector<std::string> csets;
-  auto* check = app.add_subcommand("check", "run a scenario and check its expectations: exit 0 if all hold, 1 otherwise");
+  auto* check = app.add_subcommand(
+      "check", "run a scenario and check its expectations: exit 0 if all hold, 1 otherwise");
   check->add_option("scenario", cscenario, "scenario JSON file")->required();
   check->add_option("--out,-o", cout_dir, "also write the outputs into this directory");
   check->add_option("--seed", cseed, "master seed (overrides the scenario's)");
@@ -179,10 +190,14 @@ int main(int argc, char** argv) {
   std::optional<size_t> gstep;
   std::vector<std::string> gsets;
   auto* graph = app.add_subcommand(
-      "graph", "run a scenario and write its ownership graph (who can reach which frame) in Graphviz DOT");
+      "graph",
+      "run a scenario and write its ownership graph (who can reach which frame) in Graphviz DOT");
   graph->add_option("scenario", gscenario, "scenario JSON file")->required();
-  graph->add_option("--at-step", gstep, "snapshot right after this step (0-based) completes; default: at the end");
-  graph->add_option("--out,-o", gout, "FILE.dot, or FILE.svg / FILE.png to render with Graphviz (default: DOT on stdout)");
+  graph->add_option("--at-step", gstep,
+                    "snapshot right after this step (0-based) completes; default: at the end");
+  graph->add_option(
+      "--out,-o", gout,
+      "FILE.dot, or FILE.svg / FILE.png to render with Graphviz (default: DOT on stdout)");
   graph->add_option("--seed", gseed, "master seed (overrides the scenario's)");
   graph->add_option("--set", gsets, "override a field (repeatable)")->take_all();
 
@@ -190,31 +205,46 @@ int main(int argc, char** argv) {
   std::string eout;
   bool elist = false, eno_shrink = false, equiet = false;
   auto* explore_cmd = app.add_subcommand(
-      "explore", "random operations from every actor, invariants checked after each; a violation is shrunk to a "
-                 "reproducer scenario (exit 0: none found, 1: found, 2: bad usage; docs/explore.md)");
-  explore_cmd->add_option("--backend", eo.backend, "VM type of the two VMs: default, sw_protected or tdx")
+      "explore",
+      "random operations from every actor, invariants checked after each; a violation is shrunk to "
+      "a "
+      "reproducer scenario (exit 0: none found, 1: found, 2: bad usage; docs/explore.md)");
+  explore_cmd
+      ->add_option("--backend", eo.backend, "VM type of the two VMs: default, sw_protected or tdx")
       ->check(CLI::IsMember({"default", "sw_protected", "tdx"}));
-  explore_cmd->add_option("--policy", eo.policies, "NAME[=VALUE]: a policy knob (NAME alone: its unsafe value); repeatable")
+  explore_cmd
+      ->add_option("--policy", eo.policies,
+                   "NAME[=VALUE]: a policy knob (NAME alone: its unsafe value); repeatable")
       ->take_all();
   explore_cmd->add_option("--seed", eo.seed, "seed of the operation stream");
-  explore_cmd->add_option("--ops", eo.ops, "operations to run at most")->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
-  explore_cmd->add_option("--out,-o", eout, "write the shrunk reproducer scenario to FILE");
-  explore_cmd->add_option("--check-every", eo.check_every, "check invariants at the boundaries of every K-th operation")
+  explore_cmd->add_option("--ops", eo.ops, "operations to run at most")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
-  explore_cmd->add_option("--max-shrink-runs", eo.max_shrink_runs, "re-runs the shrinker may spend");
+  explore_cmd->add_option("--out,-o", eout, "write the shrunk reproducer scenario to FILE");
+  explore_cmd
+      ->add_option("--check-every", eo.check_every,
+                   "check invariants at the boundaries of every K-th operation")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  explore_cmd->add_option("--max-shrink-runs", eo.max_shrink_runs,
+                          "re-runs the shrinker may spend");
   explore_cmd->add_flag("--no-shrink", eno_shrink, "write the explored sequence as it is");
   explore_cmd->add_flag("--list-policies", elist, "list the policy knobs and exit");
   bool emarkdown = false;
   explore_cmd->add_flag("--markdown", emarkdown, "with --list-policies: as a Markdown table");
   explore_cmd->add_flag("--quiet,-q", equiet, "print only the violation");
   CoverageOptions copt;
-  auto* cov = app.add_subcommand(
-      "coverage", "run scenarios (default: ./scenarios) and report which state-machine transitions they exercised");
-  cov->add_option("paths", copt.paths, "scenario files, directories of them (recursive), or coverage.json files to merge");
+  auto* cov = app.add_subcommand("coverage",
+                                 "run scenarios (default: ./scenarios) and report which "
+                                 "state-machine transitions they exercised");
+  cov->add_option(
+      "paths", copt.paths,
+      "scenario files, directories of them (recursive), or coverage.json files to merge");
   cov->add_option("--jobs,-j", copt.jobs, "scenarios run in parallel (default 1)");
-  cov->add_option("--dot", copt.dot_machine, "write machine MACHINE as Graphviz DOT, coloured by the coverage");
-  cov->add_flag("--plain", copt.plain, "with --dot: the declared machine only, no runs, no colours");
-  cov->add_flag("--refusals", copt.refusals, "also list never-exercised refusals / draw refusal self-loops");
+  cov->add_option("--dot", copt.dot_machine,
+                  "write machine MACHINE as Graphviz DOT, coloured by the coverage");
+  cov->add_flag("--plain", copt.plain,
+                "with --dot: the declared machine only, no runs, no colours");
+  cov->add_flag("--refusals", copt.refusals,
+                "also list never-exercised refusals / draw refusal self-loops");
   cov->add_flag("--quiet,-q", copt.quiet, "do not list skipped scenarios");
 
   try {
@@ -231,7 +261,10 @@ int main(int argc, char** argv) {
     return run_coverage(copt, self.empty() ? argv[0] : self.c_str());
   }
   if (*list && list_machines) return print_machines();
-  if (*list) return steps ? print_steps(markdown) : (invs && markdown) ? print_invariants_markdown() : print_list(markdown);
+  if (*list)
+    return steps                ? print_steps(markdown)
+           : (invs && markdown) ? print_invariants_markdown()
+                                : print_list(markdown);
   if (*validate) return do_validate(vscenario, vsets);
   if (*explore_cmd) {
     if (elist) return print_policies(emarkdown);

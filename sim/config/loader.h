@@ -18,8 +18,8 @@ struct LoadOptions {
 
 struct LoadedScenario {
   ScenarioConfig config;
-  std::string source;     // file path, or "<built-in default>"
-  std::string base_dir;   // directory relative paths in the scenario resolve against
+  std::string source;    // file path, or "<built-in default>"
+  std::string base_dir;  // directory relative paths in the scenario resolve against
 };
 
 // Throws ConfigError. `path` empty means the built-in default scenario.

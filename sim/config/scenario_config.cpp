@@ -1,8 +1,8 @@
 #include <algorithm>
-#include <map>
-#include <set>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "sim/config/loader.h"
@@ -13,9 +13,13 @@ namespace cvmsim::config {
 void MemRegionConfig::validate(const std::string& ptr) const {
   const uint64_t align = bytes_of(page_size);
   if (gpa % align != 0)
-    throw ConfigError(ptr + "/gpa", "value " + std::to_string(gpa) + " is not aligned to the region's page_size " + format_size(align));
+    throw ConfigError(ptr + "/gpa", "value " + std::to_string(gpa) +
+                                        " is not aligned to the region's page_size " +
+                                        format_size(align));
   if (size % align != 0)
-    throw ConfigError(ptr + "/size", "value " + std::to_string(size) + " is not a multiple of the region's page_size " + format_size(align));
+    throw ConfigError(ptr + "/size", "value " + std::to_string(size) +
+                                         " is not a multiple of the region's page_size " +
+                                         format_size(align));
   if (gpa + size < gpa) throw ConfigError(ptr + "/size", "region wraps around the address space");
 }
 
@@ -27,18 +31,24 @@ void ScenarioConfig::validate(const std::string& ptr) const {
     const std::string vp = ptr + "/vms/" + std::to_string(i);
     for (size_t j = 0; j < i; ++j)
       if (vms[j].name == vms[i].name)
-        throw ConfigError(vp + "/name", "duplicate VM name \"" + vms[i].name + "\" (also /vms/" + std::to_string(j) + ")");
+        throw ConfigError(vp + "/name", "duplicate VM name \"" + vms[i].name + "\" (also /vms/" +
+                                            std::to_string(j) + ")");
     const auto& regs = vms[i].memory;
     for (size_t r = 0; r < regs.size(); ++r) {
       const std::string rp = vp + "/memory/" + std::to_string(r);
       if (regs[r].gpa + regs[r].size > gpa_limit)
-        throw ConfigError(rp + "/size", "region ends beyond the " + std::to_string(gpa_bits) + "-bit guest physical address space of " + std::string(name_of(platform.mmu.format)));
+        throw ConfigError(rp + "/size", "region ends beyond the " + std::to_string(gpa_bits) +
+                                            "-bit guest physical address space of " +
+                                            std::string(name_of(platform.mmu.format)));
       for (size_t q = 0; q < r; ++q) {
-        const bool overlap = regs[r].gpa < regs[q].gpa + regs[q].size && regs[q].gpa < regs[r].gpa + regs[r].size;
+        const bool overlap =
+            regs[r].gpa < regs[q].gpa + regs[q].size && regs[q].gpa < regs[r].gpa + regs[r].size;
         if (overlap) throw ConfigError(rp, "overlaps " + vp + "/memory/" + std::to_string(q));
       }
       if (regs[r].is_private && vms[i].type == kvm::KVM_X86_DEFAULT_VM)
-        throw ConfigError(rp + "/private", "VM type \"default\" has no private memory (KVM_CAP_MEMORY_ATTRIBUTES is 0 for it); use type \"sw_protected\"");
+        throw ConfigError(rp + "/private",
+                          "VM type \"default\" has no private memory (KVM_CAP_MEMORY_ATTRIBUTES is "
+                          "0 for it); use type \"sw_protected\"");
       total_guest += regs[r].size;
     }
     const auto& img = vms[i].tdx.initial_image;
@@ -46,61 +56,84 @@ void ScenarioConfig::validate(const std::string& ptr) const {
       throw ConfigError(vp + "/tdx/initial_image", "an initial image needs a VM of type \"tdx\"");
     const TdxVmConfig& tc = vms[i].tdx;
     if (vms[i].type != kvm::KVM_X86_TDX_VM) {
-      if (tc.accept != guest::AcceptPolicy::kBoot || !tc.sept_ve_disable || tc.huge_private || tc.bounce_buffer.size ||
-          tc.accept_interrupt_cycles)
+      if (tc.accept != guest::AcceptPolicy::kBoot || !tc.sept_ve_disable || tc.huge_private ||
+          tc.bounce_buffer.size || tc.accept_interrupt_cycles)
         throw ConfigError(vp + "/tdx", "TD options need a VM of type \"tdx\"");
     }
     if (tc.accept == guest::AcceptPolicy::kLazy && tc.sept_ve_disable)
-      throw ConfigError(vp + "/tdx/accept", "accept \"lazy\" accepts on #VE, which the module injects only with SEPT_VE_DISABLE clear: set " + vp + "/tdx/sept_ve_disable to false (with it set, a PENDING access is a TD exit KVM treats as fatal)");
+      throw ConfigError(vp + "/tdx/accept",
+                        "accept \"lazy\" accepts on #VE, which the module injects only with "
+                        "SEPT_VE_DISABLE clear: set " +
+                            vp +
+                            "/tdx/sept_ve_disable to false (with it set, a PENDING access is a TD "
+                            "exit KVM treats as fatal)");
     if (tc.bounce_buffer.size) {
       const auto& bb = tc.bounce_buffer;
       const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
         return !m.is_private && bb.gpa >= m.gpa && bb.gpa + bb.size <= m.gpa + m.size;
       });
-      if (!inside) throw ConfigError(vp + "/tdx/bounce_buffer", "the bounce buffer is not inside one shared (private: false) memory region of the VM");
+      if (!inside)
+        throw ConfigError(
+            vp + "/tdx/bounce_buffer",
+            "the bounce buffer is not inside one shared (private: false) memory region of the VM");
     }
     for (size_t k = 0; k < img.size(); ++k) {
       const std::string ip = vp + "/tdx/initial_image/" + std::to_string(k);
       const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
         return m.is_private && img[k].gpa >= m.gpa && img[k].gpa + img[k].size <= m.gpa + m.size;
       });
-      if (!inside) throw ConfigError(ip, "the piece is not inside one private memory region of the VM");
+      if (!inside)
+        throw ConfigError(ip, "the piece is not inside one private memory region of the VM");
       for (size_t q = 0; q < k; ++q)
         if (img[k].gpa < img[q].gpa + img[q].size && img[q].gpa < img[k].gpa + img[k].size)
           throw ConfigError(ip, "overlaps " + vp + "/tdx/initial_image/" + std::to_string(q));
     }
   }
   if (total_guest > platform.memory.size)
-    throw ConfigError(ptr + "/vms", "guest memory (" + format_size(total_guest) + " in all) does not fit in host memory (/platform/memory/size = " + format_size(platform.memory.size) + ")");
+    throw ConfigError(ptr + "/vms",
+                      "guest memory (" + format_size(total_guest) +
+                          " in all) does not fit in host memory (/platform/memory/size = " +
+                          format_size(platform.memory.size) + ")");
 
   std::vector<std::pair<size_t, uint64_t>> used;  // (vm index, vcpu)
   for (size_t w = 0; w < workloads.size(); ++w) {
     const auto& wl = workloads[w];
     const std::string wp = ptr + "/workloads/" + std::to_string(w);
-    auto it = std::find_if(vms.begin(), vms.end(), [&](const VmConfig& vm) { return vm.name == wl.vm; });
-    if (it == vms.end()) throw ConfigError(wp + "/vm", "no VM named \"" + wl.vm + "\" is declared in /vms");
+    auto it =
+        std::find_if(vms.begin(), vms.end(), [&](const VmConfig& vm) { return vm.name == wl.vm; });
+    if (it == vms.end())
+      throw ConfigError(wp + "/vm", "no VM named \"" + wl.vm + "\" is declared in /vms");
     const size_t vm_index = static_cast<size_t>(it - vms.begin());
     if (wl.vcpu >= it->vcpus)
-      throw ConfigError(wp + "/vcpu", "VM \"" + wl.vm + "\" has " + std::to_string(it->vcpus) + " vCPU(s); index " + std::to_string(wl.vcpu) + " is out of range");
+      throw ConfigError(wp + "/vcpu", "VM \"" + wl.vm + "\" has " + std::to_string(it->vcpus) +
+                                          " vCPU(s); index " + std::to_string(wl.vcpu) +
+                                          " is out of range");
     for (const auto& u : used)
       if (u.first == vm_index && u.second == wl.vcpu)
-        throw ConfigError(wp + "/vcpu", "vCPU " + std::to_string(wl.vcpu) + " of VM \"" + wl.vm + "\" already runs another workload");
+        throw ConfigError(wp + "/vcpu", "vCPU " + std::to_string(wl.vcpu) + " of VM \"" + wl.vm +
+                                            "\" already runs another workload");
     used.emplace_back(vm_index, wl.vcpu);
     if (wl.kind != WorkloadKind::kTrace && wl.access_size > wl.footprint)
-      throw ConfigError(wp + "/access_size", "access_size " + std::to_string(wl.access_size) + " is larger than footprint " + std::to_string(wl.footprint));
+      throw ConfigError(wp + "/access_size", "access_size " + std::to_string(wl.access_size) +
+                                                 " is larger than footprint " +
+                                                 std::to_string(wl.footprint));
     if (wl.base + wl.footprint < wl.base || wl.base + wl.footprint > gpa_limit)
-      throw ConfigError(wp + "/footprint", "footprint runs beyond the guest physical address space");
+      throw ConfigError(wp + "/footprint",
+                        "footprint runs beyond the guest physical address space");
     if (wl.kind == WorkloadKind::kTrace && wl.trace.empty())
       throw ConfigError(wp + "/trace", "a trace workload needs the path of a trace file");
     if (wl.kind != WorkloadKind::kTrace && wl.ops == 0)
       throw ConfigError(wp + "/ops", "must be at least 1 for generated workloads");
     if (wl.verify_loads && platform.memory.mode == MemMode::kMetadataOnly)
-      throw ConfigError(wp + "/verify_loads", "cannot verify loads when /platform/memory/mode is \"metadata\" (no bytes are stored)");
+      throw ConfigError(
+          wp + "/verify_loads",
+          "cannot verify loads when /platform/memory/mode is \"metadata\" (no bytes are stored)");
   }
   validate_steps(ptr, used);
 }
 
-void ScenarioConfig::validate_steps(const std::string& ptr, const std::vector<std::pair<size_t, uint64_t>>& workload_cpus) const {
+void ScenarioConfig::validate_steps(
+    const std::string& ptr, const std::vector<std::pair<size_t, uint64_t>>& workload_cpus) const {
   // Names steps can refer to: declared VMs, VMs created by create_vm, guest_memfds created by
   // create_guest_memfd (and each VM's own, <vm>.mem<i>), mappings made by gmem_mmap.
   std::set<std::string> vm_names, gmems, maps;
@@ -121,47 +154,77 @@ void ScenarioConfig::validate_steps(const std::string& ptr, const std::vector<st
       const auto dot = st.actor.rfind(".cpu");
       const std::string vmn = st.actor.substr(0, dot);
       const VmConfig* vm = find_vm(vmn);
-      if (!vm) throw ConfigError(sp + "/actor", "no VM named \"" + vmn + "\" is declared in /vms (vCPU actors are <vm>.cpu<i>)");
+      if (!vm)
+        throw ConfigError(
+            sp + "/actor",
+            "no VM named \"" + vmn + "\" is declared in /vms (vCPU actors are <vm>.cpu<i>)");
       const uint64_t cpu = std::stoull(st.actor.substr(dot + 4));
       if (cpu >= vm->vcpus)
-        throw ConfigError(sp + "/actor", "VM \"" + vmn + "\" has " + std::to_string(vm->vcpus) + " vCPU(s); " + st.actor + " does not exist");
+        throw ConfigError(sp + "/actor", "VM \"" + vmn + "\" has " + std::to_string(vm->vcpus) +
+                                             " vCPU(s); " + st.actor + " does not exist");
       const size_t vm_index = static_cast<size_t>(vm - vms.data());
       if (st.op == StepOp::kGuestIo) {
         if (!vm->tdx.bounce_buffer.size)
-          throw ConfigError(sp, "guest_io needs a bounce buffer: VM \"" + vmn + "\" declares no /tdx/bounce_buffer");
+          throw ConfigError(sp, "guest_io needs a bounce buffer: VM \"" + vmn +
+                                    "\" declares no /tdx/bounce_buffer");
         if (st.offset + st.size > vm->tdx.bounce_buffer.size)
-          throw ConfigError(sp + "/size", "offset + size (" + std::to_string(st.offset + st.size) + ") exceeds VM \"" + vmn + "\"'s bounce buffer (" + std::to_string(vm->tdx.bounce_buffer.size) + " bytes)");
-        const bool inside = std::any_of(vm->memory.begin(), vm->memory.end(), [&](const MemRegionConfig& m) {
-          return m.is_private && st.gpa >= m.gpa && st.gpa + st.size <= m.gpa + m.size;
-        });
-        if (!inside) throw ConfigError(sp + "/gpa", "guest_io reads private memory: [gpa, gpa+size) must lie in one private region of VM \"" + vmn + "\"");
+          throw ConfigError(sp + "/size", "offset + size (" + std::to_string(st.offset + st.size) +
+                                              ") exceeds VM \"" + vmn + "\"'s bounce buffer (" +
+                                              std::to_string(vm->tdx.bounce_buffer.size) +
+                                              " bytes)");
+        const bool inside =
+            std::any_of(vm->memory.begin(), vm->memory.end(), [&](const MemRegionConfig& m) {
+              return m.is_private && st.gpa >= m.gpa && st.gpa + st.size <= m.gpa + m.size;
+            });
+        if (!inside)
+          throw ConfigError(sp + "/gpa",
+                            "guest_io reads private memory: [gpa, gpa+size) must lie in one "
+                            "private region of VM \"" +
+                                vmn + "\"");
       }
       for (const auto& u : workload_cpus)
         if (u.first == vm_index && u.second == cpu)
-          throw ConfigError(sp + "/actor", st.actor + " runs a workload already; a vCPU runs either a workload or steps");
+          throw ConfigError(
+              sp + "/actor",
+              st.actor + " runs a workload already; a vCPU runs either a workload or steps");
     }
     if (st.has("to_vm") && !vm_names.count(st.to_vm))
-      throw ConfigError(sp + "/to_vm", "no VM named \"" + st.to_vm + "\" (declared in /vms or created by an earlier create_vm step)");
+      throw ConfigError(sp + "/to_vm",
+                        "no VM named \"" + st.to_vm +
+                            "\" (declared in /vms or created by an earlier create_vm step)");
     if (st.has("vm") && !vm_names.count(st.vm))
-      throw ConfigError(sp + "/vm", "no VM named \"" + st.vm + "\" (declared in /vms or created by an earlier create_vm step)");
-    if (!st.has("vm") && st.actor == "vmm" && vms.size() > 1 && st.op != StepOp::kCheckExtension && st.op != StepOp::kCreateVm &&
-        st.op != StepOp::kFallocate && st.op != StepOp::kClose && st.op != StepOp::kGmemRead && st.op != StepOp::kGmemWrite &&
-        st.op != StepOp::kGmemTruncate && st.op != StepOp::kGmemFstat && st.op != StepOp::kWait && st.op != StepOp::kBarrier)
+      throw ConfigError(sp + "/vm",
+                        "no VM named \"" + st.vm +
+                            "\" (declared in /vms or created by an earlier create_vm step)");
+    if (!st.has("vm") && st.actor == "vmm" && vms.size() > 1 && st.op != StepOp::kCheckExtension &&
+        st.op != StepOp::kCreateVm && st.op != StepOp::kFallocate && st.op != StepOp::kClose &&
+        st.op != StepOp::kGmemRead && st.op != StepOp::kGmemWrite &&
+        st.op != StepOp::kGmemTruncate && st.op != StepOp::kGmemFstat && st.op != StepOp::kWait &&
+        st.op != StepOp::kBarrier)
       throw ConfigError(sp, "several VMs are declared: say which one with \"vm\"");
     if (st.has("vm") && st.op == StepOp::kPreFaultMemory) {
       const VmConfig* vm = find_vm(st.vm);
-      if (vm && st.vcpu >= vm->vcpus) throw ConfigError(sp + "/vcpu", "VM \"" + st.vm + "\" has no vCPU " + std::to_string(st.vcpu));
+      if (vm && st.vcpu >= vm->vcpus)
+        throw ConfigError(sp + "/vcpu",
+                          "VM \"" + st.vm + "\" has no vCPU " + std::to_string(st.vcpu));
     }
     if (st.has("guest_memfd") && !gmems.count(st.guest_memfd))
-      throw ConfigError(sp + "/guest_memfd", "no guest_memfd named \"" + st.guest_memfd + "\" (created by an earlier create_guest_memfd step with that `as`, or <vm>.mem<i> for a private region)");
-    if ((st.op == StepOp::kGmemMunmap || st.op == StepOp::kMapRead || st.op == StepOp::kMapWrite) && !maps.count(st.as))
-      throw ConfigError(sp + "/as", "no mapping named \"" + st.as + "\" (made by an earlier gmem_mmap step)");
+      throw ConfigError(sp + "/guest_memfd",
+                        "no guest_memfd named \"" + st.guest_memfd +
+                            "\" (created by an earlier create_guest_memfd step with that `as`, or "
+                            "<vm>.mem<i> for a private region)");
+    if ((st.op == StepOp::kGmemMunmap || st.op == StepOp::kMapRead || st.op == StepOp::kMapWrite) &&
+        !maps.count(st.as))
+      throw ConfigError(sp + "/as",
+                        "no mapping named \"" + st.as + "\" (made by an earlier gmem_mmap step)");
     if (st.op == StepOp::kCreateVm) {
-      if (vm_names.count(st.as)) throw ConfigError(sp + "/as", "a VM named \"" + st.as + "\" exists already");
+      if (vm_names.count(st.as))
+        throw ConfigError(sp + "/as", "a VM named \"" + st.as + "\" exists already");
       vm_names.insert(st.as);
     }
     if (st.op == StepOp::kCreateGuestMemfd) {
-      if (gmems.count(st.as)) throw ConfigError(sp + "/as", "a guest_memfd named \"" + st.as + "\" exists already");
+      if (gmems.count(st.as))
+        throw ConfigError(sp + "/as", "a guest_memfd named \"" + st.as + "\" exists already");
       gmems.insert(st.as);
     }
     if (st.op == StepOp::kGmemMmap) maps.insert(st.as);
@@ -172,11 +235,15 @@ void ScenarioConfig::validate_steps(const std::string& ptr, const std::vector<st
     if (st.op == StepOp::kBarrier) ++uses[st.barrier][st.actor];
   for (const auto& [b, actors] : uses) {
     if (actors.size() < 2)
-      throw ConfigError(ptr + "/steps", "barrier \"" + b + "\" is used by one actor only (" + actors.begin()->first + "); a barrier orders two or more");
+      throw ConfigError(ptr + "/steps", "barrier \"" + b + "\" is used by one actor only (" +
+                                            actors.begin()->first +
+                                            "); a barrier orders two or more");
     for (const auto& [a, n] : actors)
       if (n != actors.begin()->second)
-        throw ConfigError(ptr + "/steps", "barrier \"" + b + "\": " + a + " reaches it " + std::to_string(n) + " time(s) but " +
-                                              actors.begin()->first + " " + std::to_string(actors.begin()->second));
+        throw ConfigError(ptr + "/steps", "barrier \"" + b + "\": " + a + " reaches it " +
+                                              std::to_string(n) + " time(s) but " +
+                                              actors.begin()->first + " " +
+                                              std::to_string(actors.begin()->second));
   }
 }
 
@@ -208,9 +275,10 @@ namespace {
 // WorkloadSpec member names (in the generator's messages) -> scenario keys.
 std::string workload_key(const std::string& member) {
   static const std::pair<const char*, const char*> kMap[] = {
-      {"footprint_bytes", "footprint"}, {"stride_bytes", "stride"}, {"zipf_theta", "zipf_exponent"},
-      {"compute_cycles_between", "compute_cycles"}, {"store_pattern", "pattern"}, {"store_value", "value"},
-      {"trace_path", "trace"}, {"trace_instr_fetches", "trace_instructions"}};
+      {"footprint_bytes", "footprint"}, {"stride_bytes", "stride"},
+      {"zipf_theta", "zipf_exponent"},  {"compute_cycles_between", "compute_cycles"},
+      {"store_pattern", "pattern"},     {"store_value", "value"},
+      {"trace_path", "trace"},          {"trace_instr_fetches", "trace_instructions"}};
   for (const auto& [m, k] : kMap)
     if (member == m) return k;
   return member;
@@ -224,7 +292,8 @@ void check_workload(const WorkloadConfig& w, const std::string& ptr, uint64_t se
   const std::string& e = made.error;
   const auto colon = e.find(':');
   if (colon != std::string::npos && colon < 40 && e.find(' ') > colon)
-    throw ConfigError(ptr + "/" + workload_key(e.substr(0, colon)), e.substr(colon + 1 + (e[colon + 1] == ' ')));
+    throw ConfigError(ptr + "/" + workload_key(e.substr(0, colon)),
+                      e.substr(colon + 1 + (e[colon + 1] == ' ')));
   throw ConfigError(ptr, e);
 }
 }  // namespace
@@ -250,7 +319,8 @@ LoadedScenario load_scenario_text(const std::string& text, const std::string& so
     // nlohmann's message already says "at line L, column C".
     std::string what = e.what();
     const auto p = what.find("parse error");
-    throw ConfigError(source_name, "not valid JSON: " + (p == std::string::npos ? what : what.substr(p)));
+    throw ConfigError(source_name,
+                      "not valid JSON: " + (p == std::string::npos ? what : what.substr(p)));
   }
   for (const auto& o : opts.overrides) apply_override(doc, o);
   if (opts.seed) doc["seed"] = *opts.seed;
@@ -266,7 +336,8 @@ LoadedScenario load_scenario_text(const std::string& text, const std::string& so
     if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
     std::error_code ec;
     if (!std::filesystem::is_regular_file(p, ec))
-      throw ConfigError("/workloads/" + std::to_string(w) + "/trace", "no such file: " + p.string());
+      throw ConfigError("/workloads/" + std::to_string(w) + "/trace",
+                        "no such file: " + p.string());
     wl.trace = p.lexically_normal().string();
   }
   for (size_t w = 0; w < s.config.workloads.size(); ++w)
@@ -275,7 +346,8 @@ LoadedScenario load_scenario_text(const std::string& text, const std::string& so
 }
 
 LoadedScenario load_scenario(const std::string& path, const LoadOptions& opts) {
-  if (path.empty()) return load_scenario_text(default_scenario_json(), "<built-in default>", ".", opts);
+  if (path.empty())
+    return load_scenario_text(default_scenario_json(), "<built-in default>", ".", opts);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw ConfigError(path, "no such scenario file");
   std::ifstream in(path, std::ios::binary);

@@ -29,7 +29,8 @@ namespace cvmsim::config {
 class ConfigError : public std::runtime_error {
  public:
   ConfigError(std::string pointer, std::string reason)
-      : std::runtime_error(pointer + ": " + reason), pointer_(std::move(pointer)),
+      : std::runtime_error(pointer + ": " + reason),
+        pointer_(std::move(pointer)),
         reason_(std::move(reason)) {}
   const std::string& pointer() const { return pointer_; }
   const std::string& reason() const { return reason_; }
@@ -54,12 +55,31 @@ struct UintField : FieldBase<uint64_t> {
   bool power_of_two = false;
   bool size = false;  // accept "4KiB"/"2MiB"/"1GiB"/"1TiB" suffixes
   std::string_view unit_name = "";
-  UintField& min(uint64_t v) { lo = v; return *this; }
-  UintField& max(uint64_t v) { hi = v; return *this; }
-  UintField& aligned(uint64_t a) { align = a; return *this; }
-  UintField& pow2() { power_of_two = true; return *this; }
-  UintField& bytes() { size = true; unit_name = "bytes"; return *this; }
-  UintField& unit(std::string_view u) { unit_name = u; return *this; }
+  UintField& min(uint64_t v) {
+    lo = v;
+    return *this;
+  }
+  UintField& max(uint64_t v) {
+    hi = v;
+    return *this;
+  }
+  UintField& aligned(uint64_t a) {
+    align = a;
+    return *this;
+  }
+  UintField& pow2() {
+    power_of_two = true;
+    return *this;
+  }
+  UintField& bytes() {
+    size = true;
+    unit_name = "bytes";
+    return *this;
+  }
+  UintField& unit(std::string_view u) {
+    unit_name = u;
+    return *this;
+  }
 };
 inline UintField uint_field(std::string_view n, uint64_t& r, std::string_view d) {
   return UintField{{n, &r, d}};
@@ -69,19 +89,31 @@ struct DoubleField : FieldBase<double> {
   double lo = -1e300;
   double hi = 1e300;
   std::string_view unit_name = "";
-  DoubleField& range(double a, double b) { lo = a; hi = b; return *this; }
-  DoubleField& unit(std::string_view u) { unit_name = u; return *this; }
+  DoubleField& range(double a, double b) {
+    lo = a;
+    hi = b;
+    return *this;
+  }
+  DoubleField& unit(std::string_view u) {
+    unit_name = u;
+    return *this;
+  }
 };
 inline DoubleField double_field(std::string_view n, double& r, std::string_view d) {
   return DoubleField{{n, &r, d}};
 }
 
 struct BoolField : FieldBase<bool> {};
-inline BoolField bool_field(std::string_view n, bool& r, std::string_view d) { return {{n, &r, d}}; }
+inline BoolField bool_field(std::string_view n, bool& r, std::string_view d) {
+  return {{n, &r, d}};
+}
 
 struct StringField : FieldBase<std::string> {
   bool non_empty = false;
-  StringField& required_non_empty() { non_empty = true; return *this; }
+  StringField& required_non_empty() {
+    non_empty = true;
+    return *this;
+  }
 };
 inline StringField string_field(std::string_view n, std::string& r, std::string_view d) {
   return StringField{{n, &r, d}};
@@ -98,7 +130,8 @@ struct EnumField : FieldBase<E> {
   std::span<const EnumName<E>> names;
 };
 template <class E, size_t N>
-EnumField<E> enum_field(std::string_view n, E& r, const EnumName<E> (&names)[N], std::string_view d) {
+EnumField<E> enum_field(std::string_view n, E& r, const EnumName<E> (&names)[N],
+                        std::string_view d) {
   return EnumField<E>{{n, &r, d}, std::span<const EnumName<E>>(names, N)};
 }
 template <class E>
@@ -121,7 +154,11 @@ template <class S>
 struct ArrayField : FieldBase<std::vector<S>> {
   size_t min_items = 0;
   size_t max_items = SIZE_MAX;
-  ArrayField& items(size_t lo, size_t hi = SIZE_MAX) { min_items = lo; max_items = hi; return *this; }
+  ArrayField& items(size_t lo, size_t hi = SIZE_MAX) {
+    min_items = lo;
+    max_items = hi;
+    return *this;
+  }
 };
 template <class S>
 ArrayField<S> array_field(std::string_view n, std::vector<S>& r, std::string_view d) {

@@ -18,19 +18,27 @@ std::optional<uint64_t> parse_size(std::string_view s) {
   if (r.ec != std::errc() || r.ptr == b || (r.ptr == b + 2 && s[1] == 'x')) return std::nullopt;
   std::string_view suffix(r.ptr, static_cast<size_t>(e - r.ptr));
   unsigned shift = 0;
-  if (suffix.empty()) shift = 0;
-  else if (suffix == "K" || suffix == "KiB" || suffix == "k") shift = 10;
-  else if (suffix == "M" || suffix == "MiB") shift = 20;
-  else if (suffix == "G" || suffix == "GiB") shift = 30;
-  else if (suffix == "T" || suffix == "TiB") shift = 40;
-  else return std::nullopt;
+  if (suffix.empty())
+    shift = 0;
+  else if (suffix == "K" || suffix == "KiB" || suffix == "k")
+    shift = 10;
+  else if (suffix == "M" || suffix == "MiB")
+    shift = 20;
+  else if (suffix == "G" || suffix == "GiB")
+    shift = 30;
+  else if (suffix == "T" || suffix == "TiB")
+    shift = 40;
+  else
+    return std::nullopt;
   if (shift && v > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
   return v << shift;
 }
 
 std::string format_size(uint64_t v) {
-  static constexpr struct { unsigned shift; const char* s; } kUnits[] = {
-      {40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}};
+  static constexpr struct {
+    unsigned shift;
+    const char* s;
+  } kUnits[] = {{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}};
   for (const auto& u : kUnits)
     if (v != 0 && v % (uint64_t{1} << u.shift) == 0) return std::to_string(v >> u.shift) + u.s;
   return std::to_string(v);
@@ -38,15 +46,23 @@ std::string format_size(uint64_t v) {
 
 std::string json_type_name(const Json& j) {
   switch (j.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "a boolean";
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return "an integer (" + j.dump() + ")";
-    case Json::value_t::number_float: return "a number (" + j.dump() + ")";
-    case Json::value_t::string: return "a string (" + short_dump(j) + ")";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::object: return "an object";
-    default: return "an unsupported value";
+    case Json::value_t::number_unsigned:
+      return "an integer (" + j.dump() + ")";
+    case Json::value_t::number_float:
+      return "a number (" + j.dump() + ")";
+    case Json::value_t::string:
+      return "a string (" + short_dump(j) + ")";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::object:
+      return "an object";
+    default:
+      return "an unsupported value";
   }
 }
 
@@ -59,9 +75,12 @@ std::string short_dump(const Json& j) {
 std::string pointer_join(const std::string& base, std::string_view key) {
   std::string k;
   for (char c : key) {
-    if (c == '~') k += "~0";
-    else if (c == '/') k += "~1";
-    else k += c;
+    if (c == '~')
+      k += "~0";
+    else if (c == '/')
+      k += "~1";
+    else
+      k += c;
   }
   return base + "/" + k;
 }
@@ -82,7 +101,8 @@ void JsonReader::finish() const {
     if (seen_.count(it.key())) continue;
     std::string known;
     for (const auto& s : seen_) known += (known.empty() ? "" : ", ") + s;
-    throw ConfigError(pointer_join(ptr_, it.key()), "unknown key \"" + it.key() + "\"; known keys here: " + known);
+    throw ConfigError(pointer_join(ptr_, it.key()),
+                      "unknown key \"" + it.key() + "\"; known keys here: " + known);
   }
 }
 
@@ -91,7 +111,8 @@ void JsonReader::operator()(const UintField& f) {
   if (!v) return;
   const std::string p = pointer_join(ptr_, f.name);
   uint64_t x = 0;
-  const std::string want = f.size ? "a non-negative integer or a size string such as \"4KiB\"" : "a non-negative integer";
+  const std::string want = f.size ? "a non-negative integer or a size string such as \"4KiB\""
+                                  : "a non-negative integer";
   if (v->is_number_unsigned()) {
     x = v->get<uint64_t>();
   } else if (v->is_number_integer()) {
@@ -115,11 +136,15 @@ void JsonReader::operator()(const UintField& f) {
   }
   if (x < f.lo || x > f.hi) {
     std::string range = "[" + (f.size ? format_size(f.lo) : std::to_string(f.lo)) + ", " +
-                        (f.hi == UINT64_MAX ? std::string("...") : f.size ? format_size(f.hi) : std::to_string(f.hi)) + "]";
+                        (f.hi == UINT64_MAX ? std::string("...")
+                         : f.size           ? format_size(f.hi)
+                                            : std::to_string(f.hi)) +
+                        "]";
     throw ConfigError(p, "value " + std::to_string(x) + " is out of range " + range);
   }
   if (f.align > 1 && x % f.align != 0)
-    throw ConfigError(p, "value " + std::to_string(x) + " is not aligned to " + format_size(f.align));
+    throw ConfigError(p,
+                      "value " + std::to_string(x) + " is not aligned to " + format_size(f.align));
   if (f.power_of_two && (x == 0 || (x & (x - 1)) != 0))
     throw ConfigError(p, "value " + std::to_string(x) + " is not a power of two");
   *f.ref = x;
@@ -132,14 +157,17 @@ void JsonReader::operator()(const DoubleField& f) {
   if (!v->is_number()) throw ConfigError(p, "expected a number, got " + json_type_name(*v));
   const double d = v->get<double>();
   if (!(d >= f.lo && d <= f.hi))
-    throw ConfigError(p, "value " + v->dump() + " is out of range [" + Json(f.lo).dump() + ", " + Json(f.hi).dump() + "]");
+    throw ConfigError(p, "value " + v->dump() + " is out of range [" + Json(f.lo).dump() + ", " +
+                             Json(f.hi).dump() + "]");
   *f.ref = d;
 }
 
 void JsonReader::operator()(const BoolField& f) {
   const Json* v = take(f.name);
   if (!v) return;
-  if (!v->is_boolean()) throw ConfigError(pointer_join(ptr_, f.name), "expected true or false, got " + json_type_name(*v));
+  if (!v->is_boolean())
+    throw ConfigError(pointer_join(ptr_, f.name),
+                      "expected true or false, got " + json_type_name(*v));
   *f.ref = v->get<bool>();
 }
 
@@ -171,7 +199,8 @@ std::string range_text(uint64_t lo, uint64_t hi, bool size) {
 
 void Lister::operator()(const UintField& f) {
   std::string c = range_text(f.lo, f.hi, f.size);
-  if (f.align > 1) c += (c.empty() ? "" : "; ") + std::string("multiple of ") + format_size(f.align);
+  if (f.align > 1)
+    c += (c.empty() ? "" : "; ") + std::string("multiple of ") + format_size(f.align);
   if (f.power_of_two) c += (c.empty() ? "" : "; ") + std::string("power of two");
   std::string type = f.size ? "size" : "integer";
   if (!f.unit_name.empty() && !f.size) type += " (" + std::string(f.unit_name) + ")";
@@ -237,12 +266,14 @@ void apply_override(Json& doc, std::string_view assignment) {
       if (r.ec != std::errc() || r.ptr != part.data() + part.size())
         throw ConfigError(where, ptr + " is an array; expected an index, got \"" + part + "\"");
       if (idx >= cur->size())
-        throw ConfigError(where, ptr + " has " + std::to_string(cur->size()) + " item(s); index " + part + " is out of range");
+        throw ConfigError(where, ptr + " has " + std::to_string(cur->size()) + " item(s); index " +
+                                     part + " is out of range");
       ptr = pointer_join(ptr, idx);
       cur = &(*cur)[idx];
     } else {
       if (cur->is_null()) *cur = Json::object();
-      if (!cur->is_object()) throw ConfigError(where, (ptr.empty() ? "/" : ptr) + " is not an object");
+      if (!cur->is_object())
+        throw ConfigError(where, (ptr.empty() ? "/" : ptr) + " is not an object");
       ptr = pointer_join(ptr, part);
       cur = &(*cur)[part];
     }

@@ -37,7 +37,9 @@ class JsonReader {
     const Json* v = take(f.name);
     if (!v) return;
     const std::string p = pointer_join(ptr_, f.name);
-    if (!v->is_string()) throw ConfigError(p, "expected a string naming one of " + allowed(f.names) + ", got " + json_type_name(*v));
+    if (!v->is_string())
+      throw ConfigError(
+          p, "expected a string naming one of " + allowed(f.names) + ", got " + json_type_name(*v));
     const auto s = v->template get<std::string>();
     for (const auto& n : f.names) {
       if (n.name == s) {
@@ -62,9 +64,11 @@ class JsonReader {
     const std::string p = pointer_join(ptr_, f.name);
     if (!v->is_array()) throw ConfigError(p, "expected an array, got " + json_type_name(*v));
     if (v->size() < f.min_items)
-      throw ConfigError(p, "expected at least " + std::to_string(f.min_items) + " item(s), got " + std::to_string(v->size()));
+      throw ConfigError(p, "expected at least " + std::to_string(f.min_items) + " item(s), got " +
+                               std::to_string(v->size()));
     if (v->size() > f.max_items)
-      throw ConfigError(p, "expected at most " + std::to_string(f.max_items) + " item(s), got " + std::to_string(v->size()));
+      throw ConfigError(p, "expected at most " + std::to_string(f.max_items) + " item(s), got " +
+                               std::to_string(v->size()));
     f.ref->clear();
     for (size_t i = 0; i < v->size(); ++i) {
       S item{};
@@ -93,7 +97,8 @@ class JsonReader {
 
 template <class S>
 void read_object(const Json& j, const std::string& ptr, S& s) {
-  if (!j.is_object()) throw ConfigError(ptr.empty() ? "/" : ptr, "expected an object, got " + json_type_name(j));
+  if (!j.is_object())
+    throw ConfigError(ptr.empty() ? "/" : ptr, "expected an object, got " + json_type_name(j));
   JsonReader r(j, ptr);
   s.visit(r);
   r.finish();
@@ -156,7 +161,8 @@ struct FieldRow {
 
 class Lister {
  public:
-  explicit Lister(std::string prefix, std::vector<FieldRow>* rows) : prefix_(std::move(prefix)), rows_(rows) {}
+  explicit Lister(std::string prefix, std::vector<FieldRow>* rows)
+      : prefix_(std::move(prefix)), rows_(rows) {}
   void operator()(const UintField& f);
   void operator()(const DoubleField& f);
   void operator()(const BoolField& f);
@@ -176,7 +182,8 @@ class Lister {
   template <class S>
   void operator()(const ArrayField<S>& f) {
     std::string c = f.min_items > 0 ? "at least " + std::to_string(f.min_items) + " item(s)" : "";
-    add(f.name, "array of object", f.ref->empty() ? "[]" : std::to_string(f.ref->size()) + " item(s)", c, f.description);
+    add(f.name, "array of object",
+        f.ref->empty() ? "[]" : std::to_string(f.ref->size()) + " item(s)", c, f.description);
     S item{};
     Lister sub(path(f.name) + "[]", rows_);
     item.visit(sub);
@@ -193,8 +200,10 @@ class Lister {
   std::string path(std::string_view name) const {
     return prefix_.empty() ? std::string(name) : prefix_ + "." + std::string(name);
   }
-  void add(std::string_view name, std::string type, std::string def, std::string cons, std::string_view desc) {
-    rows_->push_back({path(name), std::move(type), std::move(def), std::move(cons), std::string(desc)});
+  void add(std::string_view name, std::string type, std::string def, std::string cons,
+           std::string_view desc) {
+    rows_->push_back(
+        {path(name), std::move(type), std::move(def), std::move(cons), std::string(desc)});
   }
   std::string prefix_;
   std::vector<FieldRow>* rows_;

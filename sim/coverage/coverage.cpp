@@ -9,8 +9,9 @@
 namespace cvmsim::coverage {
 
 const std::vector<sm::Machine*>& machines() {
-  static const std::vector<sm::Machine*> all{&kvm::gfn_machine(false), &kvm::gfn_machine(true), &tdx::sept_machine(),
-                                             &tdx::td_machine(), &tdx::kot_machine()};
+  static const std::vector<sm::Machine*> all{&kvm::gfn_machine(false), &kvm::gfn_machine(true),
+                                             &tdx::sept_machine(), &tdx::td_machine(),
+                                             &tdx::kot_machine()};
   return all;
 }
 
@@ -45,7 +46,8 @@ nlohmann::json to_json() {
     }
     jm["transitions"] = ts;
     nlohmann::json un = nlohmann::json::array();
-    for (const auto& [what, n] : m->undeclared()) un.push_back({{"transition", what}, {"count", n}});
+    for (const auto& [what, n] : m->undeclared())
+      un.push_back({{"transition", what}, {"count", n}});
     jm["undeclared"] = un;
     list.push_back(jm);
   }
@@ -62,10 +64,12 @@ void merge_json(const nlohmann::json& j, const std::string& where) {
     if (!m) throw std::runtime_error(where + ": unknown machine \"" + name + "\"");
     for (const auto& t : jm.value("transitions", nlohmann::json::array())) {
       const int f = m->state_index(t.value("from", "")), o = m->op_index(t.value("op", "")),
-                oc = m->outcome_index(t.value("outcome", "")), to = m->state_index(t.value("to", ""));
+                oc = m->outcome_index(t.value("outcome", "")),
+                to = m->state_index(t.value("to", ""));
       const int id = (f < 0 || o < 0 || oc < 0) ? sm::Machine::kNone : m->find(f, o, oc);
       if (id == sm::Machine::kNone || m->transitions()[id].to != to)
-        throw std::runtime_error(where + ": machine " + name + " declares no transition " + t.dump());
+        throw std::runtime_error(where + ": machine " + name + " declares no transition " +
+                                 t.dump());
       m->add_count(static_cast<unsigned>(id), t.value("count", uint64_t{0}));
     }
     for (const auto& u : jm.value("undeclared", nlohmann::json::array()))
@@ -89,7 +93,8 @@ std::string summary_line() {
   }
   if (s.empty()) return "coverage: no transitions recorded";
   const uint64_t u = undeclared_total();
-  return "coverage: " + s + " transitions; " + (u ? std::to_string(u) + " undeclared (model/spec mismatch)" : "no undeclared");
+  return "coverage: " + s + " transitions; " +
+         (u ? std::to_string(u) + " undeclared (model/spec mismatch)" : "no undeclared");
 }
 
 std::string report(bool list_refusals) {
@@ -110,7 +115,8 @@ std::string report(bool list_refusals) {
   for (const auto& [backend, ms] : by_backend) {
     o += "  " + backend + ":";
     for (const sm::Machine* m : ms)
-      o += "  " + m->name() + " " + std::to_string(m->exercised()) + "/" + std::to_string(m->transitions().size());
+      o += "  " + m->name() + " " + std::to_string(m->exercised()) + "/" +
+           std::to_string(m->transitions().size());
     o += "\n";
   }
   for (const sm::Machine* m : machines()) {
@@ -125,8 +131,9 @@ std::string report(bool list_refusals) {
       succ_ex += m->counts()[i] != 0;
     }
     o += "\nmachine " + m->name() + " (" + m->title() + "; backends " + m->backends() + ")\n";
-    o += "  exercised " + std::to_string(ex) + " of " + std::to_string(declared) + " declared transitions (" + pct +
-         "); successful ones: " + std::to_string(succ_ex) + " of " + std::to_string(succ_decl) + "\n";
+    o += "  exercised " + std::to_string(ex) + " of " + std::to_string(declared) +
+         " declared transitions (" + pct + "); successful ones: " + std::to_string(succ_ex) +
+         " of " + std::to_string(succ_decl) + "\n";
     std::string never;
     unsigned hidden = 0;
     for (size_t i = 0; i < declared; ++i) {
@@ -139,12 +146,15 @@ std::string report(bool list_refusals) {
       never += "    " + m->describe(t) + "   [" + std::string(t.cite) + "]\n";
     }
     if (!never.empty() || hidden) {
-      o += "  never exercised" + std::string(list_refusals ? "" : " (successful outcomes)") + ":\n" + never;
-      if (hidden) o += "    ... and " + std::to_string(hidden) + " refusal(s) (--refusals lists them)\n";
+      o += "  never exercised" + std::string(list_refusals ? "" : " (successful outcomes)") +
+           ":\n" + never;
+      if (hidden)
+        o += "    ... and " + std::to_string(hidden) + " refusal(s) (--refusals lists them)\n";
     }
     if (!m->undeclared().empty()) {
       o += "  UNDECLARED (observed but not in the table: a model/spec mismatch):\n";
-      for (const auto& [what, n] : m->undeclared()) o += "    " + what + "  x" + std::to_string(n) + "\n";
+      for (const auto& [what, n] : m->undeclared())
+        o += "    " + what + "  x" + std::to_string(n) + "\n";
     }
   }
   o += "\nundeclared transitions: " + std::to_string(undeclared_total()) + "\n";

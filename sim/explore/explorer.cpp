@@ -15,8 +15,8 @@
 #include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/invariants/invariants.h"
-#include "sim/scenario/step_runner.h"
 #include "sim/scenario/kvm_setup.h"
+#include "sim/scenario/step_runner.h"
 #include "sim/scenario/tdx_setup.h"
 
 namespace cvmsim::explore {
@@ -32,15 +32,20 @@ namespace {
 
 constexpr PolicyKnob kPolicies[] = {
     {"gmem_rebind", "platform.kvm.gmem_rebind", "forbid", "unsafe_no_scrub", "sw_protected",
-     "binding a guest_memfd to another VM; unsafe_no_scrub hands the pages over with their contents (ISO-6)"},
+     "binding a guest_memfd to another VM; unsafe_no_scrub hands the pages over with their "
+     "contents (ISO-6)"},
     {"flush_tlb_after_zap", "platform.kvm.flush_tlb_after_zap", "true", "false", "sw_protected",
      "flush the vCPUs' TLBs after KVM zaps mappings; false leaves stale translations (ISO-5)"},
     {"gmem_zero_on_handout", "platform.kvm.gmem_zero_on_handout", "true", "false", "sw_protected",
-     "zero a guest_memfd page before the guest first gets it; false hands out old contents (ISO-6)"},
+     "zero a guest_memfd page before the guest first gets it; false hands out old contents "
+     "(ISO-6)"},
     {"hostile", "", "false", "true", "sw_protected",
-     "explorer knob: the host kernel's attack operations (hostile_map, hostile_unmap_no_flush, hostile_write, hostile_read) join the mix"},
+     "explorer knob: the host kernel's attack operations (hostile_map, hostile_unmap_no_flush, "
+     "hostile_write, hostile_read) join the mix"},
     {"hkid_reuse", "platform.tdx.hkid_reuse", "flush", "unsafe_no_flush", "tdx",
-     "tearing a TD down: unsafe_no_flush skips TDH.PHYMEM.CACHE.WB on a module whose KEY.FREEID lets it pass, so the freed HKID still tags cached lines (T6) when the next TD gets it (ISO-8)"},
+     "tearing a TD down: unsafe_no_flush skips TDH.PHYMEM.CACHE.WB on a module whose KEY.FREEID "
+     "lets it pass, so the freed HKID still tags cached lines (T6) when the next TD gets it "
+     "(ISO-8)"},
 };
 
 // The areas guests and the VMM use: the VMM's RAM region 0 (memslot 0, guest_memfd vmN.mem0) and
@@ -55,25 +60,36 @@ constexpr int32_t kNamedGmem = 256;
 constexpr size_t kMaxCreated = 2;
 constexpr size_t kMaxCreatedVms = 2;  // VMs made by create_vm steps, alive at once
 
-std::string vm_name(unsigned v) { return "vm" + std::to_string(v); }
+std::string vm_name(unsigned v) {
+  return "vm" + std::to_string(v);
+}
 std::string gmem_name(int32_t g) {
   return g < kNamedGmem ? vm_name(static_cast<unsigned>(g / 2)) + ".mem" + std::to_string(g % 2)
                         : "g" + std::to_string(g - kNamedGmem);
 }
 std::string vm_type_name(uint32_t t) {
-  return t == kvm::KVM_X86_TDX_VM ? "tdx" : t == kvm::KVM_X86_SW_PROTECTED_VM ? "sw_protected" : "default";
+  return t == kvm::KVM_X86_TDX_VM            ? "tdx"
+         : t == kvm::KVM_X86_SW_PROTECTED_VM ? "sw_protected"
+                                             : "default";
 }
-std::string actor_name(uint8_t a) { return a == 0 ? "vmm" : a == 1 ? "host" : vm_name(a - 2u) + ".cpu0"; }
+std::string actor_name(uint8_t a) {
+  return a == 0 ? "vmm" : a == 1 ? "host" : vm_name(a - 2u) + ".cpu0";
+}
 
-bool is_vcpu_op(StepOp op) { return op == StepOp::kLoad || op == StepOp::kStore || op == StepOp::kGuestConvert; }
+bool is_vcpu_op(StepOp op) {
+  return op == StepOp::kLoad || op == StepOp::kStore || op == StepOp::kGuestConvert;
+}
 
 }  // namespace
 
-std::span<const PolicyKnob> policy_knobs() { return kPolicies; }
+std::span<const PolicyKnob> policy_knobs() {
+  return kPolicies;
+}
 
 Json base_scenario(const Options& o) {
   if (o.backend != "default" && o.backend != "sw_protected" && o.backend != "tdx")
-    throw std::invalid_argument("--backend " + o.backend + ": unknown backend (default, sw_protected or tdx)");
+    throw std::invalid_argument("--backend " + o.backend +
+                                ": unknown backend (default, sw_protected or tdx)");
   const bool priv = o.backend != "default";
   Json doc = Json::object();
   std::string name = "explore_" + o.backend;
@@ -113,9 +129,11 @@ Json base_scenario(const Options& o) {
     if (!k) {
       std::string all;
       for (const auto& c : kPolicies) all += (all.empty() ? "" : ", ") + std::string(c.name);
-      throw std::invalid_argument("--policy " + p + ": unknown policy \"" + n + "\" (known: " + all + ")");
+      throw std::invalid_argument("--policy " + p + ": unknown policy \"" + n +
+                                  "\" (known: " + all + ")");
     }
-    const std::string value = p.find('=') == std::string::npos ? std::string(k->unsafe) : p.substr(p.find('=') + 1);
+    const std::string value =
+        p.find('=') == std::string::npos ? std::string(k->unsafe) : p.substr(p.find('=') + 1);
     desc += " --policy " + n + "=" + value;
     if (k->path.empty()) {
       if (value != "true" && value != "false")
@@ -129,7 +147,8 @@ Json base_scenario(const Options& o) {
       throw std::invalid_argument("--policy " + p + ": " + e.what());
     }
   }
-  doc["description"] = desc + " --seed " + std::to_string(o.seed) + "; shrunk and replayed by cvmsim check.";
+  doc["description"] =
+      desc + " --seed " + std::to_string(o.seed) + "; shrunk and replayed by cvmsim check.";
   // Validate now (bad policy values are named here, not at the first run).
   try {
     (void)config::load_scenario_text(doc.dump(), "<explore>", ".", {});
@@ -160,7 +179,9 @@ StepConfig to_step(const Op& op) {
     set("size");
   };
   switch (op.op) {
-    case StepOp::kLoad: range(); break;
+    case StepOp::kLoad:
+      range();
+      break;
     case StepOp::kStore:
       range();
       s.pattern = PatternKind::kValue;
@@ -199,7 +220,10 @@ StepConfig to_step(const Op& op) {
       set("pattern");
       set("value");
       break;
-    case StepOp::kHostileRead: vm(); range(); break;
+    case StepOp::kHostileRead:
+      vm();
+      range();
+      break;
     case StepOp::kHostileMap:
       vm();
       s.gpa = op.gpa;
@@ -257,7 +281,8 @@ StepConfig to_step(const Op& op) {
       set("as");
       set("vm_type");
       break;
-    default: break;
+    default:
+      break;
   }
   return s;
 }
@@ -266,7 +291,6 @@ StepConfig to_step(const Op& op) {
 // A platform without SystemC
 
 namespace {
-
 
 class Session;
 
@@ -291,10 +315,12 @@ class Session {
         mem_(sc.platform.memory.size, sc.platform.memory.mode),
         alloc_(Pfn(0), mem_.num_frames()),
         tdx_(scenario::make_tdx_host(sc, mem_)),
-        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, scenario::kvm_config(sc.platform)) {
+        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format},
+             scenario::kvm_config(sc.platform)) {
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
-    if (tdx_) kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
+    if (tdx_)
+      kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
     std::vector<vmm::Vmm*> raw;
     for (size_t v = 0; v < sc.vms.size(); ++v) {
       const auto& vmc = sc.vms[v];
@@ -305,10 +331,13 @@ class Session {
       vc.principal = vm_principal(static_cast<uint32_t>(v));
       vc.asid = static_cast<uint16_t>(v + 1);
       for (const auto& r : vmc.memory)
-        vc.ram.push_back(vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
-      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
+        vc.ram.push_back(
+            vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
+      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion,
+                                 vmc.vmm.allocate_on_private};
       auto m = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
-      if (std::string err = m->setup(); !err.empty()) throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
+      if (std::string err = m->setup(); !err.empty())
+        throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
       if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(m->vm())) {
         if (Status st = td->finalize(m->vm()); !st.ok())
           throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
@@ -321,10 +350,13 @@ class Session {
     }
     auto defs = invariants::generic_invariants();
     for (auto& d : kvm_.backend_invariants()) defs.push_back(std::move(d));
-    checker_ = std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
+    checker_ =
+        std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
     sc_.steps.assign(1, StepConfig{});
     exec_ = std::make_unique<scenario::StepExecutor>(kvm_, sc_, raw, log_);
-    exec_->on_plaintext_read = [this](const kvm::PlaintextRead& r) { checker_->note_plaintext_read(r); };
+    exec_->on_plaintext_read = [this](const kvm::PlaintextRead& r) {
+      checker_->note_plaintext_read(r);
+    };
     const auto& mmu = sc.platform.mmu;
     for (size_t v = 0; v < vmms_.size(); ++v) {
       kvm::Vcpu& kv = vmms_[v]->vcpu(0);
@@ -400,7 +432,9 @@ class Session {
     return out;
   }
 
-  void note(const std::vector<kvm::Violation>& vs) { found_.insert(found_.end(), vs.begin(), vs.end()); }
+  void note(const std::vector<kvm::Violation>& vs) {
+    found_.insert(found_.end(), vs.begin(), vs.end());
+  }
   void after_exit() {
     if (checking_ && checker_->mode() != invariants::CheckMode::kOff) note(checker_->check());
   }
@@ -426,7 +460,8 @@ class Session {
   PhysMem mem_;
   PageAllocator alloc_;
   std::unique_ptr<tdx::TdxHost> tdx_;  // before kvm_: VM teardown calls the module
-  std::vector<std::unique_ptr<guest::TdxGuestKernel>> guests_;  // TDs' guest kernels: outlive KVM's VMs
+  std::vector<std::unique_ptr<guest::TdxGuestKernel>>
+      guests_;  // TDs' guest kernels: outlive KVM's VMs
   kvm::Kvm kvm_;
   std::vector<std::unique_ptr<vmm::Vmm>> vmms_;
   std::unique_ptr<invariants::Checker> checker_;
@@ -512,14 +547,16 @@ class Generator {
 
   // Keeps track of the names the operation created or closed.
   void observe(const Op& op, const Outcome& out) {
-    if (op.op == StepOp::kCreateGuestMemfd && out.errno_name == "OK") live_.push_back({op.gmem, op.vm});
+    if (op.op == StepOp::kCreateGuestMemfd && out.errno_name == "OK")
+      live_.push_back({op.gmem, op.vm});
     if (op.op == StepOp::kCreateVm && out.errno_name == "OK") live_vms_.push_back(op.vm);
     if (op.op == StepOp::kClose && op.flag) {
       std::erase(live_vms_, op.vm);
       return;
     }
     if (op.op == StepOp::kClose) {
-      auto it = std::find_if(live_.begin(), live_.end(), [&](const auto& g) { return g.id == op.gmem; });
+      auto it =
+          std::find_if(live_.begin(), live_.end(), [&](const auto& g) { return g.id == op.gmem; });
       if (it != live_.end()) {
         closed_.push_back(it->id);
         live_.erase(it);
@@ -581,7 +618,9 @@ class Generator {
           // Nor where the VMM closed its own guest_memfd of the region: its implicit conversion
           // of a page there (a TD's shared-alias access) fails with EBADF and stops the vCPU.
           // (The VMM's fd number stays in its table after a close step; the generator knows.)
-          if (s_.vm_type(v) != kvm::KVM_X86_DEFAULT_VM && !is_live(static_cast<int32_t>(2 * v + (g >= kExtraBase ? 1 : 0)))) continue;
+          if (s_.vm_type(v) != kvm::KVM_X86_DEFAULT_VM &&
+              !is_live(static_cast<int32_t>(2 * v + (g >= kExtraBase ? 1 : 0))))
+            continue;
           op.gpa = tdx_alias(v, g + rng_.below(kPageBytes / 64) * 64);
           op.size = 8;
           op.value = rng_.next();
@@ -622,7 +661,9 @@ class Generator {
         op.flag = s_.vm_type(op.vm) != kvm::KVM_X86_DEFAULT_VM;
         if (op.flag && !pick_gmem(op, op.vm)) return std::nullopt;
         // The VMM's region-1 file covers all four windows: each window at its own offset.
-        op.offset = op.gmem >= 0 && op.gmem < kNamedGmem && op.gmem % 2 == 1 && op.slot > 0 ? (op.slot - 1) * kRegionBytes : 0;
+        op.offset = op.gmem >= 0 && op.gmem < kNamedGmem && op.gmem % 2 == 1 && op.slot > 0
+                        ? (op.slot - 1) * kRegionBytes
+                        : 0;
         return op;
       }
       case StepOp::kDeleteMemslot:
@@ -638,7 +679,8 @@ class Generator {
         if (created >= kMaxCreated) return std::nullopt;
         op.actor = 0;
         // One time in 3, for a VM a create_vm step made (it gets memory: see the memslot case).
-        if (!live_vms_.empty() && rng_.below(3) == 0) op.vm = live_vms_[rng_.below(live_vms_.size())];
+        if (!live_vms_.empty() && rng_.below(3) == 0)
+          op.vm = live_vms_[rng_.below(live_vms_.size())];
         op.size = kRegionBytes;
         op.gmem = kNamedGmem + next_gmem_++;
         return op;
@@ -689,8 +731,9 @@ class Generator {
         // The executor needs something mapped at gpa: try a few pages.
         for (int tries = 0; tries < 4; ++tries) {
           const Gpa g(tdx_alias(op.vm, any_page()));
-          const Stage2Lookup lk = direct && vm.backend().translates_privately(vm, g) ? vm.backend().lookup_private(vm, g)
-                                                                                   : vm.stage2().lookup(g);
+          const Stage2Lookup lk = direct && vm.backend().translates_privately(vm, g)
+                                      ? vm.backend().lookup_private(vm, g)
+                                      : vm.stage2().lookup(g);
           if (!lk.mapped()) continue;
           op.gpa = g.value();
           op.size = 8;
@@ -700,7 +743,8 @@ class Generator {
         }
         return std::nullopt;
       }
-      default: return std::nullopt;
+      default:
+        return std::nullopt;
     }
   }
 
@@ -718,7 +762,9 @@ class Generator {
     }
     std::vector<int32_t> ids;
     for (const auto& g : live_)
-      if (bind_to < 0 || (g.id < kNamedGmem && !own_only) || g.owner == static_cast<unsigned>(bind_to)) ids.push_back(g.id);
+      if (bind_to < 0 || (g.id < kNamedGmem && !own_only) ||
+          g.owner == static_cast<unsigned>(bind_to))
+        ids.push_back(g.id);
     if (ids.empty()) return false;
     op.gmem = ids[rng_.below(ids.size())];
     return true;
@@ -757,7 +803,8 @@ void replay(const Json& base, const std::vector<Op>& ops, std::vector<Outcome>& 
   }
 }
 
-Json to_scenario(const Json& base, const std::vector<Op>& ops, const std::vector<Outcome>& outcomes) {
+Json to_scenario(const Json& base, const std::vector<Op>& ops,
+                 const std::vector<Outcome>& outcomes) {
   Json doc = base;
   doc.erase("explore_hostile");
   Json steps = Json::array();
@@ -876,7 +923,8 @@ Result explore(const Options& o) {
   const std::string target = res.violation->invariant;
   // A candidate fails if its first violation includes the target invariant and every step on
   // the way is one a scenario can expect.
-  std::function<std::optional<size_t>(const std::vector<Op>&)> fails = [&](const std::vector<Op>& cand) -> std::optional<size_t> {
+  std::function<std::optional<size_t>(const std::vector<Op>&)> fails =
+      [&](const std::vector<Op>& cand) -> std::optional<size_t> {
     std::vector<Outcome> outs;
     replay(res.scenario_base, cand, outs);
     for (const auto& out : outs)

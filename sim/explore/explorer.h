@@ -42,7 +42,8 @@ struct Options {
   bool shrink = true;
   uint64_t max_shrink_runs = 3000;  // re-runs the shrinker may spend
   bool keep_sequence = true;        // keep the operations (needed to shrink and write a reproducer)
-  uint64_t keep_limit = 2'000'000;  // runs of more operations regenerate them on a violation instead
+  uint64_t keep_limit =
+      2'000'000;  // runs of more operations regenerate them on a violation instead
 };
 
 // One operation, compactly (a million of them fit in memory); to_step() makes it a step.
@@ -50,21 +51,24 @@ struct Op {
   config::StepOp op = config::StepOp::kLoad;
   uint8_t actor = 0;  // 0 vmm, 1 host, 2 + v: vCPU 0 of VM v
   uint8_t to_vm = 0;  // hostile_map: the VM that gets the mapping
-  uint16_t vm = 0;    // VM the step acts on: "vm<vm>"; 0 and 1 the VMMs' VMs, >= 2 made by create_vm
-  bool flag = false;  // convert/guest_convert: to private; attributes: PRIVATE; fallocate: punch; memslot: GUEST_MEMFD; close: the VM
-  int32_t gmem = -1;  // guest_memfd: < 256 the VMM's own, "vm<gmem/2>.mem<gmem%2>", else "g<gmem-256>"
+  uint16_t vm = 0;  // VM the step acts on: "vm<vm>"; 0 and 1 the VMMs' VMs, >= 2 made by create_vm
+  bool flag = false;  // convert/guest_convert: to private; attributes: PRIVATE; fallocate: punch;
+                      // memslot: GUEST_MEMFD; close: the VM
+  int32_t gmem =
+      -1;  // guest_memfd: < 256 the VMM's own, "vm<gmem/2>.mem<gmem%2>", else "g<gmem-256>"
   uint32_t slot = 0;  // memslot; create_vm: the VM type (KVM_X86_*_VM)
   uint64_t gpa = 0, size = 0, offset = 0, value = 0;
 };
 
 // What one operation did (for the generator and the reproducer's expectations).
 struct Outcome {
-  bool clean = true;       // every result is one a step can expect (an errno, a stop, a return value)
+  bool clean = true;  // every result is one a step can expect (an errno, a stop, a return value)
   std::string errno_name;  // vmm/host steps: the call's errno name, "OK" on success
   bool stopped = false;    // vCPU steps: the vCPU stopped
   uint64_t ret = 0;        // guest_convert: value the guest got
-  std::vector<std::string> violations;  // invariant ids the checks at this operation's boundaries found
-  std::string first_message;            // the first violation's message
+  std::vector<std::string>
+      violations;             // invariant ids the checks at this operation's boundaries found
+  std::string first_message;  // the first violation's message
 };
 
 struct Found {
@@ -76,14 +80,14 @@ struct Found {
 struct Result {
   config::Json scenario_base;  // the platform and VMs, without steps
   uint64_t ops_executed = 0;
-  double seconds = 0;          // host time of the exploration (shrinking excluded)
+  double seconds = 0;  // host time of the exploration (shrinking excluded)
   uint64_t errnos = 0, stops = 0;
   std::optional<Found> violation;
-  std::vector<Op> sequence;    // the explored operations up to the violating one
-  std::vector<Op> shrunk;      // after shrinking (== sequence with --no-shrink)
+  std::vector<Op> sequence;  // the explored operations up to the violating one
+  std::vector<Op> shrunk;    // after shrinking (== sequence with --no-shrink)
   uint64_t shrink_runs = 0;
   double shrink_seconds = 0;
-  std::string reproducer;      // scenario JSON of `shrunk` with expectations (empty if none)
+  std::string reproducer;  // scenario JSON of `shrunk` with expectations (empty if none)
 };
 
 // Throws std::invalid_argument naming the bad option (unknown backend or policy, bad value).
@@ -99,15 +103,17 @@ void replay(const config::Json& base, const std::vector<Op>& ops, std::vector<Ou
 config::StepConfig to_step(const Op& op);
 // The scenario: base + the operations as steps, ordered across actors by barriers, with the
 // outcomes as expectations (errno, stops, ret, violation on the last).
-config::Json to_scenario(const config::Json& base, const std::vector<Op>& ops, const std::vector<Outcome>& outcomes);
+config::Json to_scenario(const config::Json& base, const std::vector<Op>& ops,
+                         const std::vector<Outcome>& outcomes);
 
 // Delta debugging (Zeller's ddmin, complement-only): `fails(candidate)` returns the length of
 // the shortest prefix of the candidate that still fails, or nullopt. Removes chunks of halving
 // size, then single elements, until no single removal still fails or max_runs are spent.
 // Precondition: fails(seq) holds.
 template <class T>
-std::vector<T> shrink_sequence(std::vector<T> seq, const std::function<std::optional<size_t>(const std::vector<T>&)>& fails,
-                               uint64_t max_runs, uint64_t* runs = nullptr) {
+std::vector<T> shrink_sequence(
+    std::vector<T> seq, const std::function<std::optional<size_t>(const std::vector<T>&)>& fails,
+    uint64_t max_runs, uint64_t* runs = nullptr) {
   uint64_t n_runs = 0;
   if (auto p = fails(seq)) seq.resize(*p);
   ++n_runs;
@@ -119,7 +125,8 @@ std::vector<T> shrink_sequence(std::vector<T> seq, const std::function<std::opti
       std::vector<T> cand;
       cand.reserve(seq.size());
       cand.insert(cand.end(), seq.begin(), seq.begin() + static_cast<std::ptrdiff_t>(i));
-      if (i + chunk < seq.size()) cand.insert(cand.end(), seq.begin() + static_cast<std::ptrdiff_t>(i + chunk), seq.end());
+      if (i + chunk < seq.size())
+        cand.insert(cand.end(), seq.begin() + static_cast<std::ptrdiff_t>(i + chunk), seq.end());
       ++n_runs;
       if (cand.empty()) {
         i += chunk;
@@ -134,8 +141,10 @@ std::vector<T> shrink_sequence(std::vector<T> seq, const std::function<std::opti
       }
     }
     if (n_runs >= max_runs) break;
-    if (chunk > 1) chunk /= 2;
-    else if (!changed) break;
+    if (chunk > 1)
+      chunk /= 2;
+    else if (!changed)
+      break;
   }
   if (runs) *runs = n_runs;
   return seq;

@@ -126,11 +126,15 @@ void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
         const Gfn g = l.gfn + i;
         const Pfn f = l.pfn + i;
         const GmemFile* owner = s.gmem_owner(f);
-        if (!owner) continue;  // not private memory (ISO-3 flags a private GFN that maps such a frame)
+        if (!owner)
+          continue;  // not private memory (ISO-3 flags a private GFN that maps such a frame)
         if (&owner->vm() != static_cast<const GmemVm*>(&vm)) {
-          out.push_back({"ISO-1", vm.name() + " maps frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
-                                      ": the frame belongs to another VM's guest_memfd",
-                         vm.name(), {g}, {f}});
+          out.push_back({"ISO-1",
+                         vm.name() + " maps frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
+                             ": the frame belongs to another VM's guest_memfd",
+                         vm.name(),
+                         {g},
+                         {f}});
           continue;
         }
         const GfnFacts fx = s.facts(vm, g);
@@ -138,14 +142,23 @@ void check_iso1(const CheckScope& s, std::vector<Violation>& out) {
         const bool gmem_side = fx.is_private || (slot && slot->gmem_only);
         const GmemFolio* folio = slot && slot->gmem.file == owner ? fx.folio : nullptr;
         if (!gmem_side || !folio || folio->pfn != f)
-          out.push_back({"ISO-1", vm.name() + " maps guest_memfd frame " + hex(f.value()) + " at gfn " + hex(g.value()) +
-                                      (gmem_side ? ", which is not the GFN its binding gives it"
-                                                 : ", a shared GFN: the private frame is mapped a second time"),
-                         vm.name(), {g}, {f}});
+          out.push_back(
+              {"ISO-1",
+               vm.name() + " maps guest_memfd frame " + hex(f.value()) + " at gfn " +
+                   hex(g.value()) +
+                   (gmem_side ? ", which is not the GFN its binding gives it"
+                              : ", a shared GFN: the private frame is mapped a second time"),
+               vm.name(),
+               {g},
+               {f}});
         for (const Process* p : s.kvm.processes())
           if (p->mm().owns_frame(f))
-            out.push_back({"ISO-1", "guest_memfd frame " + hex(f.value()) + " of " + vm.name() + " is also a page of process " + p->name(),
-                           vm.name(), {g}, {f}});
+            out.push_back({"ISO-1",
+                           "guest_memfd frame " + hex(f.value()) + " of " + vm.name() +
+                               " is also a page of process " + p->name(),
+                           vm.name(),
+                           {g},
+                           {f}});
       }
     });
   }
@@ -162,18 +175,26 @@ void check_iso3(const CheckScope& s, std::vector<Violation>& out) {
         if (!fx.is_private) continue;
         const Memslot* slot = fx.slot;
         std::string why;
-        if (!slot) why = "outside every memslot";
-        else if (!slot->has_gmem()) why = "in a memslot without guest_memfd";
-        else if (!slot->gmem.file) why = "in a dead memslot (its guest_memfd was closed)";
+        if (!slot)
+          why = "outside every memslot";
+        else if (!slot->has_gmem())
+          why = "in a memslot without guest_memfd";
+        else if (!slot->gmem.file)
+          why = "in a dead memslot (its guest_memfd was closed)";
         else {
           const GmemFolio* f = fx.folio;
-          if (!f) why = "but guest_memfd has no folio at index " + hex(slot->gmem_index(g).value());
-          else if (f->pfn != l.pfn + i) why = "but guest_memfd's folio is frame " + hex(f->pfn.value());
+          if (!f)
+            why = "but guest_memfd has no folio at index " + hex(slot->gmem_index(g).value());
+          else if (f->pfn != l.pfn + i)
+            why = "but guest_memfd's folio is frame " + hex(f->pfn.value());
         }
         if (!why.empty())
           out.push_back({"ISO-3",
-                         vm.name() + " maps private gfn " + hex(g.value()) + " to frame " + hex((l.pfn + i).value()) + " " + why,
-                         vm.name(), {g}, {l.pfn + i}});
+                         vm.name() + " maps private gfn " + hex(g.value()) + " to frame " +
+                             hex((l.pfn + i).value()) + " " + why,
+                         vm.name(),
+                         {g},
+                         {l.pfn + i}});
       }
     });
   }
@@ -195,13 +216,18 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
         const Stage2Lookup lk = be.has_private_root() && be.translates_privately(vm, e.base())
                                     ? be.lookup_private(vm, e.base())
                                     : vm.stage2().lookup(e.base());
-        const bool same = lk.mapped() && lk.pfn_for(e.base()) == e.pfn && lk.pte.perms.allows(e.perms);
+        const bool same =
+            lk.mapped() && lk.pfn_for(e.base()) == e.pfn && lk.pte.perms.allows(e.perms);
         if (!same)
           out.push_back({"ISO-5",
-                         vm.name() + " vCPU " + std::to_string(vc.id()) + " TLB still maps gfn " + hex(e.gfn.value()) +
-                             " to frame " + hex(e.pfn.value()) + ", which stage-2 " +
-                             (lk.mapped() ? "now maps to frame " + hex(lk.pfn_for(e.base()).value()) : std::string("no longer maps")),
-                         vm.name(), {e.gfn}, {e.pfn}});
+                         vm.name() + " vCPU " + std::to_string(vc.id()) + " TLB still maps gfn " +
+                             hex(e.gfn.value()) + " to frame " + hex(e.pfn.value()) +
+                             ", which stage-2 " +
+                             (lk.mapped() ? "now maps to frame " + hex(lk.pfn_for(e.base()).value())
+                                          : std::string("no longer maps")),
+                         vm.name(),
+                         {e.gfn},
+                         {e.pfn}});
       };
       // Incremental: look up the changed GFNs when that is cheaper than scanning the TLB.
       uint64_t pages = 0;
@@ -212,7 +238,8 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
           for (Gfn g = r.start; g < r.end; ++g) {
             if (const TlbEntry* e = tlb->peek(vm.asid(), gfn_to_gpa(g))) check_entry(*e);
             if (direct)
-              if (const TlbEntry* e = tlb->peek(vm.asid(), Gpa(gfn_to_gpa(g).value() | direct))) check_entry(*e);
+              if (const TlbEntry* e = tlb->peek(vm.asid(), Gpa(gfn_to_gpa(g).value() | direct)))
+                check_entry(*e);
           }
       } else {
         tlb->for_each_occupied([&](const TlbEntry& e) {
@@ -235,14 +262,21 @@ void check_iso6(const CheckScope& s, std::vector<Violation>& out) {
         // Private memory may hold only the VM's own data; shared memory also what the host
         // put there on purpose (the VMM in userspace, or the host kernel, e.g. an in-kernel
         // device backend writing a shared buffer).
-        const bool ok = lab == kNobody || lab == vm.principal() || (!priv && (lab == kHostUser || lab == kHostKernel));
+        const bool ok = lab == kNobody || lab == vm.principal() ||
+                        (!priv && (lab == kHostUser || lab == kHostKernel));
         if (!ok) {
           out.push_back({"ISO-6",
-                         vm.name() + " can reach frame " + hex(f.value()) + " at " + (priv ? "private" : "shared") + " gfn " +
-                             hex((l.gfn + i).value()) + ", which still holds data of " + principal_name(lab) +
+                         vm.name() + " can reach frame " + hex(f.value()) + " at " +
+                             (priv ? "private" : "shared") + " gfn " + hex((l.gfn + i).value()) +
+                             ", which still holds data of " + principal_name(lab) +
                              " (not scrubbed when it changed hands)",
-                         vm.name(), {l.gfn + i}, {f}});
-          out.back().chain = chain_of(s, f, vm.name() + " can reach it at gfn " + hex((l.gfn + i).value()) + " while it holds " + name_of(s, lab) + "'s data");
+                         vm.name(),
+                         {l.gfn + i},
+                         {f}});
+          out.back().chain =
+              chain_of(s, f,
+                       vm.name() + " can reach it at gfn " + hex((l.gfn + i).value()) +
+                           " while it holds " + name_of(s, lab) + "'s data");
         }
       }
     });
@@ -257,9 +291,12 @@ void check_iso7(const CheckScope& s, std::vector<Violation>& out) {
       const GmemFile* owner = s.gmem_owner(l.pfn);
       if (owner && &owner->vm() != static_cast<const GmemVm*>(&vm))
         out.push_back({"ISO-7",
-                       vm.name() + " maps frame " + hex(l.pfn.value()) + " (gfn " + hex(l.gfn.value()) +
+                       vm.name() + " maps frame " + hex(l.pfn.value()) + " (gfn " +
+                           hex(l.gfn.value()) +
                            "), a folio of a guest_memfd created for another VM",
-                       vm.name(), {l.gfn}, {l.pfn}});
+                       vm.name(),
+                       {l.gfn},
+                       {l.pfn}});
     });
   }
 }
@@ -281,12 +318,17 @@ void check_iso2(const CheckScope& s, std::vector<Violation>& out) {
       if (vm->principal() == r.holder) holder = vm.get();
     if (!holder) continue;  // host or firmware data: not a VM's secret
     const GmemFile* owner = s.gmem_owner(r.frame);
-    if (!owner || &owner->vm() != static_cast<const GmemVm*>(holder)) continue;  // not its private memory
+    if (!owner || &owner->vm() != static_cast<const GmemVm*>(holder))
+      continue;  // not its private memory
     out.push_back({"ISO-2",
-                   std::string(principal_name(r.reader)) + " read the plaintext of " + holder->name() +
-                       "'s private frame " + hex(r.frame.value()),
-                   holder->name(), {}, {r.frame}});
-    out.back().chain = chain_of(s, r.frame, std::string(principal_name(r.reader)) + " read its plaintext (" + holder->name() + "'s private data)");
+                   std::string(principal_name(r.reader)) + " read the plaintext of " +
+                       holder->name() + "'s private frame " + hex(r.frame.value()),
+                   holder->name(),
+                   {},
+                   {r.frame}});
+    out.back().chain = chain_of(s, r.frame,
+                                std::string(principal_name(r.reader)) + " read its plaintext (" +
+                                    holder->name() + "'s private data)");
   }
 }
 
@@ -325,9 +367,12 @@ void check_iso4(Iso4State& st, const CheckScope& s, std::vector<Violation>& out)
         auto [it, fresh] = seen.try_emplace(g.value(), Iso4State::Seen{f, seq});
         if (!fresh && it->second.pfn != f && it->second.seq == seq)
           out.push_back({"ISO-4",
-                         vm.name() + " private gfn " + hex(g.value()) + " changed from frame " + hex(it->second.pfn) +
-                             " to " + hex(f) + " with no invalidation (no conversion or punch-hole) in between",
-                         vm.name(), {g}, {Pfn(it->second.pfn), Pfn(f)}});
+                         vm.name() + " private gfn " + hex(g.value()) + " changed from frame " +
+                             hex(it->second.pfn) + " to " + hex(f) +
+                             " with no invalidation (no conversion or punch-hole) in between",
+                         vm.name(),
+                         {g},
+                         {Pfn(it->second.pfn), Pfn(f)}});
         it->second = Iso4State::Seen{f, seq};
       }
     });
@@ -350,7 +395,8 @@ void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out)
   bool same = true;
   for (const auto& vm : s.kvm.vms())
     if (auto k = vm->backend().vm_key(*vm)) {
-      same = same && n < st.last.size() && st.last[n] == std::make_tuple(vm.get(), *k, vm->principal().id);
+      same = same && n < st.last.size() &&
+             st.last[n] == std::make_tuple(vm.get(), *k, vm->principal().id);
       ++n;
     }
   if (!s.full && same && n == st.last.size()) return;
@@ -363,7 +409,12 @@ void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out)
   for (const auto& [vm, k, p] : now) {
     auto [it, fresh] = holder.emplace(k, vm);
     if (!fresh)
-      out.push_back({"ISO-8", vm->name() + " and " + it->second->name() + " both hold key id " + std::to_string(k), vm->name(), {}, {}});
+      out.push_back(
+          {"ISO-8",
+           vm->name() + " and " + it->second->name() + " both hold key id " + std::to_string(k),
+           vm->name(),
+           {},
+           {}});
   }
   struct Stale {
     uint64_t lines = 0;
@@ -371,7 +422,8 @@ void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out)
     Principal owner;
     bool cached = false;
   };
-  std::map<std::pair<KeyId, uint32_t>, Stale> stale;  // (key, other owner) -> what still carries the key
+  std::map<std::pair<KeyId, uint32_t>, Stale>
+      stale;  // (key, other owner) -> what still carries the key
   s.mem.for_each_line_state([&](Pfn f, const LineState& ls) {
     auto note = [&](KeyId k, Principal other, uint64_t lines, bool cached) {
       Stale& x = stale[{k, other.id}];
@@ -382,23 +434,30 @@ void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out)
     };
     // Lines in a cache tagged with a key another principal now holds.
     if (ls.cached)
-      if (auto it = holder.find(ls.cached_key); it != holder.end() && ls.cached_owner != it->second->principal())
+      if (auto it = holder.find(ls.cached_key);
+          it != holder.end() && ls.cached_owner != it->second->principal())
         note(ls.cached_key, ls.cached_owner, ls.cached, true);
     // TD-owned lines encrypted under a key another VM now holds, with the earlier VM's data.
     if (ls.td_owner)
       if (auto it = holder.find(ls.private_key); it != holder.end()) {
         const Principal lab = s.mem.meta(f).label;
-        if (is_vm(lab) && lab != it->second->principal()) note(ls.private_key, lab, ls.td_owner, false);
+        if (is_vm(lab) && lab != it->second->principal())
+          note(ls.private_key, lab, ls.td_owner, false);
       }
   });
   for (const auto& [key, x] : stale) {
     const Vm* vm = holder.at(key.first);
-    out.push_back({"ISO-8",
-                   vm->name() + " holds key id " + std::to_string(key.first) + " while " + std::to_string(x.lines) + " " +
-                       (x.cached ? "cache lines tagged with it still hold data of " : "lines encrypted under it still hold data of ") +
-                       principal_name(x.owner) + " (first frame " + hex(x.frames.front().value()) +
-                       "): the key was reused without writing back and flushing the previous owner's lines",
-                   vm->name(), {}, x.frames});
+    out.push_back(
+        {"ISO-8",
+         vm->name() + " holds key id " + std::to_string(key.first) + " while " +
+             std::to_string(x.lines) + " " +
+             (x.cached ? "cache lines tagged with it still hold data of "
+                       : "lines encrypted under it still hold data of ") +
+             principal_name(x.owner) + " (first frame " + hex(x.frames.front().value()) +
+             "): the key was reused without writing back and flushing the previous owner's lines",
+         vm->name(),
+         {},
+         x.frames});
   }
 }
 
@@ -407,31 +466,54 @@ void check_iso8(Iso8State& st, const CheckScope& s, std::vector<Violation>& out)
 std::vector<InvariantDef> generic_invariants() {
   const std::vector<std::string> all{"all"};
   return {
-      {"ISO-1", "a private frame is mapped into at most one VM, at one GFN, and belongs to that VM only",
-       "guest_memfd design discussion (a private frame belongs to exactly one VM); kvm-guest-memfd.md §13.3-§13.4",
+      {"ISO-1",
+       "a private frame is mapped into at most one VM, at one GFN, and belongs to that VM only",
+       "guest_memfd design discussion (a private frame belongs to exactly one VM); "
+       "kvm-guest-memfd.md §13.3-§13.4",
        all, check_iso1, true},
-      {"ISO-2", "nobody but the owning VM reads the plaintext of its private data (host kernel, host user, another VM, a device)",
-       "guest_memfd design discussion (neither host userspace nor the host kernel may access a private frame); invariants issue (secret labels)",
+      {"ISO-2",
+       "nobody but the owning VM reads the plaintext of its private data (host kernel, host user, "
+       "another VM, a device)",
+       "guest_memfd design discussion (neither host userspace nor the host kernel may access a "
+       "private frame); invariants issue (secret labels)",
        all, check_iso2},
-      {"ISO-3", "every private mapping in the hardware's stage-2 tables is one KVM and guest_memfd know about (no orphans)",
-       "kvm-guest-memfd.md §7 (private faults resolve only from the slot's guest_memfd), §6.2 (closing zaps)", all,
-       check_iso3, true},
-      {"ISO-4", "while a GFN stays private its frame does not change except through a conversion or a punch-hole",
-       "invariants issue (ISO-4); kvm-guest-memfd.md §5 (every change of a mapping goes through the invalidation protocol), §13.3",
+      {"ISO-3",
+       "every private mapping in the hardware's stage-2 tables is one KVM and guest_memfd know "
+       "about (no orphans)",
+       "kvm-guest-memfd.md §7 (private faults resolve only from the slot's guest_memfd), §6.2 "
+       "(closing zaps)",
+       all, check_iso3, true},
+      {"ISO-4",
+       "while a GFN stays private its frame does not change except through a conversion or a "
+       "punch-hole",
+       "invariants issue (ISO-4); kvm-guest-memfd.md §5 (every change of a mapping goes through "
+       "the invalidation protocol), §13.3",
        all,
-       [st = std::make_shared<Iso4State>()](const CheckScope& s, std::vector<Violation>& out) { check_iso4(*st, s, out); },
+       [st = std::make_shared<Iso4State>()](const CheckScope& s, std::vector<Violation>& out) {
+         check_iso4(*st, s, out);
+       },
        true},
-      {"ISO-5", "no TLB entry gives an access that the stage-2 table no longer grants (after a zap, the flush happened)",
-       "kvm-guest-memfd.md §5 (invalidation: unmap then flush before the range is reused)", all, check_iso5},
-      {"ISO-6", "a frame a VM can reach holds no other principal's data: frames are scrubbed when they change hands",
-       "kvm-guest-memfd.md §6.3 (zero on first hand-out), §13.6; guest_memfd design discussion", all, check_iso6, true},
+      {"ISO-5",
+       "no TLB entry gives an access that the stage-2 table no longer grants (after a zap, the "
+       "flush happened)",
+       "kvm-guest-memfd.md §5 (invalidation: unmap then flush before the range is reused)", all,
+       check_iso5},
+      {"ISO-6",
+       "a frame a VM can reach holds no other principal's data: frames are scrubbed when they "
+       "change hands",
+       "kvm-guest-memfd.md §6.3 (zero on first hand-out), §13.6; guest_memfd design discussion",
+       all, check_iso6, true},
       {"ISO-7", "guest_memfd memory only ever reaches the VM it was created for",
-       "kvm-guest-memfd.md §4 (kvm_gmem_bind: another VM's file is EINVAL), §13.4", all, check_iso7, true},
+       "kvm-guest-memfd.md §4 (kvm_gmem_bind: another VM's file is EINVAL), §13.4", all, check_iso7,
+       true},
       {"ISO-8",
-       "key hygiene: a key id (HKID, ASID) a VM holds is carried by no cache line or frame of another or earlier owner "
+       "key hygiene: a key id (HKID, ASID) a VM holds is carried by no cache line or frame of "
+       "another or earlier owner "
        "(a key is reused only after its lines were written back and flushed)",
        "invariants issue (ISO-8); tdx-snp.md A9 (CACHE.WB before KEY.FREEID), T6", all,
-       [st = std::make_shared<Iso8State>()](const CheckScope& s, std::vector<Violation>& out) { check_iso8(*st, s, out); }},
+       [st = std::make_shared<Iso8State>()](const CheckScope& s, std::vector<Violation>& out) {
+         check_iso8(*st, s, out);
+       }},
   };
 }
 
@@ -483,7 +565,8 @@ std::vector<Violation> Checker::check_at(const std::function<std::string()>& whe
   // changed leaf: skip them. Decided from the leaves just read from the real tables; a full
   // check, a VM created or destroyed, or a VM with untracked changes (dirty.all) runs them all.
   bool no_leaves = mode_ != CheckMode::kFull && !vms_changed;
-  for (size_t i = 0; no_leaves && i < vms.size(); ++i) no_leaves = !work_[i].dirty.all && work_[i].leaves.empty();
+  for (size_t i = 0; no_leaves && i < vms.size(); ++i)
+    no_leaves = !work_[i].dirty.all && work_[i].leaves.empty();
   const size_t n = vms.size();
   auto find = [&](const Vm& vm) -> const Work* {
     for (size_t i = 0; i < n; ++i)
@@ -491,7 +574,9 @@ std::vector<Violation> Checker::check_at(const std::function<std::string()>& whe
     return nullptr;
   };
   static const std::vector<GfnRange> kNone;
-  CheckScope scope{kvm_, mem_, mode_ == CheckMode::kFull,
+  CheckScope scope{kvm_,
+                   mem_,
+                   mode_ == CheckMode::kFull,
                    [&](const Vm& vm) -> const std::vector<GfnRange>* {
                      if (mode_ == CheckMode::kFull) return nullptr;
                      const Work* w = find(vm);
@@ -519,7 +604,8 @@ std::vector<Violation> Checker::check_at(const std::function<std::string()>& whe
     GfnFacts fx;
     fx.is_private = vm.mem_is_private(g);
     fx.slot = vm.memslots(0).find_gfn(g);
-    if (fx.slot && fx.slot->gmem.file) fx.folio = fx.slot->gmem.file->inode().folio(fx.slot->gmem_index(g));
+    if (fx.slot && fx.slot->gmem.file)
+      fx.folio = fx.slot->gmem.file->inode().folio(fx.slot->gmem_index(g));
     if (facts_memo_.size() < 64) facts_memo_.push_back({&vm, g.value(), fx});
     return fx;
   };
@@ -556,7 +642,8 @@ std::string Checker::report() const {
   std::string r;
   size_t n = 0;
   for (const Violation& x : all_) {
-    r += "violation " + std::to_string(++n) + ": " + x.invariant + (x.where.empty() ? "" : " at " + x.where) + "\n";
+    r += "violation " + std::to_string(++n) + ": " + x.invariant +
+         (x.where.empty() ? "" : " at " + x.where) + "\n";
     r += "  " + x.message + "\n";
     if (!x.vm.empty()) r += "  vm: " + x.vm + "\n";
     if (!x.gfns.empty()) {

@@ -32,7 +32,8 @@ const kvm::GmemFile* find_gmem_owner(const kvm::Kvm& kvm, Pfn f);
 
 class Checker {
  public:
-  Checker(const kvm::Kvm& kvm, const PhysMem& mem, CheckMode mode, std::vector<kvm::InvariantDef> defs);
+  Checker(const kvm::Kvm& kvm, const PhysMem& mem, CheckMode mode,
+          std::vector<kvm::InvariantDef> defs);
 
   // Runs the applicable invariants. Returns the new violations (also kept in violations()), each
   // with `where` (what the caller says the boundary is: a scenario step, an actor's exit) and
@@ -44,7 +45,9 @@ class Checker {
   // takes, building the string each time would cost more than the check).
   std::vector<kvm::Violation> check_at(const std::function<std::string()>& where);
   // Where the recent trace events for violation reports come from (a RingTrace).
-  void set_recent_trace(std::function<std::vector<std::string>()> f) { recent_trace_ = std::move(f); }
+  void set_recent_trace(std::function<std::vector<std::string>()> f) {
+    recent_trace_ = std::move(f);
+  }
   // Every violation found, as a report: invariant, where, message, VM, GFNs, frames, and the
   // trace events before it (docs/invariants.md "Violation reports"). Empty if none.
   std::string report() const;

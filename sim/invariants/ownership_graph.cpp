@@ -8,8 +8,8 @@
 #include "models/kvm/backend.h"
 #include "models/kvm/vm.h"
 
-#include <boost/graph/graphviz.hpp>
 #include <algorithm>
+#include <boost/graph/graphviz.hpp>
 #include <cinttypes>
 #include <cstdio>
 #include <deque>
@@ -83,18 +83,20 @@ class GraphOwnershipVisitor final : public OwnershipVisitor {
   void private_leaf(const PrivateLeafInfo& l) override {
     flush_frames();
     const uint64_t n = frames_of(l.size);
-    if (leaf_.n && l.gfn.value() == leaf_.gfn + leaf_.n && l.pfn.value() == leaf_.pfn + leaf_.n && l.size == leaf_.size &&
-        l.state == leaf_.state && l.access == leaf_.access && l.table == leaf_.table) {
+    if (leaf_.n && l.gfn.value() == leaf_.gfn + leaf_.n && l.pfn.value() == leaf_.pfn + leaf_.n &&
+        l.size == leaf_.size && l.state == leaf_.state && l.access == leaf_.access &&
+        l.table == leaf_.table) {
       leaf_.n += n;
       return;
     }
     flush_leaf();
-    leaf_ = {l.gfn.value(), l.pfn.value(), n, l.size, std::string(l.state), std::string(l.table), l.access};
+    leaf_ = {l.gfn.value(),        l.pfn.value(),        n,       l.size,
+             std::string(l.state), std::string(l.table), l.access};
   }
   void owned_frames(const OwnedFramesInfo& o) override {
     flush_leaf();
-    if (own_.n && o.first.value() == own_.first + own_.n && o.type == own_.type && o.role == own_.role &&
-        o.control == own_.control) {
+    if (own_.n && o.first.value() == own_.first + own_.n && o.type == own_.type &&
+        o.role == own_.role && o.control == own_.control) {
       own_.n += o.count;
       return;
     }
@@ -112,18 +114,21 @@ class GraphOwnershipVisitor final : public OwnershipVisitor {
     VertexProps vp;
     vp.kind = VertexKind::kGfnRange;
     vp.name = vm_.name() + " private gfn " + span(leaf_.gfn, leaf_.n);
-    vp.detail = leaf_.table + ", " + leaf_.state + ", " + std::string(name_of(leaf_.size)) + " leaves";
+    vp.detail =
+        leaf_.table + ", " + leaf_.state + ", " + std::string(name_of(leaf_.size)) + " leaves";
     vp.first = leaf_.gfn;
     vp.count = leaf_.n;
     vp.is_private = true;
     const Vertex gv = b_.add_vertex(std::move(vp));
     b_.add_edge(vmv_, gv, {EdgeKind::kPrivateRoot, leaf_.table, true});
-    b_.use_frames(gv, Pfn(leaf_.pfn), leaf_.n, EdgeKind::kPrivateLeaf, leaf_.table + " " + leaf_.state, leaf_.access);
+    b_.use_frames(gv, Pfn(leaf_.pfn), leaf_.n, EdgeKind::kPrivateLeaf,
+                  leaf_.table + " " + leaf_.state, leaf_.access);
     leaf_.n = 0;
   }
   void flush_frames() {
     if (!own_.n) return;
-    b_.use_frames(vmv_, Pfn(own_.first), own_.n, EdgeKind::kFirmwareOwner, "owner: " + own_.type, false);
+    b_.use_frames(vmv_, Pfn(own_.first), own_.n, EdgeKind::kFirmwareOwner, "owner: " + own_.type,
+                  false);
     if (own_.control && fw_)
       b_.use_frames(*fw_, Pfn(own_.first), own_.n, EdgeKind::kFirmwareManaged,
                     own_.role.empty() ? own_.type : own_.role + " of " + vm_.name());
@@ -159,38 +164,64 @@ void describe_backend(GraphBuilder& b, const Vm& vm, Vertex vmv) {
 
 const char* kind_name(VertexKind k) {
   switch (k) {
-    case VertexKind::kHostKernel: return "host_kernel";
-    case VertexKind::kProcess: return "process";
-    case VertexKind::kVm: return "vm";
-    case VertexKind::kPrincipal: return "principal";
-    case VertexKind::kGmem: return "guest_memfd";
-    case VertexKind::kMemslot: return "memslot";
-    case VertexKind::kGfnRange: return "gfn_range";
-    case VertexKind::kFrameRange: return "frame_range";
-    case VertexKind::kVma: return "vma";
-    case VertexKind::kExtension: return "extension";
+    case VertexKind::kHostKernel:
+      return "host_kernel";
+    case VertexKind::kProcess:
+      return "process";
+    case VertexKind::kVm:
+      return "vm";
+    case VertexKind::kPrincipal:
+      return "principal";
+    case VertexKind::kGmem:
+      return "guest_memfd";
+    case VertexKind::kMemslot:
+      return "memslot";
+    case VertexKind::kGfnRange:
+      return "gfn_range";
+    case VertexKind::kFrameRange:
+      return "frame_range";
+    case VertexKind::kVma:
+      return "vma";
+    case VertexKind::kExtension:
+      return "extension";
   }
   return "?";
 }
 
 const char* kind_name(EdgeKind k) {
   switch (k) {
-    case EdgeKind::kStage2Root: return "stage2_root";
-    case EdgeKind::kStage2Leaf: return "stage2_leaf";
-    case EdgeKind::kMemslot: return "memslot";
-    case EdgeKind::kGmemBinding: return "gmem_binding";
-    case EdgeKind::kSharedBacking: return "shared_backing";
-    case EdgeKind::kPageCache: return "page_cache";
-    case EdgeKind::kVmaOwner: return "vma_owner";
-    case EdgeKind::kHostPages: return "host_pages";
-    case EdgeKind::kHoldsData: return "holds_data";
-    case EdgeKind::kCreatedFor: return "created_for";
-    case EdgeKind::kCreatedBy: return "created_by";
-    case EdgeKind::kExtension: return "extension";
-    case EdgeKind::kPrivateRoot: return "private_root";
-    case EdgeKind::kPrivateLeaf: return "private_leaf";
-    case EdgeKind::kFirmwareOwner: return "firmware_owner";
-    case EdgeKind::kFirmwareManaged: return "firmware_managed";
+    case EdgeKind::kStage2Root:
+      return "stage2_root";
+    case EdgeKind::kStage2Leaf:
+      return "stage2_leaf";
+    case EdgeKind::kMemslot:
+      return "memslot";
+    case EdgeKind::kGmemBinding:
+      return "gmem_binding";
+    case EdgeKind::kSharedBacking:
+      return "shared_backing";
+    case EdgeKind::kPageCache:
+      return "page_cache";
+    case EdgeKind::kVmaOwner:
+      return "vma_owner";
+    case EdgeKind::kHostPages:
+      return "host_pages";
+    case EdgeKind::kHoldsData:
+      return "holds_data";
+    case EdgeKind::kCreatedFor:
+      return "created_for";
+    case EdgeKind::kCreatedBy:
+      return "created_by";
+    case EdgeKind::kExtension:
+      return "extension";
+    case EdgeKind::kPrivateRoot:
+      return "private_root";
+    case EdgeKind::kPrivateLeaf:
+      return "private_leaf";
+    case EdgeKind::kFirmwareOwner:
+      return "firmware_owner";
+    case EdgeKind::kFirmwareManaged:
+      return "firmware_managed";
   }
   return "?";
 }
@@ -288,10 +319,18 @@ std::vector<Violation> OwnershipGraph::check_private_frames() const {
                              (owner ? ", created for " + g_[*owner].name : std::string()) + ")";
     const std::string vm = owner ? g_[*owner].name : std::string();
     if (vms.size() > 1 || foreign_vm)
-      out.push_back({"GRAPH-1", what + " are reachable by " + std::to_string(vms.size()) + " VM(s): " + join(vms), vm, {},
-                     {Pfn(fp.first)}});
+      out.push_back(
+          {"GRAPH-1",
+           what + " are reachable by " + std::to_string(vms.size()) + " VM(s): " + join(vms),
+           vm,
+           {},
+           {Pfn(fp.first)}});
     if (!procs.empty())
-      out.push_back({"GRAPH-1", what + " are reachable by host process(es): " + join(procs), vm, {}, {Pfn(fp.first)}});
+      out.push_back({"GRAPH-1",
+                     what + " are reachable by host process(es): " + join(procs),
+                     vm,
+                     {},
+                     {Pfn(fp.first)}});
   }
   return out;
 }
@@ -314,16 +353,26 @@ struct Style {
 
 Style style_of(const VertexProps& p) {
   switch (p.kind) {
-    case VertexKind::kHostKernel: return {"ellipse", "#fdae6b"};
-    case VertexKind::kProcess: return {"house", "#fdd0a2"};
-    case VertexKind::kVm: return {"doubleoctagon", "#9ecae1"};
-    case VertexKind::kPrincipal: return {"ellipse", "#fee6ce"};
-    case VertexKind::kGmem: return {"folder", "#a1d99b"};
-    case VertexKind::kMemslot: return {"box", "#e5f5e0"};
-    case VertexKind::kGfnRange: return {"box", p.is_private ? "#c6dbef" : "#fff7bc"};
-    case VertexKind::kFrameRange: return {"box3d", p.is_private ? "#fcbba1" : "#f0f0f0"};
-    case VertexKind::kVma: return {"component", "#fee6ce"};
-    case VertexKind::kExtension: return {"hexagon", "#dadaeb"};
+    case VertexKind::kHostKernel:
+      return {"ellipse", "#fdae6b"};
+    case VertexKind::kProcess:
+      return {"house", "#fdd0a2"};
+    case VertexKind::kVm:
+      return {"doubleoctagon", "#9ecae1"};
+    case VertexKind::kPrincipal:
+      return {"ellipse", "#fee6ce"};
+    case VertexKind::kGmem:
+      return {"folder", "#a1d99b"};
+    case VertexKind::kMemslot:
+      return {"box", "#e5f5e0"};
+    case VertexKind::kGfnRange:
+      return {"box", p.is_private ? "#c6dbef" : "#fff7bc"};
+    case VertexKind::kFrameRange:
+      return {"box3d", p.is_private ? "#fcbba1" : "#f0f0f0"};
+    case VertexKind::kVma:
+      return {"component", "#fee6ce"};
+    case VertexKind::kExtension:
+      return {"hexagon", "#dadaeb"};
   }
   return {"box", "white"};
 }
@@ -336,8 +385,8 @@ struct VertexWriter {
     std::string label = dot_escape(p.name);
     if (!p.detail.empty()) label += "\\n" + dot_escape(p.detail);
     os << "[label=\"" << label << "\", shape=" << st.shape << ", style=\""
-       << (p.kind == VertexKind::kGfnRange ? "rounded,filled" : "filled") << "\", fillcolor=\"" << st.fill
-       << "\", tooltip=\"" << kind_name(p.kind) << "\"]";
+       << (p.kind == VertexKind::kGfnRange ? "rounded,filled" : "filled") << "\", fillcolor=\""
+       << st.fill << "\", tooltip=\"" << kind_name(p.kind) << "\"]";
   }
 };
 
@@ -348,22 +397,44 @@ struct EdgeWriter {
     const char* color = "black";
     const char* style = "solid";
     switch (p.kind) {
-      case EdgeKind::kStage2Leaf: color = p.label.rfind("private", 0) == 0 ? "#cb181d" : "#2171b5"; break;
-      case EdgeKind::kPrivateLeaf: color = "#cb181d"; style = p.access ? "bold" : "dashed"; break;
-      case EdgeKind::kFirmwareOwner: color = "#6a51a3"; style = "dashed"; break;
-      case EdgeKind::kFirmwareManaged: color = "#6a51a3"; break;
-      case EdgeKind::kPageCache: color = "#238b45"; break;
-      case EdgeKind::kHostPages: color = "#d94801"; break;
-      case EdgeKind::kHoldsData: color = "#737373"; style = "dashed"; break;
+      case EdgeKind::kStage2Leaf:
+        color = p.label.rfind("private", 0) == 0 ? "#cb181d" : "#2171b5";
+        break;
+      case EdgeKind::kPrivateLeaf:
+        color = "#cb181d";
+        style = p.access ? "bold" : "dashed";
+        break;
+      case EdgeKind::kFirmwareOwner:
+        color = "#6a51a3";
+        style = "dashed";
+        break;
+      case EdgeKind::kFirmwareManaged:
+        color = "#6a51a3";
+        break;
+      case EdgeKind::kPageCache:
+        color = "#238b45";
+        break;
+      case EdgeKind::kHostPages:
+        color = "#d94801";
+        break;
+      case EdgeKind::kHoldsData:
+        color = "#737373";
+        style = "dashed";
+        break;
       case EdgeKind::kCreatedFor:
-      case EdgeKind::kCreatedBy: color = "#737373"; style = "dotted"; break;
-      default: break;
+      case EdgeKind::kCreatedBy:
+        color = "#737373";
+        style = "dotted";
+        break;
+      default:
+        break;
     }
     if (!p.access && p.kind == EdgeKind::kExtension) style = "dashed";
     // Arrows pointing back at a principal do not pull the layout (left to right: who -> what).
-    const bool back = p.kind == EdgeKind::kHoldsData || p.kind == EdgeKind::kCreatedFor || p.kind == EdgeKind::kFirmwareOwner;
-    os << "[label=\"" << dot_escape(p.label) << "\", color=\"" << color << "\", fontcolor=\"" << color
-       << "\", style=" << style << (back ? ", constraint=false" : "") << "]";
+    const bool back = p.kind == EdgeKind::kHoldsData || p.kind == EdgeKind::kCreatedFor ||
+                      p.kind == EdgeKind::kFirmwareOwner;
+    os << "[label=\"" << dot_escape(p.label) << "\", color=\"" << color << "\", fontcolor=\""
+       << color << "\", style=" << style << (back ? ", constraint=false" : "") << "]";
   }
 };
 
@@ -405,9 +476,13 @@ Vertex GraphBuilder::add_vertex(VertexProps p) {
   return v;
 }
 
-void GraphBuilder::add_edge(Vertex from, Vertex to, EdgeProps e) { boost::add_edge(from, to, std::move(e), out_.g_); }
+void GraphBuilder::add_edge(Vertex from, Vertex to, EdgeProps e) {
+  boost::add_edge(from, to, std::move(e), out_.g_);
+}
 
-std::optional<Vertex> GraphBuilder::vertex_of(const void* object) const { return out_.vertex_of(object); }
+std::optional<Vertex> GraphBuilder::vertex_of(const void* object) const {
+  return out_.vertex_of(object);
+}
 
 Vertex GraphBuilder::principal(Principal p) {
   if (auto it = principals_.find(p.id); it != principals_.end()) return it->second;
@@ -415,8 +490,10 @@ Vertex GraphBuilder::principal(Principal p) {
   vp.kind = p == kHostKernel ? VertexKind::kHostKernel : VertexKind::kPrincipal;
   vp.principal = p;
   vp.name = principal_text(p);
-  if (p == kHostUser) vp.detail = "host userspace data";
-  else if (is_vm(p)) vp.detail = "no such VM any more";
+  if (p == kHostUser)
+    vp.detail = "host userspace data";
+  else if (is_vm(p))
+    vp.detail = "no such VM any more";
   const Vertex v = add_vertex(std::move(vp));
   principals_[p.id] = v;
   return v;
@@ -435,7 +512,8 @@ Vertex GraphBuilder::firmware(const std::string& name, const std::string& detail
   return v;
 }
 
-void GraphBuilder::use_frames(Vertex from, Pfn first, uint64_t count, EdgeKind kind, std::string label, bool access) {
+void GraphBuilder::use_frames(Vertex from, Pfn first, uint64_t count, EdgeKind kind,
+                              std::string label, bool access) {
   if (count) uses_.push_back({from, first.value(), count, kind, std::move(label), access});
 }
 
@@ -456,8 +534,10 @@ OwnershipGraph GraphBuilder::finish() {
   std::set<size_t> active;
   for (auto it = events.begin(); it != events.end(); ++it) {
     for (const auto& [start, u] : it->second) {
-      if (start) active.insert(u);
-      else active.erase(u);
+      if (start)
+        active.insert(u);
+      else
+        active.erase(u);
     }
     auto next = std::next(it);
     if (active.empty() || next == events.end()) continue;
@@ -466,7 +546,8 @@ OwnershipGraph GraphBuilder::finish() {
       const Principal lab = mem_.meta(Pfn(f)).label;
       uint64_t e = f + 1;
       while (e < next->first && mem_.meta(Pfn(e)).label == lab) ++e;
-      if (!pieces.empty() && pieces.back().end == f && pieces.back().label == lab && pieces.back().users == users)
+      if (!pieces.empty() && pieces.back().end == f && pieces.back().label == lab &&
+          pieces.back().users == users)
         pieces.back().end = e;
       else
         pieces.push_back({f, e, lab, users});
@@ -478,10 +559,11 @@ OwnershipGraph GraphBuilder::finish() {
     vp.kind = VertexKind::kFrameRange;
     vp.first = pc.first;
     vp.count = pc.end - pc.first;
-    for (size_t u : pc.users) vp.is_private = vp.is_private || uses_[u].kind == EdgeKind::kPageCache;
+    for (size_t u : pc.users)
+      vp.is_private = vp.is_private || uses_[u].kind == EdgeKind::kPageCache;
     vp.name = "frames " + span(vp.first, vp.count);
-    vp.detail = std::to_string(vp.count) + (vp.count == 1 ? " frame" : " frames") + " (" + bytes(vp.count * kPageBytes) +
-                ")" + (vp.is_private ? ", guest_memfd" : "");
+    vp.detail = std::to_string(vp.count) + (vp.count == 1 ? " frame" : " frames") + " (" +
+                bytes(vp.count * kPageBytes) + ")" + (vp.is_private ? ", guest_memfd" : "");
     // What the firmware records for them (the PAMT type), once.
     std::set<std::string> owned;
     for (size_t u : pc.users)
@@ -489,12 +571,13 @@ OwnershipGraph GraphBuilder::finish() {
     for (const std::string& o : owned) vp.detail += ", " + o;
     const Vertex v = add_vertex(std::move(vp));
     out_.frames_by_start_[pc.first] = v;
-    if (pc.label != kNobody) add_edge(v, principal(pc.label), {EdgeKind::kHoldsData, "holds data of", false});
+    if (pc.label != kNobody)
+      add_edge(v, principal(pc.label), {EdgeKind::kHoldsData, "holds data of", false});
   }
   // Edges from each user to the frame ranges it covers (pieces never straddle a use's ends).
   for (const Use& u : uses_) {
-    for (auto it = out_.frames_by_start_.lower_bound(u.first); it != out_.frames_by_start_.end() && it->first < u.first + u.count;
-         ++it)
+    for (auto it = out_.frames_by_start_.lower_bound(u.first);
+         it != out_.frames_by_start_.end() && it->first < u.first + u.count; ++it)
       add_edge(u.from, it->second, {u.kind, u.label, u.access});
   }
   uses_.clear();
@@ -549,13 +632,14 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
       VertexProps vp;
       vp.kind = VertexKind::kVma;
       vp.name = "vma " + hex(vma.start.value()) + "-" + hex(vma.start.value() + vma.len - 1);
-      vp.detail = bytes(vma.len) + ", " + std::string(name_of(vma.page)) + " pages, " + std::to_string(vma.pages.size()) +
-                  " present";
+      vp.detail = bytes(vma.len) + ", " + std::string(name_of(vma.page)) + " pages, " +
+                  std::to_string(vma.pages.size()) + " present";
       vp.first = vma.start.value();
       vp.count = vma.len;
       const Vertex v = b.add_vertex(std::move(vp));
       vma_vertex[{mm, vma.start.value()}] = v;
-      if (owner != mm_owner.end()) b.add_edge(owner->second, v, {EdgeKind::kVmaOwner, "maps", true});
+      if (owner != mm_owner.end())
+        b.add_edge(owner->second, v, {EdgeKind::kVmaOwner, "maps", true});
       // Runs of present pages with contiguous frames.
       const uint64_t per = frames_of(vma.page);
       uint64_t run_idx = 0, run_pages = 0;
@@ -563,7 +647,8 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
       auto flush = [&] {
         if (!run_pages) return;
         const uint64_t a = vma.start.value() + run_idx * bytes_of(vma.page);
-        b.use_frames(v, run_pfn, run_pages * per, EdgeKind::kHostPages, "hva " + span(a, run_pages * bytes_of(vma.page)));
+        b.use_frames(v, run_pfn, run_pages * per, EdgeKind::kHostPages,
+                     "hva " + span(a, run_pages * bytes_of(vma.page)));
         run_pages = 0;
       };
       for (const auto& [idx, pfn] : vma.pages) {
@@ -587,7 +672,8 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
     VertexProps vp;
     vp.kind = VertexKind::kGmem;
     vp.name = "guest_memfd ino " + std::to_string(ino.ino());
-    vp.detail = bytes(static_cast<uint64_t>(ino.size())) + ", " + std::to_string(ino.nr_folios()) + (ino.nr_folios() == 1 ? " folio" : " folios") +
+    vp.detail = bytes(static_cast<uint64_t>(ino.size())) + ", " + std::to_string(ino.nr_folios()) +
+                (ino.nr_folios() == 1 ? " folio" : " folios") +
                 (ino.supports_mmap() ? ", mmap" : "") + (g.fd_open() ? "" : ", fd closed");
     vp.object = &g;
     const Vertex v = b.add_vertex(std::move(vp));
@@ -621,9 +707,11 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
       vm.memslots(as).for_each([&](const Memslot& s) {
         VertexProps vp;
         vp.kind = VertexKind::kMemslot;
-        vp.name = vm.name() + " memslot " + (as ? std::to_string(as) + ":" : "") + std::to_string(s.id.id);
-        vp.detail = "gfn " + span(s.base_gfn.value(), s.npages) + " (" + bytes(s.npages * kPageBytes) + ")" +
-                    (s.gmem_only ? ", gmem only" : "") + (s.has_gmem() && !s.gmem.file ? ", dead (guest_memfd closed)" : "");
+        vp.name = vm.name() + " memslot " + (as ? std::to_string(as) + ":" : "") +
+                  std::to_string(s.id.id);
+        vp.detail = "gfn " + span(s.base_gfn.value(), s.npages) + " (" +
+                    bytes(s.npages * kPageBytes) + ")" + (s.gmem_only ? ", gmem only" : "") +
+                    (s.has_gmem() && !s.gmem.file ? ", dead (guest_memfd closed)" : "");
         vp.first = s.base_gfn.value();
         vp.count = s.npages;
         vp.object = &s;
@@ -631,14 +719,17 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
         b.add_edge(vmv, sv, {EdgeKind::kMemslot, "memslot", true});
         if (s.gmem.file)
           if (auto it = gmem_vertex.find(s.gmem.file); it != gmem_vertex.end())
-            b.add_edge(sv, it->second, {EdgeKind::kGmemBinding, "binds at offset " + hex(s.gmem.pgoff.value() * kPageBytes), true});
+            b.add_edge(sv, it->second,
+                       {EdgeKind::kGmemBinding,
+                        "binds at offset " + hex(s.gmem.pgoff.value() * kPageBytes), true});
         if (!s.gmem_only) {
           const uint64_t lo = s.userspace_addr.value(), hi = lo + s.npages * kPageBytes;
           vm.mm().for_each_vma([&](const HostMm::VmaView& vma) {
             const uint64_t vs = vma.start.value(), ve = vs + vma.len;
             if (vs < hi && lo < ve)
-              b.add_edge(sv, vma_vertex.at({&vm.mm(), vs}),
-                         {EdgeKind::kSharedBacking, "shared side at hva " + hex(std::max(lo, vs)), true});
+              b.add_edge(
+                  sv, vma_vertex.at({&vm.mm(), vs}),
+                  {EdgeKind::kSharedBacking, "shared side at hva " + hex(std::max(lo, vs)), true});
           });
         }
       });
@@ -656,8 +747,8 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
       VertexProps vp;
       vp.kind = VertexKind::kGfnRange;
       vp.name = vm.name() + " gfn " + span(run.gfn, run.n);
-      vp.detail = std::string(run.priv ? "private" : "shared") + ", " + perms_text(run.perms) + ", " +
-                  std::string(name_of(run.size)) + " leaves";
+      vp.detail = std::string(run.priv ? "private" : "shared") + ", " + perms_text(run.perms) +
+                  ", " + std::string(name_of(run.size)) + " leaves";
       vp.first = run.gfn;
       vp.count = run.n;
       vp.is_private = run.priv;
@@ -674,8 +765,8 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
       for (uint64_t i = 0; i < frames_of(l.size); ++i) {
         const uint64_t g = g0 + i, f = l.pfn.value() + i;
         const bool priv = vm.mem_is_private(Gfn(g));
-        if (run.n && g == run.gfn + run.n && f == run.pfn + run.n && priv == run.priv && l.perms == run.perms &&
-            l.size == run.size) {
+        if (run.n && g == run.gfn + run.n && f == run.pfn + run.n && priv == run.priv &&
+            l.perms == run.perms && l.size == run.size) {
           ++run.n;
           continue;
         }
@@ -692,13 +783,16 @@ OwnershipGraph build_ownership_graph(const Kvm& kvm, const PhysMem& mem, const B
 
 kvm::InvariantDef graph_invariant() {
   return {"GRAPH-1",
-          "a guest_memfd frame is reachable, along the ownership graph's mapping paths, by at most one VM (the one its file "
+          "a guest_memfd frame is reachable, along the ownership graph's mapping paths, by at most "
+          "one VM (the one its file "
           "was created for) and by no host process",
-          "the graph form of ISO-1 and ISO-7 (docs/ownership-graph.md); kvm-guest-memfd.md §4, §13.3-§13.4",
+          "the graph form of ISO-1 and ISO-7 (docs/ownership-graph.md); kvm-guest-memfd.md §4, "
+          "§13.3-§13.4",
           {"all"},
           [](const CheckScope& s, std::vector<Violation>& out) {
             if (!s.full) return;  // the whole graph, every time: full checks only
-            for (auto& v : build_ownership_graph(s.kvm, s.mem).check_private_frames()) out.push_back(std::move(v));
+            for (auto& v : build_ownership_graph(s.kvm, s.mem).check_private_frames())
+              out.push_back(std::move(v));
           }};
 }
 

@@ -69,8 +69,10 @@ enum class EdgeKind : uint8_t {
   kExtension,      // an extension's edge; its `access` flag says whether reachability follows it
   // From KvmBackend::describe_ownership (models/kvm/ownership.h; TDX: the S-EPT and the PAMT):
   kPrivateRoot,      // VM -> GFN range: the firmware's private table translates these GFNs (access)
-  kPrivateLeaf,      // GFN range -> frame range: its leaves (access if the state lets the VM reach them)
-  kFirmwareOwner,    // VM -> frame range: the firmware records the VM as the frames' owner (information)
+  kPrivateLeaf,      // GFN range -> frame range: its leaves (access if the state lets the VM reach
+                     // them)
+  kFirmwareOwner,    // VM -> frame range: the firmware records the VM as the frames' owner
+                     // (information)
   kFirmwareManaged,  // firmware -> frame range: its control structures for the VM (access)
 };
 
@@ -81,7 +83,7 @@ struct VertexProps {
   Principal principal = kNobody;  // kVm, kHostKernel, kPrincipal; kProcess: its mm's owner
   // kGfnRange: [first, first + count) GFNs of vm; kFrameRange: [first, first + count) PFNs.
   uint64_t first = 0, count = 0;
-  bool is_private = false;  // kGfnRange: private attribute; kFrameRange: a guest_memfd folio
+  bool is_private = false;       // kGfnRange: private attribute; kFrameRange: a guest_memfd folio
   const void* object = nullptr;  // the model object (Vm, GmemFile, Memslot, Process), or null
 };
 
@@ -91,7 +93,8 @@ struct EdgeProps {
   bool access = true;
 };
 
-using OwnershipGraphT = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, VertexProps, EdgeProps>;
+using OwnershipGraphT =
+    boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, VertexProps, EdgeProps>;
 using Vertex = OwnershipGraphT::vertex_descriptor;
 
 class GraphBuilder;
@@ -156,7 +159,8 @@ class GraphBuilder {
   std::optional<Vertex> vertex_of(const void* object) const;
   // `from` uses frames [first, first + count): an edge from `from` to every frame-range vertex
   // covering them, formed when the graph is finished.
-  void use_frames(Vertex from, Pfn first, uint64_t count, EdgeKind kind, std::string label, bool access = true);
+  void use_frames(Vertex from, Pfn first, uint64_t count, EdgeKind kind, std::string label,
+                  bool access = true);
   OwnershipGraph finish();
 
  private:
@@ -175,7 +179,8 @@ class GraphBuilder {
   std::vector<Use> uses_;
 };
 
-OwnershipGraph build_ownership_graph(const kvm::Kvm& kvm, const PhysMem& mem, const BuildOptions& opts = {});
+OwnershipGraph build_ownership_graph(const kvm::Kvm& kvm, const PhysMem& mem,
+                                     const BuildOptions& opts = {});
 
 const char* kind_name(VertexKind k);
 const char* kind_name(EdgeKind k);

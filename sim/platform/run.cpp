@@ -12,16 +12,16 @@
 #include "hw/memory/memory_module.h"
 #include "hw/mmu/stage2_table.h"
 #include "hw/platform/router_module.h"
+#include "models/guest/tdx_guest_kernel.h"
 #include "models/guest/workload.h"
 #include "models/host/page_allocator.h"
 #include "models/kvm/kvm.h"
 #include "models/sw_protected/sw_protected_backend.h"
-#include "models/guest/tdx_guest_kernel.h"
-#include "sim/scenario/kvm_setup.h"
-#include "sim/scenario/tdx_setup.h"
 #include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/platform/scenario_driver.h"
+#include "sim/scenario/kvm_setup.h"
+#include "sim/scenario/tdx_setup.h"
 #include "sim/stats/registry.h"
 #include "sim/trace/file_trace.h"
 #include "sim/trace/ring_trace.h"
@@ -47,7 +47,8 @@ class ProgressLine final : public Progress {
     done_ += n;
     if (!enabled_) return;
     const auto now = Clock::now();
-    if (now - last_ < std::chrono::milliseconds(500) || now - start_ < std::chrono::seconds(1)) return;
+    if (now - last_ < std::chrono::milliseconds(500) || now - start_ < std::chrono::seconds(1))
+      return;
     last_ = now;
     const double secs = std::chrono::duration<double>(now - start_).count();
     std::fprintf(stderr, "\r[cvmsim] %5.1f%% of %" PRIu64 " ops, sim %.3f ms, %.2f M ops/s   ",
@@ -70,20 +71,22 @@ class ProgressLine final : public Progress {
 struct VmInstance {
   std::string name;
   std::unique_ptr<guest::TdxGuestKernel> guest;  // a TD's guest kernel (outlives the VMM's VM)
-  uint64_t boot_cycles = 0;                      // the guest kernel's boot work, run first by each vCPU
+  uint64_t boot_cycles = 0;  // the guest kernel's boot work, run first by each vCPU
   std::unique_ptr<vmm::Vmm> vmm;
   std::vector<std::unique_ptr<VcpuModule>> vcpus;
 };
-
 
 // The exit handler a vCPU reports to: KVM's vCPU, followed by an invariant check (an exit is
 // an operation boundary: KVM's fault, zap and flush are complete). A violation the vCPU's
 // current step does not expect stops the run when on_violation is "stop".
 class CheckedExits final : public ExitHandler {
  public:
-  CheckedExits(kvm::Vcpu& inner, invariants::Checker& checker, ScenarioDriver& driver, std::string actor, bool stop)
+  CheckedExits(kvm::Vcpu& inner, invariants::Checker& checker, ScenarioDriver& driver,
+               std::string actor, bool stop)
       : inner_(inner), checker_(checker), driver_(driver), actor_(std::move(actor)), stop_(stop) {}
-  ExitAction handle_exit(unsigned id, const VmExit& e) override { return after(inner_.handle_exit(id, e)); }
+  ExitAction handle_exit(unsigned id, const VmExit& e) override {
+    return after(inner_.handle_exit(id, e));
+  }
   ExitAction handle_machine_check(unsigned id, const MachineCheck& mc) override {
     return after(inner_.handle_machine_check(id, mc));
   }
@@ -133,23 +136,27 @@ class ShellTimeHook final : public kvm::TimeHook {
 
 class Platform : public sc_core::sc_module {
  public:
-  Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace, ProgressLine& progress)
+  Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace,
+           ProgressLine& progress)
       : sc_module(name),
         clock_(sc.platform.cpu_frequency_hz),
         mem_(sc.platform.memory.size, sc.platform.memory.mode),
         alloc_(Pfn(0), mem_.num_frames()),
         memory_("memory", mem_, clock_, memory_timing(sc.platform.costs)),
         router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)),
-        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format}, scenario::kvm_config(sc.platform)) {
+        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format},
+             scenario::kvm_config(sc.platform)) {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     // Provenance events carry the simulated time, as the trace does (ns).
-    mem_.history().set_clock([] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
+    mem_.history().set_clock(
+        [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
     kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
     // A TDX platform (sim/scenario/tdx_setup.h, shared with cvmsim explore): KeyIDs, the module,
     // the HKID-reuse policy and each TD's options.
     tdx_ = scenario::make_tdx_host(sc, mem_);
-    if (tdx_) kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
+    if (tdx_)
+      kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
     router_.initiator_socket.bind(memory_.socket);
     router_.map(0, mem_.size_bytes(), 0, "dram");
     const auto& c = sc.platform.costs;
@@ -166,8 +173,10 @@ class Platform : public sc_core::sc_module {
       vc.principal = vm_principal(static_cast<uint32_t>(v));
       vc.asid = static_cast<uint16_t>(v + 1);
       for (const auto& r : vmc.memory)
-        vc.ram.push_back(vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
-      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion, vmc.vmm.allocate_on_private};
+        vc.ram.push_back(
+            vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
+      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion,
+                                 vmc.vmm.allocate_on_private};
       vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
       if (std::string err = vm->vmm->setup(); !err.empty())
         throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
@@ -201,7 +210,8 @@ class Platform : public sc_core::sc_module {
     // Isolation invariants: the generic catalogue plus every registered backend's.
     auto defs = invariants::generic_invariants();
     for (auto& d : kvm_.backend_invariants()) defs.push_back(std::move(d));
-    checker_ = std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
+    checker_ =
+        std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
     const bool stop = sc.run.invariants.on_violation == config::OnViolation::kStop;
     driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm_, vmms, clock_, *checker_, stop);
     // ISO-2 needs to hear about reads that return another principal's plaintext.
@@ -222,8 +232,9 @@ class Platform : public sc_core::sc_module {
         p.tlb_ways = static_cast<unsigned>(sc.platform.mmu.tlb.ways);
         p.pwc_entries = static_cast<unsigned>(sc.platform.mmu.pwc.entries);
         p.pwc_ways = static_cast<unsigned>(sc.platform.mmu.pwc.ways);
-        p.costs = VcpuCosts{Cycles(c.tlb_hit_cycles), Cycles(c.walk_ref_cycles), Cycles(c.pwc_hit_cycles),
-                            memory_timing(c), Cycles(c.vm_exit_round_trip_cycles), Cycles(c.fence_cycles)};
+        p.costs = VcpuCosts{
+            Cycles(c.tlb_hit_cycles), Cycles(c.walk_ref_cycles),           Cycles(c.pwc_hit_cycles),
+            memory_timing(c),         Cycles(c.vm_exit_round_trip_cycles), Cycles(c.fence_cycles)};
         p.quantum = Cycles(sc.platform.quantum_cycles);
         p.frequency_hz = sc.platform.cpu_frequency_hz;
         std::unique_ptr<GuestProgram> program;
@@ -250,8 +261,9 @@ class Platform : public sc_core::sc_module {
         exits_.push_back(std::make_unique<CheckedExits>(kv, *checker_, *driver_, actor, stop));
         tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
         if (td) p.key = td->hkid();  // private accesses use the TD's HKID
-        auto cpu = std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(), std::move(program),
-                                                trace, &progress);
+        auto cpu =
+            std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(),
+                                         std::move(program), trace, &progress);
         // A TD's vCPU walks private GPAs through the S-EPT, shared ones (bit 47 set) through
         // KVM's shared EPT under key 0.
         if (td) cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
@@ -272,7 +284,8 @@ class Platform : public sc_core::sc_module {
   void add_initial_image(tdx::KvmTdxBackend& td, kvm::Vm& kvm_vm, const config::VmConfig& vmc) {
     if (vmc.tdx.initial_image.empty()) return;
     auto src = alloc_.alloc(PageSize::k4K);  // the VMM's source buffer (shared, key 0)
-    if (!src.ok()) throw std::runtime_error("initial image of " + vmc.name + ": no frame for the source buffer");
+    if (!src.ok())
+      throw std::runtime_error("initial image of " + vmc.name + ": no frame for the source buffer");
     const Hpa source = pfn_to_hpa(*src);
     std::vector<uint8_t> buf(kPageBytes);
     for (const auto& piece : vmc.tdx.initial_image) {
@@ -280,9 +293,10 @@ class Platform : public sc_core::sc_module {
         const uint64_t gpa = piece.gpa + off;
         fill_pattern(piece.pattern, piece.value, gpa, buf);
         (void)mem_.write_keyed(source, buf, KeyedAccess{0, kHostUser, true});
-        if (Status st = td.init_mem_page(kvm_vm, gpa_to_gfn(Gpa(gpa)), source, piece.measure); !st.ok())
-          throw std::runtime_error("initial image of " + vmc.name + ": adding gpa " + std::to_string(gpa) + ": " +
-                                   st.error().to_string());
+        if (Status st = td.init_mem_page(kvm_vm, gpa_to_gfn(Gpa(gpa)), source, piece.measure);
+            !st.ok())
+          throw std::runtime_error("initial image of " + vmc.name + ": adding gpa " +
+                                   std::to_string(gpa) + ": " + st.error().to_string());
       }
     }
     (void)mem_.fill_keyed(source, kPageBytes, 0, KeyedAccess{0, kNobody, true});
@@ -315,9 +329,11 @@ class Platform : public sc_core::sc_module {
         reg.add(base + ".guest", [gk](StatVisitor& v) { gk->describe_stats(v); });
       for (size_t i = 0; i < vm->vcpus.size(); ++i) {
         VcpuModule* cpu = vm->vcpus[i].get();
-        reg.add(base + ".cpu" + std::to_string(i), [cpu](StatVisitor& v) { cpu->describe_stats(v); });
+        reg.add(base + ".cpu" + std::to_string(i),
+                [cpu](StatVisitor& v) { cpu->describe_stats(v); });
         kvm::Vcpu* kv = &vmmp->vcpu(static_cast<unsigned>(i));
-        reg.add(base + ".cpu" + std::to_string(i) + ".kvm", [kv](StatVisitor& v) { kv->describe_stats(v); });
+        reg.add(base + ".cpu" + std::to_string(i) + ".kvm",
+                [kv](StatVisitor& v) { kv->describe_stats(v); });
       }
     }
   }
@@ -359,7 +375,8 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
 
   NullTrace null_trace;
   std::unique_ptr<FileTrace> file_trace;
-  if (sc.run.trace && !opts.trace_path.empty()) file_trace = std::make_unique<FileTrace>(opts.trace_path);
+  if (sc.run.trace && !opts.trace_path.empty())
+    file_trace = std::make_unique<FileTrace>(opts.trace_path);
   TraceSink& inner_trace = file_trace ? static_cast<TraceSink&>(*file_trace) : null_trace;
   // The last run.invariants.trace_events events go with each violation report.
   const bool checking = sc.run.invariants.mode != invariants::CheckMode::kOff;
@@ -367,7 +384,8 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
 
   ProgressLine progress(opts.progress);
   Platform platform("platform", sc, trace, progress);
-  if (sc.run.invariants.trace_events) platform.checker().set_recent_trace([&trace] { return trace.recent(); });
+  if (sc.run.invariants.trace_events)
+    platform.checker().set_recent_trace([&trace] { return trace.recent(); });
   StatsRegistry reg;
   platform.register_stats(reg);
 
@@ -391,29 +409,34 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   if (opts.snapshot && !snapped) {
     snapped = true;
     opts.snapshot(platform.kvm(), platform.mem(),
-                  opts.snapshot_step ? "at the end of the run (step " + std::to_string(*opts.snapshot_step) + " never completed)"
+                  opts.snapshot_step ? "at the end of the run (step " +
+                                           std::to_string(*opts.snapshot_step) + " never completed)"
                                      : std::string("at the end of the run"));
   }
 
   RunReport r;
   // The run ends when the last vCPU finished; threads have no further events.
   r.sim_time_ps = sc_core::sc_time_stamp().value();
-  uint64_t loads = 0, stores = 0, hits = 0, misses = 0, walks = 0, refs = 0, faults = 0, hypercalls = 0;
+  uint64_t loads = 0, stores = 0, hits = 0, misses = 0, walks = 0, refs = 0, faults = 0,
+           hypercalls = 0;
   unsigned vcpus = 0, finished = 0;
   for (const auto& vm : platform.vms()) {
     for (const auto& cpu : vm->vcpus) {
       ++vcpus;
       if (cpu->finished()) ++finished;
       const std::string actor = vm->name + ".cpu" + std::to_string(&cpu - &vm->vcpus.front());
-      if (!cpu->stop_reason().empty() && !platform.driver().has_program(actor)) r.problems.push_back(cpu->stop_reason());
+      if (!cpu->stop_reason().empty() && !platform.driver().has_program(actor))
+        r.problems.push_back(cpu->stop_reason());
       if (cpu->verify_failures() && !platform.driver().has_program(actor))
-        r.problems.push_back(std::string(cpu->name()) + ": " + std::to_string(cpu->verify_failures()) +
-                             " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());
+        r.problems.push_back(
+            std::string(cpu->name()) + ": " + std::to_string(cpu->verify_failures()) +
+            " load(s) did not read back the pattern; first: " + cpu->first_verify_failure());
     }
   }
   // Invariant violations nobody expected (expected ones are step expectations).
   for (const auto& v : platform.driver().unexpected_violations()) {
-    std::string p = "invariant " + v.invariant + " violated" + (v.where.empty() ? "" : " at " + v.where) + ": " + v.message;
+    std::string p = "invariant " + v.invariant + " violated" +
+                    (v.where.empty() ? "" : " at " + v.where) + ": " + v.message;
     if (!v.chain.empty()) {
       p += "\n  chain (" + std::to_string(v.chain.size()) + " events, oldest first):";
       for (const auto& e : v.chain) p += "\n    " + e;
@@ -438,19 +461,29 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
     const uint64_t v = std::get<uint64_t>(e.value);
     auto ends = [&](const char* s) {
       const std::string suf(s);
-      return e.name.size() > suf.size() && e.name.compare(e.name.size() - suf.size(), suf.size(), suf) == 0;
+      return e.name.size() > suf.size() &&
+             e.name.compare(e.name.size() - suf.size(), suf.size(), suf) == 0;
     };
-    if (ends(".loads")) loads += v;
-    else if (ends(".stores")) stores += v;
-    else if (ends(".tlb.hits")) hits += v;
-    else if (ends(".tlb.misses")) misses += v;
-    else if (ends(".walker.walks")) walks += v;
-    else if (ends(".walker.mem_refs")) refs += v;
-    else if (ends(".exits_stage2")) faults += v;
-    else if (ends(".exits_hypercall")) hypercalls += v;
+    if (ends(".loads"))
+      loads += v;
+    else if (ends(".stores"))
+      stores += v;
+    else if (ends(".tlb.hits"))
+      hits += v;
+    else if (ends(".tlb.misses"))
+      misses += v;
+    else if (ends(".walker.walks"))
+      walks += v;
+    else if (ends(".walker.mem_refs"))
+      refs += v;
+    else if (ends(".exits_stage2"))
+      faults += v;
+    else if (ends(".exits_hypercall"))
+      hypercalls += v;
   }
   const uint64_t accesses = loads + stores;
-  reg.add_host("wall_seconds", wall, "s", "host wall-clock time of the simulation (elaboration excluded)");
+  reg.add_host("wall_seconds", wall, "s",
+               "host wall-clock time of the simulation (elaboration excluded)");
   reg.add_host("accesses_per_second", wall > 0 ? double(accesses) / wall : 0.0, "accesses/s",
                "simulated guest loads and stores per host second");
   reg.add_host("host_memory_bytes", double(platform.mem().host_bytes()), "bytes",
@@ -465,7 +498,8 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   char buf[2048];
   const double hit_rate = hits + misses ? 100.0 * double(hits) / double(hits + misses) : 0.0;
   std::snprintf(buf, sizeof buf,
-                "cvmsim %s: scenario \"%s\" (seed %" PRIu64 ")\n"
+                "cvmsim %s: scenario \"%s\" (seed %" PRIu64
+                ")\n"
                 "  simulated time     %.3f us\n"
                 "  vCPUs              %u (%u ran to completion)\n"
                 "  guest accesses     %s (%s loads, %s stores)\n"
@@ -474,16 +508,20 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
                 "  VM exits           %s stage-2 faults, %s hypercalls\n"
                 "  host               %.3f s wall, %.2f M accesses/s\n",
                 kVersion, sc.name.c_str(), sc.seed, double(r.sim_time_ps) / 1e6, vcpus, finished,
-                with_commas(accesses).c_str(), with_commas(loads).c_str(), with_commas(stores).c_str(), hit_rate,
-                with_commas(misses).c_str(), with_commas(walks).c_str(), walks ? double(refs) / double(walks) : 0.0,
+                with_commas(accesses).c_str(), with_commas(loads).c_str(),
+                with_commas(stores).c_str(), hit_rate, with_commas(misses).c_str(),
+                with_commas(walks).c_str(), walks ? double(refs) / double(walks) : 0.0,
                 with_commas(faults).c_str(), with_commas(hypercalls).c_str(), wall,
                 wall > 0 ? double(accesses) / wall / 1e6 : 0.0);
   r.summary = buf;
   if (r.expectations)
-    r.summary += "  expectations       " + std::to_string(r.expectations - platform.driver().log().failures()) + " of " +
+    r.summary += "  expectations       " +
+                 std::to_string(r.expectations - platform.driver().log().failures()) + " of " +
                  std::to_string(r.expectations) + " met\n";
-  for (const auto& [name, mrtd] : platform.mrtds()) r.summary += "  TD " + name + " MRTD   " + mrtd + "\n";
-  if (!r.problems.empty()) r.summary += "  problems           " + std::to_string(r.problems.size()) + " (see stderr)\n";
+  for (const auto& [name, mrtd] : platform.mrtds())
+    r.summary += "  TD " + name + " MRTD   " + mrtd + "\n";
+  if (!r.problems.empty())
+    r.summary += "  problems           " + std::to_string(r.problems.size()) + " (see stderr)\n";
   return r;
 }
 

@@ -23,8 +23,8 @@ class Kvm;
 using StateSnapshot = std::function<void(const kvm::Kvm&, const PhysMem&, const std::string& when)>;
 
 struct RunOptions {
-  bool progress = false;       // a progress line on stderr (the CLI enables it on a terminal)
-  std::string trace_path;      // trace file to write when the scenario asks for a trace
+  bool progress = false;   // a progress line on stderr (the CLI enables it on a terminal)
+  std::string trace_path;  // trace file to write when the scenario asks for a trace
   // Called once: right after scenario step `snapshot_step` completes (a vmm/host step after
   // its invariant check; a vCPU step when the vCPU has finished the step's last operation, in
   // that vCPU's thread), or at the end of the run when no step is named or the step never
@@ -36,9 +36,9 @@ struct RunOptions {
 struct RunReport {
   std::string stats_json;
   std::string stats_csv;
-  std::string summary;                 // short human-readable text
-  std::vector<std::string> problems;   // expectations not met / vCPUs stopped on an error
-  size_t expectations = 0;             // scenario step expectations checked
+  std::string summary;                // short human-readable text
+  std::vector<std::string> problems;  // expectations not met / vCPUs stopped on an error
+  size_t expectations = 0;            // scenario step expectations checked
   std::vector<std::string> expectation_failures;  // "step N (actor op): what happened"
   uint64_t sim_time_ps = 0;
   // Every invariant violation found (expected or not) with where, what and the trace events

@@ -37,21 +37,29 @@ std::vector<std::string> Barriers::stuck() const {
     for (const auto& a : b->arrived) waiting += (waiting.empty() ? "" : ", ") + a;
     for (const auto& a : b->actors)
       if (!b->arrived.count(a)) missing += (missing.empty() ? "" : ", ") + a;
-    out.push_back("barrier \"" + b->name + "\" never released: " + waiting + " waited for " + missing);
+    out.push_back("barrier \"" + b->name + "\" never released: " + waiting + " waited for " +
+                  missing);
   }
   return out;
 }
 
-ScenarioDriver::ScenarioDriver(sc_core::sc_module_name name, const config::ScenarioConfig& sc, kvm::Kvm& kvm,
-                               std::vector<vmm::Vmm*> vmms, const Clock& clock, invariants::Checker& checker,
-                               bool stop_on_violation)
-    : sc_module(name), sc_(sc), clock_(clock), exec_(kvm, sc, vmms, log_), checker_(checker),
+ScenarioDriver::ScenarioDriver(sc_core::sc_module_name name, const config::ScenarioConfig& sc,
+                               kvm::Kvm& kvm, std::vector<vmm::Vmm*> vmms, const Clock& clock,
+                               invariants::Checker& checker, bool stop_on_violation)
+    : sc_module(name),
+      sc_(sc),
+      clock_(clock),
+      exec_(kvm, sc, vmms, log_),
+      checker_(checker),
       stop_on_violation_(stop_on_violation) {
-  exec_.on_plaintext_read = [this](const kvm::PlaintextRead& r) { checker_.note_plaintext_read(r); };
+  exec_.on_plaintext_read = [this](const kvm::PlaintextRead& r) {
+    checker_.note_plaintext_read(r);
+  };
   std::map<std::string, std::set<std::string>> barrier_actors;
   for (size_t i = 0; i < sc.steps.size(); ++i) {
     by_actor_[sc.steps[i].actor].push_back(i);
-    if (sc.steps[i].op == StepOp::kBarrier) barrier_actors[sc.steps[i].barrier].insert(sc.steps[i].actor);
+    if (sc.steps[i].op == StepOp::kBarrier)
+      barrier_actors[sc.steps[i].barrier].insert(sc.steps[i].actor);
   }
   uint64_t id = 1;
   for (auto& [n, actors] : barrier_actors) {
@@ -63,7 +71,8 @@ ScenarioDriver::ScenarioDriver(sc_core::sc_module_name name, const config::Scena
     if (actor != "vmm" && actor != "host") continue;
     done_[actor] = 0;
     sc_core::sc_spawn_options o;
-    sc_core::sc_spawn([this, a = actor, st = steps] { run_actor(a, st); }, ("actor_" + actor).c_str(), &o);
+    sc_core::sc_spawn([this, a = actor, st = steps] { run_actor(a, st); },
+                      ("actor_" + actor).c_str(), &o);
   }
 }
 
@@ -98,10 +107,14 @@ void ScenarioDriver::run_actor(std::string actor, std::vector<size_t> steps) {
         std::string missed;
         for (const auto& id : want)
           if (!caught.count(id)) missed += (missed.empty() ? "" : ", ") + id;
-        if (missed.empty()) log_.met(s, i);
+        if (missed.empty())
+          log_.met(s, i);
         else if (checker_.mode() == invariants::CheckMode::kOff)
-          log_.failed(s, i, "expects " + s.expect.violation + " but invariant checking is off (run.invariants.mode)");
-        else log_.failed(s, i, "the checker did not catch a violation of " + missed);
+          log_.failed(s, i,
+                      "expects " + s.expect.violation +
+                          " but invariant checking is off (run.invariants.mode)");
+        else
+          log_.failed(s, i, "the checker did not catch a violation of " + missed);
       }
       if (c.count()) sc_core::wait(sc_core::sc_time::from_value(clock_.to_ps(c)));
     }
@@ -110,10 +123,12 @@ void ScenarioDriver::run_actor(std::string actor, std::vector<size_t> steps) {
   }
 }
 
-std::unique_ptr<GuestProgram> ScenarioDriver::program_for(const std::string& actor, uint32_t vm_type) {
+std::unique_ptr<GuestProgram> ScenarioDriver::program_for(const std::string& actor,
+                                                          uint32_t vm_type) {
   auto it = by_actor_.find(actor);
   if (it == by_actor_.end()) return nullptr;
-  auto p = std::make_unique<scenario::StepProgram>(sc_, it->second, vm_type, clock_.frequency_hz(), log_, barrier_ids_);
+  auto p = std::make_unique<scenario::StepProgram>(sc_, it->second, vm_type, clock_.frequency_hz(),
+                                                   log_, barrier_ids_);
   p->on_step_done = [this](size_t i) {
     if (step_hook_) step_hook_(i);
   };
@@ -152,7 +167,8 @@ bool ScenarioDriver::note_violation(const std::string& actor, const kvm::Violati
 
 std::string ScenarioDriver::step_name(size_t i) const {
   const config::StepConfig& s = sc_.steps.at(i);
-  return "step " + std::to_string(i) + " (" + s.actor + (s.label.empty() ? "" : ": " + s.label) + ")";
+  return "step " + std::to_string(i) + " (" + s.actor + (s.label.empty() ? "" : ": " + s.label) +
+         ")";
 }
 
 std::string ScenarioDriver::where(const std::string& actor) const {

@@ -60,7 +60,8 @@ class ActorSync final : public SyncHandler {
 class ScenarioDriver : public sc_core::sc_module {
  public:
   ScenarioDriver(sc_core::sc_module_name name, const config::ScenarioConfig& sc, kvm::Kvm& kvm,
-                 std::vector<vmm::Vmm*> vmms, const Clock& clock, invariants::Checker& checker, bool stop_on_violation);
+                 std::vector<vmm::Vmm*> vmms, const Clock& clock, invariants::Checker& checker,
+                 bool stop_on_violation);
   // A violation found after `actor`'s operation: true if its current step expects it (then it
   // counts toward that expectation), false if it is unexpected (kept for the report).
   bool note_violation(const std::string& actor, const kvm::Violation& v);

@@ -15,7 +15,8 @@ inline kvm::KvmConfig kvm_config(const config::PlatformConfig& p) {
   k.gmem_zero_on_handout = p.kvm.gmem_zero_on_handout;
   k.gmem_huge_folios = p.kvm.gmem_huge_folios;
   k.flush_tlb_after_zap = p.kvm.flush_tlb_after_zap;
-  k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle), p.costs.hypercall_cycles);
+  k.costs = p.kvm.costs.to_costs(static_cast<double>(p.costs.mem_bytes_per_cycle),
+                                 p.costs.hypercall_cycles);
   return k;
 }
 

@@ -19,7 +19,9 @@ using namespace cvmsim::kvm;
 
 namespace {
 
-std::string op_name(StepOp op) { return std::string(config::step_op_info(op).name); }
+std::string op_name(StepOp op) {
+  return std::string(config::step_op_info(op).name);
+}
 
 std::string hex(uint64_t v) {
   char b[32];
@@ -52,14 +54,16 @@ std::string ExpectationLog::describe(const ExpectationResult& r) {
 // ---------------------------------------------------------------------------------------------
 // StepExecutor
 
-StepExecutor::StepExecutor(Kvm& kvm, const config::ScenarioConfig& sc, std::vector<vmm::Vmm*> vmms, ExpectationLog& log)
+StepExecutor::StepExecutor(Kvm& kvm, const config::ScenarioConfig& sc, std::vector<vmm::Vmm*> vmms,
+                           ExpectationLog& log)
     : kvm_(kvm), sc_(sc), log_(log) {
   for (size_t i = 0; i < vmms.size(); ++i) {
     vmm::Vmm* v = vmms[i];
     vms_[sc.vms[i].name] = VmHandle{&v->process(), v->vm_fd(), v, sc.vms[i].type};
     for (size_t r = 0; r < sc.vms[i].memory.size(); ++r)
       if (v->gmem_fd(static_cast<unsigned>(r)) >= 0)
-        gmems_[sc.vms[i].name + ".mem" + std::to_string(r)] = GmemHandle{&v->process(), v->gmem_fd(static_cast<unsigned>(r))};
+        gmems_[sc.vms[i].name + ".mem" + std::to_string(r)] =
+            GmemHandle{&v->process(), v->gmem_fd(static_cast<unsigned>(r))};
   }
   next_principal_ = static_cast<uint32_t>(vmms.size());
 }
@@ -78,7 +82,8 @@ StepExecutor::GmemHandle StepExecutor::gmem(const std::string& name) {
   return it == gmems_.end() ? GmemHandle{} : it->second;
 }
 
-bool StepExecutor::check_errno(const StepConfig& s, size_t index, const Error* err, const std::string& what) {
+bool StepExecutor::check_errno(const StepConfig& s, size_t index, const Error* err,
+                               const std::string& what) {
   const std::string got = err ? err->to_string() : "OK";
   std::string want = s.expect.has("errno") ? s.expect.errno_name : "OK";
   if (err && !err->is_errno()) {
@@ -96,16 +101,21 @@ bool StepExecutor::check_errno(const StepConfig& s, size_t index, const Error* e
   return true;
 }
 
-void StepExecutor::check_data(const StepConfig& s, size_t index, uint64_t addr, std::span<const uint8_t> data) {
+void StepExecutor::check_data(const StepConfig& s, size_t index, uint64_t addr,
+                              std::span<const uint8_t> data) {
   if (!s.expect.has("pattern") && !s.expect.has("value")) {
     log_.met(s, index);
     return;
   }
   if (auto bad = check_pattern(s.expect.pattern, s.expect.value, addr, data)) {
     char m[200];
-    std::snprintf(m, sizeof m, "read 0x%02x at byte %zu (address %s), expected 0x%02x (%s pattern)", data[*bad], *bad,
-                  hex(addr + *bad).c_str(), pattern_byte(s.expect.pattern, s.expect.value, addr + *bad),
-                  std::string(config::enum_to_name(std::span<const config::EnumName<PatternKind>>(config::kStepPatternNames), s.expect.pattern)).c_str());
+    std::snprintf(m, sizeof m, "read 0x%02x at byte %zu (address %s), expected 0x%02x (%s pattern)",
+                  data[*bad], *bad, hex(addr + *bad).c_str(),
+                  pattern_byte(s.expect.pattern, s.expect.value, addr + *bad),
+                  std::string(config::enum_to_name(std::span<const config::EnumName<PatternKind>>(
+                                                       config::kStepPatternNames),
+                                                   s.expect.pattern))
+                      .c_str());
     log_.failed(s, index, m);
     return;
   }
@@ -138,11 +148,15 @@ Cycles StepExecutor::execute(size_t index) {
   // A name the file refers to that no step has created yet: the actors raced (order them with
   // a barrier). A closed one stays known and gives EBADF, as a closed fd does.
   if (s.has("guest_memfd") && !gmems_.count(s.guest_memfd) && !closed_.count(s.guest_memfd)) {
-    log_.failed(s, index, "guest_memfd \"" + s.guest_memfd + "\" does not exist yet when this step runs (order the steps with a barrier)");
+    log_.failed(s, index,
+                "guest_memfd \"" + s.guest_memfd +
+                    "\" does not exist yet when this step runs (order the steps with a barrier)");
     return kvm_.take_cost();
   }
   if (s.has("vm") && !vms_.count(s.vm)) {
-    log_.failed(s, index, "VM \"" + s.vm + "\" does not exist yet when this step runs (order the steps with a barrier)");
+    log_.failed(s, index,
+                "VM \"" + s.vm +
+                    "\" does not exist yet when this step runs (order the steps with a barrier)");
     return kvm_.take_cost();
   }
   switch (s.op) {
@@ -169,9 +183,13 @@ Cycles StepExecutor::execute(size_t index) {
       if (!s.has("vm")) fd = kvm_.open_dev_kvm(*vm.proc);
       auto r = kvm_.check_extension(*vm.proc, fd, *kvm::parse_capability(s.cap));
       if (!s.has("vm")) (void)vm.proc->close(fd);
-      if (!check_errno(s, index, r.ok() ? nullptr : &r.error(), "KVM_CHECK_EXTENSION(" + s.cap + ")")) break;
+      if (!check_errno(s, index, r.ok() ? nullptr : &r.error(),
+                       "KVM_CHECK_EXTENSION(" + s.cap + ")"))
+        break;
       if (s.expect.has("value") && static_cast<uint64_t>(*r) != s.expect.value)
-        log_.failed(s, index, s.cap + " returned " + std::to_string(*r) + ", expected " + std::to_string(s.expect.value));
+        log_.failed(s, index,
+                    s.cap + " returned " + std::to_string(*r) + ", expected " +
+                        std::to_string(s.expect.value));
       else
         log_.met(s, index);
       break;
@@ -184,7 +202,8 @@ Cycles StepExecutor::execute(size_t index) {
       r.guest_phys_addr = s.gpa;
       r.memory_size = s.size;
       r.userspace_addr = userspace_addr(s, vm);
-      status_step(kvm_.set_user_memory_region(*vm.proc, vm.vm_fd, &r), "KVM_SET_USER_MEMORY_REGION");
+      status_step(kvm_.set_user_memory_region(*vm.proc, vm.vm_fd, &r),
+                  "KVM_SET_USER_MEMORY_REGION");
       break;
     }
     case StepOp::kSetUserMemoryRegion2:
@@ -213,7 +232,8 @@ Cycles StepExecutor::execute(size_t index) {
       } else {
         r.guest_memfd = ~0u;
       }
-      status_step(kvm_.set_user_memory_region2(*vm.proc, vm.vm_fd, &r), "KVM_SET_USER_MEMORY_REGION2");
+      status_step(kvm_.set_user_memory_region2(*vm.proc, vm.vm_fd, &r),
+                  "KVM_SET_USER_MEMORY_REGION2");
       break;
     }
     case StepOp::kCreateGuestMemfd: {
@@ -233,7 +253,8 @@ Cycles StepExecutor::execute(size_t index) {
       kvm_memory_attributes a;
       a.address = s.gpa;
       a.size = s.size;
-      a.attributes = config::parse_step_flags(s.op, s.attributes, true, nullptr).value_or(0);  // validated at load
+      a.attributes = config::parse_step_flags(s.op, s.attributes, true, nullptr)
+                         .value_or(0);  // validated at load
       a.flags = flags;
       status_step(kvm_.set_memory_attributes(*vm.proc, vm.vm_fd, &a), "KVM_SET_MEMORY_ATTRIBUTES");
       break;
@@ -253,7 +274,9 @@ Cycles StepExecutor::execute(size_t index) {
       r.gpa = s.gpa;
       r.size = s.size;
       r.flags = flags;
-      const int fd = vm.vmm && s.vcpu < vm.vmm->num_vcpus() ? vm.vmm->vcpu_fd(static_cast<unsigned>(s.vcpu)) : -1;
+      const int fd = vm.vmm && s.vcpu < vm.vmm->num_vcpus()
+                         ? vm.vmm->vcpu_fd(static_cast<unsigned>(s.vcpu))
+                         : -1;
       if (fd < 0) {
         log_.failed(s, index, "the VM has no vCPU " + std::to_string(s.vcpu));
         break;
@@ -261,9 +284,12 @@ Cycles StepExecutor::execute(size_t index) {
       Status st = kvm_.pre_fault_memory(*vm.proc, fd, &r);
       if (!check_errno(s, index, st.ok() ? nullptr : &st.error(), "KVM_PRE_FAULT_MEMORY")) break;
       if (s.expect.has("gpa") && r.gpa != s.expect.gpa)
-        log_.failed(s, index, "gpa after the call is " + hex(r.gpa) + ", expected " + hex(s.expect.gpa));
+        log_.failed(s, index,
+                    "gpa after the call is " + hex(r.gpa) + ", expected " + hex(s.expect.gpa));
       else if (s.expect.has("size") && r.size != s.expect.size)
-        log_.failed(s, index, "size left after the call is " + std::to_string(r.size) + ", expected " + std::to_string(s.expect.size));
+        log_.failed(s, index,
+                    "size left after the call is " + std::to_string(r.size) + ", expected " +
+                        std::to_string(s.expect.size));
       else
         log_.met(s, index);
       break;
@@ -276,14 +302,16 @@ Cycles StepExecutor::execute(size_t index) {
         break;
       }
       const int mode = s.flags.empty() ? FALLOC_FL_KEEP_SIZE : static_cast<int>(flags);
-      status_step(kvm_.fallocate(*g.proc, g.fd, mode, static_cast<int64_t>(s.offset), static_cast<int64_t>(s.size)),
+      status_step(kvm_.fallocate(*g.proc, g.fd, mode, static_cast<int64_t>(s.offset),
+                                 static_cast<int64_t>(s.size)),
                   "fallocate");
       break;
     }
     case StepOp::kClose: {
       if (s.has("guest_memfd")) {
         GmemHandle g = gmem(s.guest_memfd);
-        status_step(g.proc ? g.proc->close(g.fd) : Status(Errno::kEBADF), "close(" + s.guest_memfd + ")");
+        status_step(g.proc ? g.proc->close(g.fd) : Status(Errno::kEBADF),
+                    "close(" + s.guest_memfd + ")");
         gmems_.erase(s.guest_memfd);
         closed_.insert(s.guest_memfd);
       } else {
@@ -300,8 +328,10 @@ Cycles StepExecutor::execute(size_t index) {
         if (check_errno(s, index, &e, "read/write")) log_.met(s, index);
         break;
       }
-      auto r = s.op == StepOp::kGmemRead ? kvm_.read(*g.proc, g.fd, s.size) : kvm_.write(*g.proc, g.fd, s.size);
-      if (check_errno(s, index, r.ok() ? nullptr : &r.error(), s.op == StepOp::kGmemRead ? "read" : "write"))
+      auto r = s.op == StepOp::kGmemRead ? kvm_.read(*g.proc, g.fd, s.size)
+                                         : kvm_.write(*g.proc, g.fd, s.size);
+      if (check_errno(s, index, r.ok() ? nullptr : &r.error(),
+                      s.op == StepOp::kGmemRead ? "read" : "write"))
         log_.met(s, index);
       break;
     }
@@ -325,7 +355,9 @@ Cycles StepExecutor::execute(size_t index) {
       auto r = kvm_.fstat(*g.proc, g.fd);
       if (!check_errno(s, index, r.ok() ? nullptr : &r.error(), "fstat")) break;
       if (s.expect.has("size") && static_cast<uint64_t>(r->st_size) != s.expect.size)
-        log_.failed(s, index, "st_size is " + std::to_string(r->st_size) + ", expected " + std::to_string(s.expect.size));
+        log_.failed(s, index,
+                    "st_size is " + std::to_string(r->st_size) + ", expected " +
+                        std::to_string(s.expect.size));
       else
         log_.met(s, index);
       break;
@@ -347,14 +379,17 @@ Cycles StepExecutor::execute(size_t index) {
         log_.failed(s, index, "discard_shared needs a VM set up by the VMM (declared in /vms)");
         break;
       }
-      status_step(vm.vmm->mm().madvise_dontneed(vm.vmm->hva_of(Gpa(s.gpa)), s.size), "madvise(MADV_DONTNEED)");
+      status_step(vm.vmm->mm().madvise_dontneed(vm.vmm->hva_of(Gpa(s.gpa)), s.size),
+                  "madvise(MADV_DONTNEED)");
       break;
     }
     case StepOp::kHostRead:
     case StepOp::kHostWrite: {
       VmHandle& vm = vm_for(s);
       if (!vm.vmm || vm.vmm->region_of(Gpa(s.gpa)) < 0) {
-        log_.failed(s, index, "gpa " + hex(s.gpa) + " is not in a RAM region of the VM, so it has no shared backing");
+        log_.failed(
+            s, index,
+            "gpa " + hex(s.gpa) + " is not in a RAM region of the VM, so it has no shared backing");
         break;
       }
       std::vector<uint8_t> buf(s.size);
@@ -368,7 +403,8 @@ Cycles StepExecutor::execute(size_t index) {
         fill_pattern(s.pattern, s.value, s.gpa, buf);
         status_step(vm.vmm->mm().write(h, buf), "host write");
       }
-      kvm_.charge(Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) + 1));  // memcpy at the memory bandwidth
+      kvm_.charge(Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) +
+                         1));  // memcpy at the memory bandwidth
       break;
     }
     case StepOp::kGmemMmap: {
@@ -415,16 +451,22 @@ Cycles StepExecutor::execute(size_t index) {
         fill_pattern(s.pattern, s.value, s.offset, buf);
         r = it->second.file->host_write(it->second.map, s.offset, buf);
       }
-      if (!check_errno(s, index, r.ok() ? nullptr : &r.error(), s.op == StepOp::kMapRead ? "read through the mapping" : "write through the mapping"))
+      if (!check_errno(
+              s, index, r.ok() ? nullptr : &r.error(),
+              s.op == StepOp::kMapRead ? "read through the mapping" : "write through the mapping"))
         break;
-      const char* sig = r->signal == Signal::kSigbus ? "SIGBUS" : r->signal == Signal::kSigsegv ? "SIGSEGV" : "none";
+      const char* sig = r->signal == Signal::kSigbus    ? "SIGBUS"
+                        : r->signal == Signal::kSigsegv ? "SIGSEGV"
+                                                        : "none";
       const std::string want = s.expect.has("signal") ? s.expect.signal : "none";
       if (want != sig) {
         log_.failed(s, index, std::string("the access got signal ") + sig + ", expected " + want);
         break;
       }
-      if (s.op == StepOp::kMapRead && r->signal == Signal::kNone) check_data(s, index, s.offset, buf);
-      else log_.met(s, index);
+      if (s.op == StepOp::kMapRead && r->signal == Signal::kNone)
+        check_data(s, index, s.offset, buf);
+      else
+        log_.met(s, index);
       break;
     }
     case StepOp::kHostileMap:
@@ -434,14 +476,23 @@ Cycles StepExecutor::execute(size_t index) {
       // A private GPA of a VM with a private root (TDX) is translated by its Secure EPT, which
       // lives in TD-private memory: the host kernel can read the frame behind it (to map it
       // elsewhere) but cannot write the S-EPT (tdx-snp.md A2; changes go through SEAMCALLs only).
-      const bool priv = vm && vm->backend().has_private_root() && vm->backend().translates_privately(*vm, Gpa(s.gpa));
+      const bool priv = vm && vm->backend().has_private_root() &&
+                        vm->backend().translates_privately(*vm, Gpa(s.gpa));
       if (priv && s.op == StepOp::kHostileUnmapNoFlush) {
-        log_.failed(s, index, "gpa " + hex(s.gpa) + " of " + s.vm + " is private and translated by the Secure EPT, which the host cannot write (only TDH.MEM.* SEAMCALLs change it; use the shared side, gpa | SHARED bit)");
+        log_.failed(
+            s, index,
+            "gpa " + hex(s.gpa) + " of " + s.vm +
+                " is private and translated by the Secure EPT, which the host cannot write (only "
+                "TDH.MEM.* SEAMCALLs change it; use the shared side, gpa | SHARED bit)");
         break;
       }
-      const Stage2Lookup lk = !vm ? Stage2Lookup{} : priv ? vm->backend().lookup_private(*vm, Gpa(s.gpa)) : vm->stage2().lookup(Gpa(s.gpa));
+      const Stage2Lookup lk = !vm    ? Stage2Lookup{}
+                              : priv ? vm->backend().lookup_private(*vm, Gpa(s.gpa))
+                                     : vm->stage2().lookup(Gpa(s.gpa));
       if (!vm || !lk.mapped()) {
-        log_.failed(s, index, "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
+        log_.failed(
+            s, index,
+            "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
         break;
       }
       const Gfn gfn = gpa_to_gfn(Gpa(s.gpa));
@@ -452,13 +503,16 @@ Cycles StepExecutor::execute(size_t index) {
           log_.failed(s, index, "VM \"" + s.to_vm + "\" does not exist yet when this step runs");
           break;
         }
-        Status st = to->stage2().map(gfn_to_gpa(gfn), lk.pfn_for(Gpa(s.gpa)), PageSize::k4K, kPermsRWX);
+        Status st =
+            to->stage2().map(gfn_to_gpa(gfn), lk.pfn_for(Gpa(s.gpa)), PageSize::k4K, kPermsRWX);
         if (!st.ok()) {
-          log_.failed(s, index, "the hostile mapping could not be written: " + st.error().to_string());
+          log_.failed(s, index,
+                      "the hostile mapping could not be written: " + st.error().to_string());
           break;
         }
         to->note_changed(GfnRange{gfn, gfn + 1});
-        to->mem().note(lk.pfn_for(Gpa(s.gpa)), FrameEventKind::kHostileMap, to->principal(), kNobody, gfn.value());
+        to->mem().note(lk.pfn_for(Gpa(s.gpa)), FrameEventKind::kHostileMap, to->principal(),
+                       kNobody, gfn.value());
       } else {
         (void)vm->stage2().unmap(lk.base, lk.size());
         vm->note_changed(GfnRange{gpa_to_gfn(lk.base), gpa_to_gfn(lk.base) + frames_of(lk.size())});
@@ -474,9 +528,13 @@ Cycles StepExecutor::execute(size_t index) {
       Vm* vm = kvm_.vm_of(*target.proc, target.vm_fd);
       const Gpa g(s.gpa);
       Stage2Lookup lk;
-      if (vm) lk = vm->backend().translates_privately(*vm, g) ? vm->backend().lookup_private(*vm, g) : vm->stage2().lookup(g);
+      if (vm)
+        lk = vm->backend().translates_privately(*vm, g) ? vm->backend().lookup_private(*vm, g)
+                                                        : vm->stage2().lookup(g);
       if (!vm || !lk.mapped()) {
-        log_.failed(s, index, "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
+        log_.failed(
+            s, index,
+            "nothing is mapped at gpa " + hex(s.gpa) + " of the VM to attack (fault it in first)");
         break;
       }
       const Hpa hpa = Hpa(pfn_to_hpa(lk.pfn_for(g)).value() + (s.gpa & (kPageBytes - 1)));
@@ -492,18 +550,21 @@ Cycles StepExecutor::execute(size_t index) {
       } else {
         const IntegrityResult r = mem.read_keyed(hpa, buf, 0);
         const Pfn frame = hpa_to_pfn(hpa);
-        if (on_plaintext_read && !r.poisoned && !r.zeroed && !r.key_mismatch && mem.meta(frame).label != kHostKernel &&
-            mem.meta(frame).label != kNobody)
+        if (on_plaintext_read && !r.poisoned && !r.zeroed && !r.key_mismatch &&
+            mem.meta(frame).label != kHostKernel && mem.meta(frame).label != kNobody)
           on_plaintext_read(kvm::PlaintextRead{frame, kHostKernel, mem.meta(frame).label});
         if (r.poisoned)
-          log_.failed(s, index, "the host kernel consumed poison at hpa " + hex(r.poison_address.value()) + " (#MC in the host)");
+          log_.failed(s, index,
+                      "the host kernel consumed poison at hpa " + hex(r.poison_address.value()) +
+                          " (#MC in the host)");
         else if (s.expect.has("violation") && !s.expect.has("pattern") && !s.expect.has("value"))
           ;  // the checker reports it
         else
           check_data(s, index, s.gpa, buf);
       }
       const double bw = kvm_.config().costs.zero_bytes_per_cycle;
-      kvm_.charge(Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) + 1));
+      kvm_.charge(
+          Cycles(static_cast<uint64_t>(static_cast<double>(s.size) / (bw > 0 ? bw : 1)) + 1));
       break;
     }
     default:
@@ -516,7 +577,8 @@ Cycles StepExecutor::execute(size_t index) {
 // ---------------------------------------------------------------------------------------------
 // Guest side
 
-std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes, bool to_private) {
+std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes,
+                                          bool to_private) {
   // default and sw_protected share KVM_HC_MAP_GPA_RANGE; SNP will add its ABI.
   GuestOp op;
   op.kind = OpKind::kHypercall;
@@ -531,13 +593,19 @@ std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t by
   op.nr = KVM_HC_MAP_GPA_RANGE;
   op.args[0] = gpa.value();
   op.args[1] = bytes >> kPageShift;
-  op.args[2] = (to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) | KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+  op.args[2] = (to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) |
+               KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
   return {op};
 }
 
-StepProgram::StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps, uint32_t vm_type,
-                         uint64_t frequency_hz, ExpectationLog& log, std::map<std::string, uint64_t> barrier_ids)
-    : sc_(sc), steps_(std::move(steps)), vm_type_(vm_type), frequency_hz_(frequency_hz), log_(log),
+StepProgram::StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps,
+                         uint32_t vm_type, uint64_t frequency_hz, ExpectationLog& log,
+                         std::map<std::string, uint64_t> barrier_ids)
+    : sc_(sc),
+      steps_(std::move(steps)),
+      vm_type_(vm_type),
+      frequency_hz_(frequency_hz),
+      log_(log),
       barrier_ids_(std::move(barrier_ids)) {
   std::vector<GuestOp> tmp;
   for (size_t i : steps_) {
@@ -578,13 +646,16 @@ void StepProgram::expand(size_t index, std::vector<GuestOp>& out) const {
       out.push_back(op);
       break;
     }
-    case StepOp::kCompute: out.push_back(GuestOp::compute(s.cycles)); break;
+    case StepOp::kCompute:
+      out.push_back(GuestOp::compute(s.cycles));
+      break;
     case StepOp::kGuestIo: {
       // TD guest I/O through the bounce buffer (swiotlb): read the private data, copy it into
       // the shared buffer at its shared alias (gpa | S, bit 47 with GPAW 48). The copy is a
       // store of the same pattern at the buffer's address: patterns are keyed by address.
       uint64_t bounce = 0;
-      const std::string vmn = sc_.steps[index].actor.substr(0, sc_.steps[index].actor.rfind(".cpu"));
+      const std::string vmn =
+          sc_.steps[index].actor.substr(0, sc_.steps[index].actor.rfind(".cpu"));
       for (const auto& vm : sc_.vms)
         if (vm.name == vmn) bounce = vm.tdx.bounce_buffer.gpa + s.offset;
       for (uint64_t off = 0; off < s.size; off += kPageBytes) {
@@ -593,13 +664,15 @@ void StepProgram::expand(size_t index, std::vector<GuestOp>& out) const {
         ld.pattern = s.pattern;
         ld.value = s.value;
         out.push_back(ld);
-        out.push_back(GuestOp::store(Gpa((bounce + off) | (uint64_t{1} << 47)), static_cast<uint32_t>(kPageBytes), s.value, s.pattern));
+        out.push_back(GuestOp::store(Gpa((bounce + off) | (uint64_t{1} << 47)),
+                                     static_cast<uint32_t>(kPageBytes), s.value, s.pattern));
       }
       break;
     }
     case StepOp::kWait: {
       // Spend the time, then synchronise so that it shows in global time.
-      const uint64_t cycles = static_cast<uint64_t>(static_cast<double>(s.time_ns) * 1e-9 * static_cast<double>(frequency_hz_));
+      const uint64_t cycles = static_cast<uint64_t>(static_cast<double>(s.time_ns) * 1e-9 *
+                                                    static_cast<double>(frequency_hz_));
       out.push_back(GuestOp::compute(cycles));
       out.push_back(GuestOp::fence());
       break;
@@ -611,7 +684,8 @@ void StepProgram::expand(size_t index, std::vector<GuestOp>& out) const {
       out.push_back(op);
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -683,7 +757,8 @@ void StepProgram::on_stop(std::string_view reason) {
   }
   // Steps after a stop never run.
   for (size_t i = pos_; i < steps_.size(); ++i)
-    log_.failed(sc_.steps[steps_[i]], steps_[i], "not run: the vCPU stopped at step " + std::to_string(cur_.step));
+    log_.failed(sc_.steps[steps_[i]], steps_[i],
+                "not run: the vCPU stopped at step " + std::to_string(cur_.step));
   pos_ = steps_.size();
   have_cur_ = false;
 }
@@ -701,32 +776,39 @@ void StepProgram::finish_step(bool stopped, const OpResult*) {
       if (e.reason == want) hit = &e;
     if (!hit) {
       std::string seen;
-      for (const auto& e : exits_) seen += (seen.empty() ? "" : ", ") + std::string(exit_reason_name(e.reason));
-      wrong.push_back("no " + s.expect.exit + " exit (saw: " + (seen.empty() ? "none" : seen) + ")");
+      for (const auto& e : exits_)
+        seen += (seen.empty() ? "" : ", ") + std::string(exit_reason_name(e.reason));
+      wrong.push_back("no " + s.expect.exit + " exit (saw: " + (seen.empty() ? "none" : seen) +
+                      ")");
     } else {
       if (s.expect.has("exit_flags")) {
         const bool priv = hit->flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
         if ((s.expect.exit_flags == "PRIVATE") != priv)
-          wrong.push_back(std::string("exit flags ") + (priv ? "PRIVATE" : "0") + ", expected " + s.expect.exit_flags);
+          wrong.push_back(std::string("exit flags ") + (priv ? "PRIVATE" : "0") + ", expected " +
+                          s.expect.exit_flags);
       }
       if (s.expect.has("exit_gpa") && hit->gpa != s.expect.exit_gpa)
         wrong.push_back("exit gpa " + hex(hit->gpa) + ", expected " + hex(s.expect.exit_gpa));
       if (s.expect.has("exit_size") && hit->size != s.expect.exit_size)
-        wrong.push_back("exit size " + std::to_string(hit->size) + ", expected " + std::to_string(s.expect.exit_size));
+        wrong.push_back("exit size " + std::to_string(hit->size) + ", expected " +
+                        std::to_string(s.expect.exit_size));
     }
   }
   if (s.expect.has("violation")) {
     std::stringstream in(s.expect.violation);
     for (std::string id; std::getline(in, id, '|');)
-      if (!id.empty() && !violations_seen_.count(id)) wrong.push_back("the checker did not catch a violation of " + id);
+      if (!id.empty() && !violations_seen_.count(id))
+        wrong.push_back("the checker did not catch a violation of " + id);
   }
   if (!stopped && any_mismatch_)
     wrong.push_back("the data read back does not match the expected pattern");
   if (!stopped && s.expect.has("ret") && (!have_ret_ || last_ret_ != s.expect.ret))
-    wrong.push_back("the guest got " + std::to_string(static_cast<int64_t>(last_ret_)) + ", expected " +
-                    std::to_string(static_cast<int64_t>(s.expect.ret)));
-  if (!stopped && !s.expect.has("ret") && s.op == StepOp::kGuestConvert && have_ret_ && last_ret_ != 0)
-    wrong.push_back("the conversion request returned " + std::to_string(static_cast<int64_t>(last_ret_)) +
+    wrong.push_back("the guest got " + std::to_string(static_cast<int64_t>(last_ret_)) +
+                    ", expected " + std::to_string(static_cast<int64_t>(s.expect.ret)));
+  if (!stopped && !s.expect.has("ret") && s.op == StepOp::kGuestConvert && have_ret_ &&
+      last_ret_ != 0)
+    wrong.push_back("the conversion request returned " +
+                    std::to_string(static_cast<int64_t>(last_ret_)) +
                     " (add expect.ret to expect a failure)");
   if (stopped && !(s.expect.has("stops") && s.expect.stops)) return;  // on_stop logs it
   if (wrong.empty()) {

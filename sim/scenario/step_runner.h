@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,7 +53,8 @@ struct VmHandle {
 
 class StepExecutor {
  public:
-  StepExecutor(kvm::Kvm& kvm, const config::ScenarioConfig& sc, std::vector<vmm::Vmm*> vmms, ExpectationLog& log);
+  StepExecutor(kvm::Kvm& kvm, const config::ScenarioConfig& sc, std::vector<vmm::Vmm*> vmms,
+               ExpectationLog& log);
   // Process exit unmaps what the host actor still has mapped.
   ~StepExecutor();
 
@@ -78,8 +79,10 @@ class StepExecutor {
   VmHandle& vm_for(const config::StepConfig& s);
   GmemHandle gmem(const std::string& name);
   // Compares an errno outcome with the step's expectation; true if met (and logged).
-  bool check_errno(const config::StepConfig& s, size_t index, const Error* err, const std::string& what);
-  void check_data(const config::StepConfig& s, size_t index, uint64_t addr, std::span<const uint8_t> data);
+  bool check_errno(const config::StepConfig& s, size_t index, const Error* err,
+                   const std::string& what);
+  void check_data(const config::StepConfig& s, size_t index, uint64_t addr,
+                  std::span<const uint8_t> data);
   uint64_t userspace_addr(const config::StepConfig& s, VmHandle& vm);
 
   kvm::Kvm& kvm_;
@@ -98,8 +101,9 @@ class StepExecutor {
 // note_exit.
 class StepProgram final : public GuestProgram {
  public:
-  StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps, uint32_t vm_type, uint64_t frequency_hz,
-              ExpectationLog& log, std::map<std::string, uint64_t> barrier_ids);
+  StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps, uint32_t vm_type,
+              uint64_t frequency_hz, ExpectationLog& log,
+              std::map<std::string, uint64_t> barrier_ids);
   bool next(GuestOp& op) override;
   uint64_t expected_ops() const override { return ops_total_; }
   bool wants_results() const override { return true; }
@@ -114,7 +118,9 @@ class StepProgram final : public GuestProgram {
   // True if the vCPU stopped at a step that expected it.
   bool stop_expected() const { return stop_expected_; }
   // The scenario step this vCPU is executing, if any (violation reports).
-  std::optional<size_t> current_step() const { return have_cur_ ? std::optional<size_t>(cur_.step) : std::nullopt; }
+  std::optional<size_t> current_step() const {
+    return have_cur_ ? std::optional<size_t>(cur_.step) : std::nullopt;
+  }
   // Called with the scenario step index each time this program finishes a step (after its
   // last operation's result, or when the vCPU stopped in it).
   std::function<void(size_t)> on_step_done;
@@ -153,6 +159,7 @@ class StepProgram final : public GuestProgram {
 
 // The guest kernel's conversion request in the backend's ABI (kvm-guest-memfd.md §11): for
 // default and sw_protected VMs, KVM_HC_MAP_GPA_RANGE.
-std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes, bool to_private);
+std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes,
+                                          bool to_private);
 
 }  // namespace cvmsim::scenario

@@ -29,11 +29,14 @@ std::unique_ptr<tdx::TdxHost> make_tdx_host(const config::ScenarioConfig& sc, Ph
   // KVM_TDX_INIT_VM's attributes and the TD's mapping options, per VM.
   for (const auto& vmc : sc.vms)
     if (vmc.type == kvm::KVM_X86_TDX_VM)
-      host->set_td_options(vmc.name, tdx::TdxTdOptions{vmc.tdx.sept_ve_disable, vmc.tdx.huge_private, vmc.tdx.accept_interrupt_cycles});
+      host->set_td_options(vmc.name,
+                           tdx::TdxTdOptions{vmc.tdx.sept_ve_disable, vmc.tdx.huge_private,
+                                             vmc.tdx.accept_interrupt_cycles});
   return host;
 }
 
-std::unique_ptr<guest::TdxGuestKernel> boot_tdx_guest(tdx::KvmTdxBackend& td, const config::VmConfig& vmc) {
+std::unique_ptr<guest::TdxGuestKernel> boot_tdx_guest(tdx::KvmTdxBackend& td,
+                                                      const config::VmConfig& vmc) {
   guest::TdxGuestKernelConfig gk;
   gk.accept = vmc.tdx.accept;
   for (const auto& r : vmc.memory)
@@ -41,7 +44,8 @@ std::unique_ptr<guest::TdxGuestKernel> boot_tdx_guest(tdx::KvmTdxBackend& td, co
   gk.bounce_buffer = guest::GpaRange{Gpa(vmc.tdx.bounce_buffer.gpa), vmc.tdx.bounce_buffer.size};
   auto kernel = std::make_unique<guest::TdxGuestKernel>(std::move(gk));
   td.set_guest_side(kernel.get());
-  if (std::string err = kernel->boot(td, 0); !err.empty()) throw std::runtime_error("booting TD " + vmc.name + ": " + err);
+  if (std::string err = kernel->boot(td, 0); !err.empty())
+    throw std::runtime_error("booting TD " + vmc.name + ": " + err);
   return kernel;
 }
 

@@ -27,6 +27,7 @@ std::unique_ptr<tdx::TdxHost> make_tdx_host(const config::ScenarioConfig& sc, Ph
 // guest side (#VE, MapGPA completions) and booted on vCPU 0 (accept "boot": every private region
 // accepted now). Call it after TDH.MR.FINALIZE. Throws std::runtime_error naming the TD if the
 // boot fails. The kernel must outlive the VM's vCPUs.
-std::unique_ptr<guest::TdxGuestKernel> boot_tdx_guest(tdx::KvmTdxBackend& td, const config::VmConfig& vmc);
+std::unique_ptr<guest::TdxGuestKernel> boot_tdx_guest(tdx::KvmTdxBackend& td,
+                                                      const config::VmConfig& vmc);
 
 }  // namespace cvmsim::scenario

@@ -9,7 +9,8 @@ namespace {
 class Collector final : public StatVisitor {
  public:
   Collector(const std::string& prefix, std::vector<StatEntry>* out) : prefix_(prefix), out_(out) {}
-  void counter(std::string_view n, const uint64_t& v, std::string_view u, std::string_view d) override {
+  void counter(std::string_view n, const uint64_t& v, std::string_view u,
+               std::string_view d) override {
     out_->push_back({name(n), v, std::string(u), std::string(d)});
   }
   void value(std::string_view n, const double& v, std::string_view u, std::string_view d) override {
@@ -17,7 +18,9 @@ class Collector final : public StatVisitor {
   }
 
  private:
-  std::string name(std::string_view n) const { return prefix_.empty() ? std::string(n) : prefix_ + "." + std::string(n); }
+  std::string name(std::string_view n) const {
+    return prefix_.empty() ? std::string(n) : prefix_ + "." + std::string(n);
+  }
   const std::string& prefix_;
   std::vector<StatEntry>* out_;
 };
@@ -52,7 +55,8 @@ void StatsRegistry::add(std::string prefix, Describe describe) {
   groups_.emplace_back(std::move(prefix), std::move(describe));
 }
 
-void StatsRegistry::add_host(std::string name, double value, std::string unit, std::string description) {
+void StatsRegistry::add_host(std::string name, double value, std::string unit,
+                             std::string description) {
   host_.push_back({std::move(name), value, std::move(unit), std::move(description)});
 }
 
@@ -65,7 +69,8 @@ std::vector<StatEntry> StatsRegistry::snapshot() const {
   return out;
 }
 
-std::string StatsRegistry::to_json(const std::vector<std::pair<std::string, std::string>>& run_info) const {
+std::string StatsRegistry::to_json(
+    const std::vector<std::pair<std::string, std::string>>& run_info) const {
   nlohmann::ordered_json j;
   auto& run = j["run"];
   run = nlohmann::ordered_json::object();
@@ -82,8 +87,8 @@ std::string StatsRegistry::to_json(const std::vector<std::pair<std::string, std:
 std::string StatsRegistry::to_csv() const {
   std::string out = "section,name,value,unit,description\n";
   auto row = [&](const char* section, const StatEntry& e) {
-    out += std::string(section) + "," + csv_field(e.name) + "," + value_text(e) + "," + csv_field(e.unit) + "," +
-           csv_field(e.description) + "\n";
+    out += std::string(section) + "," + csv_field(e.name) + "," + value_text(e) + "," +
+           csv_field(e.unit) + "," + csv_field(e.description) + "\n";
   };
   for (const auto& e : snapshot()) row("stats", e);
   for (const auto& e : host_) row("host", e);

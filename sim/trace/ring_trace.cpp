@@ -1,6 +1,5 @@
 #include "sim/trace/ring_trace.h"
 
-
 namespace cvmsim {
 
 namespace {
@@ -15,8 +14,8 @@ void append_u64(std::string& s, uint64_t v) {
   while (n) s.push_back(b[--n]);
 }
 
-void format_into(std::string& s, uint64_t time_ps, std::string_view component, std::string_view event,
-                 std::string_view details) {
+void format_into(std::string& s, uint64_t time_ps, std::string_view component,
+                 std::string_view event, std::string_view details) {
   s.clear();
   append_u64(s, time_ps / 1000);
   const unsigned frac = static_cast<unsigned>(time_ps % 1000);
@@ -40,7 +39,8 @@ void RingTrace::event(uint64_t time_ps, std::string_view component, std::string_
                       std::string_view details) {
   if (inner_.enabled()) inner_.event(time_ps, component, event, details);
   if (ring_.empty()) return;
-  format_into(ring_[count_ % ring_.size()], time_ps, component, event, details);  // reuses the slot's buffer
+  format_into(ring_[count_ % ring_.size()], time_ps, component, event,
+              details);  // reuses the slot's buffer
   ++count_;
 }
 

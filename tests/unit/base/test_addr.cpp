@@ -20,7 +20,9 @@ static_assert(!std::is_convertible_v<Iova, Gpa>);
 static_assert(!std::is_constructible_v<GmemOffset, Gpa>);
 // Comparison across spaces must not compile either.
 template <class A, class B>
-concept EqualityComparableWith = requires(A a, B b) { a == b; };
+concept EqualityComparableWith = requires(A a, B b) {
+  a == b;
+};
 static_assert(!EqualityComparableWith<Gfn, Pfn>);
 static_assert(!EqualityComparableWith<Gpa, Hpa>);
 static_assert(EqualityComparableWith<Gfn, Gfn>);

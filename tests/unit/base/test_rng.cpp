@@ -7,7 +7,8 @@
 using namespace cvmsim;
 
 TEST_CASE("rng streams depend on seed and hierarchical name only") {
-  Rng a(42, "platform.cpu0"), b(42, "platform.cpu0"), c(42, "platform.cpu1"), d(43, "platform.cpu0");
+  Rng a(42, "platform.cpu0"), b(42, "platform.cpu0"), c(42, "platform.cpu1"),
+      d(43, "platform.cpu0");
   std::vector<uint64_t> va, vb, vc, vd;
   for (int i = 0; i < 16; ++i) {
     va.push_back(a.next());

@@ -9,8 +9,8 @@ namespace {
 
 // A door: OPEN/CLOSED/LOCKED; open, close, lock, unlock; OK or JAMMED.
 sm::Machine& door() {
-  static sm::Machine m("test.door", "a door", "none", {"OPEN", "CLOSED", "LOCKED"}, {"open", "close", "lock", "unlock"},
-                       {"OK", "JAMMED"},
+  static sm::Machine m("test.door", "a door", "none", {"OPEN", "CLOSED", "LOCKED"},
+                       {"open", "close", "lock", "unlock"}, {"OK", "JAMMED"},
                        {
                            {{"CLOSED"}, "open", "OK", "OPEN", "door spec 1"},
                            {{"OPEN"}, "close", "OK", "CLOSED", "door spec 2"},
@@ -43,7 +43,8 @@ TEST_CASE("state machine: rules become an indexed, deterministic table") {
   REQUIRE(j != sm::Machine::kNone);
   CHECK(m.transitions()[j].to == m.state_index("LOCKED"));
   // Not declared.
-  CHECK(m.find(m.state_index("OPEN"), m.op_index("lock"), m.outcome_index("OK")) == sm::Machine::kNone);
+  CHECK(m.find(m.state_index("OPEN"), m.op_index("lock"), m.outcome_index("OK")) ==
+        sm::Machine::kNone);
   CHECK(m.find(99, 0, 0) == sm::Machine::kNone);
   CHECK(m.describe(m.transitions()[t]) == "CLOSED --lock/OK--> LOCKED");
 }
@@ -76,8 +77,10 @@ TEST_CASE("state machine: malformed rules are reported, not silently dropped") {
 TEST_CASE("state machine: recording counts declared transitions and flags undeclared ones") {
   sm::Machine& m = door();
   m.reset_counts();
-  const unsigned open = m.state_index("OPEN"), closed = m.state_index("CLOSED"), locked = m.state_index("LOCKED");
-  const unsigned op_close = m.op_index("close"), op_lock = m.op_index("lock"), ok = m.outcome_index("OK");
+  const unsigned open = m.state_index("OPEN"), closed = m.state_index("CLOSED"),
+                 locked = m.state_index("LOCKED");
+  const unsigned op_close = m.op_index("close"), op_lock = m.op_index("lock"),
+                 ok = m.outcome_index("OK");
   m.record(open, op_close, ok, closed);
   m.record(open, op_close, ok, closed);
   m.record(closed, op_lock, ok, locked);
@@ -112,9 +115,11 @@ TEST_CASE("state machine: DOT drawing, coloured by coverage") {
   CHECK(plain.find("JAMMED") == std::string::npos);  // refusal self-loops hidden
   CHECK(plain.find("darkgreen") == std::string::npos);
   const std::string all = sm::to_dot(m, false, true);
-  CHECK(all.find("\"OPEN\" -> \"OPEN\" [label=\"open: JAMMED\", style=dotted]") != std::string::npos);
+  CHECK(all.find("\"OPEN\" -> \"OPEN\" [label=\"open: JAMMED\", style=dotted]") !=
+        std::string::npos);
   const std::string col = sm::to_dot(m, true, false);
-  CHECK(col.find("\"CLOSED\" -> \"LOCKED\" [label=\"lock [1]\", color=\"darkgreen\"") != std::string::npos);
+  CHECK(col.find("\"CLOSED\" -> \"LOCKED\" [label=\"lock [1]\", color=\"darkgreen\"") !=
+        std::string::npos);
   CHECK(col.find("\"OPEN\" -> \"CLOSED\" [label=\"close\", color=\"grey60\"") != std::string::npos);
   m.reset_counts();
 }

@@ -4,10 +4,10 @@
 // reported to the read observer.
 #include <catch2/catch.hpp>
 
+#include <tuple>
 #include "../mmu/test_support.h"
 #include "hw/base/principal.h"
 #include "hw/cpu/functional_cpu.h"
-#include <tuple>
 
 using namespace cvmsim;
 using cvmsim::test::BumpAllocator;
@@ -30,15 +30,20 @@ struct Handler final : ExitHandler {
       return a;
     }
     ++faults;
-    if (fix) REQUIRE(table->map(e.gpa.align_down(PageSize::k4K), Pfn(0x200 + (e.gpa.value() >> kPageShift)),
-                                PageSize::k4K, kPermsRW).ok());
+    if (fix)
+      REQUIRE(table
+                  ->map(e.gpa.align_down(PageSize::k4K), Pfn(0x200 + (e.gpa.value() >> kPageShift)),
+                        PageSize::k4K, kPermsRW)
+                  .ok());
     a.kind = ExitAction::kRetry;
     return a;
   }
 };
 
 struct Env {
-  Env() : mem(test::kTestMemBytes, MemMode::kData), frames(test::kTableFramesBegin, test::kTableFramesEnd) {
+  Env()
+      : mem(test::kTestMemBytes, MemMode::kData),
+        frames(test::kTableFramesBegin, test::kTableFramesEnd) {
     auto t = Stage2Table::create(mem, frames, Stage2Format::kEpt4);
     REQUIRE(t.ok());
     table = std::move(*t);
@@ -109,7 +114,9 @@ TEST_CASE("functional cpu: a load of another principal's data is reported to the
   std::vector<uint8_t> secret(64, 0x5a);
   (void)e.mem.write_keyed(pfn_to_hpa(Pfn(0x300)), secret, KeyedAccess{0, kOther, false});
   std::vector<std::tuple<uint64_t, Principal, Principal>> seen;
-  e.cpu->read_observer = [&](Pfn f, Principal reader, Principal holder) { seen.emplace_back(f.value(), reader, holder); };
+  e.cpu->read_observer = [&](Pfn f, Principal reader, Principal holder) {
+    seen.emplace_back(f.value(), reader, holder);
+  };
   REQUIRE(e.cpu->execute(GuestOp::load(Gpa(0x7000), 8)));
   REQUIRE(seen.size() == 1);
   CHECK(std::get<0>(seen[0]) == 0x300);

@@ -12,15 +12,19 @@
 #include "sim/explore/explorer.h"
 
 using namespace cvmsim;
-using cvmsim::explore::Op; using cvmsim::explore::Options; using cvmsim::explore::Outcome;
-using cvmsim::explore::shrink_sequence; using cvmsim::explore::replay; using cvmsim::explore::base_scenario;
+using cvmsim::explore::base_scenario;
+using cvmsim::explore::Op;
+using cvmsim::explore::Options;
+using cvmsim::explore::Outcome;
+using cvmsim::explore::replay;
+using cvmsim::explore::shrink_sequence;
 
 namespace {
 
 bool same(const Op& a, const Op& b) {
-  return a.op == b.op && a.actor == b.actor && a.vm == b.vm && a.to_vm == b.to_vm && a.flag == b.flag &&
-         a.gmem == b.gmem && a.slot == b.slot && a.gpa == b.gpa && a.size == b.size && a.offset == b.offset &&
-         a.value == b.value;
+  return a.op == b.op && a.actor == b.actor && a.vm == b.vm && a.to_vm == b.to_vm &&
+         a.flag == b.flag && a.gmem == b.gmem && a.slot == b.slot && a.gpa == b.gpa &&
+         a.size == b.size && a.offset == b.offset && a.value == b.value;
 }
 
 bool same(const std::vector<Op>& a, const std::vector<Op>& b) {
@@ -70,7 +74,8 @@ TEST_CASE("shrink_sequence stops after max_runs and still returns a failing sequ
   CHECK(out.size() < seq.size());  // the prefix cut alone removes the tail after the 80
 }
 
-TEST_CASE("the same seed gives the same operations, outcome and reproducer; another seed does not") {
+TEST_CASE(
+    "the same seed gives the same operations, outcome and reproducer; another seed does not") {
   Options o;
   o.backend = "sw_protected";
   o.policies = {"flush_tlb_after_zap"};
@@ -110,7 +115,8 @@ TEST_CASE("a long run regenerates its operations from the seed instead of keepin
   CHECK(kept.reproducer == regen.reproducer);
 }
 
-TEST_CASE("an unsafe TLB policy is violated, shrunk, and the shrunk sequence replays the violation") {
+TEST_CASE(
+    "an unsafe TLB policy is violated, shrunk, and the shrunk sequence replays the violation") {
   Options o;
   o.policies = {"flush_tlb_after_zap"};
   o.seed = 1;
@@ -165,7 +171,8 @@ TEST_CASE("the reproducer orders actors with barriers and loads as a valid scena
   // Between two steps of different actors there are barrier steps.
   size_t non_barrier = 0;
   for (size_t i = 1; i < steps.size(); ++i) {
-    if (steps[i].op == config::StepOp::kBarrier || steps[i - 1].op == config::StepOp::kBarrier) continue;
+    if (steps[i].op == config::StepOp::kBarrier || steps[i - 1].op == config::StepOp::kBarrier)
+      continue;
     if (steps[i].op == config::StepOp::kWait) continue;
     if (steps[i].actor != steps[i - 1].actor) ++non_barrier;
   }
@@ -188,7 +195,9 @@ TEST_CASE("bad policies and backends are named") {
 // A vCPU that stops reaches no later barrier: the reproducer orders the next actor through the
 // barrier before the stopping step (plus a wait). scenarios/explore/stop_ordering.json is this
 // test's output, replayed by `cvmsim check` in ctest; CVMSIM_REGEN=1 rewrites it.
-TEST_CASE("a stopping vCPU step is ordered without a barrier after it (scenarios/explore/stop_ordering.json)") {
+TEST_CASE(
+    "a stopping vCPU step is ordered without a barrier after it "
+    "(scenarios/explore/stop_ordering.json)") {
   using config::StepOp;
   auto mk = [](StepOp op, uint8_t actor, uint8_t vm, uint64_t gpa, uint64_t size) {
     Op o;
@@ -220,7 +229,9 @@ TEST_CASE("a stopping vCPU step is ordered without a barrier after it (scenarios
   for (const auto& out : outs) CHECK(out.violations.empty());
   config::Json doc = explore::to_scenario(base, ops, outs);
   doc["name"] = "stop_ordering";
-  doc["description"] = "tests/unit/explore: a reproducer whose vCPU stops mid-way; the host's next step joins the barrier before the stop and waits.";
+  doc["description"] =
+      "tests/unit/explore: a reproducer whose vCPU stops mid-way; the host's next step joins the "
+      "barrier before the stop and waits.";
   const std::string text = doc.dump(2) + "\n";
   // The host's step waits at the barrier before the vCPU's stopping step.
   const auto& steps = doc["steps"];
@@ -234,11 +245,14 @@ TEST_CASE("a stopping vCPU step is ordered without a barrier after it (scenarios
   }
   std::ifstream in(path);
   REQUIRE(in);
-  const std::string committed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string committed((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
   CHECK(committed == text);
 }
 
-TEST_CASE("TDX: the explorer's TDs run on the guest kernel, and a guest conversion to private accepts the pages") {
+TEST_CASE(
+    "TDX: the explorer's TDs run on the guest kernel, and a guest conversion to private accepts "
+    "the pages") {
   using config::StepOp;
   Options o;
   o.backend = "tdx";
@@ -262,8 +276,9 @@ TEST_CASE("TDX: the explorer's TDs run on the guest kernel, and a guest conversi
     op.value = 0x1234;
     return op;
   };
-  const std::vector<Op> ops = {guest(StepOp::kStore, 0x3000, false), guest(StepOp::kGuestConvert, 0x3000, false),
-                               guest(StepOp::kGuestConvert, 0x3000, true), guest(StepOp::kStore, 0x3000, false)};
+  const std::vector<Op> ops = {
+      guest(StepOp::kStore, 0x3000, false), guest(StepOp::kGuestConvert, 0x3000, false),
+      guest(StepOp::kGuestConvert, 0x3000, true), guest(StepOp::kStore, 0x3000, false)};
   std::vector<Outcome> outs;
   replay(base, ops, outs);
   REQUIRE(outs.size() == ops.size());
@@ -274,7 +289,9 @@ TEST_CASE("TDX: the explorer's TDs run on the guest kernel, and a guest conversi
   }
 }
 
-TEST_CASE("hkid_reuse: a TD torn down without CACHE.WB is found (T6) and shrunk to its lifecycle operations") {
+TEST_CASE(
+    "hkid_reuse: a TD torn down without CACHE.WB is found (T6) and shrunk to its lifecycle "
+    "operations") {
   using config::StepOp;
   Options o;
   o.backend = "tdx";
@@ -284,8 +301,11 @@ TEST_CASE("hkid_reuse: a TD torn down without CACHE.WB is found (T6) and shrunk 
   const explore::Result r = explore::explore(o);
   REQUIRE(r.violation);
   CHECK(r.violation->invariant == "T6");
-  const bool creates = std::any_of(r.shrunk.begin(), r.shrunk.end(), [](const Op& op) { return op.op == StepOp::kCreateVm; });
-  const bool closes_vm = std::any_of(r.shrunk.begin(), r.shrunk.end(), [](const Op& op) { return op.op == StepOp::kClose && op.flag; });
+  const bool creates = std::any_of(r.shrunk.begin(), r.shrunk.end(),
+                                   [](const Op& op) { return op.op == StepOp::kCreateVm; });
+  const bool closes_vm = std::any_of(r.shrunk.begin(), r.shrunk.end(), [](const Op& op) {
+    return op.op == StepOp::kClose && op.flag;
+  });
   CHECK(creates);
   CHECK(closes_vm);
   // Under the mainline policy the same operations flush before FREEID: no violation.

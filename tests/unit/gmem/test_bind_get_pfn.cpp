@@ -377,8 +377,10 @@ TEST_CASE("punch of a hwpoison folio invalidates it but never returns the frame"
   }
 }
 
-TEST_CASE("huge folios: a whole 2 MiB block gives max_order 9 and is zeroed whole; a punched page breaks it",
-          "[gmem][get_pfn][huge]") {
+TEST_CASE(
+    "huge folios: a whole 2 MiB block gives max_order 9 and is zeroed whole; a punched page breaks "
+    "it",
+    "[gmem][get_pfn][huge]") {
   GmemFixture fx;
   GmemEnv e = fx.env();
   e.huge_folios = true;
@@ -387,7 +389,8 @@ TEST_CASE("huge folios: a whole 2 MiB block gives max_order 9 and is zeroed whol
   auto made = GmemFile::create(fx.vm, args, GmemFixture::kAllFlags, e);
   REQUIRE(made.ok());
   auto f = *made;
-  REQUIRE(f->bind(fx.vm, slot(1), Gfn(0x200), 1024, 0).ok());  // gfn 0x200 is 2 MiB aligned, like index 0
+  REQUIRE(f->bind(fx.vm, slot(1), Gfn(0x200), 1024, 0)
+              .ok());  // gfn 0x200 is 2 MiB aligned, like index 0
   auto p = f->get_pfn(slot(1), Gfn(0x205), Gfn(0x200), GmemPgoff(0));
   REQUIRE(p.ok());
   CHECK(p->max_order == 9);
@@ -415,8 +418,9 @@ TEST_CASE("huge folios: a whole 2 MiB block gives max_order 9 and is zeroed whol
   CHECK(f->inode().stats().huge_folios_allocated == 1);
 }
 
-TEST_CASE("huge folios: a binding whose gfn and index are not equally aligned never gives max_order 9",
-          "[gmem][get_pfn][huge]") {
+TEST_CASE(
+    "huge folios: a binding whose gfn and index are not equally aligned never gives max_order 9",
+    "[gmem][get_pfn][huge]") {
   GmemFixture fx;
   GmemEnv e = fx.env();
   e.huge_folios = true;
@@ -427,5 +431,5 @@ TEST_CASE("huge folios: a binding whose gfn and index are not equally aligned ne
   auto p = f->get_pfn(slot(1), Gfn(0x201), Gfn(0x201), GmemPgoff(0));
   REQUIRE(p.ok());
   CHECK(f->inode().stats().huge_folios_allocated == 1);  // the file's block is huge...
-  CHECK(p->max_order == 0);                               // ...but it cannot be mapped huge here
+  CHECK(p->max_order == 0);                              // ...but it cannot be mapped huge here
 }

@@ -18,7 +18,9 @@ constexpr uint64_t k2M = uint64_t{1} << 21;
 
 struct ScriptedAbi final : tdx::TdxGuestAbi {
   // The module's answer to ACCEPT(gpa, size); default: success.
-  std::function<uint64_t(Gpa, PageSize)> status = [](Gpa, PageSize) { return tdx::status::kSuccess; };
+  std::function<uint64_t(Gpa, PageSize)> status = [](Gpa, PageSize) {
+    return tdx::status::kSuccess;
+  };
   std::vector<std::pair<uint64_t, PageSize>> calls;
   tdx::TdxResult guest_accept(unsigned, Gpa gpa, PageSize size) override {
     calls.emplace_back(gpa.value(), size);
@@ -60,13 +62,15 @@ TEST_CASE("TDX guest: boot accepts 2 MiB where aligned, 4 KiB for ragged ends", 
   CHECK(k.stats().boot_bytes_accepted == 0x3000 + 2 * k2M);
 }
 
-TEST_CASE("TDX guest: PAGE_SIZE_MISMATCH falls back to 512 4 KiB accepts of that chunk only", "[tdx_guest]") {
+TEST_CASE("TDX guest: PAGE_SIZE_MISMATCH falls back to 512 4 KiB accepts of that chunk only",
+          "[tdx_guest]") {
   TdxGuestKernel k(private_16m(AcceptPolicy::kBoot));
   ScriptedAbi abi;
   // The second chunk is mapped with 4 KiB leaves.
   abi.status = [](Gpa g, PageSize s) {
-    return s == PageSize::k2M && g.value() == k2M ? tdx::with_operand(tdx::status::kPageSizeMismatch, 1)
-                                                  : tdx::status::kSuccess;
+    return s == PageSize::k2M && g.value() == k2M
+               ? tdx::with_operand(tdx::status::kPageSizeMismatch, 1)
+               : tdx::status::kSuccess;
   };
   CHECK(k.accept_range(abi, 0, Gpa(0), 3 * k2M) == 0);
   CHECK(abi.count(PageSize::k2M) == 3);
@@ -78,12 +82,14 @@ TEST_CASE("TDX guest: PAGE_SIZE_MISMATCH falls back to 512 4 KiB accepts of that
     if (c.second == PageSize::k4K) CHECK((c.first >= k2M && c.first < 2 * k2M));
 }
 
-TEST_CASE("TDX guest: ALREADY_ACCEPTED is success, other errors are counted as failed pages", "[tdx_guest]") {
+TEST_CASE("TDX guest: ALREADY_ACCEPTED is success, other errors are counted as failed pages",
+          "[tdx_guest]") {
   TdxGuestKernel k(private_16m(AcceptPolicy::kBoot));
   ScriptedAbi abi;
   abi.status = [](Gpa g, PageSize) {
     if (g.value() == 0x1000) return tdx::with_operand(tdx::status::kPageAlreadyAccepted, 0);
-    if (g.value() == 0x2000) return tdx::with_operand(tdx::status::kOperandInvalid, tdx::operand::kRcx);
+    if (g.value() == 0x2000)
+      return tdx::with_operand(tdx::status::kOperandInvalid, tdx::operand::kRcx);
     return tdx::status::kSuccess;
   };
   CHECK(k.accept_range(abi, 0, Gpa(0), 0x4000) == 1);  // only 0x2000 failed
@@ -92,7 +98,9 @@ TEST_CASE("TDX guest: ALREADY_ACCEPTED is success, other errors are counted as f
   CHECK(k.stats().accepts_4k == 2);
   // A 2 MiB chunk whose ACCEPT(2M) fails with a real error is not retried at 4 KiB.
   ScriptedAbi bad;
-  bad.status = [](Gpa, PageSize) { return tdx::with_operand(tdx::status::kOperandInvalid, tdx::operand::kRcx); };
+  bad.status = [](Gpa, PageSize) {
+    return tdx::with_operand(tdx::status::kOperandInvalid, tdx::operand::kRcx);
+  };
   CHECK(k.accept_range(bad, 0, Gpa(k2M), k2M) == 512);
   CHECK(bad.calls.size() == 1);
 }
@@ -101,7 +109,8 @@ TEST_CASE("TDX guest: the #VE handler tries 2 MiB once per chunk, then 4 KiB", "
   TdxGuestKernel k(private_16m(AcceptPolicy::kLazy));
   ScriptedAbi abi;
   abi.status = [](Gpa, PageSize s) {
-    return s == PageSize::k2M ? tdx::with_operand(tdx::status::kPageSizeMismatch, 1) : tdx::status::kSuccess;
+    return s == PageSize::k2M ? tdx::with_operand(tdx::status::kPageSizeMismatch, 1)
+                              : tdx::status::kSuccess;
   };
   CHECK(k.boot(abi, 0).empty());
   CHECK(abi.calls.empty());  // lazy: nothing at boot
@@ -119,11 +128,14 @@ TEST_CASE("TDX guest: the #VE handler tries 2 MiB once per chunk, then 4 KiB", "
   CHECK(huge.calls[0] == std::make_pair(3 * k2M, PageSize::k2M));
   // A failing accept leaves the #VE unhandled (the vCPU stops).
   ScriptedAbi failing;
-  failing.status = [](Gpa, PageSize) { return tdx::with_operand(tdx::status::kOperandInvalid, tdx::operand::kRcx); };
+  failing.status = [](Gpa, PageSize) {
+    return tdx::with_operand(tdx::status::kOperandInvalid, tdx::operand::kRcx);
+  };
   CHECK_FALSE(k.on_ve(failing, 0, Gpa(5 * k2M)));
 }
 
-TEST_CASE("TDX guest: MapGPA to shared tracks the range, back to private accepts it", "[tdx_guest]") {
+TEST_CASE("TDX guest: MapGPA to shared tracks the range, back to private accepts it",
+          "[tdx_guest]") {
   TdxGuestKernel k(private_16m(AcceptPolicy::kLazy));
   ScriptedAbi abi;
   k.on_map_gpa_done(abi, 0, Gpa(k2M + 0x3000), 0x1000, /*to_private=*/false, 0);

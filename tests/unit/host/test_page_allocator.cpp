@@ -88,7 +88,9 @@ TEST_CASE("page allocator never hands out a frame that is in use") {
   }
 }
 
-TEST_CASE("page allocator merges a 2 MiB block freed 4 KiB at a time (a guest_memfd huge folio punched page by page)") {
+TEST_CASE(
+    "page allocator merges a 2 MiB block freed 4 KiB at a time (a guest_memfd huge folio punched "
+    "page by page)") {
   PageAllocator a(Pfn(0), 2048);  // 8 MiB: four 2 MiB blocks
   auto big = a.alloc(PageSize::k2M);
   REQUIRE(big.ok());

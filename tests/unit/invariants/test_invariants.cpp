@@ -29,11 +29,14 @@ struct World {
     f.add_slot(vm_fd, 1, 16 << 20, k2M);
     REQUIRE(f.set_attrs(vm_fd, 0, k2M, kPriv).ok());
     REQUIRE(f.vcpu(vcpu_fd).handle_exit(0, stage2_exit(0x1000, true)).kind == ExitAction::kRetry);
-    REQUIRE(f.vcpu(vcpu_fd).handle_exit(0, stage2_exit((16 << 20) + 0x2000, true)).kind == ExitAction::kRetry);
+    REQUIRE(f.vcpu(vcpu_fd).handle_exit(0, stage2_exit((16 << 20) + 0x2000, true)).kind ==
+            ExitAction::kRetry);
     REQUIRE(f.mapped(vm(), 0x1000));
   }
   Vm& vm() { return f.vm(vm_fd); }
-  Checker checker(CheckMode m) { return Checker(f.kvm, f.mem, m, invariants::generic_invariants()); }
+  Checker checker(CheckMode m) {
+    return Checker(f.kvm, f.mem, m, invariants::generic_invariants());
+  }
 };
 
 bool has(const std::vector<Violation>& v, const std::string& id) {
@@ -191,7 +194,8 @@ TEST_CASE("incremental checks re-read only what changed and report a violation o
   CHECK(c.check().empty());  // nothing changed through KVM: not re-read
   REQUIRE(w.f.set_attrs(w.vm_fd, 0x1000, kPage, 0).ok());
   REQUIRE(w.f.set_attrs(w.vm_fd, 0x1000, kPage, kPriv).ok());
-  REQUIRE(w.f.vcpu(w.vcpu_fd).handle_exit(0, stage2_exit(0x1000, false)).kind == ExitAction::kRetry);
+  REQUIRE(w.f.vcpu(w.vcpu_fd).handle_exit(0, stage2_exit(0x1000, false)).kind ==
+          ExitAction::kRetry);
   const auto v = c.check();
   CHECK(has(v, "ISO-6"));
   CHECK(c.check().empty());  // already reported
@@ -205,11 +209,15 @@ TEST_CASE("ISO-4 catches a private frame swapped without an invalidation") {
   SECTION("a conversion and a punch-hole change the frame legitimately") {
     const Pfn before = w.f.mapped_pfn(w.vm(), 0x1000);
     REQUIRE(w.f.set_attrs(w.vm_fd, 0x1000, kPage, 0).ok());
-    REQUIRE(w.f.kvm.fallocate(w.f.proc, w.gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0x1000, kPage).ok());
+    REQUIRE(w.f.kvm
+                .fallocate(w.f.proc, w.gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0x1000,
+                           kPage)
+                .ok());
     auto hold = w.f.frames.alloc(PageSize::k4K);  // takes the freed frame: the refault gets another
     REQUIRE(hold.ok());
     REQUIRE(w.f.set_attrs(w.vm_fd, 0x1000, kPage, kPriv).ok());
-    REQUIRE(w.f.vcpu(w.vcpu_fd).handle_exit(0, stage2_exit(0x1000, true)).kind == ExitAction::kRetry);
+    REQUIRE(w.f.vcpu(w.vcpu_fd).handle_exit(0, stage2_exit(0x1000, true)).kind ==
+            ExitAction::kRetry);
     CHECK(w.f.mapped_pfn(w.vm(), 0x1000) != before);
     CHECK(c.check().empty());
   }
@@ -259,7 +267,7 @@ TEST_CASE("a violation report names where it was found, the frames, and the rece
   CHECK(v.front().recent_trace.size() == 2);
   const std::string rep = c.report();
   CHECK(rep.find("violation 1: ISO-1 at step 7 (vmm)") != std::string::npos);
-  CHECK(rep.find("frames: 0x" ) != std::string::npos);
+  CHECK(rep.find("frames: 0x") != std::string::npos);
   CHECK(rep.find("last 2 trace events:\n    1.000 a b c\n    2.000 d e f\n") != std::string::npos);
   // A lasting violation is reported once.
   CHECK(c.check("step 8 (vmm)").empty());

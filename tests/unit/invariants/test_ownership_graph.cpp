@@ -40,9 +40,13 @@ struct World {
     fault(0x2000);
     fault(kShared + 0x2000);
   }
-  void fault(uint64_t gpa) { REQUIRE(f.vcpu(vcpu_fd).handle_exit(0, stage2_exit(gpa, true)).kind == ExitAction::kRetry); }
+  void fault(uint64_t gpa) {
+    REQUIRE(f.vcpu(vcpu_fd).handle_exit(0, stage2_exit(gpa, true)).kind == ExitAction::kRetry);
+  }
   Vm& vm() { return f.vm(vm_fd); }
-  OwnershipGraph graph(const BuildOptions& o = {}) { return build_ownership_graph(f.kvm, f.mem, o); }
+  OwnershipGraph graph(const BuildOptions& o = {}) {
+    return build_ownership_graph(f.kvm, f.mem, o);
+  }
   // True if the guest_memfd's 512 folios are contiguous frames (the allocator hands them out in
   // order; the counts below depend on it).
   bool folios_contiguous() {
@@ -136,7 +140,8 @@ TEST_CASE("ownership graph coalesces contiguous GFNs and frames, and cuts at lab
   CHECK(g.graph()[*fv].count == 1);
   bool to_vm = false;
   for (auto [it, end] = boost::out_edges(*fv, g.graph()); it != end; ++it)
-    if (g.graph()[*it].kind == EdgeKind::kHoldsData) to_vm = g.name(boost::target(*it, g.graph())) == "vm0";
+    if (g.graph()[*it].kind == EdgeKind::kHoldsData)
+      to_vm = g.name(boost::target(*it, g.graph())) == "vm0";
   CHECK(to_vm);
   // Host user data on a frame makes a "host user" principal vertex.
   w.f.mem.set_label(w.f.mapped_pfn(w.vm(), kShared + 0x2000), kHostUser);
@@ -152,7 +157,8 @@ TEST_CASE("principals_reaching on a correct state") {
   const auto p = names(g, g.principals_reaching(priv));
   CHECK(p == std::vector<std::string>{"vm0"});
   // A folio nobody mapped yet is still reachable by its VM through the memslot binding.
-  CHECK(names(g, g.principals_reaching(w.f.gmem_pfn(w.gmem_fd, 300))) == std::vector<std::string>{"vm0"});
+  CHECK(names(g, g.principals_reaching(w.f.gmem_pfn(w.gmem_fd, 300))) ==
+        std::vector<std::string>{"vm0"});
   // The shared page: the VM through stage 2 and the slot, the VMM through its mapping.
   const auto s = names(g, g.principals_reaching(w.f.mapped_pfn(w.vm(), kShared + 0x2000)));
   CHECK(s.size() == 2);
@@ -184,9 +190,11 @@ TEST_CASE("principals_reaching names both VMs when a private frame is mapped int
   REQUIRE(v.size() == 1);
   CHECK(v[0].invariant == "GRAPH-1");
   CHECK(v[0].vm == "vm0");
-  CHECK_THAT(v[0].message, Catch::Contains("vm0") && Catch::Contains("vm1") && Catch::Contains("2 VM(s)"));
+  CHECK_THAT(v[0].message,
+             Catch::Contains("vm0") && Catch::Contains("vm1") && Catch::Contains("2 VM(s)"));
   // Only the stolen frame: its neighbours are reachable by vm0 alone.
-  CHECK(names(g, g.principals_reaching(w.f.mapped_pfn(w.vm(), 0x2000))) == std::vector<std::string>{"vm0"});
+  CHECK(names(g, g.principals_reaching(w.f.mapped_pfn(w.vm(), 0x2000))) ==
+        std::vector<std::string>{"vm0"});
   // The checker reports it in full mode, and leaves it to ISO-1/ISO-7 in incremental mode.
   std::vector<InvariantDef> defs{graph_invariant()};
   Checker full(w.f.kvm, w.f.mem, CheckMode::kFull, defs);
@@ -243,8 +251,10 @@ TEST_CASE("ownership graph DOT output names the objects and is deterministic") {
   std::istringstream in(dot);
   size_t nodes = 0, edges = 0;
   for (std::string line; std::getline(in, line);) {
-    if (line.find("->") != std::string::npos) ++edges;
-    else if (line.find("[label=") != std::string::npos) ++nodes;
+    if (line.find("->") != std::string::npos)
+      ++edges;
+    else if (line.find("[label=") != std::string::npos)
+      ++nodes;
   }
   CHECK(nodes == g.num_vertices());
   CHECK(edges == g.num_edges());

@@ -25,9 +25,9 @@
 #include "hw/mmu/tlb.h"
 #include "models/host/host_mm.h"
 #include "models/host/page_allocator.h"
-#include "models/kvm/kvm_machines.h"
 #include "models/kvm/backend.h"
 #include "models/kvm/kvm.h"
+#include "models/kvm/kvm_machines.h"
 #include "models/kvm/uapi.h"
 #include "models/kvm/vcpu.h"
 #include "models/kvm/vm.h"
@@ -64,9 +64,15 @@ class SharedBitTestBackend final : public KvmBackend {
   bool has_private_mem() const override { return true; }
   bool has_readonly_mem() const override { return k_.has_readonly_mem; }
   ConversionContents conversion_contents() const override { return ConversionContents::kLost; }
-  Gfn fault_gfn(const Vm&, Gpa gpa) const override { return gpa_to_gfn(Gpa(gpa.value() & ~kSharedBit)); }
-  bool fault_is_private(const Vm&, Gfn, const VmExit& e) const override { return !(e.gpa.value() & kSharedBit); }
-  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override { return decode_map_gpa_range(e); }
+  Gfn fault_gfn(const Vm&, Gpa gpa) const override {
+    return gpa_to_gfn(Gpa(gpa.value() & ~kSharedBit));
+  }
+  bool fault_is_private(const Vm&, Gfn, const VmExit& e) const override {
+    return !(e.gpa.value() & kSharedBit);
+  }
+  HypercallDecode decode_hypercall(const Vm&, const VmExit& e) const override {
+    return decode_map_gpa_range(e);
+  }
   bool pre_set_memory_attributes(Vm& vm, GfnRange r, uint64_t attrs) override {
     if (k_.on_pre_set) k_.on_pre_set(vm, r, attrs);
     return false;
@@ -94,7 +100,9 @@ struct RecordingUserspace final : UserspaceExitHandler {
   }
 };
 
-inline AttrStoreKind any_store() { return GENERATE(AttrStoreKind::kXarray, AttrStoreKind::kRange); }
+inline AttrStoreKind any_store() {
+  return GENERATE(AttrStoreKind::kXarray, AttrStoreKind::kRange);
+}
 
 inline Errno err(const Status& s) {
   REQUIRE_FALSE(s.ok());
@@ -108,8 +116,9 @@ Errno err(const Result<T>& r) {
   return r.error().errno_value();
 }
 
-inline kvm_userspace_memory_region2 region2(uint32_t slot, uint64_t gpa, uint64_t size, uint64_t uaddr,
-                                            uint32_t flags = 0, int gmem_fd = 0, uint64_t offset = 0) {
+inline kvm_userspace_memory_region2 region2(uint32_t slot, uint64_t gpa, uint64_t size,
+                                            uint64_t uaddr, uint32_t flags = 0, int gmem_fd = 0,
+                                            uint64_t offset = 0) {
   kvm_userspace_memory_region2 r;
   r.slot = slot;
   r.flags = flags;
@@ -121,7 +130,8 @@ inline kvm_userspace_memory_region2 region2(uint32_t slot, uint64_t gpa, uint64_
   return r;
 }
 
-inline kvm_memory_attributes attrs(uint64_t address, uint64_t size, uint64_t attributes, uint64_t flags = 0) {
+inline kvm_memory_attributes attrs(uint64_t address, uint64_t size, uint64_t attributes,
+                                   uint64_t flags = 0) {
   kvm_memory_attributes a;
   a.address = address;
   a.size = size;
@@ -166,7 +176,8 @@ struct DetachOnExit {
 struct KvmFixture {
   static constexpr uint64_t kFrames = 8192;  // 32 MiB
 
-  static KvmConfig config_for(AttrStoreKind k, uint64_t attr_max_bytes, bool gmem_huge_folios = false) {
+  static KvmConfig config_for(AttrStoreKind k, uint64_t attr_max_bytes,
+                              bool gmem_huge_folios = false) {
     KvmConfig c;
     c.attr_store = k;
     c.attr_store_max_bytes = attr_max_bytes;
@@ -188,7 +199,8 @@ struct KvmFixture {
   // gmem_huge_folios: guest_memfd hands out 2 MiB folios (KvmConfig::gmem_huge_folios).
   explicit KvmFixture(AttrStoreKind k, uint64_t attr_max_bytes = 0, bool gmem_huge_folios = false)
       : kind(k),
-        kvm(Kvm::Env{mem, frames, Stage2Format::kEpt4}, config_for(k, attr_max_bytes, gmem_huge_folios)),
+        kvm(Kvm::Env{mem, frames, Stage2Format::kEpt4},
+            config_for(k, attr_max_bytes, gmem_huge_folios)),
         mm(mem, frames),
         proc(kvm, mm, "vmm") {
     kvm.register_backend(KVM_X86_DEFAULT_VM, make_default_backend);
@@ -199,14 +211,16 @@ struct KvmFixture {
   // (docs/coverage.md: an undeclared transition is a model/spec mismatch).
   ~KvmFixture() {
     for (sm::Machine* m : {&gfn_machine(false), &gfn_machine(true)}) {
-      for (const auto& [what, n] : m->undeclared()) UNSCOPED_INFO(m->name() << ": " << what << " x" << n);
+      for (const auto& [what, n] : m->undeclared())
+        UNSCOPED_INFO(m->name() << ": " << what << " x" << n);
       CHECK(m->undeclared().empty());
       m->reset_counts();
     }
   }
   // Makes kTestVmType creatable (it then also appears in KVM_CAP_VM_TYPES).
   void register_test_backend() {
-    kvm.register_backend(kTestVmType, [this] { return std::make_unique<SharedBitTestBackend>(knobs); });
+    kvm.register_backend(kTestVmType,
+                         [this] { return std::make_unique<SharedBitTestBackend>(knobs); });
   }
 
   // ---- VM, vCPU, guest_memfd ----
@@ -267,11 +281,13 @@ struct KvmFixture {
     return kvm.set_user_memory_region2(proc, vm_fd, &r);
   }
   // A slot backed by fresh anonymous memory (shared side), with a guest_memfd if gmem_fd >= 0.
-  Hva add_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, int gmem_fd = -1, uint64_t offset = 0,
-               PageSize ps = PageSize::k4K, uint32_t extra_flags = 0) {
+  Hva add_slot(int vm_fd, uint32_t slot, uint64_t gpa, uint64_t size, int gmem_fd = -1,
+               uint64_t offset = 0, PageSize ps = PageSize::k4K, uint32_t extra_flags = 0) {
     const Hva h = anon(size, ps);
     const uint32_t flags = (gmem_fd >= 0 ? KVM_MEM_GUEST_MEMFD : 0) | extra_flags;
-    REQUIRE(set_region(vm_fd, region2(slot, gpa, size, h.value(), flags, gmem_fd >= 0 ? gmem_fd : 0, offset)).ok());
+    REQUIRE(set_region(vm_fd, region2(slot, gpa, size, h.value(), flags, gmem_fd >= 0 ? gmem_fd : 0,
+                                      offset))
+                .ok());
     return h;
   }
   Status delete_slot(int vm_fd, uint32_t slot) { return set_region(vm_fd, region2(slot, 0, 0, 0)); }

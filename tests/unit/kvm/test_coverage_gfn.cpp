@@ -19,7 +19,8 @@ uint64_t count(const sm::Machine& m, const char* from, const char* op, const cha
 
 }  // namespace
 
-TEST_CASE("coverage: the GFN machine records faults, attribute changes and invalidations", "[kvm][coverage]") {
+TEST_CASE("coverage: the GFN machine records faults, attribute changes and invalidations",
+          "[kvm][coverage]") {
   sm::Machine& m = gfn_machine(false);
   m.reset_counts();
   gfn_machine(true).reset_counts();
@@ -48,7 +49,8 @@ TEST_CASE("coverage: the GFN machine records faults, attribute changes and inval
   REQUIRE(fault(0x103000, true) == FaultOutcome::kFixed);
   CHECK(count(m, "PRIVATE+GMEM", "FAULT_PRIVATE", "OK") == 1);
   // Punching the hole unmaps the private page.
-  REQUIRE(fx.kvm.fallocate(fx.proc, g, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 3 * kPage, kPage).ok());
+  REQUIRE(fx.kvm.fallocate(fx.proc, g, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 3 * kPage, kPage)
+              .ok());
   CHECK(count(m, "PRIVATE+GMEM+MAPPED", "GMEM_INVALIDATE", "OK") == 1);
   // A 16-page conversion records a sample of its GFNs (16: all of them here).
   REQUIRE(fx.set_attrs(vm_fd, 0x100000, 16 * kPage, 0).ok());

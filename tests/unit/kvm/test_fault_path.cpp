@@ -39,7 +39,8 @@ struct FaultFx {
   }
 };
 
-void check_memory_fault(const RecordingUserspace::Exit& x, Errno e, bool private_access, uint64_t gpa) {
+void check_memory_fault(const RecordingUserspace::Exit& x, Errno e, bool private_access,
+                        uint64_t gpa) {
   CHECK(x.err == static_cast<int>(e));
   CHECK(x.run.exit_reason == KVM_EXIT_MEMORY_FAULT);
   CHECK(x.run.memory_fault.flags == (private_access ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0));
@@ -49,9 +50,11 @@ void check_memory_fault(const RecordingUserspace::Exit& x, Errno e, bool private
 
 }  // namespace
 
-// ---- Shared and private faults ---------------------------------------------------------------------
+// ---- Shared and private faults
+// ---------------------------------------------------------------------
 
-TEST_CASE("Fault: a shared fault maps the VMM's page at the slot's userspace address", "[kvm][fault]") {
+TEST_CASE("Fault: a shared fault maps the VMM's page at the slot's userspace address",
+          "[kvm][fault]") {
   for (uint32_t type : {kDefault, kSwProt}) {
     CAPTURE(type);
     FaultFx t(type);
@@ -103,7 +106,8 @@ TEST_CASE("Fault: the guest_memfd index is gfn - base_gfn + pgoff", "[kvm][fault
   CHECK(t.fx.gmem(g)->inode().folio(GmemPgoff(3)) == nullptr);
 }
 
-// ---- Exits (§7 steps 2, 3, 6; §8) -----------------------------------------------------------------
+// ---- Exits (§7 steps 2, 3, 6; §8)
+// -----------------------------------------------------------------
 
 TEST_CASE("Fault: attribute mismatch -> KVM_EXIT_MEMORY_FAULT, EFAULT, PRIVATE flag = the access",
           "[kvm][fault][memory_fault]") {
@@ -157,7 +161,8 @@ TEST_CASE("Fault: attribute mismatch through Vcpu::handle_exit sets kvm_run.memo
   }
 }
 
-TEST_CASE("Fault: KVM_RUN stops when the VMM does not resume, or when there is no VMM", "[kvm][fault]") {
+TEST_CASE("Fault: KVM_RUN stops when the VMM does not resume, or when there is no VMM",
+          "[kvm][fault]") {
   FaultFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x900000, kPage, kPriv).ok());
   t.user.resume = false;
@@ -171,7 +176,8 @@ TEST_CASE("Fault: KVM_RUN stops when the VMM does not resume, or when there is n
   CHECK(a.reason.find("EFAULT") != std::string::npos);
 }
 
-TEST_CASE("Fault: a private access outside every memslot -> memory fault, never MMIO", "[kvm][fault][memory_fault]") {
+TEST_CASE("Fault: a private access outside every memslot -> memory fault, never MMIO",
+          "[kvm][fault][memory_fault]") {
   FaultFx t;
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x900000, kPage, kPriv).ok());
@@ -196,7 +202,8 @@ TEST_CASE("Fault: a shared access outside every memslot -> KVM_EXIT_MMIO", "[kvm
   }
 }
 
-TEST_CASE("Fault: a private access to a slot without guest_memfd -> memory fault", "[kvm][fault][memory_fault]") {
+TEST_CASE("Fault: a private access to a slot without guest_memfd -> memory fault",
+          "[kvm][fault][memory_fault]") {
   FaultFx t;
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x102000, kPage, kPriv).ok());
@@ -206,7 +213,8 @@ TEST_CASE("Fault: a private access to a slot without guest_memfd -> memory fault
   CHECK_FALSE(KvmFixture::mapped(t.vm(), 0x102000));
 }
 
-TEST_CASE("Fault: a closed guest_memfd leaves a dead slot -> memory fault EFAULT", "[kvm][fault][memory_fault]") {
+TEST_CASE("Fault: a closed guest_memfd leaves a dead slot -> memory fault EFAULT",
+          "[kvm][fault][memory_fault]") {
   FaultFx t;
   const int g = t.fx.new_gmem(t.vm_fd, 16 * kPage);
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage, g);
@@ -229,7 +237,8 @@ TEST_CASE("Fault: a closed guest_memfd leaves a dead slot -> memory fault EFAULT
   CHECK(t.fx.delete_slot(t.vm_fd, 0).ok());
 }
 
-TEST_CASE("Fault: a poisoned guest_memfd page -> memory fault with EHWPOISON", "[kvm][fault][memory_fault]") {
+TEST_CASE("Fault: a poisoned guest_memfd page -> memory fault with EHWPOISON",
+          "[kvm][fault][memory_fault]") {
   FaultFx t;
   const int g = t.fx.new_gmem(t.vm_fd, 16 * kPage);
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage, g);
@@ -254,11 +263,14 @@ TEST_CASE("Fault: a shared fault with no host mapping behind the slot -> memory 
   check_memory_fault(t.last(), Errno::kEFAULT, false, 0x100000);
 }
 
-// ---- Permissions ---------------------------------------------------------------------------------------
+// ---- Permissions
+// ---------------------------------------------------------------------------------------
 
-TEST_CASE("Fault: a READONLY slot maps without W, and a write to it is emulated MMIO", "[kvm][fault]") {
+TEST_CASE("Fault: a READONLY slot maps without W, and a write to it is emulated MMIO",
+          "[kvm][fault]") {
   FaultFx t(kDefault);
-  const Hva h = t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage, -1, 0, PageSize::k4K, KVM_MEM_READONLY);
+  const Hva h =
+      t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage, -1, 0, PageSize::k4K, KVM_MEM_READONLY);
   t.fault_ok(0x102000);
   const Stage2Lookup l = KvmFixture::s2(t.vm(), 0x102000);
   REQUIRE(l.mapped());
@@ -284,7 +296,8 @@ TEST_CASE("Fault: a READONLY slot maps without W, and a write to it is emulated 
   CHECK((!l2.mapped() || !l2.pte.perms.write()));
 }
 
-// ---- Huge mappings and mixed attributes (§5, §13.9) ------------------------------------------------------
+// ---- Huge mappings and mixed attributes (§5, §13.9)
+// ------------------------------------------------------
 
 TEST_CASE("Fault: a 2M hugetlb-backed slot maps 2M leaves", "[kvm][fault][huge]") {
   for (uint32_t type : {kDefault, kSwProt}) {
@@ -307,7 +320,8 @@ TEST_CASE("Fault: a 2M hugetlb-backed slot maps 2M leaves", "[kvm][fault][huge]"
   }
 }
 
-TEST_CASE("Fault: converting one 4K page makes its 2M page mixed, refaults map 4K", "[kvm][fault][huge][lpage]") {
+TEST_CASE("Fault: converting one 4K page makes its 2M page mixed, refaults map 4K",
+          "[kvm][fault][huge][lpage]") {
   FaultFx t;
   const int g = t.fx.new_gmem(t.vm_fd, k2M);
   const Hva h = t.fx.add_slot(t.vm_fd, 0, 0x200000, k2M, g, 0, PageSize::k2M);
@@ -336,8 +350,9 @@ TEST_CASE("Fault: converting one 4K page makes its 2M page mixed, refaults map 4
   CHECK(t.vm().max_mapping_level(*s, gpa_to_gfn(Gpa(0x300000)), false) == PageSize::k2M);
 }
 
-TEST_CASE("Fault: huge mappings need a huge host page, gfn/hva congruence and a contained huge page",
-          "[kvm][fault][huge]") {
+TEST_CASE(
+    "Fault: huge mappings need a huge host page, gfn/hva congruence and a contained huge page",
+    "[kvm][fault][huge]") {
   FaultFx t(kDefault);
   // 4K host pages: 4K leaves even in a 2M-aligned slot.
   t.fx.add_slot(t.vm_fd, 0, 0x200000, k2M);
@@ -352,22 +367,27 @@ TEST_CASE("Fault: huge mappings need a huge host page, gfn/hva congruence and a 
   CHECK(l.pte.pfn == t.fx.host_pfn(h + (0xa00000 - 0x801000)));
 }
 
-TEST_CASE("Fault: private mappings are 4K even over a fully private 2M range", "[kvm][fault][huge]") {
+TEST_CASE("Fault: private mappings are 4K even over a fully private 2M range",
+          "[kvm][fault][huge]") {
   FaultFx t;
   const int g = t.fx.new_gmem(t.vm_fd, k2M);
   t.fx.add_slot(t.vm_fd, 0, 0x200000, k2M, g, 0, PageSize::k2M);
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x200000, k2M, kPriv).ok());
-  CHECK_FALSE(t.vm().memslots().find_id(0)->lpage->is_mixed(PageSize::k2M, gpa_to_gfn(Gpa(0x200000))));
+  CHECK_FALSE(
+      t.vm().memslots().find_id(0)->lpage->is_mixed(PageSize::k2M, gpa_to_gfn(Gpa(0x200000))));
   t.fault_ok(0x200000);
   CHECK(KvmFixture::s2(t.vm(), 0x200000).size() == PageSize::k4K);
   CHECK_FALSE(KvmFixture::mapped(t.vm(), 0x201000));
 }
 
-// ---- GMEM_ONLY slots (§4 semantics, MMAP flag) -----------------------------------------------------------
+// ---- GMEM_ONLY slots (§4 semantics, MMAP flag)
+// -----------------------------------------------------------
 
-TEST_CASE("Fault: in a GMEM_ONLY slot shared faults are served from guest_memfd", "[kvm][fault][gmem_only]") {
+TEST_CASE("Fault: in a GMEM_ONLY slot shared faults are served from guest_memfd",
+          "[kvm][fault][gmem_only]") {
   FaultFx t(kDefault);
-  const int g = t.fx.new_gmem(t.vm_fd, 16 * kPage, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+  const int g =
+      t.fx.new_gmem(t.vm_fd, 16 * kPage, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
   const Hva h = t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage, g);
   t.fault_ok(0x104000, true);
   const Pfn p = KvmFixture::mapped_pfn(t.vm(), 0x104000);
@@ -384,10 +404,13 @@ TEST_CASE("Fault: in a GMEM_ONLY slot shared faults are served from guest_memfd"
   REQUIRE(file->munmap(*m).ok());
 }
 
-// ---- Hypercalls (§11) -----------------------------------------------------------------------------------
+// ---- Hypercalls (§11)
+// -----------------------------------------------------------------------------------
 
-TEST_CASE("Hypercall: KVM_HC_MAP_GPA_RANGE exits with nr, args, LONG_MODE and ret preset to 0, and the VMM's ret goes to the guest",
-          "[kvm][hypercall]") {
+TEST_CASE(
+    "Hypercall: KVM_HC_MAP_GPA_RANGE exits with nr, args, LONG_MODE and ret preset to 0, and the "
+    "VMM's ret goes to the guest",
+    "[kvm][hypercall]") {
   FaultFx t;
   REQUIRE(t.fx.enable_exit_hypercall(t.vm_fd, uint64_t{1} << KVM_HC_MAP_GPA_RANGE).ok());
   // A userspace that looks at ret before answering.
@@ -403,7 +426,8 @@ TEST_CASE("Hypercall: KVM_HC_MAP_GPA_RANGE exits with nr, args, LONG_MODE and re
   t.vcpu().set_userspace(&peek);
   t.vcpu().run().hypercall.ret = 0xdead;  // stale from an earlier exit
   peek.answer = 0x1234;
-  const ExitAction a = t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, 0x200000, 3, KVM_MAP_GPA_RANGE_ENCRYPTED | 1));
+  const ExitAction a =
+      t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, 0x200000, 3, KVM_MAP_GPA_RANGE_ENCRYPTED | 1));
   CHECK(a.kind == ExitAction::kResume);
   CHECK(a.ret == 0x1234);
   CHECK(peek.ret_seen == 0);

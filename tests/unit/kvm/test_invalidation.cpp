@@ -55,14 +55,18 @@ struct InvFx {
     pwc.insert(vm().asid(), 1, Gpa(gpa), vm().stage2().root());
     REQUIRE(tlb.peek(vm().asid(), Gpa(gpa)) != nullptr);
   }
-  bool flushed(uint64_t gpa) { return tlb.peek(vm().asid(), Gpa(gpa)) == nullptr && pwc.occupancy() == 0; }
+  bool flushed(uint64_t gpa) {
+    return tlb.peek(vm().asid(), Gpa(gpa)) == nullptr && pwc.occupancy() == 0;
+  }
 };
 
 }  // namespace
 
-// ---- A fault racing with each kind of invalidation retries and installs nothing ------------------------
+// ---- A fault racing with each kind of invalidation retries and installs nothing
+// ------------------------
 
-TEST_CASE("Retry: faultin, then an attribute change, then install -> kRetry", "[kvm][invalidation]") {
+TEST_CASE("Retry: faultin, then an attribute change, then install -> kRetry",
+          "[kvm][invalidation]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase + 0x3000);
   REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase + 0x3000, kPage, kPriv).ok());
@@ -75,7 +79,8 @@ TEST_CASE("Retry: faultin, then an attribute change, then install -> kRetry", "[
   CHECK(t.vm().page_fault(f).kind == FaultOutcome::kMemoryFaultExit);
 }
 
-TEST_CASE("Retry: faultin, then a guest_memfd punch-hole, then install -> kRetry", "[kvm][invalidation]") {
+TEST_CASE("Retry: faultin, then a guest_memfd punch-hole, then install -> kRetry",
+          "[kvm][invalidation]") {
   InvFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase, 16 * kPage, kPriv).ok());
   auto ctx = t.start(InvFx::kBase + 0x2000, true);
@@ -108,8 +113,10 @@ TEST_CASE("Retry: faultin, then a memslot move, then install -> kRetry", "[kvm][
   CHECK(KvmFixture::leaf_count(vm) == 0);
 }
 
-TEST_CASE("Retry: faultin, then MADV_DONTNEED on the shared backing (MMU notifier), then install -> kRetry",
-          "[kvm][invalidation][notifier]") {
+TEST_CASE(
+    "Retry: faultin, then MADV_DONTNEED on the shared backing (MMU notifier), then install -> "
+    "kRetry",
+    "[kvm][invalidation][notifier]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase + 0x4000);
   CHECK(ctx.pfn == t.fx.host_pfn(t.hva + 0x4000));
@@ -124,7 +131,8 @@ TEST_CASE("Retry: faultin, then MADV_DONTNEED on the shared backing (MMU notifie
   CHECK(KvmFixture::mapped_pfn(t.vm(), InvFx::kBase + 0x4000) == t.fx.host_pfn(t.hva + 0x4000));
 }
 
-TEST_CASE("Retry: faultin, then munmap of the shared backing, then install -> kRetry", "[kvm][invalidation][notifier]") {
+TEST_CASE("Retry: faultin, then munmap of the shared backing, then install -> kRetry",
+          "[kvm][invalidation][notifier]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase);
   REQUIRE(t.fx.mm.munmap(t.hva, 16 * kPage).ok());
@@ -132,7 +140,8 @@ TEST_CASE("Retry: faultin, then munmap of the shared backing, then install -> kR
   CHECK(KvmFixture::leaf_count(t.vm()) == 0);
 }
 
-TEST_CASE("Retry: faultin, then a guest_memfd memory failure, then install -> kRetry", "[kvm][invalidation]") {
+TEST_CASE("Retry: faultin, then a guest_memfd memory failure, then install -> kRetry",
+          "[kvm][invalidation]") {
   InvFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase, 16 * kPage, kPriv).ok());
   auto ctx = t.start(InvFx::kBase + 0x6000, true);
@@ -141,7 +150,8 @@ TEST_CASE("Retry: faultin, then a guest_memfd memory failure, then install -> kR
   CHECK(KvmFixture::leaf_count(t.vm()) == 0);
 }
 
-TEST_CASE("Retry: faultin, then closing the guest_memfd, then install -> kRetry", "[kvm][invalidation][lifetime]") {
+TEST_CASE("Retry: faultin, then closing the guest_memfd, then install -> kRetry",
+          "[kvm][invalidation][lifetime]") {
   InvFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase, 16 * kPage, kPriv).ok());
   auto ctx = t.start(InvFx::kBase + 0x9000, true);
@@ -150,7 +160,8 @@ TEST_CASE("Retry: faultin, then closing the guest_memfd, then install -> kRetry"
   CHECK(KvmFixture::leaf_count(t.vm()) == 0);
 }
 
-TEST_CASE("Retry: without an intervening invalidation install maps what faultin resolved", "[kvm][invalidation]") {
+TEST_CASE("Retry: without an intervening invalidation install maps what faultin resolved",
+          "[kvm][invalidation]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase + 0x5000);
   const FaultOutcome o = t.vm().install(ctx);
@@ -158,9 +169,11 @@ TEST_CASE("Retry: without an intervening invalidation install maps what faultin 
   CHECK(KvmFixture::mapped_pfn(t.vm(), InvFx::kBase + 0x5000) == ctx.pfn);
 }
 
-// ---- mmu_invalidate_retry_gfn semantics -------------------------------------------------------------------
+// ---- mmu_invalidate_retry_gfn semantics
+// -------------------------------------------------------------------
 
-TEST_CASE("mmu_invalidate_retry_gfn: an in-progress range or a changed seq forces a retry", "[kvm][invalidation]") {
+TEST_CASE("mmu_invalidate_retry_gfn: an in-progress range or a changed seq forces a retry",
+          "[kvm][invalidation]") {
   InvFx t;
   Vm& vm = t.vm();
   const uint64_t seq = vm.mmu_invalidate_seq();
@@ -188,7 +201,8 @@ TEST_CASE("mmu_invalidate_retry_gfn: an in-progress range or a changed seq force
   vm.mmu_invalidate_end();
 }
 
-TEST_CASE("mmu_invalidate: nested invalidations stay in progress until the last end", "[kvm][invalidation]") {
+TEST_CASE("mmu_invalidate: nested invalidations stay in progress until the last end",
+          "[kvm][invalidation]") {
   InvFx t;
   Vm& vm = t.vm();
   const uint64_t seq = vm.mmu_invalidate_seq();
@@ -204,12 +218,14 @@ TEST_CASE("mmu_invalidate: nested invalidations stay in progress until the last 
   CHECK_FALSE(vm.mmu_invalidate_retry_gfn(seq + 2, Gfn(0x100)));
 }
 
-TEST_CASE("Retry: an in-progress invalidation elsewhere does not stop a fault, one covering the gfn does",
-          "[kvm][invalidation]") {
+TEST_CASE(
+    "Retry: an in-progress invalidation elsewhere does not stop a fault, one covering the gfn does",
+    "[kvm][invalidation]") {
   InvFx t;
   Vm& vm = t.vm();
   vm.mmu_invalidate_begin();
-  vm.mmu_invalidate_range_add({InvFx::gfn(InvFx::kBase + 0x8000), InvFx::gfn(InvFx::kBase + 0xa000)});
+  vm.mmu_invalidate_range_add(
+      {InvFx::gfn(InvFx::kBase + 0x8000), InvFx::gfn(InvFx::kBase + 0xa000)});
   // Outside the range, same seq: faultin and install proceed while the invalidation is open.
   auto ctx = t.start(InvFx::kBase + 0x1000);
   CHECK(vm.install(ctx).kind == FaultOutcome::kFixed);
@@ -223,7 +239,8 @@ TEST_CASE("Retry: an in-progress invalidation elsewhere does not stop a fault, o
   Vm::FaultContext late;
   late.fault.gfn = InvFx::gfn(InvFx::kBase + 0xb000);
   REQUIRE_FALSE(vm.faultin(late).has_value());
-  vm.mmu_invalidate_range_add({InvFx::gfn(InvFx::kBase + 0xb000), InvFx::gfn(InvFx::kBase + 0xc000)});
+  vm.mmu_invalidate_range_add(
+      {InvFx::gfn(InvFx::kBase + 0xb000), InvFx::gfn(InvFx::kBase + 0xc000)});
   CHECK(vm.install(late).kind == FaultOutcome::kRetry);
   vm.mmu_invalidate_end();
   CHECK_FALSE(KvmFixture::mapped(vm, InvFx::kBase + 0x9000));
@@ -233,10 +250,12 @@ TEST_CASE("Retry: an in-progress invalidation elsewhere does not stop a fault, o
   t.map(InvFx::kBase + 0xb000);
 }
 
-TEST_CASE("Retry: an attribute change outside every memslot does not disturb a racing fault", "[kvm][invalidation]") {
+TEST_CASE("Retry: an attribute change outside every memslot does not disturb a racing fault",
+          "[kvm][invalidation]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase + 0x2000);
-  REQUIRE(t.fx.set_attrs(t.vm_fd, 0x40000000, kPage, kPriv).ok());  // no slot there: no invalidation
+  REQUIRE(
+      t.fx.set_attrs(t.vm_fd, 0x40000000, kPage, kPriv).ok());  // no slot there: no invalidation
   CHECK(t.vm().install(ctx).kind == FaultOutcome::kFixed);
 }
 
@@ -244,11 +263,13 @@ TEST_CASE("Retry: any completed invalidation of the VM makes an older fault retr
           "[kvm][invalidation]") {
   InvFx t;
   auto ctx = t.start(InvFx::kBase + 0x2000);
-  REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase + 0xf000, kPage, kPriv).ok());  // another gfn of the slot
+  REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase + 0xf000, kPage, kPriv)
+              .ok());  // another gfn of the slot
   CHECK(t.vm().install(ctx).kind == FaultOutcome::kRetry);
 }
 
-TEST_CASE("Notifier: host mm changes outside every memslot do not invalidate", "[kvm][invalidation][notifier]") {
+TEST_CASE("Notifier: host mm changes outside every memslot do not invalidate",
+          "[kvm][invalidation][notifier]") {
   InvFx t;
   const Hva other = t.fx.anon(4 * kPage);
   REQUIRE(t.fx.mm.write(other, std::vector<uint8_t>(8, 1)).ok());
@@ -258,20 +279,24 @@ TEST_CASE("Notifier: host mm changes outside every memslot do not invalidate", "
   CHECK(t.vm().mmu_invalidate_seq() == seq);
 }
 
-// ---- Zaps remove leaves and flush the attached TLB and page-walk cache ---------------------------------
+// ---- Zaps remove leaves and flush the attached TLB and page-walk cache
+// ---------------------------------
 
-TEST_CASE("Zap: an attribute conversion removes the leaf and flushes the vCPU's TLB and PWC", "[kvm][invalidation][tlb]") {
+TEST_CASE("Zap: an attribute conversion removes the leaf and flushes the vCPU's TLB and PWC",
+          "[kvm][invalidation][tlb]") {
   InvFx t;
   t.map(InvFx::kBase + 0x3000);
   t.cache(InvFx::kBase + 0x3000);
-  t.tlb.fill(static_cast<uint16_t>(t.vm().asid() + 1), Gpa(InvFx::kBase + 0x3000), Pfn(3), PageSize::k4K, kPermsRWX);
+  t.tlb.fill(static_cast<uint16_t>(t.vm().asid() + 1), Gpa(InvFx::kBase + 0x3000), Pfn(3),
+             PageSize::k4K, kPermsRWX);
   const uint64_t flushes = t.fx.vcpu(t.vcpu_fd).stats().tlb_flushes;
   REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase + 0x3000, kPage, kPriv).ok());
   CHECK_FALSE(KvmFixture::mapped(t.vm(), InvFx::kBase + 0x3000));
   CHECK(t.flushed(InvFx::kBase + 0x3000));
   CHECK(t.fx.vcpu(t.vcpu_fd).stats().tlb_flushes == flushes + 1);
   // Only this VM's tag is flushed.
-  CHECK(t.tlb.peek(static_cast<uint16_t>(t.vm().asid() + 1), Gpa(InvFx::kBase + 0x3000)) != nullptr);
+  CHECK(t.tlb.peek(static_cast<uint16_t>(t.vm().asid() + 1), Gpa(InvFx::kBase + 0x3000)) !=
+        nullptr);
 }
 
 TEST_CASE("Zap: a punch-hole removes the private leaf and flushes", "[kvm][invalidation][tlb]") {
@@ -292,7 +317,8 @@ TEST_CASE("Zap: a punch-hole removes the private leaf and flushes", "[kvm][inval
   CHECK(t.vm().mmu_invalidate_seq() == seq + 1);
 }
 
-TEST_CASE("Zap: MADV_DONTNEED on the shared backing removes the leaf and flushes", "[kvm][invalidation][tlb][notifier]") {
+TEST_CASE("Zap: MADV_DONTNEED on the shared backing removes the leaf and flushes",
+          "[kvm][invalidation][tlb][notifier]") {
   InvFx t;
   t.map(InvFx::kBase + 0x7000);
   t.map(InvFx::kBase + 0x8000);
@@ -316,7 +342,8 @@ TEST_CASE("Zap: deleting a memslot removes its leaves and flushes", "[kvm][inval
   CHECK(t.flushed(InvFx::kBase + 0x1000));
 }
 
-TEST_CASE("Zap: closing the guest_memfd removes private leaves and flushes", "[kvm][invalidation][tlb]") {
+TEST_CASE("Zap: closing the guest_memfd removes private leaves and flushes",
+          "[kvm][invalidation][tlb]") {
   InvFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, InvFx::kBase, 2 * kPage, kPriv).ok());
   t.map(InvFx::kBase, true);
@@ -327,7 +354,8 @@ TEST_CASE("Zap: closing the guest_memfd removes private leaves and flushes", "[k
   CHECK(t.flushed(InvFx::kBase));
 }
 
-TEST_CASE("Zap: a huge leaf is zapped whole when any 4K page of it is invalidated", "[kvm][invalidation][huge]") {
+TEST_CASE("Zap: a huge leaf is zapped whole when any 4K page of it is invalidated",
+          "[kvm][invalidation][huge]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kDefault);
   const Hva h = fx.add_slot(v, 0, 0x200000, k2M, -1, 0, PageSize::k2M);
@@ -335,7 +363,8 @@ TEST_CASE("Zap: a huge leaf is zapped whole when any 4K page of it is invalidate
   PageFault f;
   f.gfn = gpa_to_gfn(Gpa(0x200000));
   REQUIRE(vm.page_fault(f).level == PageSize::k2M);
-  // MADV_DONTNEED of a hugetlb range must cover whole pages; munmap of the whole page zaps the leaf.
+  // MADV_DONTNEED of a hugetlb range must cover whole pages; munmap of the whole page zaps the
+  // leaf.
   CHECK(err(fx.mm.madvise_dontneed(h + 0x1000, kPage)) == Errno::kEINVAL);
   CHECK(KvmFixture::mapped(vm, 0x3ff000));
   REQUIRE(fx.mm.madvise_dontneed(h, k2M).ok());

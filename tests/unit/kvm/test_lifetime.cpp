@@ -66,7 +66,8 @@ TEST_CASE("Lifetime: a vCPU fd pins the VM as well", "[kvm][lifetime]") {
   CHECK_FALSE(listed(fx.kvm, vm));
 }
 
-TEST_CASE("Lifetime: a guest_memfd passed to another process keeps the VM alive", "[kvm][lifetime]") {
+TEST_CASE("Lifetime: a guest_memfd passed to another process keeps the VM alive",
+          "[kvm][lifetime]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kSwProt);
   Vm* vm = &fx.vm(v);
@@ -83,7 +84,8 @@ TEST_CASE("Lifetime: a guest_memfd passed to another process keeps the VM alive"
   CHECK_FALSE(listed(fx.kvm, vm));
 }
 
-TEST_CASE("Lifetime: memslots do not pin the guest_memfd, closing it leaves dead slots", "[kvm][lifetime]") {
+TEST_CASE("Lifetime: memslots do not pin the guest_memfd, closing it leaves dead slots",
+          "[kvm][lifetime]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kSwProt);
   Vm& vm = fx.vm(v);
@@ -91,7 +93,7 @@ TEST_CASE("Lifetime: memslots do not pin the guest_memfd, closing it leaves dead
   fx.add_slot(v, 0, 0x100000, 8 * kPage, g, 0);
   fx.add_slot(v, 1, 0x300000, 8 * kPage, g, 8 * kPage);
   const std::shared_ptr<GmemFile> file = fx.gmem(g);  // keeps the C++ object inspectable only
-  CHECK(file->refcount() == 1);                        // the fd alone: the slots took none
+  CHECK(file->refcount() == 1);                       // the fd alone: the slots took none
   REQUIRE(fx.proc.close(g).ok());
   CHECK(file->released());
   CHECK(file->inode().evicted());  // the last file of the inode: the memory went too
@@ -114,7 +116,8 @@ TEST_CASE("Lifetime: memslots do not pin the guest_memfd, closing it leaves dead
   CHECK(vm.page_fault(private_fault(0x100000)).kind == FaultOutcome::kFixed);
 }
 
-TEST_CASE("Lifetime: closing the guest_memfd zaps the mappings of every bound slot", "[kvm][lifetime]") {
+TEST_CASE("Lifetime: closing the guest_memfd zaps the mappings of every bound slot",
+          "[kvm][lifetime]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kSwProt);
   Vm& vm = fx.vm(v);
@@ -133,7 +136,8 @@ TEST_CASE("Lifetime: closing the guest_memfd zaps the mappings of every bound sl
   PageFault shared;
   shared.gfn = gpa_to_gfn(Gpa(0x500000));
   REQUIRE(vm.page_fault(shared).kind == FaultOutcome::kFixed);
-  tlb.fill(vm.asid(), Gpa(0x305000), KvmFixture::mapped_pfn(vm, 0x305000), PageSize::k4K, kPermsRWX);
+  tlb.fill(vm.asid(), Gpa(0x305000), KvmFixture::mapped_pfn(vm, 0x305000), PageSize::k4K,
+           kPermsRWX);
   const uint64_t seq = vm.mmu_invalidate_seq();
   REQUIRE(fx.proc.close(g).ok());
   CHECK(KvmFixture::leaf_count(vm) == 1);  // only the non-gmem slot's leaf is left
@@ -142,7 +146,8 @@ TEST_CASE("Lifetime: closing the guest_memfd zaps the mappings of every bound sl
   CHECK(vm.mmu_invalidate_seq() == seq + 1);
 }
 
-TEST_CASE("Lifetime: one guest_memfd backs several slots at their own file offsets", "[kvm][lifetime]") {
+TEST_CASE("Lifetime: one guest_memfd backs several slots at their own file offsets",
+          "[kvm][lifetime]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kSwProt);
   Vm& vm = fx.vm(v);
@@ -165,16 +170,17 @@ TEST_CASE("Lifetime: a guest_memfd binds only to the VM that created it", "[kvm]
   const int a = fx.new_vm(kSwProt), b = fx.new_vm(kSwProt);
   const int g = fx.new_gmem(a, 16 * kPage);
   const Hva h = fx.anon(16 * kPage);
-  CHECK(err(fx.set_region(b, region2(0, 0x100000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g))) ==
-        Errno::kEINVAL);
+  CHECK(err(fx.set_region(b, region2(0, 0x100000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD,
+                                     g))) == Errno::kEINVAL);
   // Closing the creator's fd does not change that: the file still names VM a.
   REQUIRE(fx.proc.close(a).ok());
-  CHECK(err(fx.set_region(b, region2(0, 0x100000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g))) ==
-        Errno::kEINVAL);
+  CHECK(err(fx.set_region(b, region2(0, 0x100000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD,
+                                     g))) == Errno::kEINVAL);
   CHECK(fx.vm(b).memslots().size() == 0);
 }
 
-TEST_CASE("Lifetime: the guest is handed zeroed guest_memfd pages, not what the frame held", "[kvm][lifetime][zero]") {
+TEST_CASE("Lifetime: the guest is handed zeroed guest_memfd pages, not what the frame held",
+          "[kvm][lifetime][zero]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kSwProt);
   Vm& vm = fx.vm(v);
@@ -198,7 +204,8 @@ TEST_CASE("Lifetime: the guest is handed zeroed guest_memfd pages, not what the 
   CHECK(fx.frame_is(p, 0x3c));
 }
 
-TEST_CASE("Lifetime: after a punch-hole the next fault sees a zeroed page", "[kvm][lifetime][zero]") {
+TEST_CASE("Lifetime: after a punch-hole the next fault sees a zeroed page",
+          "[kvm][lifetime][zero]") {
   KvmFixture fx(any_store());
   const int v = fx.new_vm(kSwProt);
   Vm& vm = fx.vm(v);
@@ -217,7 +224,8 @@ TEST_CASE("Lifetime: after a punch-hole the next fault sees a zeroed page", "[kv
   CHECK(fx.frame_is(after, 0));  // whether or not the allocator handed back the same frame
 }
 
-TEST_CASE("Lifetime: when everything is closed every frame is back with the allocator", "[kvm][lifetime]") {
+TEST_CASE("Lifetime: when everything is closed every frame is back with the allocator",
+          "[kvm][lifetime]") {
   KvmFixture fx(any_store());
   const uint64_t free0 = fx.frames.free_frames();
   {

@@ -47,7 +47,8 @@ int prefault_loop(PfFx& t, uint64_t gpa, uint64_t size, uint64_t& left) {
 
 }  // namespace
 
-// ---- Generic checks, in order ---------------------------------------------------------------------
+// ---- Generic checks, in order
+// ---------------------------------------------------------------------
 
 TEST_CASE("PRE_FAULT_MEMORY rule: a failed copy -> EFAULT", "[kvm][prefault]") {
   PfFx t;
@@ -81,10 +82,11 @@ TEST_CASE("PRE_FAULT_MEMORY rule: gpa + size <= gpa (size 0, wrap) -> EINVAL", "
   CHECK(err(t.prefault(r)) == Errno::kEINVAL);
 }
 
-TEST_CASE("PRE_FAULT_MEMORY: not allowed yet (pre_fault_allowed false) -> EOPNOTSUPP", "[kvm][prefault]") {
+TEST_CASE("PRE_FAULT_MEMORY: not allowed yet (pre_fault_allowed false) -> EOPNOTSUPP",
+          "[kvm][prefault]") {
   PfFx t;
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
-  CHECK(t.vm().pre_fault_allowed);  // true at creation for DEFAULT and SW_PROTECTED
+  CHECK(t.vm().pre_fault_allowed);   // true at creation for DEFAULT and SW_PROTECTED
   t.vm().pre_fault_allowed = false;  // as a CoCo VM before finalisation
   auto r = pf(0x100000, kPage);
   CHECK(err(t.prefault(r)) == Errno::kEOPNOTSUPP);
@@ -93,9 +95,11 @@ TEST_CASE("PRE_FAULT_MEMORY: not allowed yet (pre_fault_allowed false) -> EOPNOT
   CHECK(KvmFixture::leaf_count(t.vm()) == 0);
 }
 
-// ---- Progress reported in place ---------------------------------------------------------------------
+// ---- Progress reported in place
+// ---------------------------------------------------------------------
 
-TEST_CASE("PRE_FAULT_MEMORY: outside every memslot -> ENOENT, nothing consumed", "[kvm][prefault]") {
+TEST_CASE("PRE_FAULT_MEMORY: outside every memslot -> ENOENT, nothing consumed",
+          "[kvm][prefault]") {
   PfFx t;
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   auto r = pf(0x200000, 2 * kPage);
@@ -104,7 +108,8 @@ TEST_CASE("PRE_FAULT_MEMORY: outside every memslot -> ENOENT, nothing consumed",
   CHECK(r.size == 2 * kPage);
 }
 
-TEST_CASE("PRE_FAULT_MEMORY: partial progress returns 0 with the leftover gpa and size", "[kvm][prefault]") {
+TEST_CASE("PRE_FAULT_MEMORY: partial progress returns 0 with the leftover gpa and size",
+          "[kvm][prefault]") {
   PfFx t;
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   auto r = pf(0x10e000, 4 * kPage);  // two pages in the slot, two beyond its end
@@ -119,9 +124,11 @@ TEST_CASE("PRE_FAULT_MEMORY: partial progress returns 0 with the leftover gpa an
   CHECK(r.size == 2 * kPage);
 }
 
-// ---- The mainline selftest (pre_fault_memory_test.c) ----------------------------------------------------
+// ---- The mainline selftest (pre_fault_memory_test.c)
+// ----------------------------------------------------
 
-TEST_CASE("PRE_FAULT_MEMORY selftest: TEST_SIZE = 2M + 4K, each VM type, shared and private", "[kvm][prefault]") {
+TEST_CASE("PRE_FAULT_MEMORY selftest: TEST_SIZE = 2M + 4K, each VM type, shared and private",
+          "[kvm][prefault]") {
   struct Variant {
     uint32_t type;
     bool is_private;
@@ -134,7 +141,8 @@ TEST_CASE("PRE_FAULT_MEMORY selftest: TEST_SIZE = 2M + 4K, each VM type, shared 
     int gmem = -1;
     if (var.is_private) gmem = t.fx.new_gmem(t.vm_fd, kTestSize);
     t.fx.add_slot(t.vm_fd, 10, gpa, kTestSize, gmem);
-    if (var.is_private) REQUIRE(t.fx.set_attrs(t.vm_fd, gpa, kTestSize, kPriv).ok());  // vm_mem_set_private
+    if (var.is_private)
+      REQUIRE(t.fx.set_attrs(t.vm_fd, gpa, kTestSize, kPriv).ok());  // vm_mem_set_private
     uint64_t left = 0;
     CHECK(prefault_loop(t, gpa, k2M, left) == 0);
     CHECK(left == 0);
@@ -158,7 +166,8 @@ TEST_CASE("PRE_FAULT_MEMORY selftest: TEST_SIZE = 2M + 4K, each VM type, shared 
   }
 }
 
-// ---- Arch part: fault type and errors ------------------------------------------------------------------
+// ---- Arch part: fault type and errors
+// ------------------------------------------------------------------
 
 TEST_CASE("PRE_FAULT_MEMORY: maps private gfns from guest_memfd after set-private on sw_protected",
           "[kvm][prefault]") {
@@ -171,12 +180,14 @@ TEST_CASE("PRE_FAULT_MEMORY: maps private gfns from guest_memfd after set-privat
   CHECK(r.size == 0);
   CHECK(r.gpa == 0x109000);
   CHECK(KvmFixture::mapped_pfn(t.vm(), 0x103000) == t.fx.host_pfn(h + 0x3000));  // shared
-  for (uint64_t p = 4; p < 8; ++p) CHECK(KvmFixture::mapped_pfn(t.vm(), 0x100000 + p * kPage) == t.fx.gmem_pfn(g, p));
-  CHECK(KvmFixture::mapped_pfn(t.vm(), 0x108000) == t.fx.host_pfn(h + 0x8000));    // shared
+  for (uint64_t p = 4; p < 8; ++p)
+    CHECK(KvmFixture::mapped_pfn(t.vm(), 0x100000 + p * kPage) == t.fx.gmem_pfn(g, p));
+  CHECK(KvmFixture::mapped_pfn(t.vm(), 0x108000) == t.fx.host_pfn(h + 0x8000));  // shared
   CHECK(t.fx.gmem(g)->inode().nr_folios() == 4);
 }
 
-TEST_CASE("PRE_FAULT_MEMORY: private gfns without a usable guest_memfd -> EFAULT or EHWPOISON", "[kvm][prefault]") {
+TEST_CASE("PRE_FAULT_MEMORY: private gfns without a usable guest_memfd -> EFAULT or EHWPOISON",
+          "[kvm][prefault]") {
   PfFx t;
   const int g = t.fx.new_gmem(t.vm_fd, 16 * kPage);
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage, g);
@@ -213,8 +224,9 @@ TEST_CASE("PRE_FAULT_MEMORY: a huge mapping counts to the end of the huge page, 
   CHECK(t.fx.vcpu(t.vcpu_fd).stats().prefault_bytes == 4 * kPage);
 }
 
-TEST_CASE("PRE_FAULT_MEMORY maps every byte it reports, also over 4K leaves left in an unmixed 2M page",
-          "[kvm][prefault][huge][lpage]") {
+TEST_CASE(
+    "PRE_FAULT_MEMORY maps every byte it reports, also over 4K leaves left in an unmixed 2M page",
+    "[kvm][prefault][huge][lpage]") {
   PfFx t;
   const int g = t.fx.new_gmem(t.vm_fd, k2M);
   t.fx.add_slot(t.vm_fd, 0, 0x200000, k2M, g, 0, PageSize::k2M);
@@ -235,7 +247,8 @@ TEST_CASE("PRE_FAULT_MEMORY maps every byte it reports, also over 4K leaves left
   CHECK(r.gpa + r.size == 0x20c000);
 }
 
-TEST_CASE("PRE_FAULT_MEMORY is a read fault: a READONLY slot is mapped, without W", "[kvm][prefault]") {
+TEST_CASE("PRE_FAULT_MEMORY is a read fault: a READONLY slot is mapped, without W",
+          "[kvm][prefault]") {
   PfFx t(kDefault);
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 4 * kPage, -1, 0, PageSize::k4K, KVM_MEM_READONLY);
   auto r = pf(0x100000, 4 * kPage);

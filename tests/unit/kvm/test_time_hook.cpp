@@ -26,7 +26,8 @@ TEST_CASE("Kvm::yield: without a hook nothing passes and the meter is kept", "[k
   CHECK(f.kvm.take_cost() == Cycles(500));  // still the caller's to charge
 }
 
-TEST_CASE("Kvm::yield: the hook gets what was charged so far plus the call in flight", "[kvm][time_hook]") {
+TEST_CASE("Kvm::yield: the hook gets what was charged so far plus the call in flight",
+          "[kvm][time_hook]") {
   KvmFixture f{AttrStoreKind::kXarray};
   RecordingHook h;
   f.kvm.set_time_hook(&h);
@@ -44,14 +45,17 @@ TEST_CASE("Kvm::yield: the hook gets what was charged so far plus the call in fl
   f.kvm.set_time_hook(nullptr);
 }
 
-TEST_CASE("Kvm::yield: a vCPU exit's trace time is cleared for other threads and restored to now after",
-          "[kvm][time_hook]") {
+TEST_CASE(
+    "Kvm::yield: a vCPU exit's trace time is cleared for other threads and restored to now after",
+    "[kvm][time_hook]") {
   KvmFixture f{AttrStoreKind::kXarray};
   uint64_t now = 1000;
   struct Sink final : TraceSink {
     std::vector<uint64_t> times;
     bool enabled() const override { return true; }
-    void event(uint64_t t, std::string_view, std::string_view, std::string_view) override { times.push_back(t); }
+    void event(uint64_t t, std::string_view, std::string_view, std::string_view) override {
+      times.push_back(t);
+    }
   } sink;
   f.kvm.set_trace(&sink, [&] { return now; });
   struct Other final : TimeHook {

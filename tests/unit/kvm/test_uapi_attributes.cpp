@@ -17,15 +17,19 @@ struct AttrFx {
   int vm_fd;
   explicit AttrFx(uint32_t type = kSwProt) : fx(any_store()), vm_fd(fx.new_vm(type)) {}
   Vm& vm() { return fx.vm(vm_fd); }
-  Status set(const kvm_memory_attributes& a) { return fx.kvm.set_memory_attributes(fx.proc, vm_fd, &a); }
+  Status set(const kvm_memory_attributes& a) {
+    return fx.kvm.set_memory_attributes(fx.proc, vm_fd, &a);
+  }
   bool any_private(uint64_t gpa, uint64_t size) {
-    return !vm().range_has_memory_attributes({gpa_to_gfn(Gpa(gpa)), gpa_to_gfn(Gpa(gpa + size))}, ~uint64_t{0}, 0);
+    return !vm().range_has_memory_attributes({gpa_to_gfn(Gpa(gpa)), gpa_to_gfn(Gpa(gpa + size))},
+                                             ~uint64_t{0}, 0);
   }
 };
 
 }  // namespace
 
-// ---- Validation, in order -------------------------------------------------------------------------
+// ---- Validation, in order
+// -------------------------------------------------------------------------
 
 TEST_CASE("SET_MEMORY_ATTRIBUTES rule 1: a failed copy -> EFAULT", "[kvm][uapi][attributes]") {
   AttrFx t;
@@ -39,7 +43,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES rule 2: flags != 0 -> EINVAL", "[kvm][uapi][att
   CHECK_FALSE(t.any_private(0, kPage));
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES rule 3: PRIVATE on a default VM -> EINVAL", "[kvm][uapi][attributes]") {
+TEST_CASE("SET_MEMORY_ATTRIBUTES rule 3: PRIVATE on a default VM -> EINVAL",
+          "[kvm][uapi][attributes]") {
   AttrFx t(kDefault);
   CHECK(err(t.set(attrs(0, kPage, kPriv))) == Errno::kEINVAL);
   CHECK(t.vm().get_memory_attributes(Gfn(0)) == 0);
@@ -49,7 +54,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES rule 3: PRIVATE on a default VM -> EINVAL", "[k
 TEST_CASE("SET_MEMORY_ATTRIBUTES rule 3: reserved R/W/X bits 0-2 and unknown bits -> EINVAL",
           "[kvm][uapi][attributes]") {
   AttrFx t;
-  for (uint64_t a : {uint64_t{1}, uint64_t{2}, uint64_t{4}, uint64_t{1} << 4, kPriv | 1, kPriv | (uint64_t{1} << 63)}) {
+  for (uint64_t a : {uint64_t{1}, uint64_t{2}, uint64_t{4}, uint64_t{1} << 4, kPriv | 1,
+                     kPriv | (uint64_t{1} << 63)}) {
     CAPTURE(a);
     CHECK(err(t.set(attrs(0, kPage, a))) == Errno::kEINVAL);
   }
@@ -57,14 +63,16 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES rule 3: reserved R/W/X bits 0-2 and unknown bit
   CHECK(t.vm().get_memory_attributes(Gfn(0)) == 0);
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES rule 4: size 0 or address + size overflowing -> EINVAL", "[kvm][uapi][attributes]") {
+TEST_CASE("SET_MEMORY_ATTRIBUTES rule 4: size 0 or address + size overflowing -> EINVAL",
+          "[kvm][uapi][attributes]") {
   AttrFx t;
   CHECK(err(t.set(attrs(0, 0, kPriv))) == Errno::kEINVAL);
   CHECK(err(t.set(attrs(~uint64_t{0} & ~(kPage - 1), 2 * kPage, kPriv))) == Errno::kEINVAL);
   CHECK_FALSE(t.any_private(0, kPage));
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES rule 5: address or size not page aligned -> EINVAL", "[kvm][uapi][attributes]") {
+TEST_CASE("SET_MEMORY_ATTRIBUTES rule 5: address or size not page aligned -> EINVAL",
+          "[kvm][uapi][attributes]") {
   AttrFx t;
   CHECK(err(t.set(attrs(0x800, kPage, kPriv))) == Errno::kEINVAL);
   CHECK(err(t.set(attrs(0, kPage + 8, kPriv))) == Errno::kEINVAL);
@@ -72,8 +80,9 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES rule 5: address or size not page aligned -> EIN
   CHECK_FALSE(t.any_private(0, 2 * kPage));
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES covers address up to address + size and is _IOW (nothing written back)",
-          "[kvm][uapi][attributes]") {
+TEST_CASE(
+    "SET_MEMORY_ATTRIBUTES covers address up to address + size and is _IOW (nothing written back)",
+    "[kvm][uapi][attributes]") {
   AttrFx t;
   const kvm_memory_attributes a = attrs(0x10000, 3 * kPage, kPriv);
   REQUIRE(t.set(a).ok());
@@ -86,8 +95,9 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES covers address up to address + size and is _IOW
   CHECK(t.vm().attributes().kind() == t.fx.kind);
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES step 2: xa_reserve failing -> ENOMEM, nothing changed, no invalidation",
-          "[kvm][uapi][attributes]") {
+TEST_CASE(
+    "SET_MEMORY_ATTRIBUTES step 2: xa_reserve failing -> ENOMEM, nothing changed, no invalidation",
+    "[kvm][uapi][attributes]") {
   KvmFixture fx(any_store(), 100);  // too little host memory for any attribute entry
   const int v = fx.new_vm(kSwProt);
   fx.add_slot(v, 0, 0x100000, 16 * kPage);
@@ -96,7 +106,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES step 2: xa_reserve failing -> ENOMEM, nothing c
   const uint64_t seq = vm.mmu_invalidate_seq();
   CHECK(err(fx.set_attrs(v, 0x100000, 16 * kPage, kPriv)) == Errno::kENOMEM);
   CHECK_FALSE(vm.mem_is_private(gpa_to_gfn(Gpa(0x102000))));
-  CHECK(vm.range_has_memory_attributes({gpa_to_gfn(Gpa(0x100000)), gpa_to_gfn(Gpa(0x110000))}, ~uint64_t{0}, 0));
+  CHECK(vm.range_has_memory_attributes({gpa_to_gfn(Gpa(0x100000)), gpa_to_gfn(Gpa(0x110000))},
+                                       ~uint64_t{0}, 0));
   CHECK(vm.mmu_invalidate_seq() == seq);
   CHECK(KvmFixture::mapped(vm, 0x102000));
   CHECK(vm.attributes().host_bytes() == 0);
@@ -104,7 +115,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES step 2: xa_reserve failing -> ENOMEM, nothing c
   CHECK(fx.set_attrs(v, 0x100000, 16 * kPage, 0).ok());
 }
 
-// ---- The algorithm ---------------------------------------------------------------------------------
+// ---- The algorithm
+// ---------------------------------------------------------------------------------
 
 TEST_CASE("SET_MEMORY_ATTRIBUTES needs no memslot and invalidates nothing where no memslot is",
           "[kvm][uapi][attributes]") {
@@ -115,7 +127,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES needs no memslot and invalidates nothing where 
   CHECK(t.vm().mmu_invalidate_seq() == seq);
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES: attributes survive memslot deletion and re-creation", "[kvm][uapi][attributes]") {
+TEST_CASE("SET_MEMORY_ATTRIBUTES: attributes survive memslot deletion and re-creation",
+          "[kvm][uapi][attributes]") {
   AttrFx t;
   const Hva h = t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x104000, 2 * kPage, kPriv).ok());
@@ -132,7 +145,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES: attributes survive memslot deletion and re-cre
   CHECK(t.vm().page_fault(f).kind == FaultOutcome::kMemoryFaultExit);
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES: no change -> early exit without invalidation", "[kvm][uapi][attributes]") {
+TEST_CASE("SET_MEMORY_ATTRIBUTES: no change -> early exit without invalidation",
+          "[kvm][uapi][attributes]") {
   AttrFx t;
   const int vcpu = t.fx.new_vcpu(t.vm_fd);
   Tlb tlb;
@@ -140,7 +154,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES: no change -> early exit without invalidation",
   DetachOnExit detach{t.fx.vcpu(vcpu)};
   t.fx.add_slot(t.vm_fd, 0, 0x100000, 16 * kPage);
   REQUIRE(t.vm().page_fault(PageFault{gpa_to_gfn(Gpa(0x100000))}).kind == FaultOutcome::kFixed);
-  tlb.fill(t.vm().asid(), Gpa(0x100000), KvmFixture::mapped_pfn(t.vm(), 0x100000), PageSize::k4K, kPermsRWX);
+  tlb.fill(t.vm().asid(), Gpa(0x100000), KvmFixture::mapped_pfn(t.vm(), 0x100000), PageSize::k4K,
+           kPermsRWX);
   const uint64_t seq = t.vm().mmu_invalidate_seq();
   // Shared over shared memory.
   REQUIRE(t.set(attrs(0x100000, 16 * kPage, 0)).ok());
@@ -157,8 +172,9 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES: no change -> early exit without invalidation",
   CHECK(KvmFixture::mapped(t.vm(), 0x100000));
 }
 
-TEST_CASE("SET_MEMORY_ATTRIBUTES: a change zaps the range in every intersecting slot and flushes TLBs",
-          "[kvm][uapi][attributes]") {
+TEST_CASE(
+    "SET_MEMORY_ATTRIBUTES: a change zaps the range in every intersecting slot and flushes TLBs",
+    "[kvm][uapi][attributes]") {
   AttrFx t;
   const int vcpu = t.fx.new_vcpu(t.vm_fd);
   Tlb tlb;
@@ -172,7 +188,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES: a change zaps the range in every intersecting 
     REQUIRE(vm.page_fault(PageFault{gpa_to_gfn(Gpa(gpa))}).kind == FaultOutcome::kFixed);
   const uint16_t asid = vm.asid();
   tlb.fill(asid, Gpa(0x103000), KvmFixture::mapped_pfn(vm, 0x103000), PageSize::k4K, kPermsRWX);
-  tlb.fill(static_cast<uint16_t>(asid + 100), Gpa(0x103000), Pfn(7), PageSize::k4K, kPermsRWX);  // another VM's
+  tlb.fill(static_cast<uint16_t>(asid + 100), Gpa(0x103000), Pfn(7), PageSize::k4K,
+           kPermsRWX);  // another VM's
   pwc.insert(asid, 1, Gpa(0x103000), vm.stage2().root());
   const uint64_t seq = vm.mmu_invalidate_seq();
   // [0x103000, 0x105000) spans both slots.
@@ -206,7 +223,8 @@ TEST_CASE("SET_MEMORY_ATTRIBUTES to shared zaps the private mappings", "[kvm][ua
   CHECK(t.fx.gmem(g)->inode().folio(GmemPgoff(2)) != nullptr);
 }
 
-TEST_CASE("kvm_range_has_memory_attributes: mask ANDed with the supported attributes", "[kvm][attributes]") {
+TEST_CASE("kvm_range_has_memory_attributes: mask ANDed with the supported attributes",
+          "[kvm][attributes]") {
   AttrFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x2000, kPage, kPriv).ok());
   Vm& vm = t.vm();
@@ -219,9 +237,11 @@ TEST_CASE("kvm_range_has_memory_attributes: mask ANDed with the supported attrib
   CHECK(vm.range_has_memory_attributes(GfnRange{Gfn(3), Gfn(100)}, ~uint64_t{0}, 0));
 }
 
-// ---- Mixed huge pages (§5 "Hugepage tracking with mixed attributes") ------------------------------------
+// ---- Mixed huge pages (§5 "Hugepage tracking with mixed attributes")
+// ------------------------------------
 
-TEST_CASE("Mixed huge pages: tracked per slot at 2M and 1G, recomputed on every set", "[kvm][attributes][lpage]") {
+TEST_CASE("Mixed huge pages: tracked per slot at 2M and 1G, recomputed on every set",
+          "[kvm][attributes][lpage]") {
   AttrFx t;
   // A 1 GiB slot of lazily populated 4 KiB backing at a 1 GiB-aligned gpa.
   const uint64_t base = 0x40000000;
@@ -254,7 +274,8 @@ TEST_CASE("Mixed huge pages: tracked per slot at 2M and 1G, recomputed on every 
   CHECK(s->lpage->is_mixed(PageSize::k1G, g0));
 }
 
-TEST_CASE("Mixed huge pages: a slot created over existing attributes starts with them", "[kvm][attributes][lpage]") {
+TEST_CASE("Mixed huge pages: a slot created over existing attributes starts with them",
+          "[kvm][attributes][lpage]") {
   AttrFx t;
   REQUIRE(t.fx.set_attrs(t.vm_fd, 0x205000, kPage, kPriv).ok());  // before any slot
   t.fx.add_slot(t.vm_fd, 0, 0x200000, 2 * k2M);
@@ -263,7 +284,8 @@ TEST_CASE("Mixed huge pages: a slot created over existing attributes starts with
   CHECK_FALSE(s->lpage->is_mixed(PageSize::k2M, gpa_to_gfn(Gpa(0x400000))));
 }
 
-TEST_CASE("Mixed huge pages: not tracked for VMs without private memory", "[kvm][attributes][lpage]") {
+TEST_CASE("Mixed huge pages: not tracked for VMs without private memory",
+          "[kvm][attributes][lpage]") {
   AttrFx t(kDefault);
   t.fx.add_slot(t.vm_fd, 0, 0x200000, k2M);
   CHECK(t.vm().memslots().find_id(0)->lpage == nullptr);
@@ -282,9 +304,11 @@ TEST_CASE("Pre-set hook: unmixed huge pages straddling the range join the ongoin
   } seen;
   fx.knobs.on_pre_set = [&](Vm& m, GfnRange, uint64_t) {
     const uint64_t seq = m.mmu_invalidate_seq();
-    seen.head_hp = m.mmu_invalidate_retry_gfn(seq, gpa_to_gfn(Gpa(0x200000)));  // same 2M page, outside range
-    seen.tail_hp = m.mmu_invalidate_retry_gfn(seq, gpa_to_gfn(Gpa(0x5ff000)));  // same 2M page, outside range
-    seen.far = m.mmu_invalidate_retry_gfn(seq, gpa_to_gfn(Gpa(0x700000)));      // no slot there
+    seen.head_hp =
+        m.mmu_invalidate_retry_gfn(seq, gpa_to_gfn(Gpa(0x200000)));  // same 2M page, outside range
+    seen.tail_hp =
+        m.mmu_invalidate_retry_gfn(seq, gpa_to_gfn(Gpa(0x5ff000)));  // same 2M page, outside range
+    seen.far = m.mmu_invalidate_retry_gfn(seq, gpa_to_gfn(Gpa(0x700000)));  // no slot there
   };
   // [0x3ff000, 0x401000) straddles both 2M pages of the slot, which are not mixed yet.
   REQUIRE(fx.set_attrs(v, 0x3ff000, 2 * kPage, kPriv).ok());

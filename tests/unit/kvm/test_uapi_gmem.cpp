@@ -15,9 +15,11 @@ constexpr int KEEP = FALLOC_FL_KEEP_SIZE;
 constexpr int PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
 }  // namespace
 
-// ---- KVM_CREATE_GUEST_MEMFD, in order --------------------------------------------------------------
+// ---- KVM_CREATE_GUEST_MEMFD, in order
+// --------------------------------------------------------------
 
-TEST_CASE("CREATE_GUEST_MEMFD rule 1: a process whose mm is not the VM's -> EIO", "[kvm][uapi][gmem]") {
+TEST_CASE("CREATE_GUEST_MEMFD rule 1: a process whose mm is not the VM's -> EIO",
+          "[kvm][uapi][gmem]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   OtherProcess other(fx.kvm, fx.mem, fx.frames, "other");
@@ -42,26 +44,31 @@ TEST_CASE("CREATE_GUEST_MEMFD rule 2: a failed copy -> EFAULT", "[kvm][uapi][gme
   CHECK(err(fx.kvm.create_guest_memfd(fx.proc, s, nullptr)) == Errno::kEFAULT);
 }
 
-TEST_CASE("CREATE_GUEST_MEMFD rule 3: flags outside the VM's supported flags -> EINVAL", "[kvm][uapi][gmem]") {
+TEST_CASE("CREATE_GUEST_MEMFD rule 3: flags outside the VM's supported flags -> EINVAL",
+          "[kvm][uapi][gmem]") {
   KvmFixture fx(any_store());
   const int d = fx.new_vm(kDefault), s = fx.new_vm(kSwProt);
   for (int v : {d, s}) {
-    CHECK(err(fx.create_gmem(v, 16 * kPage, 1ull << 2)) == Errno::kEINVAL);  // NO_DIRECT_MAP: PROPOSED
+    CHECK(err(fx.create_gmem(v, 16 * kPage, 1ull << 2)) ==
+          Errno::kEINVAL);  // NO_DIRECT_MAP: PROPOSED
     CHECK(err(fx.create_gmem(v, 16 * kPage, 1ull << 63)) == Errno::kEINVAL);
     CHECK(fx.create_gmem(v, 16 * kPage, GUEST_MEMFD_FLAG_MMAP).ok());
   }
   // INIT_SHARED only for VMs without private memory (§2).
   CHECK(err(fx.create_gmem(s, 16 * kPage, GUEST_MEMFD_FLAG_INIT_SHARED)) == Errno::kEINVAL);
-  CHECK(err(fx.create_gmem(s, 16 * kPage, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)) == Errno::kEINVAL);
+  CHECK(err(fx.create_gmem(s, 16 * kPage, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)) ==
+        Errno::kEINVAL);
   CHECK(fx.create_gmem(d, 16 * kPage, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED).ok());
   CHECK(fx.create_gmem(d, 16 * kPage, GUEST_MEMFD_FLAG_INIT_SHARED).ok());
 }
 
-TEST_CASE("CREATE_GUEST_MEMFD rule 4: size <= 0 as loff_t or not page aligned -> EINVAL", "[kvm][uapi][gmem]") {
+TEST_CASE("CREATE_GUEST_MEMFD rule 4: size <= 0 as loff_t or not page aligned -> EINVAL",
+          "[kvm][uapi][gmem]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   const size_t fds = fx.proc.open_fds();
-  for (uint64_t size : {uint64_t{0}, uint64_t{1}, kPage + 1, kPage - 1, uint64_t{1} << 63, ~uint64_t{0} & ~(kPage - 1)}) {
+  for (uint64_t size : {uint64_t{0}, uint64_t{1}, kPage + 1, kPage - 1, uint64_t{1} << 63,
+                        ~uint64_t{0} & ~(kPage - 1)}) {
     CAPTURE(size);
     CHECK(err(fx.create_gmem(s, size)) == Errno::kEINVAL);
   }
@@ -95,30 +102,37 @@ TEST_CASE("CREATE_GUEST_MEMFD: reserved is not checked, the fd pins the VM, st_i
   CHECK(inos.size() == 4);
 }
 
-// ---- File operations through the facade (§6.1) -------------------------------------------------------
+// ---- File operations through the facade (§6.1)
+// -------------------------------------------------------
 
-TEST_CASE("guest_memfd fallocate: KEEP_SIZE required, only PUNCH_HOLE beside it", "[kvm][uapi][gmem][fallocate]") {
+TEST_CASE("guest_memfd fallocate: KEEP_SIZE required, only PUNCH_HOLE beside it",
+          "[kvm][uapi][gmem][fallocate]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   const int g = fx.new_gmem(s, 16 * kPage);
   CHECK(err(fx.kvm.fallocate(fx.proc, g, 0, 0, kPage)) == Errno::kEOPNOTSUPP);
-  CHECK(err(fx.kvm.fallocate(fx.proc, g, FALLOC_FL_ZERO_RANGE | KEEP, 0, kPage)) == Errno::kEOPNOTSUPP);
-  CHECK(err(fx.kvm.fallocate(fx.proc, g, FALLOC_FL_COLLAPSE_RANGE, 0, kPage)) == Errno::kEOPNOTSUPP);
+  CHECK(err(fx.kvm.fallocate(fx.proc, g, FALLOC_FL_ZERO_RANGE | KEEP, 0, kPage)) ==
+        Errno::kEOPNOTSUPP);
+  CHECK(err(fx.kvm.fallocate(fx.proc, g, FALLOC_FL_COLLAPSE_RANGE, 0, kPage)) ==
+        Errno::kEOPNOTSUPP);
   CHECK(fx.gmem(g)->inode().nr_folios() == 0);
   CHECK(fx.kvm.fallocate(fx.proc, g, KEEP, 0, kPage).ok());
   CHECK(fx.gmem(g)->inode().nr_folios() == 1);
 }
 
-TEST_CASE("guest_memfd fallocate: offset or len unaligned -> EINVAL, allocate beyond i_size -> EINVAL",
-          "[kvm][uapi][gmem][fallocate]") {
+TEST_CASE(
+    "guest_memfd fallocate: offset or len unaligned -> EINVAL, allocate beyond i_size -> EINVAL",
+    "[kvm][uapi][gmem][fallocate]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   const int g = fx.new_gmem(s, 16 * kPage);
   CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, 1, kPage)) == Errno::kEINVAL);
   CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, 0, kPage + 1)) == Errno::kEINVAL);
   CHECK(err(fx.kvm.fallocate(fx.proc, g, PUNCH, 0, 7)) == Errno::kEINVAL);
-  CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, 0, 17 * kPage)) == Errno::kEINVAL);  // immutable size
-  CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, -static_cast<int64_t>(kPage), kPage)) == Errno::kEINVAL);
+  CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, 0, 17 * kPage)) ==
+        Errno::kEINVAL);  // immutable size
+  CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, -static_cast<int64_t>(kPage), kPage)) ==
+        Errno::kEINVAL);
   CHECK(err(fx.kvm.fallocate(fx.proc, g, KEEP, 0, 0)) == Errno::kEINVAL);
   CHECK(fx.gmem(g)->inode().nr_folios() == 0);
   // Punching at or beyond i_size succeeds (a no-op).

@@ -16,10 +16,13 @@ struct SlotFx {
   int vm_fd;
   Hva hva;
   static constexpr uint64_t kGpa = 0x100000, kSize = 16 * kPage;
-  explicit SlotFx(uint32_t type = kSwProt) : fx(any_store()), vm_fd(fx.new_vm(type)), hva(fx.anon(kSize)) {}
+  explicit SlotFx(uint32_t type = kSwProt)
+      : fx(any_store()), vm_fd(fx.new_vm(type)), hva(fx.anon(kSize)) {}
   Vm& vm() { return fx.vm(vm_fd); }
   Status set(const kvm_userspace_memory_region2& r) { return fx.set_region(vm_fd, r); }
-  kvm_userspace_memory_region2 good(uint32_t slot = 0) const { return region2(slot, kGpa, kSize, hva.value()); }
+  kvm_userspace_memory_region2 good(uint32_t slot = 0) const {
+    return region2(slot, kGpa, kSize, hva.value());
+  }
 };
 
 }  // namespace
@@ -46,7 +49,8 @@ TEST_CASE("REGION v1 rule: KVM_MEM_GUEST_MEMFD is v2-only -> EINVAL", "[kvm][uap
   CHECK(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g)).ok());
 }
 
-TEST_CASE("REGION v1: LOG_DIRTY_PAGES and READONLY are accepted, other bits -> EINVAL", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION v1: LOG_DIRTY_PAGES and READONLY are accepted, other bits -> EINVAL",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   kvm_userspace_memory_region v1;
   v1.guest_phys_addr = SlotFx::kGpa;
@@ -76,7 +80,8 @@ TEST_CASE("REGION2 rule: slot id >= KVM_USER_MEM_SLOTS -> EINVAL", "[kvm][uapi][
   CHECK(t.vm().memslots().find_id(KVM_USER_MEM_SLOTS - 1) != nullptr);
 }
 
-// ---- check_memory_region_flags --------------------------------------------------------------------
+// ---- check_memory_region_flags
+// --------------------------------------------------------------------
 
 TEST_CASE("REGION2 flag rule: unknown flag bits -> EINVAL", "[kvm][uapi][memslot]") {
   SlotFx t;
@@ -101,33 +106,38 @@ TEST_CASE("REGION2 flag rule: GUEST_MEMFD with LOG_DIRTY_PAGES -> EINVAL", "[kvm
 TEST_CASE("REGION2 flag rule: GUEST_MEMFD with READONLY -> EINVAL", "[kvm][uapi][memslot]") {
   SlotFx t;
   const int g = t.fx.new_gmem(t.vm_fd, SlotFx::kSize);
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY,
-                          g))) == Errno::kEINVAL);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(),
+                          KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY, g))) == Errno::kEINVAL);
   CHECK(t.vm().memslots().size() == 0);
   CHECK(t.fx.gmem(g)->bindings().empty());
 }
 
-TEST_CASE("REGION2 flag rule: READONLY without kvm_arch_has_readonly_mem -> EINVAL", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 flag rule: READONLY without kvm_arch_has_readonly_mem -> EINVAL",
+          "[kvm][uapi][memslot]") {
   KvmFixture fx(any_store());
   fx.register_test_backend();
   fx.knobs.has_readonly_mem = false;  // as for VMs with protected state
   const int v = fx.new_vm(kTestVmType);
   const Hva h = fx.anon(16 * kPage);
-  CHECK(err(fx.set_region(v, region2(0, 0, 16 * kPage, h.value(), KVM_MEM_READONLY))) == Errno::kEINVAL);
+  CHECK(err(fx.set_region(v, region2(0, 0, 16 * kPage, h.value(), KVM_MEM_READONLY))) ==
+        Errno::kEINVAL);
   CHECK(fx.set_region(v, region2(0, 0, 16 * kPage, h.value())).ok());
   // Where the backend has read-only memory the flag is fine.
   const int s = fx.new_vm(kSwProt);
   CHECK(fx.set_region(s, region2(0, 0, 16 * kPage, h.value(), KVM_MEM_READONLY)).ok());
 }
 
-TEST_CASE("REGION2: GUEST_MEMFD is a valid flag for every VM type (CONFIG_KVM_GUEST_MEMFD)", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2: GUEST_MEMFD is a valid flag for every VM type (CONFIG_KVM_GUEST_MEMFD)",
+          "[kvm][uapi][memslot]") {
   SlotFx t(kDefault);
   const int g = t.fx.new_gmem(t.vm_fd, SlotFx::kSize);
-  REQUIRE(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g)).ok());
+  REQUIRE(
+      t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g)).ok());
   CHECK(t.vm().memslots().find_id(0)->has_gmem());
 }
 
-// ---- kvm_set_memory_region general checks 1-7 ------------------------------------------------------
+// ---- kvm_set_memory_region general checks 1-7
+// ------------------------------------------------------
 
 TEST_CASE("REGION2 check 1: memory_size not page aligned -> EINVAL", "[kvm][uapi][memslot]") {
   SlotFx t;
@@ -182,7 +192,8 @@ TEST_CASE("REGION2 check 4: guest_memfd_offset unaligned or offset + size overfl
   CHECK(t.set(plain).ok());
 }
 
-TEST_CASE("REGION2 check 5: address-space id >= nr_address_spaces -> EINVAL", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 check 5: address-space id >= nr_address_spaces -> EINVAL",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   auto r = t.good();
   r.slot = (2u << 16) | 0;
@@ -200,7 +211,8 @@ TEST_CASE("REGION2 check 5: address-space id >= nr_address_spaces -> EINVAL", "[
   CHECK(t.vm().memslots(0).size() == 1);
 }
 
-TEST_CASE("REGION2 check 6: guest_phys_addr + memory_size overflowing -> EINVAL", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 check 6: guest_phys_addr + memory_size overflowing -> EINVAL",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   auto r = t.good();
   r.guest_phys_addr = ~uint64_t{0} & ~(kPage - 1);
@@ -219,7 +231,8 @@ TEST_CASE("REGION2 check 7: npages > KVM_MEM_MAX_NR_PAGES -> EINVAL", "[kvm][uap
   CHECK(t.vm().memslots().find_id(0)->npages == KVM_MEM_MAX_NR_PAGES);
 }
 
-TEST_CASE("REGION2: the general checks come before the overlap and bind rules", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2: the general checks come before the overlap and bind rules",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   REQUIRE(t.set(t.good(0)).ok());
   // Overlapping slot 0 and gpa unaligned: check 2 answers, not EEXIST.
@@ -227,11 +240,12 @@ TEST_CASE("REGION2: the general checks come before the overlap and bind rules", 
   r.guest_phys_addr += 8;
   CHECK(err(t.set(r)) == Errno::kEINVAL);
   // Overlapping and naming a closed fd: EEXIST (the overlap check) before EBADF (the bind).
-  CHECK(err(t.set(region2(1, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, 99))) ==
-        Errno::kEEXIST);
+  CHECK(err(t.set(region2(1, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                          99))) == Errno::kEEXIST);
 }
 
-// ---- Delete ---------------------------------------------------------------------------------------
+// ---- Delete
+// ---------------------------------------------------------------------------------------
 
 TEST_CASE("REGION2 delete: a missing slot -> EINVAL", "[kvm][uapi][memslot]") {
   SlotFx t;
@@ -242,13 +256,16 @@ TEST_CASE("REGION2 delete: a missing slot -> EINVAL", "[kvm][uapi][memslot]") {
   CHECK(err(t.fx.delete_slot(t.vm_fd, 0)) == Errno::kEINVAL);  // deleted twice
 }
 
-TEST_CASE("REGION2 delete: flags are checked, guest_memfd and offset ignored", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 delete: flags are checked, guest_memfd and offset ignored",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   const int g = t.fx.new_gmem(t.vm_fd, SlotFx::kSize);
-  REQUIRE(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g)).ok());
+  REQUIRE(
+      t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g)).ok());
   // Unknown flags and GUEST_MEMFD|LOG_DIRTY_PAGES are still refused on delete.
   CHECK(err(t.set(region2(0, 0, 0, 0, 1u << 5))) == Errno::kEINVAL);
-  CHECK(err(t.set(region2(0, 0, 0, 0, KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES, -1))) == Errno::kEINVAL);
+  CHECK(err(t.set(region2(0, 0, 0, 0, KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES, -1))) ==
+        Errno::kEINVAL);
   REQUIRE(t.vm().memslots().size() == 1);
   // The selftest's delete: flags = GUEST_MEMFD, fd = -1.
   REQUIRE(t.set(region2(0, 0, 0, 0, KVM_MEM_GUEST_MEMFD, -1)).ok());
@@ -256,7 +273,8 @@ TEST_CASE("REGION2 delete: flags are checked, guest_memfd and offset ignored", "
   CHECK(t.fx.gmem(g)->bindings().empty());  // unbound
 }
 
-// ---- Modify ---------------------------------------------------------------------------------------
+// ---- Modify
+// ---------------------------------------------------------------------------------------
 
 TEST_CASE("REGION2 modify: a guest_memfd slot is immutable -> EINVAL", "[kvm][uapi][memslot]") {
   SlotFx t;
@@ -280,7 +298,8 @@ TEST_CASE("REGION2 modify: a guest_memfd slot is immutable -> EINVAL", "[kvm][ua
   CHECK(s->flags == KVM_MEM_GUEST_MEMFD);
 }
 
-TEST_CASE("REGION2 modify: userspace_addr, npages or READONLY change -> EINVAL", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 modify: userspace_addr, npages or READONLY change -> EINVAL",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   REQUIRE(t.set(t.good(0)).ok());
   auto r = t.good(0);
@@ -305,11 +324,12 @@ TEST_CASE("REGION2 modify: an identical request is a no-op", "[kvm][uapi][memslo
   REQUIRE(vm.page_fault(PageFault{gpa_to_gfn(Gpa(SlotFx::kGpa))}).kind == FaultOutcome::kFixed);
   const uint64_t seq = vm.mmu_invalidate_seq();
   CHECK(t.set(t.good(0)).ok());
-  CHECK(vm.mmu_invalidate_seq() == seq);       // no invalidation
+  CHECK(vm.mmu_invalidate_seq() == seq);        // no invalidation
   CHECK(KvmFixture::mapped(vm, SlotFx::kGpa));  // the mapping survives
 }
 
-TEST_CASE("REGION2 modify: MOVE changes the base gfn and zaps the old mappings", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 modify: MOVE changes the base gfn and zaps the old mappings",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   REQUIRE(t.set(t.good(0)).ok());
   Vm& vm = t.vm();
@@ -331,7 +351,8 @@ TEST_CASE("REGION2 modify: MOVE changes the base gfn and zaps the old mappings",
   CHECK(t.set(r).ok());
 }
 
-TEST_CASE("REGION2 modify: a flags-only change (dirty logging) is accepted", "[kvm][uapi][memslot]") {
+TEST_CASE("REGION2 modify: a flags-only change (dirty logging) is accepted",
+          "[kvm][uapi][memslot]") {
   SlotFx t;
   REQUIRE(t.set(t.good(0)).ok());
   auto r = t.good(0);
@@ -341,17 +362,18 @@ TEST_CASE("REGION2 modify: a flags-only change (dirty logging) is accepted", "[k
   CHECK(t.vm().memslots().find_id(0)->base_gfn == gpa_to_gfn(Gpa(SlotFx::kGpa)));
 }
 
-// ---- Overlap ----------------------------------------------------------------------------------------
+// ---- Overlap
+// ----------------------------------------------------------------------------------------
 
 TEST_CASE("REGION2 overlap: CREATE over another slot's gfns -> EEXIST", "[kvm][uapi][memslot]") {
   SlotFx t;
   REQUIRE(t.set(t.good(0)).ok());  // [0x100000, 0x110000)
   const Hva h = t.fx.anon(64 * kPage);
   for (auto [gpa, size] : {std::pair<uint64_t, uint64_t>{0x100000, 16 * kPage},  // same
-                           {0x0ff000, 2 * kPage},                                   // head
-                           {0x10f000, 4 * kPage},                                   // tail
-                           {0x104000, kPage},                                       // inside
-                           {0x0f0000, 64 * kPage}}) {                               // around
+                           {0x0ff000, 2 * kPage},                                // head
+                           {0x10f000, 4 * kPage},                                // tail
+                           {0x104000, kPage},                                    // inside
+                           {0x0f0000, 64 * kPage}}) {                            // around
     CAPTURE(gpa, size);
     CHECK(err(t.set(region2(1, gpa, size, h.value()))) == Errno::kEEXIST);
   }
@@ -370,28 +392,30 @@ TEST_CASE("REGION2 overlap: MOVE onto another slot's gfns -> EEXIST", "[kvm][uap
   CHECK(t.vm().memslots().find_id(1)->base_gfn == gpa_to_gfn(Gpa(0x200000)));
 }
 
-// ---- kvm_gmem_bind ------------------------------------------------------------------------------------
+// ---- kvm_gmem_bind
+// ------------------------------------------------------------------------------------
 
 TEST_CASE("REGION2 bind rule: fget fails -> EBADF", "[kvm][uapi][memslot][bind]") {
   SlotFx t;
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, 99))) ==
-        Errno::kEBADF);
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, -1))) ==
-        Errno::kEBADF);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                          99))) == Errno::kEBADF);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                          -1))) == Errno::kEBADF);
   const int g = t.fx.new_gmem(t.vm_fd, SlotFx::kSize);
   REQUIRE(t.fx.proc.close(g).ok());
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g))) ==
-        Errno::kEBADF);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                          g))) == Errno::kEBADF);
   CHECK(t.vm().memslots().size() == 0);
 }
 
-TEST_CASE("REGION2 bind rule: a file that is not a guest_memfd -> EINVAL", "[kvm][uapi][memslot][bind]") {
+TEST_CASE("REGION2 bind rule: a file that is not a guest_memfd -> EINVAL",
+          "[kvm][uapi][memslot][bind]") {
   SlotFx t;
   const int memfd = t.fx.proc.open_other("memfd");
   for (int fd : {memfd, t.vm_fd, t.fx.kvm_fd, t.fx.new_vcpu(t.vm_fd)}) {
     CAPTURE(fd);
-    CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, fd))) ==
-          Errno::kEINVAL);
+    CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                            fd))) == Errno::kEINVAL);
   }
   CHECK(t.vm().memslots().size() == 0);
 }
@@ -400,50 +424,60 @@ TEST_CASE("REGION2 bind rule: another VM's guest_memfd -> EINVAL", "[kvm][uapi][
   SlotFx t;
   const int other_vm = t.fx.new_vm(kSwProt);
   const int g = t.fx.new_gmem(other_vm, SlotFx::kSize);
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g))) ==
-        Errno::kEINVAL);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                          g))) == Errno::kEINVAL);
   CHECK(t.vm().memslots().size() == 0);
   CHECK(t.fx.gmem(g)->bindings().empty());
   // Its own VM binds it.
-  CHECK(t.fx.set_region(other_vm, region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g))
+  CHECK(t.fx.set_region(other_vm, region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(),
+                                          KVM_MEM_GUEST_MEMFD, g))
             .ok());
 }
 
-TEST_CASE("REGION2 bind rule: offset negative or offset + size > i_size -> EINVAL", "[kvm][uapi][memslot][bind]") {
+TEST_CASE("REGION2 bind rule: offset negative or offset + size > i_size -> EINVAL",
+          "[kvm][uapi][memslot][bind]") {
   SlotFx t;
   const int g = t.fx.new_gmem(t.vm_fd, SlotFx::kSize);
   // A "negative" loff_t that passes the memslot's own overflow check (check 4).
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g, 1ull << 63))) ==
-        Errno::kEINVAL);
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g, kPage))) ==
-        Errno::kEINVAL);
-  CHECK(err(t.set(region2(0, SlotFx::kGpa, 2 * SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g))) ==
-        Errno::kEINVAL);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g,
+                          1ull << 63))) == Errno::kEINVAL);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, g,
+                          kPage))) == Errno::kEINVAL);
+  CHECK(err(t.set(region2(0, SlotFx::kGpa, 2 * SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD,
+                          g))) == Errno::kEINVAL);
   CHECK(t.vm().memslots().size() == 0);
   // Up to i_size exactly is fine.
-  CHECK(t.set(region2(0, SlotFx::kGpa, 4 * kPage, t.hva.value(), KVM_MEM_GUEST_MEMFD, g, 12 * kPage)).ok());
+  CHECK(
+      t.set(region2(0, SlotFx::kGpa, 4 * kPage, t.hva.value(), KVM_MEM_GUEST_MEMFD, g, 12 * kPage))
+          .ok());
   CHECK(t.vm().memslots().find_id(0)->gmem.pgoff == GmemPgoff(12));
 }
 
-TEST_CASE("REGION2 bind rule: a file range overlapping an existing binding -> EINVAL", "[kvm][uapi][memslot][bind]") {
+TEST_CASE("REGION2 bind rule: a file range overlapping an existing binding -> EINVAL",
+          "[kvm][uapi][memslot][bind]") {
   SlotFx t;
   const int g = t.fx.new_gmem(t.vm_fd, 32 * kPage);
   const Hva h = t.fx.anon(32 * kPage);
-  REQUIRE(t.set(region2(0, 0x100000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 8 * kPage)).ok());  // [8,16)
-  CHECK(err(t.set(region2(1, 0x200000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 12 * kPage))) ==
+  REQUIRE(t.set(region2(0, 0x100000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 8 * kPage))
+              .ok());  // [8,16)
+  CHECK(err(t.set(region2(1, 0x200000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g,
+                          12 * kPage))) == Errno::kEINVAL);
+  CHECK(err(t.set(region2(1, 0x200000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 0))) ==
         Errno::kEINVAL);
-  CHECK(err(t.set(region2(1, 0x200000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 0))) == Errno::kEINVAL);
   CHECK(t.vm().memslots().size() == 1);
   CHECK(t.fx.gmem(g)->bindings().size() == 1);
 }
 
-TEST_CASE("REGION2 bind: the same file at disjoint offsets backs several slots", "[kvm][uapi][memslot][bind]") {
+TEST_CASE("REGION2 bind: the same file at disjoint offsets backs several slots",
+          "[kvm][uapi][memslot][bind]") {
   SlotFx t;
   const int g = t.fx.new_gmem(t.vm_fd, 32 * kPage);
   const Hva h = t.fx.anon(32 * kPage);
-  REQUIRE(t.set(region2(0, 0x100000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 8 * kPage)).ok());
+  REQUIRE(
+      t.set(region2(0, 0x100000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 8 * kPage)).ok());
   REQUIRE(t.set(region2(1, 0x200000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 0)).ok());
-  REQUIRE(t.set(region2(2, 0x300000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 16 * kPage)).ok());
+  REQUIRE(
+      t.set(region2(2, 0x300000, 16 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 16 * kPage)).ok());
   CHECK(t.fx.gmem(g)->bindings().size() == 3);
   CHECK(t.vm().memslots().find_id(0)->gmem.pgoff == GmemPgoff(8));
   CHECK(t.vm().memslots().find_id(1)->gmem.pgoff == GmemPgoff(0));
@@ -453,12 +487,15 @@ TEST_CASE("REGION2 bind: the same file at disjoint offsets backs several slots",
   CHECK(t.set(region2(3, 0x400000, 8 * kPage, h.value(), KVM_MEM_GUEST_MEMFD, g, 8 * kPage)).ok());
 }
 
-TEST_CASE("REGION2 bind: a slot is GMEM_ONLY iff its file has GUEST_MEMFD_FLAG_MMAP", "[kvm][uapi][memslot][bind]") {
+TEST_CASE("REGION2 bind: a slot is GMEM_ONLY iff its file has GUEST_MEMFD_FLAG_MMAP",
+          "[kvm][uapi][memslot][bind]") {
   SlotFx t;
   const int plain = t.fx.new_gmem(t.vm_fd, SlotFx::kSize);
   const int mmap = t.fx.new_gmem(t.vm_fd, SlotFx::kSize, GUEST_MEMFD_FLAG_MMAP);
-  REQUIRE(t.set(region2(0, 0x100000, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, plain)).ok());
-  REQUIRE(t.set(region2(1, 0x200000, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, mmap)).ok());
+  REQUIRE(
+      t.set(region2(0, 0x100000, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, plain)).ok());
+  REQUIRE(
+      t.set(region2(1, 0x200000, SlotFx::kSize, t.hva.value(), KVM_MEM_GUEST_MEMFD, mmap)).ok());
   CHECK_FALSE(t.vm().memslots().find_id(0)->gmem_only);
   CHECK(t.vm().memslots().find_id(1)->gmem_only);
 }

@@ -10,12 +10,14 @@ using namespace cvmsim::kvmtest;
 
 // ---- KVM_CREATE_VM --------------------------------------------------------------------------
 
-TEST_CASE("KVM_CREATE_VM rule: an unknown or unregistered VM type -> EINVAL", "[kvm][uapi][create_vm]") {
+TEST_CASE("KVM_CREATE_VM rule: an unknown or unregistered VM type -> EINVAL",
+          "[kvm][uapi][create_vm]") {
   KvmFixture fx(any_store());
-  for (uint32_t type : {KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM, KVM_VM_TYPE_ARM_PROTECTED,
-                        99u, kTestVmType}) {
+  for (uint32_t type : {KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM,
+                        KVM_VM_TYPE_ARM_PROTECTED, 99u, kTestVmType}) {
     CAPTURE(type);
-    CHECK(err(fx.kvm.create_vm(fx.proc, fx.kvm_fd, type, "x", vm_principal(0), 1)) == Errno::kEINVAL);
+    CHECK(err(fx.kvm.create_vm(fx.proc, fx.kvm_fd, type, "x", vm_principal(0), 1)) ==
+          Errno::kEINVAL);
   }
   CHECK(fx.kvm.vms().empty());
   // The registered types are creatable, and a type becomes creatable when its backend registers.
@@ -36,7 +38,8 @@ TEST_CASE("KVM_CREATE_VM rule: only a /dev/kvm fd creates VMs", "[kvm][uapi][cre
   CHECK(fx.kvm.vms().size() == 1);
 }
 
-TEST_CASE("KVM_CREATE_VM: the new fd is the lowest free one and names the new VM", "[kvm][uapi][create_vm]") {
+TEST_CASE("KVM_CREATE_VM: the new fd is the lowest free one and names the new VM",
+          "[kvm][uapi][create_vm]") {
   KvmFixture fx(any_store());
   CHECK(fx.kvm_fd == 3);
   const int a = fx.new_vm(kDefault);
@@ -52,7 +55,8 @@ TEST_CASE("KVM_CREATE_VM: the new fd is the lowest free one and names the new VM
 
 // ---- KVM_CHECK_EXTENSION (§2) ----------------------------------------------------------------
 
-TEST_CASE("KVM_CAP_MEMORY_ATTRIBUTES: PRIVATE at system scope and for private-memory VMs only", "[kvm][uapi][caps]") {
+TEST_CASE("KVM_CAP_MEMORY_ATTRIBUTES: PRIVATE at system scope and for private-memory VMs only",
+          "[kvm][uapi][caps]") {
   KvmFixture fx(any_store());
   const int d = fx.new_vm(kDefault), s = fx.new_vm(kSwProt);
   auto sys = fx.kvm.check_extension(fx.proc, fx.kvm_fd, KVM_CAP_MEMORY_ATTRIBUTES);
@@ -66,13 +70,15 @@ TEST_CASE("KVM_CAP_MEMORY_ATTRIBUTES: PRIVATE at system scope and for private-me
   CHECK(*sv == static_cast<int64_t>(KVM_MEMORY_ATTRIBUTE_PRIVATE));
 }
 
-TEST_CASE("KVM_CAP_GUEST_MEMFD_FLAGS: INIT_SHARED only without private memory", "[kvm][uapi][caps]") {
+TEST_CASE("KVM_CAP_GUEST_MEMFD_FLAGS: INIT_SHARED only without private memory",
+          "[kvm][uapi][caps]") {
   KvmFixture fx(any_store());
   const int d = fx.new_vm(kDefault), s = fx.new_vm(kSwProt);
   const int64_t both = static_cast<int64_t>(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
   CHECK(*fx.kvm.check_extension(fx.proc, fx.kvm_fd, KVM_CAP_GUEST_MEMFD_FLAGS) == both);
   CHECK(*fx.kvm.check_extension(fx.proc, d, KVM_CAP_GUEST_MEMFD_FLAGS) == both);
-  CHECK(*fx.kvm.check_extension(fx.proc, s, KVM_CAP_GUEST_MEMFD_FLAGS) == static_cast<int64_t>(GUEST_MEMFD_FLAG_MMAP));
+  CHECK(*fx.kvm.check_extension(fx.proc, s, KVM_CAP_GUEST_MEMFD_FLAGS) ==
+        static_cast<int64_t>(GUEST_MEMFD_FLAG_MMAP));
 }
 
 TEST_CASE("KVM_CAP_VM_TYPES: a bitmask of the registered VM types", "[kvm][uapi][caps]") {
@@ -82,14 +88,17 @@ TEST_CASE("KVM_CAP_VM_TYPES: a bitmask of the registered VM types", "[kvm][uapi]
   const int d = fx.new_vm(kDefault);
   CHECK(*fx.kvm.check_extension(fx.proc, d, KVM_CAP_VM_TYPES) == want);
   fx.register_test_backend();
-  CHECK(*fx.kvm.check_extension(fx.proc, fx.kvm_fd, KVM_CAP_VM_TYPES) == (want | (int64_t{1} << kTestVmType)));
+  CHECK(*fx.kvm.check_extension(fx.proc, fx.kvm_fd, KVM_CAP_VM_TYPES) ==
+        (want | (int64_t{1} << kTestVmType)));
 }
 
-TEST_CASE("KVM_CAP_USER_MEMORY2, GUEST_MEMFD, PRE_FAULT_MEMORY, MEMORY_FAULT_INFO are 1 in every scope",
-          "[kvm][uapi][caps]") {
+TEST_CASE(
+    "KVM_CAP_USER_MEMORY2, GUEST_MEMFD, PRE_FAULT_MEMORY, MEMORY_FAULT_INFO are 1 in every scope",
+    "[kvm][uapi][caps]") {
   KvmFixture fx(any_store());
   const int d = fx.new_vm(kDefault), s = fx.new_vm(kSwProt);
-  for (uint32_t cap : {KVM_CAP_USER_MEMORY2, KVM_CAP_GUEST_MEMFD, KVM_CAP_PRE_FAULT_MEMORY, KVM_CAP_MEMORY_FAULT_INFO}) {
+  for (uint32_t cap : {KVM_CAP_USER_MEMORY2, KVM_CAP_GUEST_MEMFD, KVM_CAP_PRE_FAULT_MEMORY,
+                       KVM_CAP_MEMORY_FAULT_INFO}) {
     CAPTURE(cap);
     for (int fd : {fx.kvm_fd, d, s}) {
       CAPTURE(fd);
@@ -100,23 +109,27 @@ TEST_CASE("KVM_CAP_USER_MEMORY2, GUEST_MEMFD, PRE_FAULT_MEMORY, MEMORY_FAULT_INF
   }
 }
 
-TEST_CASE("KVM_CAP_EXIT_HYPERCALL reports BIT(KVM_HC_MAP_GPA_RANGE), unknown caps 0", "[kvm][uapi][caps]") {
+TEST_CASE("KVM_CAP_EXIT_HYPERCALL reports BIT(KVM_HC_MAP_GPA_RANGE), unknown caps 0",
+          "[kvm][uapi][caps]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   CHECK(*fx.kvm.check_extension(fx.proc, fx.kvm_fd, KVM_CAP_EXIT_HYPERCALL) == (int64_t{1} << 12));
   CHECK(*fx.kvm.check_extension(fx.proc, s, KVM_CAP_EXIT_HYPERCALL) == (int64_t{1} << 12));
-  CHECK(*fx.kvm.check_extension(fx.proc, s, 249) == 0);  // KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES: PROPOSED
+  CHECK(*fx.kvm.check_extension(fx.proc, s, 249) ==
+        0);  // KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES: PROPOSED
   CHECK(*fx.kvm.check_extension(fx.proc, s, 100000) == 0);
 }
 
-TEST_CASE("KVM_CHECK_EXTENSION on a closed fd -> EBADF, on a non-KVM file -> ENOTTY", "[kvm][uapi][caps]") {
+TEST_CASE("KVM_CHECK_EXTENSION on a closed fd -> EBADF, on a non-KVM file -> ENOTTY",
+          "[kvm][uapi][caps]") {
   KvmFixture fx(any_store());
   const int other = fx.proc.open_other("eventfd");
   CHECK(err(fx.kvm.check_extension(fx.proc, 99, KVM_CAP_USER_MEMORY2)) == Errno::kEBADF);
   CHECK(err(fx.kvm.check_extension(fx.proc, other, KVM_CAP_USER_MEMORY2)) == Errno::kENOTTY);
 }
 
-TEST_CASE("KVM_CHECK_EXTENSION on a VM fd is a VM ioctl: another mm or a dead VM -> EIO", "[kvm][uapi][caps][eio]") {
+TEST_CASE("KVM_CHECK_EXTENSION on a VM fd is a VM ioctl: another mm or a dead VM -> EIO",
+          "[kvm][uapi][caps][eio]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   OtherProcess other(fx.kvm, fx.mem, fx.frames, "other");
@@ -153,7 +166,8 @@ TEST_CASE("KVM_ENABLE_CAP rule: flags != 0 -> EINVAL", "[kvm][uapi][enable_cap]"
   CHECK(fx.vm(s).exit_hypercall_mask == 0);
 }
 
-TEST_CASE("KVM_ENABLE_CAP(EXIT_HYPERCALL) rule: bits outside the valid mask -> EINVAL", "[kvm][uapi][enable_cap]") {
+TEST_CASE("KVM_ENABLE_CAP(EXIT_HYPERCALL) rule: bits outside the valid mask -> EINVAL",
+          "[kvm][uapi][enable_cap]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   const uint64_t valid = uint64_t{1} << KVM_HC_MAP_GPA_RANGE;
@@ -241,7 +255,8 @@ TEST_CASE("VM ioctls on a non-VM fd -> ENOTTY, on a closed fd -> EBADF", "[kvm][
   CHECK(err(fx.kvm.pre_fault_memory(fx.proc, 42, &pf)) == Errno::kEBADF);
 }
 
-TEST_CASE("KVM_CREATE_VCPU: ids are unique and below KVM_MAX_VCPU_IDS, each vCPU pins the VM", "[kvm][uapi]") {
+TEST_CASE("KVM_CREATE_VCPU: ids are unique and below KVM_MAX_VCPU_IDS, each vCPU pins the VM",
+          "[kvm][uapi]") {
   KvmFixture fx(any_store());
   const int s = fx.new_vm(kSwProt);
   Vm& vm = fx.vm(s);

@@ -62,7 +62,9 @@ struct VmmFx {
     return f->inode().folio(GmemPgoff(pgoff));
   }
   // Touches the shared backing of gpa (the VMM writes there), so that it is resident.
-  void touch_shared(uint64_t gpa) { REQUIRE(vmm->mm().write(vmm->hva_of(Gpa(gpa)), std::vector<uint8_t>(8, 0x5a)).ok()); }
+  void touch_shared(uint64_t gpa) {
+    REQUIRE(vmm->mm().write(vmm->hva_of(Gpa(gpa)), std::vector<uint8_t>(8, 0x5a)).ok());
+  }
   ~VmmFx() { vmm.reset(); }  // the VMM process goes before the Kvm it uses
 };
 
@@ -78,7 +80,8 @@ kvm_run memory_fault_run(const FaultOutcome& o) {
 
 }  // namespace
 
-TEST_CASE("VMM setup over sw_protected: guest_memfd slots, private region, EXIT_HYPERCALL enabled", "[kvm][vmm]") {
+TEST_CASE("VMM setup over sw_protected: guest_memfd slots, private region, EXIT_HYPERCALL enabled",
+          "[kvm][vmm]") {
   VmmFx t;
   Vmm& v = t.make(two_regions(kSwProt));
   Vm& vm = t.vm();
@@ -115,7 +118,8 @@ TEST_CASE("VMM setup over a default VM: no private memory, EXIT_HYPERCALL left o
   CHECK(e.find("EINVAL") != std::string::npos);
 }
 
-TEST_CASE("VMM implicit conversion to private: attributes flip, the shared page is discarded", "[kvm][vmm]") {
+TEST_CASE("VMM implicit conversion to private: attributes flip, the shared page is discarded",
+          "[kvm][vmm]") {
   VmmFx t;
   Vmm& v = t.make(two_regions(kSwProt));
   t.touch_shared(0x3000);
@@ -141,7 +145,8 @@ TEST_CASE("VMM implicit conversion to private: attributes flip, the shared page 
   CHECK(KvmFixture::mapped_pfn(t.vm(), 0x3000) == t.folio(0, 3)->pfn);
 }
 
-TEST_CASE("VMM implicit conversion end to end through KVM_RUN exits (shared-bit backend)", "[kvm][vmm]") {
+TEST_CASE("VMM implicit conversion end to end through KVM_RUN exits (shared-bit backend)",
+          "[kvm][vmm]") {
   VmmFx t(true);
   Vmm& v = t.make(two_regions(kTestVmType));
   // A private access (shared bit clear) to shared gfn 0x5000: exit, convert, retry, map.
@@ -161,7 +166,8 @@ TEST_CASE("VMM implicit conversion end to end through KVM_RUN exits (shared-bit 
   CHECK(t.folio(1, 2) == nullptr);
   CHECK_FALSE(KvmFixture::mapped(t.vm(), kMiB + 0x2000));
   REQUIRE(t.exit(stage2_exit(kSharedBit | (kMiB + 0x2000))).kind == ExitAction::kRetry);
-  CHECK(KvmFixture::mapped_pfn(t.vm(), kMiB + 0x2000) == v.mm().lookup(v.hva_of(Gpa(kMiB + 0x2000)))->pfn);
+  CHECK(KvmFixture::mapped_pfn(t.vm(), kMiB + 0x2000) ==
+        v.mm().lookup(v.hva_of(Gpa(kMiB + 0x2000)))->pfn);
   CHECK(v.vcpu(0).stats().memory_fault_exits == 2);
 }
 
@@ -172,7 +178,8 @@ TEST_CASE("VMM explicit conversion via KVM_HC_MAP_GPA_RANGE", "[kvm][vmm][hyperc
   t.touch_shared(0x11000);
   const uint64_t resident = v.mm().resident_bytes();
   // To private: gpa, npages, attrs = ENCRYPTED | 4K.
-  ExitAction a = t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, 0x10000, 4, ENC | KVM_MAP_GPA_RANGE_PAGE_SZ_4K));
+  ExitAction a =
+      t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, 0x10000, 4, ENC | KVM_MAP_GPA_RANGE_PAGE_SZ_4K));
   CHECK(a.kind == ExitAction::kResume);
   CHECK(a.ret == 0);
   for (uint64_t p = 0; p < 4; ++p) CHECK(t.is_private(0x10000 + p * kPage));
@@ -200,7 +207,8 @@ TEST_CASE("VMM explicit conversion via KVM_HC_MAP_GPA_RANGE", "[kvm][vmm][hyperc
   CHECK_FALSE(KvmFixture::mapped(t.vm(), 0x11000));
 }
 
-TEST_CASE("VMM explicit conversion: -KVM_ENOSYS unless EXIT_HYPERCALL is enabled for it", "[kvm][vmm][hypercall]") {
+TEST_CASE("VMM explicit conversion: -KVM_ENOSYS unless EXIT_HYPERCALL is enabled for it",
+          "[kvm][vmm][hypercall]") {
   VmmFx t;
   Vmm& v = t.make(two_regions(kSwProt));
   const uint64_t enosys = static_cast<uint64_t>(-static_cast<int64_t>(KVM_ENOSYS));
@@ -220,14 +228,16 @@ TEST_CASE("VMM explicit conversion: -KVM_ENOSYS unless EXIT_HYPERCALL is enabled
   CHECK(v.vcpu(0).stats().hypercalls_enosys == 2);
 }
 
-TEST_CASE("VMM explicit conversion: malformed ranges -> -KVM_EINVAL without exiting", "[kvm][vmm][hypercall]") {
+TEST_CASE("VMM explicit conversion: malformed ranges -> -KVM_EINVAL without exiting",
+          "[kvm][vmm][hypercall]") {
   VmmFx t;
   Vmm& v = t.make(two_regions(kSwProt));
   const uint64_t einval = static_cast<uint64_t>(-static_cast<int64_t>(KVM_EINVAL));
-  for (auto [gpa, npages] : {std::pair<uint64_t, uint64_t>{0x10010, 1},                       // gpa unaligned
-                             {0x10000, 0},                                                     // npages 0
-                             {~uint64_t{0} & ~(kPage - 1), 0xfff0000000000001},                // gfn + npages wraps
-                             {0x10000, ~uint64_t{0}}}) {                                       // gfn + npages wraps
+  for (auto [gpa, npages] :
+       {std::pair<uint64_t, uint64_t>{0x10010, 1},          // gpa unaligned
+        {0x10000, 0},                                       // npages 0
+        {~uint64_t{0} & ~(kPage - 1), 0xfff0000000000001},  // gfn + npages wraps
+        {0x10000, ~uint64_t{0}}}) {                         // gfn + npages wraps
     CAPTURE(gpa, npages);
     const ExitAction a = t.exit(hypercall_exit(KVM_HC_MAP_GPA_RANGE, gpa, npages, ENC));
     CHECK(a.kind == ExitAction::kResume);
@@ -259,7 +269,8 @@ TEST_CASE("VMM policy discard_on_convert=false keeps both backings", "[kvm][vmm]
   CHECK(v.mm().resident_bytes() == resident);
 }
 
-TEST_CASE("VMM policy allocate_on_private fallocates the guest_memfd range first", "[kvm][vmm][policy]") {
+TEST_CASE("VMM policy allocate_on_private fallocates the guest_memfd range first",
+          "[kvm][vmm][policy]") {
   VmmFx t;
   VmmConfig c = two_regions(kSwProt);
   c.policy.allocate_on_private = true;
@@ -303,7 +314,8 @@ TEST_CASE("VMM stops on KVM_EXIT_MMIO (no device model)", "[kvm][vmm]") {
   CHECK(a.reason.find("KVM_EXIT_MMIO") != std::string::npos);
 }
 
-TEST_CASE("VMM conversion spanning two regions converts and discards in both", "[kvm][vmm][hypercall]") {
+TEST_CASE("VMM conversion spanning two regions converts and discards in both",
+          "[kvm][vmm][hypercall]") {
   VmmFx t;
   Vmm& v = t.make(two_regions(kSwProt));
   t.touch_shared(kMiB - kPage);
@@ -325,7 +337,8 @@ TEST_CASE("VMM conversion spanning two regions converts and discards in both", "
   CHECK(v.mm().resident_bytes() == resident - kPage);  // only the page that was resident
 }
 
-TEST_CASE("VMM conversion to private discards hugetlb backing only in whole huge pages", "[kvm][vmm][policy][huge]") {
+TEST_CASE("VMM conversion to private discards hugetlb backing only in whole huge pages",
+          "[kvm][vmm][policy][huge]") {
   VmmFx t;
   VmmConfig c = two_regions(kSwProt);
   c.ram = {ram(0, 2 * k2M, true, false)};

@@ -8,13 +8,16 @@
 using namespace cvmsim;
 
 namespace {
-std::string name(Principal p) { return "P" + std::to_string(p.id); }
+std::string name(Principal p) {
+  return "P" + std::to_string(p.id);
+}
 }  // namespace
 
 TEST_CASE("frame history: bounded per frame, oldest dropped, ordered") {
   FrameHistory h;
   const Pfn f(7);
-  for (uint64_t i = 0; i < FrameHistory::kPerFrame + 5; ++i) h.record(f, FrameEventKind::kMap, vm_principal(0), kNobody, i);
+  for (uint64_t i = 0; i < FrameHistory::kPerFrame + 5; ++i)
+    h.record(f, FrameEventKind::kMap, vm_principal(0), kNobody, i);
   uint64_t lost = 0;
   const auto ev = h.events(f, &lost);
   REQUIRE(ev.size() == FrameHistory::kPerFrame);
@@ -92,7 +95,8 @@ TEST_CASE("frame history: a mapping before the first write starts the chain") {
   const std::vector<uint8_t> b(64, 0xcd);
   mem.note(Pfn(9), FrameEventKind::kMap, vm_principal(2), kNobody, 0x123);  // not logged yet
   CHECK_FALSE(mem.history().logged(Pfn(9)));
-  mem.note(Pfn(9 + 1024), FrameEventKind::kMap, vm_principal(3), kNobody, 0x456);  // same slot: replaces
+  mem.note(Pfn(9 + 1024), FrameEventKind::kMap, vm_principal(3), kNobody,
+           0x456);  // same slot: replaces
   mem.note(Pfn(9), FrameEventKind::kMap, vm_principal(2), kNobody, 0x124);
   mem.write_keyed(pfn_to_hpa(Pfn(9)), b, {0, vm_principal(2), false});
   const auto ev = mem.history().events(Pfn(9));

@@ -477,7 +477,8 @@ TEST_CASE("metadata-only mode with TD-private pages costs at most 64 host bytes 
   CHECK(mem.td_owner_lines(Pfn(2)) == 1);
 }
 
-TEST_CASE("cached lines: tagged with the private key and writer until written back (ISO-8)", "[memory][integrity]") {
+TEST_CASE("cached lines: tagged with the private key and writer until written back (ISO-8)",
+          "[memory][integrity]") {
   PhysMem mem(16 * kMiB, MemMode::kData, tdx(IntegrityMode::kCi));
   const Pfn f(5), g(6);
   // Shared-key traffic leaves no cached-line record.
@@ -502,7 +503,8 @@ TEST_CASE("cached lines: tagged with the private key and writer until written ba
   td_page(mem, g, kTdB, kOtherTd);
   CHECK(mem.line_state(g).cached_owner == kOtherTd);
   int seen = 0;
-  mem.for_each_line_state([&](Pfn p, const LineState& ls) { seen += (p == f || p == g) && ls.cached; });
+  mem.for_each_line_state(
+      [&](Pfn p, const LineState& ls) { seen += (p == f || p == g) && ls.cached; });
   CHECK(seen == 2);
   // Write-backs: of another key or frame, nothing; of the frame's key, its lines.
   CHECK(mem.writeback_frame(f, kTdB) == 0);

@@ -48,7 +48,8 @@ class Env {
   // machines allow (docs/coverage.md: an undeclared transition is a model/spec mismatch).
   ~Env() {
     for (sm::Machine* mach : {&sept_machine(), &td_machine(), &kot_machine()}) {
-      for (const auto& [what, n] : mach->undeclared()) UNSCOPED_INFO(mach->name() << ": " << what << " x" << n);
+      for (const auto& [what, n] : mach->undeclared())
+        UNSCOPED_INFO(mach->name() << ": " << what << " x" << n);
       CHECK(mach->undeclared().empty());
       mach->reset_counts();
     }

@@ -11,10 +11,12 @@ using namespace cvmsim::tdx::test;
 namespace {
 
 std::vector<sm::Machine*> all_machines() {
-  return {&kvm::gfn_machine(false), &kvm::gfn_machine(true), &sept_machine(), &td_machine(), &kot_machine()};
+  return {&kvm::gfn_machine(false), &kvm::gfn_machine(true), &sept_machine(), &td_machine(),
+          &kot_machine()};
 }
 
-uint64_t count(const sm::Machine& m, std::string_view from, std::string_view op, std::string_view outcome) {
+uint64_t count(const sm::Machine& m, std::string_view from, std::string_view op,
+               std::string_view outcome) {
   const int f = m.state_index(from), o = m.op_index(op), oc = m.outcome_index(outcome);
   REQUIRE(f != sm::Machine::kNone);
   REQUIRE(o != sm::Machine::kNone);
@@ -57,7 +59,8 @@ TEST_CASE("coverage: every declared machine is well-formed") {
   CHECK(sept_op_of(Leaf::kMemTrack) == sm::Machine::kNone);  // no S-EPT entry
   CHECK(td_op_of(Leaf::kMrFinalize) != sm::Machine::kNone);
   // S-EPT states are SeptState by value.
-  CHECK(sept_machine().state_index("PENDING_BLOCKED") == static_cast<int>(SeptState::kPendingBlocked));
+  CHECK(sept_machine().state_index("PENDING_BLOCKED") ==
+        static_cast<int>(SeptState::kPendingBlocked));
 }
 
 TEST_CASE("coverage: the TDX module records the transitions it performs") {
@@ -71,7 +74,8 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
   // The build: NO_TD -> HKID_ASSIGNED -> KEYS_CONFIGURED/UNINITIALIZED -> INITIALIZED -> RUNNABLE.
   CHECK(count(tdm, "NO_TD", "TDH.MNG.CREATE", "SUCCESS") == 1);
   CHECK(count(tdm, "HKID_ASSIGNED", "TDH.MNG.KEY.CONFIG", "SUCCESS") == 1);
-  CHECK(count(tdm, "KEYS_CONFIGURED/UNINITIALIZED", "TDH.MNG.ADDCX", "SUCCESS") == e.m.config().num_tdcs_pages);
+  CHECK(count(tdm, "KEYS_CONFIGURED/UNINITIALIZED", "TDH.MNG.ADDCX", "SUCCESS") ==
+        e.m.config().num_tdcs_pages);
   CHECK(count(tdm, "KEYS_CONFIGURED/UNINITIALIZED", "TDH.MNG.INIT", "SUCCESS") == 1);
   CHECK(count(tdm, "KEYS_CONFIGURED/INITIALIZED", "TDH.MR.FINALIZE", "SUCCESS") == 1);
   CHECK(count(kot_machine(), "HKID_FREE", "TDH.MNG.CREATE", "SUCCESS") == 1);
@@ -89,12 +93,14 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
   CHECK(e.m.mem_page_aug(td.tdr, kGpa, PageSize::k4K, e.page()).status ==
         with_operand(status::kEptEntryStateIncorrect, operand::kRcx));
   CHECK(count(sept, "MAPPED", "TDH.MEM.PAGE.AUG", "TDX_EPT_ENTRY_STATE_INCORRECT") == 1);
-  CHECK(status_code(e.m.tdg_mem_page_accept(td.vcpus[0], kGpa, PageSize::k4K).status) == status::kPageAlreadyAccepted);
+  CHECK(status_code(e.m.tdg_mem_page_accept(td.vcpus[0], kGpa, PageSize::k4K).status) ==
+        status::kPageAlreadyAccepted);
   CHECK(count(sept, "MAPPED", "TDG.MEM.PAGE.ACCEPT", "TDX_PAGE_ALREADY_ACCEPTED") == 1);
   e.leave(td);
   CHECK(count(tdm, "KEYS_CONFIGURED/RUNNABLE", "ASYNC_TD_EXIT", "TD_EXIT") == 1);
   // Once runnable, REMOVE needs BLOCK + TRACK first.
-  CHECK(status_code(e.m.mem_page_remove(td.tdr, kGpa, PageSize::k4K).status) == status::kGpaRangeNotBlocked);
+  CHECK(status_code(e.m.mem_page_remove(td.tdr, kGpa, PageSize::k4K).status) ==
+        status::kGpaRangeNotBlocked);
   CHECK(count(sept, "MAPPED", "TDH.MEM.PAGE.REMOVE", "TDX_GPA_RANGE_NOT_BLOCKED") == 1);
   REQUIRE_OK(e.m.mem_range_block(td.tdr, kGpa, 0));
   REQUIRE_OK(e.m.mem_track(td.tdr));
@@ -118,9 +124,12 @@ TEST_CASE("coverage: the declared tables reject what A2.3 forbids") {
   // What a broken model might do: AUG over a MAPPED entry, or UNBLOCK a MAPPED one to BLOCKED.
   sm::Machine& m = sept_machine();
   m.reset_counts();
-  const unsigned aug = m.op_index("TDH.MEM.PAGE.AUG"), unblock = m.op_index("TDH.MEM.RANGE.UNBLOCK");
-  m.record(static_cast<unsigned>(SeptState::kMapped), aug, 0, static_cast<unsigned>(SeptState::kPending));
-  m.record(static_cast<unsigned>(SeptState::kBlocked), unblock, 0, static_cast<unsigned>(SeptState::kPending));
+  const unsigned aug = m.op_index("TDH.MEM.PAGE.AUG"),
+                 unblock = m.op_index("TDH.MEM.RANGE.UNBLOCK");
+  m.record(static_cast<unsigned>(SeptState::kMapped), aug, 0,
+           static_cast<unsigned>(SeptState::kPending));
+  m.record(static_cast<unsigned>(SeptState::kBlocked), unblock, 0,
+           static_cast<unsigned>(SeptState::kPending));
   CHECK(m.exercised() == 0);
   REQUIRE(m.undeclared().size() == 2);
   CHECK(m.undeclared().count("MAPPED --TDH.MEM.PAGE.AUG/SUCCESS--> PENDING") == 1);

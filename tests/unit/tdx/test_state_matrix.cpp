@@ -30,7 +30,7 @@ namespace {
 
 // ---- Status values from tdx-snp.md A4 (high 32 bits) and operand ids (low 32 bits) ----
 constexpr uint64_t kSuccess = 0x0;
-constexpr uint64_t kRcx = 1;                                      // OPERAND_ID_RCX (A4)
+constexpr uint64_t kRcx = 1;                                        // OPERAND_ID_RCX (A4)
 constexpr uint64_t kStateIncorrect = 0xC0000B0D00000000ull | kRcx;  // A2.3 default
 constexpr uint64_t kWalkFailed = 0xC0000B0000000000ull | kRcx;      // A4 "EPT walk failures"
 constexpr uint64_t kNotPresent = 0xC0000B0300000000ull;             // A2.3 MR.EXTEND
@@ -61,19 +61,29 @@ constexpr uint64_t kPageNotFreeRcx = kPageNotFree | kRcx;
 // in a state other than MAPPED: a known difference, left for the spec to settle.)
 constexpr uint64_t kNotPresentRcx = kNotPresent | kRcx;
 
-constexpr uint64_t with_level(uint64_t s, unsigned level) { return s | level; }
+constexpr uint64_t with_level(uint64_t s, unsigned level) {
+  return s | level;
+}
 
 // ---- The "pub" state values of A2.2 (RDX[15:8] of SEPT.RD and of S-EPT errors) ----
 uint64_t pub(SeptState s) {
   switch (s) {
-    case SeptState::kFree: return 0;
-    case SeptState::kNlMapped: return 0x84;
-    case SeptState::kNlBlocked: return 0x81;
-    case SeptState::kMapped: return 4;
-    case SeptState::kBlocked: return 1;
-    case SeptState::kPending: return 2;
-    case SeptState::kPendingBlocked: return 3;
-    default: return 0xFF;
+    case SeptState::kFree:
+      return 0;
+    case SeptState::kNlMapped:
+      return 0x84;
+    case SeptState::kNlBlocked:
+      return 0x81;
+    case SeptState::kMapped:
+      return 4;
+    case SeptState::kBlocked:
+      return 1;
+    case SeptState::kPending:
+      return 2;
+    case SeptState::kPendingBlocked:
+      return 3;
+    default:
+      return 0xFF;
   }
 }
 
@@ -83,18 +93,21 @@ constexpr Gpa kG{0x400000};  // 2 MiB aligned
 
 struct Row {
   const char* name;
-  SeptState state;  // the state of the entry at (kG, level)
-  unsigned level;   // 0 = 4 KiB, 1 = 2 MiB
+  SeptState state;       // the state of the entry at (kG, level)
+  unsigned level;        // 0 = 4 KiB, 1 = 2 MiB
   bool tracked = false;  // *BLOCKED rows: MEM.TRACK done after the BLOCK (A6)
   bool full = false;     // NL_* rows at 2 MiB: the child table holds 512 PENDING 4 KiB leaves
 };
 
 bool blocked(SeptState s) {
-  return s == SeptState::kBlocked || s == SeptState::kPendingBlocked ||
-         s == SeptState::kNlBlocked;
+  return s == SeptState::kBlocked || s == SeptState::kPendingBlocked || s == SeptState::kNlBlocked;
 }
-bool non_leaf(SeptState s) { return s == SeptState::kNlMapped || s == SeptState::kNlBlocked; }
-bool leaf(SeptState s) { return s != SeptState::kFree && !non_leaf(s); }
+bool non_leaf(SeptState s) {
+  return s == SeptState::kNlMapped || s == SeptState::kNlBlocked;
+}
+bool leaf(SeptState s) {
+  return s != SeptState::kFree && !non_leaf(s);
+}
 
 // Rows on a RUNNABLE TD (finalized; TLB tracking required, A2.3 last bullet).
 const std::vector<Row>& runnable_rows() {
@@ -142,8 +155,8 @@ struct Cell {
   Env e;
   Td td;
   const Row& row;
-  Hpa data;   // leaf rows: the page (4 KiB) or the first frame of the 2 MiB page
-  Hpa table;  // NL rows: the level-0 S-EPT page under kG
+  Hpa data;                 // leaf rows: the page (4 KiB) or the first frame of the 2 MiB page
+  Hpa table;                // NL rows: the level-0 S-EPT page under kG
   TdxModule::Stats before;  // the module's counters just before the column's call
 
   Cell(const Row& r, bool runnable) : td(e.build_td(20, 1, runnable)), row(r) { build(runnable); }
@@ -157,8 +170,8 @@ struct Cell {
       if (row.full) {
         data = e.page_2m();
         for (unsigned i = 0; i < 512; ++i) {
-          REQUIRE_OK(e.m.mem_page_aug(td.tdr, kG + i * kPageBytes, PageSize::k4K,
-                                      data + i * kPageBytes));
+          REQUIRE_OK(
+              e.m.mem_page_aug(td.tdr, kG + i * kPageBytes, PageSize::k4K, data + i * kPageBytes));
         }
       }
     } else if (s != SeptState::kFree) {
@@ -194,13 +207,21 @@ struct Cell {
 struct Expect {
   bool applies = true;
   uint64_t status = kSuccess;
-  bool td_exit = false;                 // ACCEPT: EPT-violation TD exit (A8), no status
+  bool td_exit = false;                   // ACCEPT: EPT-violation TD exit (A8), no status
   SeptState after = SeptState::kInvalid;  // on success: the entry at (kG, row level)
 };
-Expect na() { return Expect{false}; }
-Expect err(uint64_t s) { return Expect{true, s}; }
-Expect ok(SeptState after) { return Expect{true, kSuccess, false, after}; }
-Expect td_exit() { return Expect{true, kSuccess, true}; }
+Expect na() {
+  return Expect{false};
+}
+Expect err(uint64_t s) {
+  return Expect{true, s};
+}
+Expect ok(SeptState after) {
+  return Expect{true, kSuccess, false, after};
+}
+Expect td_exit() {
+  return Expect{true, kSuccess, true};
+}
 
 // A column: its name, the expected cell for a row (from the spec), the call, and the extra
 // checks on success (PAMT, chldcnt, outputs).
@@ -227,7 +248,8 @@ std::vector<Col> runnable_cols() {
   c.push_back({"SEPT.ADD",
                [](const Row& r) {
                  if (r.level == 0) return na();
-                 return r.state == SeptState::kFree ? ok(SeptState::kNlMapped) : err(kStateIncorrect);
+                 return r.state == SeptState::kFree ? ok(SeptState::kNlMapped)
+                                                    : err(kStateIncorrect);
                },
                [](Cell& x) {
                  x.table = x.e.page();
@@ -236,7 +258,8 @@ std::vector<Col> runnable_cols() {
                [](Cell& x, const TdxResult&, uint64_t chld) {
                  CHECK(x.pt(x.table) == PageType::kEpt);
                  CHECK(x.chldcnt() == chld + 1);
-               }, 1});
+               },
+               1});
   // SEPT.ADD version 1 ("already exists" path, A2.3 row 1): NL_MAPPED succeeds and the offered
   // page is not used (stays PT_NDA, A7: pages are assigned only when added).
   c.push_back({"SEPT.ADD(existing ok)",
@@ -258,29 +281,32 @@ std::vector<Col> runnable_cols() {
                    CHECK(x.pt(x.table) == PageType::kNda);
                    CHECK(x.chldcnt() == chld);
                  }
-               }, 1});
+               },
+               1});
   // TDH.MEM.PAGE.AUG 4K at kG (A2.3): FREE/REMOVED -> PENDING, PAMT NDA -> PT_REG, chldcnt += 1.
   // The walk must reach level 0 (A4): a missing level-0 table or a 2 MiB leaf above -> WALK_FAILED.
-  c.push_back({"PAGE.AUG 4K",
-               [](const Row& r) {
-                 if (r.level == 0)
-                   return r.state == SeptState::kFree ? ok(SeptState::kPending) : err(kStateIncorrect);
-                 if (r.state == SeptState::kFree || leaf(r.state)) return err(kWalkFailed);
-                 // ASSUMED: the walk does not pass an NL_BLOCKED entry (RWX=000); A4 names only a
-                 // missing table or a higher leaf as walk failures.
-                 if (r.state == SeptState::kNlBlocked) return err(kWalkFailed);
-                 // NL_MAPPED: the level-0 entry is FREE (empty table) or PENDING (full).
-                 return r.full ? err(kStateIncorrect) : Expect{true, kSuccess, false, SeptState::kInvalid};
-               },
-               [](Cell& x) {
-                 x.data = x.e.page();
-                 return x.e.m.mem_page_aug(x.td.tdr, kG, PageSize::k4K, x.data);
-               },
-               [](Cell& x, const TdxResult&, uint64_t chld) {
-                 CHECK(x.e.state(x.td, kG, 0) == SeptState::kPending);
-                 CHECK(x.pt(x.data) == PageType::kReg);
-                 CHECK(x.chldcnt() == chld + 1);
-               }, 0});
+  c.push_back(
+      {"PAGE.AUG 4K",
+       [](const Row& r) {
+         if (r.level == 0)
+           return r.state == SeptState::kFree ? ok(SeptState::kPending) : err(kStateIncorrect);
+         if (r.state == SeptState::kFree || leaf(r.state)) return err(kWalkFailed);
+         // ASSUMED: the walk does not pass an NL_BLOCKED entry (RWX=000); A4 names only a
+         // missing table or a higher leaf as walk failures.
+         if (r.state == SeptState::kNlBlocked) return err(kWalkFailed);
+         // NL_MAPPED: the level-0 entry is FREE (empty table) or PENDING (full).
+         return r.full ? err(kStateIncorrect) : Expect{true, kSuccess, false, SeptState::kInvalid};
+       },
+       [](Cell& x) {
+         x.data = x.e.page();
+         return x.e.m.mem_page_aug(x.td.tdr, kG, PageSize::k4K, x.data);
+       },
+       [](Cell& x, const TdxResult&, uint64_t chld) {
+         CHECK(x.e.state(x.td, kG, 0) == SeptState::kPending);
+         CHECK(x.pt(x.data) == PageType::kReg);
+         CHECK(x.chldcnt() == chld + 1);
+       },
+       0});
   // TDH.MEM.PAGE.AUG 2M at kG (A2.3): the level-1 entry must be FREE; chldcnt += 512; PAMT leaf
   // at 2 MiB (A7). On 4 KiB rows the level-1 entry is NL_MAPPED.
   c.push_back({"PAGE.AUG 2M",
@@ -296,24 +322,31 @@ std::vector<Col> runnable_cols() {
                  CHECK(x.pt(x.data + 7 * kPageBytes) == PageType::kReg);
                  CHECK(x.e.m.pamt_leaf(x.data + 7 * kPageBytes).level == PageSize::k2M);
                  CHECK(x.chldcnt() == chld + 512);
-               }, 1});
+               },
+               1});
   // TDH.MEM.RANGE.BLOCK at the row's level (A2.3): NL_MAPPED -> NL_BLOCKED, MAPPED -> BLOCKED,
   // PENDING -> PENDING_BLOCKED; already blocked -> GPA_RANGE_ALREADY_BLOCKED; FREE refused.
   // PAMT.BEPOCH of the blocked page <- td_epoch (A2.3, A6 step 2).
   c.push_back({"RANGE.BLOCK",
                [](const Row& r) {
                  switch (r.state) {
-                   case SeptState::kNlMapped: return ok(SeptState::kNlBlocked);
-                   case SeptState::kMapped: return ok(SeptState::kBlocked);
-                   case SeptState::kPending: return ok(SeptState::kPendingBlocked);
-                   case SeptState::kFree: return err(kStateIncorrect);
-                   default: return err(kAlreadyBlockedRcx);
+                   case SeptState::kNlMapped:
+                     return ok(SeptState::kNlBlocked);
+                   case SeptState::kMapped:
+                     return ok(SeptState::kBlocked);
+                   case SeptState::kPending:
+                     return ok(SeptState::kPendingBlocked);
+                   case SeptState::kFree:
+                     return err(kStateIncorrect);
+                   default:
+                     return err(kAlreadyBlockedRcx);
                  }
                },
                [](Cell& x) { return x.e.m.mem_range_block(x.td.tdr, kG, x.row.level); },
                [](Cell& x, const TdxResult&, uint64_t) {
                  const Hpa blocked_page = non_leaf(x.row.state) ? x.table : x.data;
-                 CHECK(x.e.m.pamt_leaf(blocked_page).entry.bepoch == x.e.m.td_info(x.td.tdr)->td_epoch);
+                 CHECK(x.e.m.pamt_leaf(blocked_page).entry.bepoch ==
+                       x.e.m.td_info(x.td.tdr)->td_epoch);
                }});
   // TDH.MEM.RANGE.UNBLOCK (A2.3): NL_BLOCKED/BLOCKED/PENDING_BLOCKED back to NL_MAPPED/MAPPED/
   // PENDING once the block is tracked, else TLB_TRACKING_NOT_DONE; any other state refused.
@@ -322,9 +355,12 @@ std::vector<Col> runnable_cols() {
                  if (!blocked(r.state)) return err(kStateIncorrect);
                  if (!r.tracked) return err(kTrackingNotDoneRcx);
                  switch (r.state) {
-                   case SeptState::kNlBlocked: return ok(SeptState::kNlMapped);
-                   case SeptState::kBlocked: return ok(SeptState::kMapped);
-                   default: return ok(SeptState::kPending);
+                   case SeptState::kNlBlocked:
+                     return ok(SeptState::kNlMapped);
+                   case SeptState::kBlocked:
+                     return ok(SeptState::kMapped);
+                   default:
+                     return ok(SeptState::kPending);
                  }
                },
                [](Cell& x) { return x.e.m.mem_range_unblock(x.td.tdr, kG, x.row.level); },
@@ -361,7 +397,8 @@ std::vector<Col> runnable_cols() {
                  CHECK(r.rcx == x.table.value());
                  CHECK(x.pt(x.table) == PageType::kNda);
                  CHECK(x.chldcnt() == chld - 1);
-               }, 1});
+               },
+               1});
   // TDH.MEM.PAGE.DEMOTE 2M (A2.3): MAPPED/BLOCKED/PENDING/PENDING_BLOCKED 2 MiB leaf; runnable:
   // BLOCKED and tracked. ASSUMED (the spec gives no resulting states): the parent becomes
   // NL_MAPPED and the 512 children MAPPED (parent BLOCKED) or PENDING (parent PENDING_BLOCKED).
@@ -377,14 +414,15 @@ std::vector<Col> runnable_cols() {
                  return x.e.m.mem_page_demote(x.td.tdr, kG, PageSize::k2M, x.table);
                },
                [](Cell& x, const TdxResult&, uint64_t chld) {
-                 const SeptState child = x.row.state == SeptState::kBlocked ? SeptState::kMapped
-                                                                            : SeptState::kPending;
+                 const SeptState child =
+                     x.row.state == SeptState::kBlocked ? SeptState::kMapped : SeptState::kPending;
                  CHECK(x.e.state(x.td, kG, 0) == child);
                  CHECK(x.e.state(x.td, kG + 511 * kPageBytes, 0) == child);
                  CHECK(x.pt(x.table) == PageType::kEpt);
                  CHECK(x.e.m.pamt_leaf(x.data + 9 * kPageBytes).level == PageSize::k4K);
                  CHECK(x.chldcnt() == chld + 1);  // the new S-EPT page
-               }, 1});
+               },
+               1});
   // TDH.MEM.PAGE.PROMOTE 2M (A2.3): NL_MAPPED/NL_BLOCKED; runnable: NL_BLOCKED and tracked; the
   // 512 children must be contiguous same-state leaves, else EPT_INVALID_PROMOTE_CONDITIONS. The
   // result is one 2 MiB leaf in the children's state [inferred], the S-EPT page goes back to the
@@ -402,10 +440,10 @@ std::vector<Col> runnable_cols() {
                  CHECK(x.pt(x.table) == PageType::kNda);
                  CHECK(x.e.m.pamt_leaf(x.data + 9 * kPageBytes).level == PageSize::k2M);
                  CHECK(x.chldcnt() == chld - 1);
-               }, 1});
+               },
+               1});
   // TDH.MEM.SEPT.RD (A2.3): any state; RDX = level [2:0] and the A2.2 "pub" state [15:8].
-  c.push_back({"SEPT.RD",
-               [](const Row& r) { return ok(r.state); },
+  c.push_back({"SEPT.RD", [](const Row& r) { return ok(r.state); },
                [](Cell& x) { return x.e.m.mem_sept_rd(x.td.tdr, kG, x.row.level); },
                [](Cell& x, const TdxResult& r, uint64_t) {
                  CHECK((r.rdx & 7) == x.row.level);
@@ -435,7 +473,8 @@ std::vector<Col> runnable_cols() {
                [](Cell& x, const TdxResult&, uint64_t) {
                  CHECK(x.e.state(x.td, kG, 0) == SeptState::kMapped);
                  CHECK(x.e.m.stats().pages_zeroed == x.before.pages_zeroed + 1);  // A8: zeroed
-               }, 0});
+               },
+               0});
   // TDG.MEM.PAGE.ACCEPT 2M at kG (A8): a non-leaf non-FREE entry at the level (incl. the level-1
   // entry above every 4 KiB row) -> PAGE_SIZE_MISMATCH | level.
   c.push_back({"ACCEPT 2M",
@@ -453,7 +492,8 @@ std::vector<Col> runnable_cols() {
                  // A8: 2 MiB zeroed 4 KiB at a time, ACCEPT_COUNTER back to 0 when done.
                  CHECK(x.e.m.stats().pages_zeroed == x.before.pages_zeroed + 512);
                  CHECK(x.e.m.sept_entry(x.td.tdr, kG, 1).entry.accept_counter == 0);
-               }, 1});
+               },
+               1});
   return c;
 }
 
@@ -475,7 +515,8 @@ std::vector<Col> initialized_cols() {
                  CHECK(x.chldcnt() == chld + 1);
                  CHECK(x.e.m.stats().sha384_blocks == x.before.sha384_blocks + 1);  // 128 B block
                  CHECK(x.e.m.stats().pages_copied == x.before.pages_copied + 1);
-               }, 0});
+               },
+               0});
   // TDH.MR.EXTEND (A2.3): MAPPED; a walk failure (FREE at or above the level) -> NOT_PRESENT|RCX.
   c.push_back({"MR.EXTEND",
                [](const Row& r) {
@@ -487,21 +528,20 @@ std::vector<Col> initialized_cols() {
                [](Cell& x, const TdxResult&, uint64_t) {
                  // A2.3: one header block, then 2 x 128 B data blocks.
                  CHECK(x.e.m.stats().sha384_blocks == x.before.sha384_blocks + 3);
-               }, 0});
+               },
+               0});
   // TDH.MEM.PAGE.REMOVE before FINALIZE (A2.3 last bullet): no BLOCK/TRACK precondition.
-  c.push_back({"PAGE.REMOVE",
-               [](const Row& r) {
-                 return leaf(r.state) ? ok(SeptState::kFree) : err(kStateIncorrect);
-               },
-               [](Cell& x) {
-                 return x.e.m.mem_page_remove(x.td.tdr, kG,
-                                              x.row.level ? PageSize::k2M : PageSize::k4K);
-               },
-               [](Cell& x, const TdxResult& r, uint64_t chld) {
-                 CHECK(r.rcx == x.data.value());
-                 CHECK(x.pt(x.data) == PageType::kNda);
-                 CHECK(x.chldcnt() == chld - (x.row.level ? 512 : 1));
-               }});
+  c.push_back(
+      {"PAGE.REMOVE",
+       [](const Row& r) { return leaf(r.state) ? ok(SeptState::kFree) : err(kStateIncorrect); },
+       [](Cell& x) {
+         return x.e.m.mem_page_remove(x.td.tdr, kG, x.row.level ? PageSize::k2M : PageSize::k4K);
+       },
+       [](Cell& x, const TdxResult& r, uint64_t chld) {
+         CHECK(r.rcx == x.data.value());
+         CHECK(x.pt(x.data) == PageType::kNda);
+         CHECK(x.chldcnt() == chld - (x.row.level ? 512 : 1));
+       }});
   // TDH.MEM.RANGE.UNBLOCK before FINALIZE: no tracking needed (A2.3 last bullet).
   c.push_back({"RANGE.UNBLOCK",
                [](const Row& r) {
@@ -558,7 +598,8 @@ unsigned run_matrix(const char* matrix, const std::vector<Row>& rows, const std:
 
 }  // namespace
 
-TEST_CASE("tdx state matrix: every S-EPT leaf against every state of a RUNNABLE TD (A2.3, A6, A8)") {
+TEST_CASE(
+    "tdx state matrix: every S-EPT leaf against every state of a RUNNABLE TD (A2.3, A6, A8)") {
   const unsigned n = run_matrix("runnable", runnable_rows(), runnable_cols(), true);
   CHECK(n == 7 * 8 + 13 * 13);  // 4 KiB rows skip the five level >= 1 columns
 }
@@ -586,10 +627,14 @@ constexpr uint64_t kLifecycleIncorrect = 0xC000060700000000ull;  // A4
 enum class Op { kUninitialized, kInitialized, kRunnable, kTeardown };
 const char* op_name(Op o) {
   switch (o) {
-    case Op::kUninitialized: return "UNINITIALIZED";
-    case Op::kInitialized: return "INITIALIZED";
-    case Op::kRunnable: return "RUNNABLE";
-    default: return "TEARDOWN";
+    case Op::kUninitialized:
+      return "UNINITIALIZED";
+    case Op::kInitialized:
+      return "INITIALIZED";
+    case Op::kRunnable:
+      return "RUNNABLE";
+    default:
+      return "TEARDOWN";
   }
 }
 
@@ -639,16 +684,18 @@ TEST_CASE("tdx state matrix: op-state gating of PAGE.ADD, MR.EXTEND, FINALIZE, A
   constexpr uint64_t O = kOpStateIncorrect, K = kKeysNotConfigured, L = kLifecycleIncorrect;
   const std::vector<OpCol> cols = {
       //                 UNINIT INIT     RUNNABLE TEARDOWN
-      {"PAGE.ADD", {O, kSuccess, O, K},
+      {"PAGE.ADD",
+       {O, kSuccess, O, K},
        [](OpCell& x) { return x.e.m.mem_page_add(x.td.tdr, kAddGpa, x.e.page(), x.e.page()); }},
-      {"MR.EXTEND", {O, kSuccess, O, K},
+      {"MR.EXTEND",
+       {O, kSuccess, O, K},
        [](OpCell& x) { return x.e.m.mr_extend(x.td.tdr, kExtGpa); }},
       {"MR.FINALIZE", {O, kSuccess, O, K}, [](OpCell& x) { return x.e.m.mr_finalize(x.td.tdr); }},
-      {"PAGE.AUG", {O, kSuccess, kSuccess, K},
-       [](OpCell& x) {
-         return x.e.m.mem_page_aug(x.td.tdr, kAugGpa, PageSize::k4K, x.e.page());
-       }},
-      {"PHYMEM.PAGE.RECLAIM", {L, L, L, kSuccess},
+      {"PAGE.AUG",
+       {O, kSuccess, kSuccess, K},
+       [](OpCell& x) { return x.e.m.mem_page_aug(x.td.tdr, kAugGpa, PageSize::k4K, x.e.page()); }},
+      {"PHYMEM.PAGE.RECLAIM",
+       {L, L, L, kSuccess},
        [](OpCell& x) { return x.e.m.phymem_page_reclaim(x.td.tdcx[0]); }},
   };
   unsigned n = 0;

@@ -11,8 +11,8 @@
 namespace cvmsim::kvmtest {
 namespace {
 
-using tdx::KvmTdxBackend;
 using cvmsim::SeptState;
+using tdx::KvmTdxBackend;
 using tdx::TdxHost;
 
 constexpr uint32_t kTdx = KVM_X86_TDX_VM;
@@ -30,7 +30,8 @@ struct TdxFixture {
   std::unique_ptr<guest::TdxGuestKernel> kernel;
 
   // huge: guest_memfd 2 MiB folios and the TD's huge_private option (2 MiB private leaves).
-  explicit TdxFixture(bool sept_ve_disable = true, bool huge = false, uint64_t accept_interrupt_cycles = 0)
+  explicit TdxFixture(bool sept_ve_disable = true, bool huge = false,
+                      uint64_t accept_interrupt_cycles = 0)
       : f(AttrStoreKind::kXarray, 0, huge), ve_disable(sept_ve_disable) {
     REQUIRE(f.mem.set_key_config(KeyConfig::tdx(64, 16)).ok());
     tdx::TdxGlueConfig g;
@@ -70,21 +71,27 @@ struct TdxFixture {
     REQUIRE(l.found);
     return l.entry.level == 0 ? l.entry.state : SeptState::kInvalid;
   }
-  ExitAction fault(uint64_t gpa, bool write = true) { return vcpu().handle_exit(0, stage2_exit(gpa, write)); }
+  ExitAction fault(uint64_t gpa, bool write = true) {
+    return vcpu().handle_exit(0, stage2_exit(gpa, write));
+  }
   // First touch of a private page: exit 1 maps it (SEPT.ADD + AUG); then the guest accepts it:
   // on the #VE of the next touch (SEPT_VE_DISABLE clear), or, as a Linux guest does with
   // SEPT_VE_DISABLE set, before touching it (a touch would be fatal).
   void fault_in(uint64_t gpa) {
     REQUIRE(fault(gpa).kind == ExitAction::kRetry);
     REQUIRE(state(gpa) == SeptState::kPending);
-    if (ve_disable) REQUIRE(kernel->accept_range(be(), 0, Gpa(gpa), kPage) == 0);
-    else REQUIRE(fault(gpa).kind == ExitAction::kRetry);
+    if (ve_disable)
+      REQUIRE(kernel->accept_range(be(), 0, Gpa(gpa), kPage) == 0);
+    else
+      REQUIRE(fault(gpa).kind == ExitAction::kRetry);
     REQUIRE(state(gpa) == SeptState::kMapped);
   }
 };
 
-TEST_CASE("TDX VM creation builds a TD with a private HKID, no readonly slots, no pre-fault before finalize",
-          "[tdx_kvm]") {
+TEST_CASE(
+    "TDX VM creation builds a TD with a private HKID, no readonly slots, no pre-fault before "
+    "finalize",
+    "[tdx_kvm]") {
   TdxFixture t;
   t.build(/*finalize=*/false);
   KvmTdxBackend& be = t.be();
@@ -101,7 +108,8 @@ TEST_CASE("TDX VM creation builds a TD with a private HKID, no readonly slots, n
   CHECK_FALSE(t.vm().pre_fault_allowed);
   // READONLY memslots: kvm_arch_has_readonly_mem is false for TDX (§4).
   const Hva h = t.f.anon(kPage);
-  CHECK(err(t.f.set_region(t.vm_fd, region2(1, 0x40000000, kPage, h.value(), KVM_MEM_READONLY))) == Errno::kEINVAL);
+  CHECK(err(t.f.set_region(t.vm_fd, region2(1, 0x40000000, kPage, h.value(), KVM_MEM_READONLY))) ==
+        Errno::kEINVAL);
   // No INIT_SHARED guest_memfd with private memory (§2).
   CHECK_FALSE(be.supports_gmem_init_shared());
   REQUIRE(be.finalize(t.vm()).ok());
@@ -121,7 +129,8 @@ TEST_CASE("TDX private fault: SEPT.ADD and PAGE.AUG, then the guest accepts", "[
   // Exit 1: the S-EPT has nothing: a TD exit, KVM's fault path maps it (PENDING).
   REQUIRE(t.fault(0x1000).kind == ExitAction::kRetry);
   CHECK(t.state(0x1000) == SeptState::kPending);
-  CHECK(t.m().stats().calls[static_cast<size_t>(tdx::Leaf::kMemSeptAdd)] - adds0 == 3);  // levels 3, 2, 1
+  CHECK(t.m().stats().calls[static_cast<size_t>(tdx::Leaf::kMemSeptAdd)] - adds0 ==
+        3);  // levels 3, 2, 1
   CHECK(t.be().private_pages_mapped() == 1);
   const Pfn pfn = t.f.gmem_pfn(t.gmem_fd, 1);
   CHECK(t.m().pamt_leaf(pfn_to_hpa(pfn)).entry.type() == tdx::PageType::kReg);
@@ -165,16 +174,20 @@ TEST_CASE("TDX private fault: SEPT.ADD and PAGE.AUG, then the guest accepts", "[
   CHECK(t.m().stats().cycles[static_cast<size_t>(tdx::Leaf::kMemPageAug)] > 0);
 }
 
-TEST_CASE("TDX conversion to shared and back: BLOCK, TRACK, REMOVE, WBINVD, page cleared, AUG again", "[tdx_kvm]") {
+TEST_CASE(
+    "TDX conversion to shared and back: BLOCK, TRACK, REMOVE, WBINVD, page cleared, AUG again",
+    "[tdx_kvm]") {
   TdxFixture t;
   t.build();
   t.fault_in(0x1000);
   const Pfn pfn = t.f.gmem_pfn(t.gmem_fd, 1);
   // The guest writes its secret under the TD key.
-  (void)t.f.mem.fill_keyed(pfn_to_hpa(pfn), kPage, 0xab, KeyedAccess{t.be().hkid(), t.vm().principal(), true});
+  (void)t.f.mem.fill_keyed(pfn_to_hpa(pfn), kPage, 0xab,
+                           KeyedAccess{t.be().hkid(), t.vm().principal(), true});
   const auto leaf = [&](tdx::Leaf l) { return t.m().stats().calls[static_cast<size_t>(l)]; };
   const uint64_t blocks = leaf(tdx::Leaf::kMemRangeBlock), tracks = leaf(tdx::Leaf::kMemTrack),
-                 removes = leaf(tdx::Leaf::kMemPageRemove), wbinvds = leaf(tdx::Leaf::kPhymemPageWbinvd);
+                 removes = leaf(tdx::Leaf::kMemPageRemove),
+                 wbinvds = leaf(tdx::Leaf::kPhymemPageWbinvd);
   const uint64_t epoch0 = t.m().td_info(t.be().tdr())->td_epoch;
 
   // MapGPA(gpa|S): TDG.VP.VMCALL<MapGPA> becomes KVM_HC_MAP_GPA_RANGE without the S bit.
@@ -239,7 +252,8 @@ TEST_CASE("TDX MapGPA with a bad operand is answered by KVM without an exit", "[
   CHECK(a.ret == static_cast<uint64_t>(-static_cast<int64_t>(KVM_ENOSYS)));
 }
 
-TEST_CASE("TDX machine check makes the TD fatal and stops the vCPU, teardown still reclaims", "[tdx_kvm]") {
+TEST_CASE("TDX machine check makes the TD fatal and stops the vCPU, teardown still reclaims",
+          "[tdx_kvm]") {
   TdxFixture t;
   const uint64_t free0 = t.f.frames.free_frames();
   t.build();
@@ -302,11 +316,13 @@ std::string mrtd_after_image(uint8_t byte, bool measure) {
   REQUIRE(t.be().init_mem_page(t.vm(), Gfn(0x10), pfn_to_hpa(*src), measure).ok());
   CHECK(t.state(0x10000) == SeptState::kMapped);  // PAGE.ADD: MAPPED, no ACCEPT needed
   CHECK(t.be().private_pages_mapped() == 1);
-  CHECK_FALSE(t.be().mrtd_hex().has_value());     // not final before MR.FINALIZE
+  CHECK_FALSE(t.be().mrtd_hex().has_value());  // not final before MR.FINALIZE
   // Adding it again, or after finalize, is refused.
-  CHECK(t.be().init_mem_page(t.vm(), Gfn(0x10), pfn_to_hpa(*src), measure).error() == Errno::kEEXIST);
+  CHECK(t.be().init_mem_page(t.vm(), Gfn(0x10), pfn_to_hpa(*src), measure).error() ==
+        Errno::kEEXIST);
   REQUIRE(t.be().finalize(t.vm()).ok());
-  CHECK(t.be().init_mem_page(t.vm(), Gfn(0x11), pfn_to_hpa(*src), measure).error() == Errno::kEINVAL);
+  CHECK(t.be().init_mem_page(t.vm(), Gfn(0x11), pfn_to_hpa(*src), measure).error() ==
+        Errno::kEINVAL);
   CHECK(t.host->stats().pages_added == 1);
   CHECK(t.host->stats().mr_extends == (measure ? 16u : 0u));
   auto h = t.be().mrtd_hex();
@@ -315,10 +331,12 @@ std::string mrtd_after_image(uint8_t byte, bool measure) {
   return *h;
 }
 
-TEST_CASE("TDX initial image: PAGE.ADD maps the page, MR.EXTEND makes the MRTD depend on its contents", "[tdx_kvm]") {
+TEST_CASE(
+    "TDX initial image: PAGE.ADD maps the page, MR.EXTEND makes the MRTD depend on its contents",
+    "[tdx_kvm]") {
   const std::string a = mrtd_after_image(0x5a, true);
-  CHECK(mrtd_after_image(0x5a, true) == a);   // identical image: identical MRTD
-  CHECK(mrtd_after_image(0xa5, true) != a);   // different contents: different MRTD
+  CHECK(mrtd_after_image(0x5a, true) == a);  // identical image: identical MRTD
+  CHECK(mrtd_after_image(0xa5, true) != a);  // different contents: different MRTD
   // Unmeasured: PAGE.ADD extends the MRTD with the GPA only, so the contents do not matter.
   const std::string u = mrtd_after_image(0x5a, false);
   CHECK(mrtd_after_image(0xa5, false) == u);
@@ -338,8 +356,9 @@ std::vector<Violation> run_tdx_invariants(TdxFixture& t) {
   return out;
 }
 
-TEST_CASE("TDX invariant T2 holds on a built TD and catches an S-EPT leaf pointing at a foreign page",
-          "[tdx_kvm]") {
+TEST_CASE(
+    "TDX invariant T2 holds on a built TD and catches an S-EPT leaf pointing at a foreign page",
+    "[tdx_kvm]") {
   TdxFixture t;
   t.build();
   t.fault_in(0x1000);
@@ -373,7 +392,8 @@ SeptState leaf_2m_state(TdxFixture& t, uint64_t gpa) {
   return l.entry.state;
 }
 
-TEST_CASE("TDX 2 MiB private pages: ACCEPT(2M) exits, KVM adds S-EPT to level 2 and AUGs 2M", "[tdx_kvm][2m]") {
+TEST_CASE("TDX 2 MiB private pages: ACCEPT(2M) exits, KVM adds S-EPT to level 2 and AUGs 2M",
+          "[tdx_kvm][2m]") {
   TdxFixture t(/*sept_ve_disable=*/true, /*huge=*/true);
   t.build(true, 2 * k2M);
   const auto leaf = [&](tdx::Leaf l) { return t.m().stats().calls[static_cast<size_t>(l)]; };
@@ -405,8 +425,10 @@ TEST_CASE("TDX 2 MiB private pages: ACCEPT(2M) exits, KVM adds S-EPT to level 2 
   CHECK(t.kernel->stats().already_accepted == 2);
 }
 
-TEST_CASE("TDX 2 MiB private pages: a 4 KiB zap inside DEMOTEs first, a whole-range zap REMOVEs the 2 MiB leaf",
-          "[tdx_kvm][2m]") {
+TEST_CASE(
+    "TDX 2 MiB private pages: a 4 KiB zap inside DEMOTEs first, a whole-range zap REMOVEs the 2 "
+    "MiB leaf",
+    "[tdx_kvm][2m]") {
   TdxFixture t(true, true);
   t.build(true, 2 * k2M);
   REQUIRE(t.kernel->accept_range(t.be(), 0, Gpa(0), 2 * k2M) == 0);
@@ -414,10 +436,12 @@ TEST_CASE("TDX 2 MiB private pages: a 4 KiB zap inside DEMOTEs first, a whole-ra
   const auto leaf = [&](tdx::Leaf l) { return t.m().stats().calls[static_cast<size_t>(l)]; };
   const Pfn first = t.f.gmem_pfn(t.gmem_fd, 0);
   // The guest's data in page 4 of the first chunk, under the TD key.
-  (void)t.f.mem.fill_keyed(pfn_to_hpa(first + 4), kPage, 0x5a, KeyedAccess{t.be().hkid(), t.vm().principal(), true});
+  (void)t.f.mem.fill_keyed(pfn_to_hpa(first + 4), kPage, 0x5a,
+                           KeyedAccess{t.be().hkid(), t.vm().principal(), true});
   const uint64_t blocks = leaf(tdx::Leaf::kMemRangeBlock), tracks = leaf(tdx::Leaf::kMemTrack),
                  removes = leaf(tdx::Leaf::kMemPageRemove);
-  // Page 3 goes shared: BLOCK + TRACK + DEMOTE of the 2 MiB leaf, then BLOCK + TRACK + REMOVE of page 3.
+  // Page 3 goes shared: BLOCK + TRACK + DEMOTE of the 2 MiB leaf, then BLOCK + TRACK + REMOVE of
+  // page 3.
   REQUIRE(t.f.set_attrs(t.vm_fd, 0x3000, kPage, 0).ok());
   CHECK(t.host->stats().demotes == 1);
   CHECK(leaf(tdx::Leaf::kMemPageDemote) == 1);
@@ -436,7 +460,8 @@ TEST_CASE("TDX 2 MiB private pages: a 4 KiB zap inside DEMOTEs first, a whole-ra
   CHECK(t.m().pamt_leaf(pfn_to_hpa(first + 3)).entry.type() == tdx::PageType::kNda);
   // The second chunk goes shared whole: one 2 MiB REMOVE, all 512 pages cleared.
   const Pfn second = t.f.gmem_pfn(t.gmem_fd, 512);
-  const uint64_t cleared = t.host->stats().pages_cleared, removes2 = leaf(tdx::Leaf::kMemPageRemove);
+  const uint64_t cleared = t.host->stats().pages_cleared,
+                 removes2 = leaf(tdx::Leaf::kMemPageRemove);
   REQUIRE(t.f.set_attrs(t.vm_fd, k2M, k2M, 0).ok());
   CHECK(t.host->stats().private_zaps_2m == 1);
   CHECK(leaf(tdx::Leaf::kMemPageRemove) - removes2 == 1);
@@ -447,7 +472,8 @@ TEST_CASE("TDX 2 MiB private pages: a 4 KiB zap inside DEMOTEs first, a whole-ra
   CHECK_FALSE(t.be().lookup_private(t.vm(), Gpa(k2M + 0x5000)).mapped());
 }
 
-TEST_CASE("TDX 2 MiB private pages: ACCEPT(4K) under a PENDING 2 MiB leaf makes KVM DEMOTE it", "[tdx_kvm][2m]") {
+TEST_CASE("TDX 2 MiB private pages: ACCEPT(4K) under a PENDING 2 MiB leaf makes KVM DEMOTE it",
+          "[tdx_kvm][2m]") {
   TdxFixture t(/*sept_ve_disable=*/false, true);
   t.build(true, 2 * k2M);
   // A touch maps the chunk at 2 MiB (PENDING).
@@ -466,7 +492,8 @@ TEST_CASE("TDX 2 MiB private pages: ACCEPT(4K) under a PENDING 2 MiB leaf makes 
   CHECK(t.kernel->stats().size_mismatch == 1);
 }
 
-TEST_CASE("TDX 2 MiB private pages: teardown reclaims the 2 MiB leaf and returns every frame", "[tdx_kvm][2m]") {
+TEST_CASE("TDX 2 MiB private pages: teardown reclaims the 2 MiB leaf and returns every frame",
+          "[tdx_kvm][2m]") {
   TdxFixture t(true, true);
   const uint64_t free0 = t.f.frames.free_frames();
   t.build(true, 2 * k2M);
@@ -484,7 +511,8 @@ TEST_CASE("TDX 2 MiB private pages: teardown reclaims the 2 MiB leaf and returns
   CHECK(t.f.frames.free_frames() == free0);
 }
 
-TEST_CASE("TDX 2 MiB ACCEPT interrupted by a pending interrupt resumes from ACCEPT_COUNTER", "[tdx_kvm][2m]") {
+TEST_CASE("TDX 2 MiB ACCEPT interrupted by a pending interrupt resumes from ACCEPT_COUNTER",
+          "[tdx_kvm][2m]") {
   // accept_interrupt_cycles = 1: after the first ACCEPT(2M) (which exits for the AUG) an
   // interrupt is pending, so the re-issued ACCEPT zeroes one 4 KiB chunk and returns
   // interrupted; the guest takes the interrupt and re-issues it, and the module resumes at

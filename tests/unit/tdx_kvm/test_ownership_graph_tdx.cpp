@@ -6,8 +6,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <catch2/catch.hpp>
 
-#include "lazy_td.h"
 #include "hw/mmu/pwc.h"
+#include "lazy_td.h"
 #include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 #include "sim/invariants/invariants.h"
@@ -21,14 +21,14 @@ using invariants::OwnershipGraph;
 using invariants::Vertex;
 using invariants::VertexKind;
 
-
 // The TD of lazy_td.h, and its ownership graph.
 struct Td : LazyTd {
   OwnershipGraph graph() { return invariants::build_ownership_graph(f.kvm, f.mem); }
 };
 
 // The edges of kind k into the frame-range vertex holding f.
-std::vector<invariants::OwnershipGraphT::edge_descriptor> in_edges_of(const OwnershipGraph& g, Pfn f, EdgeKind k) {
+std::vector<invariants::OwnershipGraphT::edge_descriptor> in_edges_of(const OwnershipGraph& g,
+                                                                      Pfn f, EdgeKind k) {
   std::vector<invariants::OwnershipGraphT::edge_descriptor> out;
   const auto fv = g.frame_vertex(f);
   if (!fv) return out;
@@ -74,7 +74,8 @@ TEST_CASE("TD ownership graph: S-EPT leaves, PAMT owners and the TDX module") {
     CHECK(G[gv].is_private);
     CHECK(G[gv].first <= gpa / kPage);
     CHECK(gpa / kPage < G[gv].first + G[gv].count);
-    CHECK_THAT(G[leaves[0]].label, Catch::StartsWith(gpa == 0x5000 ? "S-EPT PENDING" : "S-EPT MAPPED"));
+    CHECK_THAT(G[leaves[0]].label,
+               Catch::StartsWith(gpa == 0x5000 ? "S-EPT PENDING" : "S-EPT MAPPED"));
     bool rooted = false;
     for (auto [it, end] = boost::in_edges(gv, G); it != end; ++it)
       rooted = rooted || (G[*it].kind == EdgeKind::kPrivateRoot && boost::source(*it, G) == *vmv);
@@ -144,7 +145,9 @@ TEST_CASE("a BLOCKED S-EPT leaf is an information edge, not a path") {
   REQUIRE(leaves.size() == 1);
   CHECK_FALSE(g.graph()[leaves[0]].access);
   CHECK_THAT(g.graph()[leaves[0]].label, Catch::StartsWith("S-EPT BLOCKED"));
-  CHECK_THAT(g.dot(), Catch::Contains("S-EPT BLOCKED\", color=\"#cb181d\", fontcolor=\"#cb181d\", style=dashed"));
+  CHECK_THAT(
+      g.dot(),
+      Catch::Contains("S-EPT BLOCKED\", color=\"#cb181d\", fontcolor=\"#cb181d\", style=dashed"));
   // Still the TD's: its guest_memfd binding reaches the folio; the PAMT still says PT_REG.
   CHECK(names(g, g.principals_reaching(p)) == std::vector<std::string>{"vm0"});
   REQUIRE(in_edges_of(g, p, EdgeKind::kFirmwareOwner).size() == 1);
@@ -158,7 +161,8 @@ TEST_CASE("GRAPH-1 sees a TD-private frame mapped into a second VM") {
   const Pfn priv = td.pfn_of(0x1000);
   const int evil = td.f.new_vm(kDefault);
   td.f.add_slot(evil, 0, 0, k2M);
-  // Behind KVM's back, as a hostile host kernel would (scenarios/attacks/tdx_hostile_double_map.json).
+  // Behind KVM's back, as a hostile host kernel would
+  // (scenarios/attacks/tdx_hostile_double_map.json).
   REQUIRE(td.f.vm(evil).stage2().map(Gpa(0x7000), priv, PageSize::k4K, kPermsRWX).ok());
   const OwnershipGraph g = td.graph();
   const auto p = names(g, g.principals_reaching(priv));

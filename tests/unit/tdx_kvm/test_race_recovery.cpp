@@ -95,13 +95,13 @@ struct RaceFixture {
   ExitAction touch(uint64_t gpa) { return f.vcpu(vcpu_fd).handle_exit(0, stage2_exit(gpa, true)); }
   // The VMM punches the page out of guest_memfd: KVM zaps it (BLOCK, TRACK, kick, REMOVE).
   Status punch(uint64_t gpa) {
-    return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, static_cast<int64_t>(gpa),
-                           static_cast<int64_t>(kPageBytes));
+    return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+                           static_cast<int64_t>(gpa), static_cast<int64_t>(kPageBytes));
   }
   // The VMM punches [gpa, gpa + bytes) (2 MiB runs: a whole 2 MiB leaf goes, a part DEMOTEs it).
   Status punch(uint64_t gpa, uint64_t bytes) {
-    return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, static_cast<int64_t>(gpa),
-                           static_cast<int64_t>(bytes));
+    return f.kvm.fallocate(f.proc, gmem_fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE,
+                           static_cast<int64_t>(gpa), static_cast<int64_t>(bytes));
   }
   // The level-1 entry of the 2 MiB chunk at gpa (a 2 MiB leaf, or the table after DEMOTE).
   tdx::SeptLookup entry_2m(uint64_t gpa) { return m().sept_entry(be().tdr(), Gpa(gpa), 1); }
@@ -118,7 +118,8 @@ struct RaceFixture {
   uint64_t calls(tdx::Leaf l) { return m().stats().calls[static_cast<size_t>(l)]; }
 };
 
-TEST_CASE("tdx recovery: without a time hook every call is atomic and nothing is in flight", "[tdx_kvm][race]") {
+TEST_CASE("tdx recovery: without a time hook every call is atomic and nothing is in flight",
+          "[tdx_kvm][race]") {
   RaceFixture t;
   REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
   REQUIRE(t.state(kP) == SeptState::kPending);
@@ -131,8 +132,10 @@ TEST_CASE("tdx recovery: without a time hook every call is atomic and nothing is
   CHECK(t.busy(tdx::Leaf::kTdgMemPageAccept) == 0);
 }
 
-TEST_CASE("tdx recovery: host zap first, the guest's ACCEPT is BUSY, retries, and re-faults the removed page",
-          "[tdx_kvm][race]") {
+TEST_CASE(
+    "tdx recovery: host zap first, the guest's ACCEPT is BUSY, retries, and re-faults the removed "
+    "page",
+    "[tdx_kvm][race]") {
   RaceFixture t;
   REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG: PENDING, not yet accepted
   REQUIRE(t.state(kP) == SeptState::kPending);
@@ -164,7 +167,8 @@ TEST_CASE("tdx recovery: host zap first, the guest's ACCEPT is BUSY, retries, an
   CHECK(!t.locked(kP));
 }
 
-TEST_CASE("tdx recovery: guest ACCEPT first, the host's BLOCK is BUSY, KVM kicks and retries once", "[tdx_kvm][race]") {
+TEST_CASE("tdx recovery: guest ACCEPT first, the host's BLOCK is BUSY, KVM kicks and retries once",
+          "[tdx_kvm][race]") {
   RaceFixture t;
   REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
   REQUIRE(t.state(kP) == SeptState::kPending);
@@ -208,11 +212,12 @@ TEST_CASE("tdx recovery: guest ACCEPT first, the host's BLOCK is BUSY, KVM kicks
   CHECK(!(t.entry(kP).entry.raw & SeptBits::kTdhp));
 }
 
-TEST_CASE("tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then sees the page gone",
-          "[tdx_kvm][race]") {
+TEST_CASE(
+    "tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then sees the page gone",
+    "[tdx_kvm][race]") {
   // A guest that accepts on #VE issues ACCEPT only for a PENDING page, i.e. before BLOCK; one
-  // that accepts without touching (Linux's accept_memory) can meet REMOVE itself. At the module: the
-  // entry lock is taken before the state is looked at, so it is BUSY, not a state error.
+  // that accepts without touching (Linux's accept_memory) can meet REMOVE itself. At the module:
+  // the entry lock is taken before the state is looked at, so it is BUSY, not a state error.
   RaceFixture t;
   REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
   const Hpa tdr = t.be().tdr();
@@ -232,8 +237,10 @@ TEST_CASE("tdx recovery: a guest ACCEPT against a REMOVE in flight is BUSY, then
   CHECK(again.exit.sept_state == SeptState::kFree);
 }
 
-TEST_CASE("tdx recovery: guest_accept (the guest kernel's ACCEPT ABI) during the host's REMOVE is BUSY, then the lazy-AUG exit",
-          "[tdx_kvm][race]") {
+TEST_CASE(
+    "tdx recovery: guest_accept (the guest kernel's ACCEPT ABI) during the host's REMOVE is BUSY, "
+    "then the lazy-AUG exit",
+    "[tdx_kvm][race]") {
   // What a guest-kernel model accepting before it touches meets: the REMOVE itself in flight.
   RaceFixture t;
   REQUIRE(t.touch(kP).kind == ExitAction::kRetry);  // AUG
@@ -259,13 +266,16 @@ TEST_CASE("tdx recovery: guest_accept (the guest kernel's ACCEPT ABI) during the
   CHECK(t.state(kP) == SeptState::kMapped);
   CHECK(t.calls(tdx::Leaf::kMemPageAug) == 2);
   // A vCPU id that is not the TD's is refused.
-  CHECK(t.be().guest_accept(7, Gpa(kP), PageSize::k4K).code() == tdx::status_code(tdx::status::kOperandInvalid));
+  CHECK(t.be().guest_accept(7, Gpa(kP), PageSize::k4K).code() ==
+        tdx::status_code(tdx::status::kOperandInvalid));
 }
 
 // ---- 2 MiB private pages: the guest kernel's ACCEPT(2M) against the 2 MiB zap path ----
 
-TEST_CASE("tdx recovery 2M: ACCEPT(2M) against a 2 MiB BLOCK/REMOVE in flight is BUSY, the retry maps a new 2 MiB leaf",
-          "[tdx_kvm][race][2m]") {
+TEST_CASE(
+    "tdx recovery 2M: ACCEPT(2M) against a 2 MiB BLOCK/REMOVE in flight is BUSY, the retry maps a "
+    "new 2 MiB leaf",
+    "[tdx_kvm][race][2m]") {
   RaceFixture t(/*huge=*/true);
   REQUIRE(t.touch(0x9000).kind == ExitAction::kRetry);  // KVM maps the chunk at 2 MiB, PENDING
   REQUIRE(t.state_2m(0) == SeptState::kPending);
@@ -296,8 +306,10 @@ TEST_CASE("tdx recovery 2M: ACCEPT(2M) against a 2 MiB BLOCK/REMOVE in flight is
   CHECK(t.calls(tdx::Leaf::kMemPageAug) == 2);
 }
 
-TEST_CASE("tdx recovery 2M: ACCEPT(2M) against a DEMOTE in flight is BUSY, after the split the guest accepts at 4 KiB",
-          "[tdx_kvm][race][2m]") {
+TEST_CASE(
+    "tdx recovery 2M: ACCEPT(2M) against a DEMOTE in flight is BUSY, after the split the guest "
+    "accepts at 4 KiB",
+    "[tdx_kvm][race][2m]") {
   RaceFixture t(/*huge=*/true);
   REQUIRE(t.touch(0x9000).kind == ExitAction::kRetry);  // 2 MiB leaf, PENDING
   REQUIRE(t.state_2m(0) == SeptState::kPending);
@@ -327,8 +339,10 @@ TEST_CASE("tdx recovery 2M: ACCEPT(2M) against a DEMOTE in flight is BUSY, after
   CHECK(t.state(0x9000) == SeptState::kMapped);
 }
 
-TEST_CASE("tdx recovery 2M: ACCEPT(2M) in flight first, the 2 MiB BLOCK is BUSY, KVM kicks and retries once",
-          "[tdx_kvm][race][2m]") {
+TEST_CASE(
+    "tdx recovery 2M: ACCEPT(2M) in flight first, the 2 MiB BLOCK is BUSY, KVM kicks and retries "
+    "once",
+    "[tdx_kvm][race][2m]") {
   RaceFixture t(/*huge=*/true);
   REQUIRE(t.touch(0x9000).kind == ExitAction::kRetry);  // 2 MiB leaf, PENDING
   Status punched = Errno::kEINVAL;

@@ -3,8 +3,8 @@
 // behind the module's back, as a buggy or hostile kernel, or a module erratum, would).
 #include <catch2/catch.hpp>
 
-#include "lazy_td.h"
 #include "hw/mmu/pwc.h"
+#include "lazy_td.h"
 #include "models/guest/tdx_guest_kernel.h"
 #include "models/tdx/kvm_tdx.h"
 #include "sim/invariants/invariants.h"
@@ -27,7 +27,8 @@ struct Td : LazyTd {
     return out;
   }
   std::vector<Violation> generic_check() {
-    invariants::Checker c(f.kvm, f.mem, invariants::CheckMode::kFull, invariants::generic_invariants());
+    invariants::Checker c(f.kvm, f.mem, invariants::CheckMode::kFull,
+                          invariants::generic_invariants());
     return c.check();
   }
 };
@@ -63,8 +64,9 @@ TEST_CASE("T1-T6 and ISO-8 hold on a built, running TD", "[tdx_kvm][invariants]"
   CHECK(t.tdx_check(false).empty());
 }
 
-TEST_CASE("T1 catches a PAMT entry owned by no TD, a second leaf for a frame, and a CHLDCNT mismatch",
-          "[tdx_kvm][invariants]") {
+TEST_CASE(
+    "T1 catches a PAMT entry owned by no TD, a second leaf for a frame, and a CHLDCNT mismatch",
+    "[tdx_kvm][invariants]") {
   Td t;
   t.fault_in(0x1000);
   REQUIRE(t.tdx_check().empty());
@@ -79,7 +81,8 @@ TEST_CASE("T1 catches a PAMT entry owned by no TD, a second leaf for a frame, an
   }
   SECTION("a 2M entry over an assigned 4K entry") {
     const Pfn p = t.pfn_of(0x1000);
-    pamt.assign(p.align_down(PageSize::k2M), PageSize::k2M, tdx::PageType::kReg, hpa_to_pfn(t.be().tdr()));
+    pamt.assign(p.align_down(PageSize::k2M), PageSize::k2M, tdx::PageType::kReg,
+                hpa_to_pfn(t.be().tdr()));
     CHECK(has(t.tdx_check(), "T1"));
   }
   SECTION("a page dropped from the PAMT behind the module's back") {
@@ -89,7 +92,8 @@ TEST_CASE("T1 catches a PAMT entry owned by no TD, a second leaf for a frame, an
   }
 }
 
-TEST_CASE("T3 catches a vCPU in the TD translating through a removed or changed leaf", "[tdx_kvm][invariants]") {
+TEST_CASE("T3 catches a vCPU in the TD translating through a removed or changed leaf",
+          "[tdx_kvm][invariants]") {
   Td t;
   t.fault_in(0x1000);
   REQUIRE(t.m().vcpu_info(*t.be().tdvpr_of(0))->in_td);
@@ -112,8 +116,9 @@ TEST_CASE("T3 catches a vCPU in the TD translating through a removed or changed 
   }
 }
 
-TEST_CASE("T4 catches a translation through a PENDING leaf and a PENDING page holding the TD's data",
-          "[tdx_kvm][invariants]") {
+TEST_CASE(
+    "T4 catches a translation through a PENDING leaf and a PENDING page holding the TD's data",
+    "[tdx_kvm][invariants]") {
   Td t;
   t.fault_in(0x1000);
   REQUIRE(t.fault(0x2000).kind == ExitAction::kRetry);  // AUG only: PENDING
@@ -129,12 +134,14 @@ TEST_CASE("T4 catches a translation through a PENDING leaf and a PENDING page ho
   }
   SECTION("the TD's data in the PENDING page (written without ACCEPT)") {
     const uint8_t data[64] = {1, 2, 3};
-    (void)t.f.mem.write_keyed(pfn_to_hpa(t.pfn_of(0x2000)), data, KeyedAccess{t.be().hkid(), t.vm().principal(), false});
+    (void)t.f.mem.write_keyed(pfn_to_hpa(t.pfn_of(0x2000)), data,
+                              KeyedAccess{t.be().hkid(), t.vm().principal(), false});
     CHECK(has(t.tdx_check(), "T4"));
   }
 }
 
-TEST_CASE("T5 catches TD-owned lines in a host frame and under a foreign HKID", "[tdx_kvm][invariants]") {
+TEST_CASE("T5 catches TD-owned lines in a host frame and under a foreign HKID",
+          "[tdx_kvm][invariants]") {
   Td t;
   t.fault_in(0x1000);
   CHECK(t.tdx_check().empty());
@@ -142,19 +149,22 @@ TEST_CASE("T5 catches TD-owned lines in a host frame and under a foreign HKID", 
   SECTION("a host page (PT_NDA) not cleared after it left a TD") {
     auto stray = t.f.frames.alloc(PageSize::k4K);
     REQUIRE(stray.ok());
-    (void)t.f.mem.write_keyed(pfn_to_hpa(*stray), data, KeyedAccess{t.be().hkid(), t.vm().principal(), false});
+    (void)t.f.mem.write_keyed(pfn_to_hpa(*stray), data,
+                              KeyedAccess{t.be().hkid(), t.vm().principal(), false});
     CHECK(has(t.tdx_check(), "T5"));
     // Cleared with MOVDIR64B under key 0, as the host does: holds again.
     (void)t.f.mem.fill_keyed(pfn_to_hpa(*stray), kPage, 0, KeyedAccess{0, kNobody, true});
     CHECK_FALSE(has(t.tdx_check(), "T5"));
   }
   SECTION("a TD page whose lines carry another HKID") {
-    (void)t.f.mem.write_keyed(pfn_to_hpa(t.pfn_of(0x1000)), data, KeyedAccess{40, t.vm().principal(), true});
+    (void)t.f.mem.write_keyed(pfn_to_hpa(t.pfn_of(0x1000)), data,
+                              KeyedAccess{40, t.vm().principal(), true});
     CHECK(has(t.tdx_check(), "T5"));
   }
 }
 
-TEST_CASE("T6 catches cached lines of a FREE HKID and a KOT that disagrees with the TDs", "[tdx_kvm][invariants]") {
+TEST_CASE("T6 catches cached lines of a FREE HKID and a KOT that disagrees with the TDs",
+          "[tdx_kvm][invariants]") {
   Td t;
   t.fault_in(0x1000);
   CHECK_FALSE(has(t.tdx_check(), "T6"));
@@ -178,7 +188,8 @@ void teardown_and_reuse(Td& t, Pfn* victim_frame) {
   REQUIRE(stray.ok());
   *victim_frame = *stray;
   const uint8_t secret[64] = {0x5e, 0xc7};
-  (void)t.f.mem.write_keyed(pfn_to_hpa(*stray), secret, KeyedAccess{t.be().hkid(), t.vm().principal(), true});
+  (void)t.f.mem.write_keyed(pfn_to_hpa(*stray), secret,
+                            KeyedAccess{t.be().hkid(), t.vm().principal(), true});
   // The host takes the page back and clears it with MOVDIR64B under key 0 (another cache tag:
   // the line written under the HKID is still cached until a write-back).
   (void)t.f.mem.fill_keyed(pfn_to_hpa(*stray), kPage, 0, KeyedAccess{0, kNobody, true});
@@ -225,8 +236,10 @@ TEST_CASE("HKID reuse: mainline teardown writes the lines back; unsafe_no_flush 
 namespace cvmsim::kvmtest {
 namespace {
 
-TEST_CASE("incremental T2 reads the S-EPT walk of each changed GFN only, and still catches a bad leaf there",
-          "[tdx_kvm][invariants]") {
+TEST_CASE(
+    "incremental T2 reads the S-EPT walk of each changed GFN only, and still catches a bad leaf "
+    "there",
+    "[tdx_kvm][invariants]") {
   Td t;
   t.fault_in(0x1000);
   invariants::Checker c(t.f.kvm, t.f.mem, invariants::CheckMode::kIncremental, t.be().invariants());
@@ -252,7 +265,8 @@ TEST_CASE("incremental T2 reads the S-EPT walk of each changed GFN only, and sti
   // A full check reads every entry.
   invariants::Checker full(t.f.kvm, t.f.mem, invariants::CheckMode::kFull, t.be().invariants());
   size_t n = 0;
-  for (const auto& x : full.check()) n += x.invariant == "T2" && (x.frames.at(0) == bad1 || x.frames.at(0) == bad2);
+  for (const auto& x : full.check())
+    n += x.invariant == "T2" && (x.frames.at(0) == bad1 || x.frames.at(0) == bad2);
   CHECK(n == 2);
 }
 

@@ -74,13 +74,13 @@ cvmsim_run_test("bad input: out of range" 2 ARGS run ${B}/out_of_range.json STDE
 cvmsim_run_test("bad input: misaligned" 2 ARGS run ${B}/misaligned.json STDERR "/vms/0/memory/0/gpa: .*not aligned to the region's page_size 2MiB")
 cvmsim_run_test("bad input: overlapping regions" 2 ARGS run ${B}/overlap.json STDERR "/vms/0/memory/1: overlaps /vms/0/memory/0")
 cvmsim_run_test("bad input: tdx image outside private memory" 2 ARGS run ${B}/tdx_image_not_private.json STDERR "/vms/0/tdx/initial_image/0: the piece is not inside one private memory region")
-cvmsim_run_test("bad input: tdx image on a non-TDX VM" 2 ARGS run ${B}/tdx_image_not_tdx.json STDERR "/vms/0/tdx/initial_image: an initial image needs a VM of type")
+cvmsim_run_test("bad input: tdx image on a non-TDX VM" 2 ARGS run ${B}/tdx_image_not_tdx.json STDERR "/vms/0/tdx/initial_image: set, but this is an option of backend \"tdx\": it needs a VM of type \"tdx\" \\(this VM is \"sw_protected\"\\)")
 cvmsim_run_test("bad input: tdx image pieces overlap" 2 ARGS run ${B}/tdx_image_overlap.json STDERR "/vms/0/tdx/initial_image/1: overlaps /vms/0/tdx/initial_image/0")
 cvmsim_run_test("bad input: tdx image misaligned" 2 ARGS run ${B}/tdx_image_misaligned.json STDERR "/vms/0/tdx/initial_image/0/gpa: .*not aligned")
 cvmsim_run_test("bad input: tdx lazy accept with SEPT_VE_DISABLE" 2 ARGS run ${B}/tdx_lazy_with_sept_ve_disable.json STDERR "/vms/0/tdx/accept: accept \"lazy\" accepts on #VE.*set /vms/0/tdx/sept_ve_disable to false")
 cvmsim_run_test("bad input: tdx bounce buffer in private memory" 2 ARGS run ${B}/tdx_bounce_not_shared.json STDERR "/vms/0/tdx/bounce_buffer: the bounce buffer is not inside one shared")
 cvmsim_run_test("bad input: guest_io without a bounce buffer" 2 ARGS run ${B}/tdx_guest_io_no_bounce.json STDERR "/steps/0: guest_io needs a bounce buffer")
-cvmsim_run_test("bad input: TD options on a non-TDX VM" 2 ARGS run ${B}/tdx_options_not_tdx.json STDERR "/vms/0/tdx: TD options need a VM of type")
+cvmsim_run_test("bad input: TD options on a non-TDX VM" 2 ARGS run ${B}/tdx_options_not_tdx.json STDERR "/vms/0/tdx/huge_private: set, but this is an option of backend \"tdx\": it needs a VM of type \"tdx\"")
 cvmsim_run_test("bad input: undeclared reference" 2 ARGS run ${B}/undeclared_vm.json STDERR "/workloads/0/vm: no VM named \"vm1\"")
 cvmsim_run_test("bad input: missing trace file" 2 ARGS run ${B}/missing_trace.json STDERR "/workloads/0/trace: no such file")
 cvmsim_run_test("bad input: malformed trace" 2 ARGS run ${B}/malformed_trace.json STDERR "malformed.trace:2")
@@ -173,7 +173,7 @@ endforeach()
 # with a clear error instead of writing the shared EPT or claiming nothing is mapped.
 cvmsim_run_test("tdx stale tlb: the host cannot write the Secure EPT" 1
                 ARGS check ${SCN}/attacks/tdx_hostile_stale_tlb.json --set steps.4.gpa=0x3000
-                STDOUT "FAIL step 4 .*gpa 0x3000 of vm0 is private and translated by the Secure EPT, which the host cannot write")
+                STDOUT "FAIL step 4 .*gpa 0x3000 of vm0 is private and translated by the tdx VM's private root, which the host cannot write")
 # The host kernel's write into TD-private memory: the TD's next read consumes poison (#MC, the TD
 # is FATAL), the vCPU's later steps never run, and the TD's other vCPU cannot enter it any more.
 set(POISON ${SCN}/attacks/tdx_host_write_poison.json)

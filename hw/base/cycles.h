@@ -13,6 +13,8 @@ class Cycles {
   constexpr Cycles() = default;
   constexpr explicit Cycles(uint64_t n) : n_(n) {}
   [[nodiscard]] constexpr uint64_t count() const { return n_; }
+  // The count, settable in place: for configuration readers (hw/base/schema.h cycles_field).
+  constexpr uint64_t& count_ref() { return n_; }
   constexpr Cycles operator+(Cycles o) const { return Cycles(n_ + o.n_); }
   constexpr Cycles& operator+=(Cycles o) {
     n_ += o.n_;

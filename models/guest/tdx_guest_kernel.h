@@ -107,46 +107,4 @@ class TdxGuestKernel final : public tdx::TdxGuestSide {
   Stats stats_;
 };
 
-// A vCPU's program after the guest kernel booted: first a compute op of `boot_cycles` (the
-// kernel's boot work, e.g. accepting memory, done when the platform was built so that the
-// simulated time shows it), then `inner` (which may be null: nothing more). Results and stops
-// of `inner`'s operations are forwarded; the compute op's are not.
-class AfterBootProgram final : public GuestProgram {
- public:
-  AfterBootProgram(uint64_t boot_cycles, std::unique_ptr<GuestProgram> inner)
-      : boot_cycles_(boot_cycles), inner_(std::move(inner)) {}
-  bool next(GuestOp& op) override {
-    if (!boot_done_) {
-      boot_done_ = true;
-      if (boot_cycles_) {
-        op = GuestOp::compute(boot_cycles_);
-        own_outstanding_ = true;
-        return true;
-      }
-    }
-    return inner_ && inner_->next(op);
-  }
-  uint64_t expected_ops() const override {
-    return (boot_cycles_ ? 1 : 0) + (inner_ ? inner_->expected_ops() : 0);
-  }
-  std::string_view error() const override { return inner_ ? inner_->error() : std::string_view{}; }
-  bool wants_results() const override { return inner_ && inner_->wants_results(); }
-  void on_result(const GuestOp& op, const OpResult& r) override {
-    if (own_outstanding_) {
-      own_outstanding_ = false;
-      return;
-    }
-    if (inner_) inner_->on_result(op, r);
-  }
-  void on_stop(std::string_view reason) override {
-    if (inner_) inner_->on_stop(reason);
-  }
-
- private:
-  uint64_t boot_cycles_;
-  std::unique_ptr<GuestProgram> inner_;
-  bool boot_done_ = false;
-  bool own_outstanding_ = false;
-};
-
 }  // namespace cvmsim::guest

@@ -24,9 +24,12 @@
 #include "hw/cpu/vm_exit.h"
 #include "hw/mmu/perms.h"
 #include "hw/mmu/stage2_table.h"
+#include "hw/mmu/walker.h"
+#include "models/host/host_mm.h"
 #include "models/kvm/invariant.h"
 #include "models/kvm/kvm_types.h"
 #include "models/kvm/ownership.h"
+#include "models/kvm/uapi.h"
 
 namespace cvmsim::kvm {
 
@@ -118,6 +121,18 @@ class KvmBackend {
   // any state (TDX: an AUGed, not yet accepted PENDING leaf counts).
   virtual bool has_private_leaf(const Vm&, Gfn) const { return false; }
 
+  // How a vCPU of this VM translates with a private root: GPAs with `shared_bit` clear walk
+  // `root` and access memory under `private_key`, the others walk KVM's stage-2 table. nullopt:
+  // one root (every GPA through stage-2, under key 0).
+  struct PrivateTranslation {
+    WalkRoot root;
+    Gpa shared_bit;
+    KeyId private_key = 0;
+  };
+  virtual std::optional<PrivateTranslation> private_translation(const Vm&) const {
+    return std::nullopt;
+  }
+
   // A stage-2 fault on a GPA the private root translates, before generic KVM sees it: the
   // backend asks its firmware what the fault is (TDX: the module's EPT-violation dispatch says
   // #VE to the guest, or a TD exit). kToKvm: go on with KVM's fault path; kRetry: handled below
@@ -138,6 +153,15 @@ class KvmBackend {
   // A conversion request the VMM completed, `ret` going back to the guest: the point where the
   // guest resumes after the hypercall (TDX: the guest kernel accepts what became private).
   virtual void conversion_done(Vm&, Vcpu&, const HypercallDecode&, uint64_t /*ret*/) {}
+
+  // kvm_x86_ops.mem_enc_ioctl: the VM-scoped encryption commands (KVM_MEMORY_ENCRYPT_OP; TDX:
+  // KVM_TDX_INIT_MEM_REGION, KVM_TDX_FINALIZE_VM; SNP: KVM_SEV_SNP_LAUNCH_START/UPDATE/FINISH).
+  // `mm` is the calling process's address space (source buffers are its user memory). A VM
+  // type without such commands answers ENOTTY, as Linux's vendor hook does for a VM that is not
+  // of its kind.
+  virtual Status mem_enc_ioctl(Vm&, HostMm& /*mm*/, kvm_memory_encrypt_cmd&) {
+    return Errno::kENOTTY;
+  }
 
   // VM teardown: reclaim whatever the backend owns.
   virtual void teardown(Vm&) {}

@@ -1,3 +1,4 @@
+#include "models/backend/registry.h"
 #include "models/kvm/backend.h"
 #include "models/kvm/uapi.h"
 
@@ -41,5 +42,19 @@ class DefaultBackend final : public KvmBackend {
 std::unique_ptr<KvmBackend> make_default_backend() {
   return std::make_unique<DefaultBackend>();
 }
+
+namespace {
+
+const bool registered = backend::register_backend([] {
+  backend::Descriptor d;
+  d.name = "default";
+  d.vm_type = KVM_X86_DEFAULT_VM;
+  d.summary = "no private memory";
+  d.has_private_mem = false;
+  d.make_vm_backend = make_default_backend;
+  return d;
+}());
+
+}  // namespace
 
 }  // namespace cvmsim::kvm

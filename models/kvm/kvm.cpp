@@ -119,7 +119,7 @@ int Kvm::open_dev_kvm(Process& p) {
 }
 
 Result<int> Kvm::create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who,
-                           uint16_t asid) {
+                           uint16_t asid, const config::Section* options) {
   charge(cfg_.costs.ioctl);
   ++stats_.ioctls;
   auto f = p.get(kvm_fd);
@@ -128,7 +128,7 @@ Result<int> Kvm::create_vm(Process& p, int kvm_fd, uint32_t type, std::string na
   auto it = backends_.find(type);
   if (it == backends_.end()) return Errno::kEINVAL;  // kvm_is_vm_type_supported
   Vm::Env env{env_.mem, env_.frames, p.mm(), env_.format, who, asid};
-  auto vm = std::make_unique<Vm>(*this, it->second(), env, cfg_, std::move(name));
+  auto vm = std::make_unique<Vm>(*this, it->second(options), env, cfg_, std::move(name));
   if (Status st = vm->init(); !st.ok()) return st.error();
   Vm* raw = vm.get();
   vms_.push_back(std::move(vm));
@@ -273,6 +273,15 @@ Result<int> Kvm::create_vcpu(Process& p, int vm_fd, uint32_t id) {
   f->vm = *vm;
   f->vcpu = *v;
   return p.install(std::move(f));
+}
+
+Status Kvm::memory_encrypt_op(Process& p, int vm_fd, kvm_memory_encrypt_cmd* cmd) {
+  auto vm = vm_ioctl(p, vm_fd);
+  if (!vm.ok()) return vm.error();
+  if (!cmd) return Errno::kEFAULT;  // copy_from_user of the command
+  Status st = (*vm)->backend().mem_enc_ioctl(**vm, p.mm(), *cmd);
+  if (!st.ok()) ++stats_.ioctl_errors;
+  return st;
 }
 
 Status Kvm::pre_fault_memory(Process& p, int vcpu_fd, kvm_pre_fault_memory* r) {

@@ -18,6 +18,7 @@
 #include "hw/base/cycles.h"
 #include "hw/base/principal.h"
 #include "hw/base/result.h"
+#include "hw/base/schema_json.h"
 #include "hw/base/stat_visitor.h"
 #include "hw/base/trace_sink.h"
 #include "hw/memory/frame_allocator.h"
@@ -95,7 +96,9 @@ class Kvm {
     FrameAllocator& frames;
     Stage2Format format;
   };
-  using BackendFactory = std::function<std::unique_ptr<KvmBackend>()>;
+  // A VM type's backend for a new VM, given the VM's options (its backend section of the
+  // scenario; nullptr: defaults, as for a VM a step creates).
+  using BackendFactory = std::function<std::unique_ptr<KvmBackend>(const config::Section*)>;
 
   Kvm(const Env& env, const KvmConfig& cfg);
   ~Kvm();
@@ -104,14 +107,20 @@ class Kvm {
 
   // A VM type becomes creatable (and appears in KVM_CAP_VM_TYPES) when its backend registers.
   void register_backend(uint32_t type, BackendFactory make);
+  // The same for a backend that takes no options.
+  void register_backend(uint32_t type, std::unique_ptr<KvmBackend> (*make)()) {
+    register_backend(type, [make](const config::Section*) { return make(); });
+  }
   const KvmConfig& config() const { return cfg_; }
 
   // ---- /dev/kvm ----
   int open_dev_kvm(Process& p);
   // KVM_CREATE_VM. EINVAL for an unknown or unregistered type. The VM's name, principal and
   // TLB tag are the simulator's (Linux has none of them).
+  // `options` (not part of the ioctl: what the VMM passes with the VM type's init command, e.g.
+  // KVM_TDX_INIT_VM's attributes) goes to the backend's factory.
   Result<int> create_vm(Process& p, int kvm_fd, uint32_t type, std::string name, Principal who,
-                        uint16_t asid);
+                        uint16_t asid, const config::Section* options = nullptr);
   // KVM_CHECK_EXTENSION on /dev/kvm (system scope) or on a VM fd (§2).
   Result<int64_t> check_extension(Process& p, int fd, uint32_t cap);
 
@@ -122,6 +131,8 @@ class Kvm {
   Status set_memory_attributes(Process& p, int vm_fd, const kvm_memory_attributes* a);
   Status enable_cap(Process& p, int vm_fd, const kvm_enable_cap* cap);
   Result<int> create_vcpu(Process& p, int vm_fd, uint32_t id);
+  // KVM_MEMORY_ENCRYPT_OP: the VM type's encryption command (KvmBackend::mem_enc_ioctl).
+  Status memory_encrypt_op(Process& p, int vm_fd, kvm_memory_encrypt_cmd* cmd);
 
   // ---- vCPU ioctls ----
   Status pre_fault_memory(Process& p, int vcpu_fd, kvm_pre_fault_memory* r);
@@ -201,7 +212,7 @@ class Kvm {
   std::vector<InvariantDef> backend_invariants() const {
     std::vector<InvariantDef> out;
     for (const auto& [type, make] : backends_)
-      for (auto& d : make()->invariants()) out.push_back(std::move(d));
+      for (auto& d : make(nullptr)->invariants()) out.push_back(std::move(d));
     return out;
   }
 

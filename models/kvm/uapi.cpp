@@ -16,14 +16,6 @@ constexpr std::array<std::pair<uint32_t, std::string_view>, 6> kExitNames{{
     {KVM_EXIT_MEMORY_FAULT, "KVM_EXIT_MEMORY_FAULT"},
 }};
 
-constexpr std::array<std::pair<uint32_t, std::string_view>, 5> kVmTypeNames{{
-    {KVM_X86_DEFAULT_VM, "default"},
-    {KVM_X86_SW_PROTECTED_VM, "sw_protected"},
-    {KVM_X86_SNP_VM, "snp"},
-    {KVM_X86_TDX_VM, "tdx"},
-    {KVM_VM_TYPE_ARM_PROTECTED, "pkvm"},
-}};
-
 constexpr std::array<std::pair<uint32_t, std::string_view>, 8> kCapNames{{
     {KVM_CAP_EXIT_HYPERCALL, "KVM_CAP_EXIT_HYPERCALL"},
     {KVM_CAP_USER_MEMORY2, "KVM_CAP_USER_MEMORY2"},
@@ -56,12 +48,6 @@ std::string_view exit_reason_name(uint32_t reason) {
 }
 std::optional<uint32_t> parse_exit_reason(std::string_view name) {
   return value_in(kExitNames, name);
-}
-std::string_view vm_type_name(uint32_t type) {
-  return name_in(kVmTypeNames, type);
-}
-std::optional<uint32_t> parse_vm_type(std::string_view name) {
-  return value_in(kVmTypeNames, name);
 }
 std::optional<uint32_t> parse_capability(std::string_view name) {
   return value_in(kCapNames, name);

@@ -145,6 +145,17 @@ struct kvm_pre_fault_memory {
   uint64_t padding[5] = {};
 };
 
+// KVM_MEMORY_ENCRYPT_OP on a VM fd (arch/x86/kvm/x86.c kvm_arch_vm_ioctl -> the vendor's
+// kvm_x86_ops.mem_enc_ioctl): one command of the VM type's encryption API. Linux passes a
+// vendor struct (struct kvm_tdx_cmd, struct kvm_sev_cmd) whose first word is the command id and
+// whose `data` points to the command's own argument struct; this is their common shape.
+struct kvm_memory_encrypt_cmd {
+  uint32_t id = 0;        // KVM_TDX_* / KVM_SEV_* command
+  uint32_t flags = 0;     // command flags (KVM_TDX_MEASURE_MEMORY_REGION, ...)
+  void* data = nullptr;   // the command's argument struct (null: EFAULT where one is needed)
+  uint64_t hw_error = 0;  // out: the firmware's status when the command failed in firmware
+};
+
 struct kvm_enable_cap {
   uint32_t cap = 0;
   uint32_t flags = 0;
@@ -175,8 +186,6 @@ struct kvm_run {
 // Names for traces, scenario files and expectation messages.
 std::string_view exit_reason_name(uint32_t reason);  // "KVM_EXIT_MEMORY_FAULT", ...
 std::optional<uint32_t> parse_exit_reason(std::string_view name);
-std::string_view vm_type_name(uint32_t type);  // "default", "sw_protected", ...
-std::optional<uint32_t> parse_vm_type(std::string_view name);
 std::optional<uint32_t> parse_capability(std::string_view name);  // "KVM_CAP_GUEST_MEMFD" -> 234
 
 }  // namespace cvmsim::kvm

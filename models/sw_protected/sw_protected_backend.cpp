@@ -1,5 +1,6 @@
 #include "models/sw_protected/sw_protected_backend.h"
 
+#include "models/backend/registry.h"
 #include "models/kvm/uapi.h"
 #include "models/kvm/vm.h"
 
@@ -28,5 +29,20 @@ class SwProtectedBackend final : public KvmBackend {
 std::unique_ptr<KvmBackend> make_sw_protected_backend() {
   return std::make_unique<SwProtectedBackend>();
 }
+
+namespace {
+
+// Registered with every platform: no firmware, no options, the default guest side
+// (KVM_HC_MAP_GPA_RANGE).
+const bool registered = backend::register_backend([] {
+  backend::Descriptor d;
+  d.name = "sw_protected";
+  d.vm_type = KVM_X86_SW_PROTECTED_VM;
+  d.summary = "private memory from guest_memfd, no hardware enforcement";
+  d.make_vm_backend = make_sw_protected_backend;
+  return d;
+}());
+
+}  // namespace
 
 }  // namespace cvmsim::kvm

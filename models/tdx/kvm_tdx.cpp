@@ -63,8 +63,7 @@ void TdxHost::free_hkid(KeyId k) {
   hkids_live_ = hkids_in_use();
 }
 
-TdxTdOptions TdxHost::td_options(const std::string& vm) const {
-  if (auto it = td_options_.find(vm); it != td_options_.end()) return it->second;
+TdxTdOptions TdxHost::default_td_options() const {
   TdxTdOptions o;
   o.sept_ve_disable = glue_.sept_ve_disable;
   return o;
@@ -477,7 +476,6 @@ Status KvmTdxBackend::vm_init(Vm& vm) {
   td_created_ = true;
   tdr_ = *tdr;
   vm_ = &vm;
-  options_ = host_.td_options(vm.name());
   hkid_ = *hk;
   for (unsigned p = 0; p < m.config().num_packages; ++p)
     if (r = charged(vm, m.mng_key_config(tdr_, p), "TDH.MNG.KEY.CONFIG", kNoArg, -1, tdr_.value());
@@ -594,6 +592,44 @@ Status KvmTdxBackend::finalize(Vm& vm) {
   finalized_ = true;
   vm.pre_fault_allowed = true;  // kvm->arch.pre_fault_allowed after KVM_TDX_FINALIZE_VM (§9)
   return {};
+}
+
+Status KvmTdxBackend::mem_enc_ioctl(Vm& vm, HostMm& mm, kvm::kvm_memory_encrypt_cmd& cmd) {
+  switch (cmd.id) {
+    case KVM_TDX_INIT_MEM_REGION: {
+      // tdx_vcpu_init_mem_region: only before finalisation, only the MEASURE flag, page-aligned
+      // source and GPA, at least one page, no wrap, both ends private GPAs (shared bit clear).
+      if (!td_created_ || finalized_) return Errno::kEINVAL;
+      if (cmd.flags & ~KVM_TDX_MEASURE_MEMORY_REGION) return Errno::kEINVAL;
+      if (!cmd.data) return Errno::kEFAULT;
+      auto& region = *static_cast<kvm_tdx_init_mem_region*>(cmd.data);
+      const uint64_t bytes = region.nr_pages << kPageShift;
+      if ((region.source_addr | region.gpa) & (kPageBytes - 1) || !region.nr_pages ||
+          region.nr_pages > (~uint64_t{0} >> kPageShift) || region.gpa + bytes <= region.gpa ||
+          ((region.gpa | (region.gpa + bytes - 1)) & shared_mask_))
+        return Errno::kEINVAL;
+      // The region is advanced page by page, so that a caller can resume after an error.
+      while (region.nr_pages) {
+        auto src = mm.get_user_page(Hva(region.source_addr));  // get_user_pages_fast
+        if (!src.ok()) return Errno::kEFAULT;
+        if (Status st = init_mem_page(vm, gpa_to_gfn(Gpa(region.gpa)),
+                                      pfn_to_hpa(src->pfn_for(Hva(region.source_addr))),
+                                      cmd.flags & KVM_TDX_MEASURE_MEMORY_REGION);
+            !st.ok())
+          return st;
+        region.source_addr += kPageBytes;
+        region.gpa += kPageBytes;
+        --region.nr_pages;
+      }
+      return {};
+    }
+    case KVM_TDX_FINALIZE_VM:
+      // tdx_td_finalize: TDH.MR.FINALIZE once, before any vCPU runs.
+      if (!td_created_ || finalized_) return Errno::kEINVAL;
+      return finalize(vm);
+    default:
+      return Errno::kEINVAL;
+  }
 }
 
 // ============================================================================================
@@ -1066,8 +1102,9 @@ void KvmTdxBackend::teardown(Vm& vm) {
 
 // ============================================================================================
 
-std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host) {
-  return std::make_unique<KvmTdxBackend>(host);
+std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host,
+                                                  std::optional<TdxTdOptions> options) {
+  return std::make_unique<KvmTdxBackend>(host, options ? *options : host.default_td_options());
 }
 
 namespace {

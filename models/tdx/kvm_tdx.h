@@ -71,7 +71,7 @@ enum class HkidReuse : uint8_t { kFlush, kUnsafeNoFlush };
 
 struct TdxGlueConfig {
   // TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28): Linux guests require it (A8). The default for every
-  // TD; TdxHost::set_td_options overrides it per VM (scenario vms[].tdx.sept_ve_disable).
+  // TD that has no options of its own; TdxTdOptions overrides it (scenario vms[].tdx).
   bool sept_ve_disable = true;
   // TD_PARAMS.MAX_VCPUS.
   unsigned max_vcpus = 64;
@@ -82,7 +82,8 @@ struct TdxGlueConfig {
   uint64_t spin_cycles = 200;
 };
 
-// Per-TD options the VMM passes with KVM_TDX_INIT_VM (looked up by VM name at vm_init).
+// Per-TD options the VMM passes with KVM_TDX_INIT_VM (given to the TD's backend when KVM creates
+// it; the scenario's vms[].tdx).
 struct TdxTdOptions {
   bool sept_ve_disable = true;  // TD ATTRIBUTES.SEPT_VE_DISABLE (A8)
   // Map private memory at 2 MiB where guest_memfd hands out a 2 MiB folio and the attributes
@@ -131,9 +132,8 @@ class TdxHost {
   TdxModule& module() { return module_; }
   const TdxModule& module() const { return module_; }
   const TdxGlueConfig& glue() const { return glue_; }
-  // Options of the TD named `vm` (set before the VM is created); the glue's defaults otherwise.
-  void set_td_options(const std::string& vm, TdxTdOptions o) { td_options_[vm] = o; }
-  TdxTdOptions td_options(const std::string& vm) const;
+  // A TD's options when the VMM gives none (a VM a scenario step creates): the glue's defaults.
+  TdxTdOptions default_td_options() const;
 
   // HKIDs for TDs: [private_hkid_min, private_hkid_max] minus the global KeyID, lowest first.
   std::optional<KeyId> alloc_hkid();
@@ -183,7 +183,6 @@ class TdxHost {
  private:
   TdxModule module_;
   TdxGlueConfig glue_;
-  std::map<std::string, TdxTdOptions> td_options_;
   std::vector<bool> hkid_used_;  // index: hkid - private_hkid_min
   double hkids_live_ = 0;
   double hkid_highest_ = 0;
@@ -199,7 +198,7 @@ std::vector<kvm::InvariantDef> tdx_invariants(const TdxHost* host = nullptr);
 
 class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
  public:
-  explicit KvmTdxBackend(TdxHost& host) : host_(host) {}
+  KvmTdxBackend(TdxHost& host, TdxTdOptions options) : host_(host), options_(options) {}
 
   uint32_t vm_type() const override;
   std::string_view name() const override { return "tdx"; }
@@ -230,6 +229,13 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
     return options_.huge_private ? PageSize::k2M : PageSize::k4K;
   }
 
+  std::optional<PrivateTranslation> private_translation(const kvm::Vm&) const override {
+    // Private GPAs walk the module's Secure EPT under the TD's HKID, shared ones (bit 47 set)
+    // KVM's shared EPT (tdx-snp.md A1).
+    auto root = walk_root();
+    if (!td_created_ || !root) return std::nullopt;
+    return PrivateTranslation{*root, shared_bit(), hkid_};
+  }
   bool translates_privately(const kvm::Vm&, Gpa gpa) const override {
     return td_created_ && !(gpa.value() & shared_mask_);
   }
@@ -256,6 +262,10 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   TdxResult guest_accept(unsigned vcpu, Gpa gpa, PageSize size) override;
   const TdxTdOptions& options() const { return options_; }
   void teardown(kvm::Vm& vm) override;
+  // KVM_MEMORY_ENCRYPT_OP (tdx_vm_ioctl / tdx_vcpu_init_mem_region, arch/x86/kvm/vmx/tdx.c):
+  // KVM_TDX_INIT_MEM_REGION (init_mem_page for each page, the source read from `mm`) and
+  // KVM_TDX_FINALIZE_VM (finalize). Other ids: EINVAL, as tdx_vm_ioctl answers.
+  Status mem_enc_ioctl(kvm::Vm& vm, HostMm& mm, kvm::kvm_memory_encrypt_cmd& cmd) override;
 
   // KVM_TDX_INIT_MEM_REGION for one 4 KiB page (before finalize): the page comes from the
   // memslot's guest_memfd (kvm_gmem_populate: no zeroing), SEPT.ADD for each missing level,
@@ -369,8 +379,24 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   bool vm_dead_ = false;      // kvm_vm_dead after a guest access before accepting
 };
 
-// KVM_X86_TDX_VM's factory for Kvm::register_backend.
-std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host);
+// KVM_X86_TDX_VM's factory for Kvm::register_backend: a TD with `options` (nullopt: the host's
+// defaults).
+std::unique_ptr<kvm::KvmBackend> make_tdx_backend(TdxHost& host,
+                                                  std::optional<TdxTdOptions> options = {});
+
+// The TDX commands of KVM_MEMORY_ENCRYPT_OP (arch/x86/include/uapi/asm/kvm.h enum kvm_tdx_cmd_id).
+inline constexpr uint32_t KVM_TDX_CAPABILITIES = 0;
+inline constexpr uint32_t KVM_TDX_INIT_VM = 1;
+inline constexpr uint32_t KVM_TDX_INIT_VCPU = 2;
+inline constexpr uint32_t KVM_TDX_INIT_MEM_REGION = 3;
+inline constexpr uint32_t KVM_TDX_FINALIZE_VM = 4;
+inline constexpr uint32_t KVM_TDX_MEASURE_MEMORY_REGION = 1u << 0;
+// struct kvm_tdx_init_mem_region: updated in place as pages are added.
+struct kvm_tdx_init_mem_region {
+  uint64_t source_addr = 0;  // user address of the source (the caller's mm)
+  uint64_t gpa = 0;
+  uint64_t nr_pages = 0;
+};
 // The TDX backend of a VM, or nullptr for other types.
 KvmTdxBackend* tdx_backend_of(kvm::Vm& vm);
 

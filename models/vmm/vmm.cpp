@@ -36,7 +36,8 @@ kvm::Vcpu& Vmm::vcpu(unsigned i) {
 
 std::string Vmm::setup() {
   kvm_fd_ = kvm_.open_dev_kvm(*proc_);
-  auto vm = kvm_.create_vm(*proc_, kvm_fd_, cfg_.vm_type, cfg_.vm_name, cfg_.principal, cfg_.asid);
+  auto vm = kvm_.create_vm(*proc_, kvm_fd_, cfg_.vm_type, cfg_.vm_name, cfg_.principal, cfg_.asid,
+                           cfg_.backend_options);
   if (!vm.ok()) return failed("KVM_CREATE_VM", vm.error());
   vm_fd_ = *vm;
   auto attrs = kvm_.check_extension(*proc_, vm_fd_, KVM_CAP_MEMORY_ATTRIBUTES);

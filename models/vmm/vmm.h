@@ -49,6 +49,9 @@ struct VmmConfig {
   uint16_t asid = 1;
   std::vector<RamRegion> ram;
   VmmPolicy policy;
+  // The VM's options for its type's backend (what QEMU passes with the type's init command,
+  // e.g. KVM_TDX_INIT_VM); nullptr: defaults. Must outlive the VMM.
+  const config::Section* backend_options = nullptr;
 };
 
 class Vmm final : public kvm::UserspaceExitHandler {

@@ -3,11 +3,11 @@
 #include <cstdio>
 #include <string>
 
+#include "hw/base/schema_json.h"
+#include "models/backend/registry.h"
 #include "models/kvm/backend.h"
 #include "models/sw_protected/sw_protected_backend.h"
-#include "models/tdx/kvm_tdx.h"
 #include "sim/config/scenario_config.h"
-#include "sim/config/visitors.h"
 #include "sim/invariants/invariants.h"
 
 namespace cvmsim {
@@ -57,17 +57,12 @@ std::string md_escape(const std::string& s) {
 }
 }  // namespace
 
-// The invariant catalogue: the generic ones and every backend's (sim/platform registers the
-// same backends).
+// The invariant catalogue: the generic ones and every registered backend's.
 std::vector<kvm::InvariantDef> all_invariants() {
-  std::vector<std::unique_ptr<kvm::KvmBackend>> owned;
-  owned.push_back(kvm::make_default_backend());
-  owned.push_back(kvm::make_sw_protected_backend());
-  std::vector<const kvm::KvmBackend*> backends;
-  for (auto& b : owned) backends.push_back(b.get());
-  auto defs = invariants::catalogue(backends);
-  for (auto& d : tdx::tdx_invariants())
-    defs.push_back(std::move(d));  // the TDX backend needs a module to build
+  auto defs = invariants::generic_invariants();
+  for (const backend::Descriptor* d : backend::all())
+    if (d->invariants)
+      for (auto& inv : d->invariants()) defs.push_back(std::move(inv));
   return defs;
 }
 

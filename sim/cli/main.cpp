@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "models/backend/registry.h"
 #include "sim/cli/coverage_cmd.h"
 #include "sim/cli/explore.h"
 #include "sim/cli/graph.h"
@@ -209,9 +210,12 @@ int main(int argc, char** argv) {
       "random operations from every actor, invariants checked after each; a violation is shrunk to "
       "a "
       "reproducer scenario (exit 0: none found, 1: found, 2: bad usage; docs/explore.md)");
-  explore_cmd
-      ->add_option("--backend", eo.backend, "VM type of the two VMs: default, sw_protected or tdx")
-      ->check(CLI::IsMember({"default", "sw_protected", "tdx"}));
+  explore_cmd->add_option("--backend", eo.backend, "VM type of the two VMs: " + backend::names())
+      ->check(CLI::IsMember([] {
+        std::vector<std::string> names;
+        for (const backend::Descriptor* d : backend::all()) names.push_back(d->name);
+        return names;
+      }()));
   explore_cmd
       ->add_option("--policy", eo.policies,
                    "NAME[=VALUE]: a policy knob (NAME alone: its unsafe value); repeatable")

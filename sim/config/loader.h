@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "hw/base/schema_json.h"
 #include "sim/config/scenario_config.h"
-#include "sim/config/visitors.h"
 
 namespace cvmsim::config {
 

@@ -23,6 +23,85 @@ void MemRegionConfig::validate(const std::string& ptr) const {
   if (gpa + size < gpa) throw ConfigError(ptr + "/size", "region wraps around the address space");
 }
 
+SectionSet platform_sections() {
+  SectionSet set;
+  for (const backend::Descriptor* d : backend::all())
+    if (d->platform_options) set.add(d->name, d->platform_options_doc, d->platform_options());
+  return set;
+}
+
+SectionSet vm_sections() {
+  SectionSet set;
+  for (const backend::Descriptor* d : backend::all())
+    if (d->vm_options) set.add(d->name, d->vm_options_doc, d->vm_options());
+  return set;
+}
+
+std::string_view vm_type_doc() {
+  static const std::string doc = [] {
+    std::string s = "KVM VM type:";
+    const auto& all = backend::all();
+    for (size_t i = 0; i < all.size(); ++i)
+      s += (i ? i + 1 == all.size() ? " or " : ", " : " ") + all[i]->name + " (" + all[i]->summary +
+           ")";
+    return s;
+  }();
+  return doc;
+}
+
+namespace {
+
+backend::VmView view_of(const VmConfig& vm) {
+  backend::VmView v;
+  v.name = vm.name;
+  v.type = vm.type;
+  for (const auto& r : vm.memory) v.memory.push_back({Gpa(r.gpa), r.size, r.is_private});
+  return v;
+}
+
+// The first field of `given` that differs from `defaults` (both written by JsonWriter), as a
+// JSON pointer suffix, or "".
+std::string first_difference(const Json& given, const Json& defaults, const std::string& at) {
+  if (given == defaults) return "";
+  if (given.is_object() && defaults.is_object())
+    for (auto it = given.begin(); it != given.end(); ++it) {
+      const auto d = defaults.find(it.key());
+      if (d == defaults.end()) return pointer_join(at, it.key());
+      if (std::string p = first_difference(it.value(), *d, pointer_join(at, it.key())); !p.empty())
+        return p;
+    }
+  return at;
+}
+
+}  // namespace
+
+void validate_backend_sections(const VmConfig& vm, const std::string& vp) {
+  // Each backend's per-VM options apply to VMs of its type only: options of another backend
+  // left at their defaults are harmless, set ones are a mistake worth naming.
+  const SectionSet defaults = vm_sections();
+  for (size_t k = 0; k < vm.backends.items.size(); ++k) {
+    const NamedSection& n = vm.backends.items[k];
+    const backend::Descriptor* d = backend::find(n.name);
+    if (d && d->vm_type == vm.type) {
+      if (d->validate_vm) d->validate_vm(view_of(vm), *n.section, vp + "/" + n.name);
+      continue;
+    }
+    const std::string at =
+        first_difference(n.section->write(), defaults.items[k].section->write(), vp + "/" + n.name);
+    if (!at.empty())
+      throw ConfigError(at, "set, but this is an option of backend \"" + n.name +
+                                "\": it needs a VM of type \"" + n.name + "\" (this VM is \"" +
+                                backend::name_of(vm.type) + "\")");
+  }
+}
+
+backend::GuestSide::Range declared_bounce_buffer(const VmConfig& vm) {
+  const backend::Descriptor* d = backend::find(vm.type);
+  if (!d || !d->declared_bounce_buffer) return {};
+  const Section* s = vm.backends.find(d->name);
+  return s ? d->declared_bounce_buffer(*s) : backend::GuestSide::Range{};
+}
+
 void ScenarioConfig::validate(const std::string& ptr) const {
   const unsigned gpa_bits = input_bits_of(platform.mmu.format);
   const uint64_t gpa_limit = uint64_t{1} << gpa_bits;
@@ -45,49 +124,20 @@ void ScenarioConfig::validate(const std::string& ptr) const {
             regs[r].gpa < regs[q].gpa + regs[q].size && regs[q].gpa < regs[r].gpa + regs[r].size;
         if (overlap) throw ConfigError(rp, "overlaps " + vp + "/memory/" + std::to_string(q));
       }
-      if (regs[r].is_private && vms[i].type == kvm::KVM_X86_DEFAULT_VM)
+      if (const backend::Descriptor* d = backend::find(vms[i].type);
+          regs[r].is_private && d && !d->has_private_mem) {
+        std::string with;
+        for (const backend::Descriptor* o : backend::all())
+          if (o->has_private_mem) with += (with.empty() ? "\"" : ", \"") + o->name + "\"";
         throw ConfigError(rp + "/private",
-                          "VM type \"default\" has no private memory (KVM_CAP_MEMORY_ATTRIBUTES is "
-                          "0 for it); use type \"sw_protected\"");
+                          "VM type \"" + d->name +
+                              "\" has no private memory "
+                              "(KVM_CAP_MEMORY_ATTRIBUTES is 0 for it); use type " +
+                              with);
+      }
       total_guest += regs[r].size;
     }
-    const auto& img = vms[i].tdx.initial_image;
-    if (!img.empty() && vms[i].type != kvm::KVM_X86_TDX_VM)
-      throw ConfigError(vp + "/tdx/initial_image", "an initial image needs a VM of type \"tdx\"");
-    const TdxVmConfig& tc = vms[i].tdx;
-    if (vms[i].type != kvm::KVM_X86_TDX_VM) {
-      if (tc.accept != guest::AcceptPolicy::kBoot || !tc.sept_ve_disable || tc.huge_private ||
-          tc.bounce_buffer.size || tc.accept_interrupt_cycles)
-        throw ConfigError(vp + "/tdx", "TD options need a VM of type \"tdx\"");
-    }
-    if (tc.accept == guest::AcceptPolicy::kLazy && tc.sept_ve_disable)
-      throw ConfigError(vp + "/tdx/accept",
-                        "accept \"lazy\" accepts on #VE, which the module injects only with "
-                        "SEPT_VE_DISABLE clear: set " +
-                            vp +
-                            "/tdx/sept_ve_disable to false (with it set, a PENDING access is a TD "
-                            "exit KVM treats as fatal)");
-    if (tc.bounce_buffer.size) {
-      const auto& bb = tc.bounce_buffer;
-      const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
-        return !m.is_private && bb.gpa >= m.gpa && bb.gpa + bb.size <= m.gpa + m.size;
-      });
-      if (!inside)
-        throw ConfigError(
-            vp + "/tdx/bounce_buffer",
-            "the bounce buffer is not inside one shared (private: false) memory region of the VM");
-    }
-    for (size_t k = 0; k < img.size(); ++k) {
-      const std::string ip = vp + "/tdx/initial_image/" + std::to_string(k);
-      const bool inside = std::any_of(regs.begin(), regs.end(), [&](const MemRegionConfig& m) {
-        return m.is_private && img[k].gpa >= m.gpa && img[k].gpa + img[k].size <= m.gpa + m.size;
-      });
-      if (!inside)
-        throw ConfigError(ip, "the piece is not inside one private memory region of the VM");
-      for (size_t q = 0; q < k; ++q)
-        if (img[k].gpa < img[q].gpa + img[q].size && img[q].gpa < img[k].gpa + img[k].size)
-          throw ConfigError(ip, "overlaps " + vp + "/tdx/initial_image/" + std::to_string(q));
-    }
+    validate_backend_sections(vms[i], vp);
   }
   if (total_guest > platform.memory.size)
     throw ConfigError(ptr + "/vms",
@@ -164,14 +214,14 @@ void ScenarioConfig::validate_steps(
                                              " vCPU(s); " + st.actor + " does not exist");
       const size_t vm_index = static_cast<size_t>(vm - vms.data());
       if (st.op == StepOp::kGuestIo) {
-        if (!vm->tdx.bounce_buffer.size)
+        const backend::GuestSide::Range bb = declared_bounce_buffer(*vm);
+        if (!bb.size)
           throw ConfigError(sp, "guest_io needs a bounce buffer: VM \"" + vmn +
-                                    "\" declares no /tdx/bounce_buffer");
-        if (st.offset + st.size > vm->tdx.bounce_buffer.size)
+                                    "\" declares none (its backend's bounce_buffer option)");
+        if (st.offset + st.size > bb.size)
           throw ConfigError(sp + "/size", "offset + size (" + std::to_string(st.offset + st.size) +
                                               ") exceeds VM \"" + vmn + "\"'s bounce buffer (" +
-                                              std::to_string(vm->tdx.bounce_buffer.size) +
-                                              " bytes)");
+                                              std::to_string(bb.size) + " bytes)");
         const bool inside =
             std::any_of(vm->memory.begin(), vm->memory.end(), [&](const MemRegionConfig& m) {
               return m.is_private && st.gpa >= m.gpa && st.gpa + st.size <= m.gpa + m.size;

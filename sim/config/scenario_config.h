@@ -9,13 +9,13 @@
 
 #include "hw/base/page_size.h"
 #include "hw/base/pattern.h"
+#include "hw/base/schema_json.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
-#include "models/guest/tdx_guest_kernel.h"
+#include "models/backend/registry.h"
 #include "models/guest/workload.h"
 #include "models/kvm/kvm_config.h"
 #include "models/kvm/uapi.h"
-#include "sim/config/schema.h"
 #include "sim/config/step_config.h"
 #include "sim/invariants/invariants.h"
 
@@ -44,6 +44,13 @@ inline constexpr EnumName<PatternKind> kPatternNames[] = {
 
 // Latencies, in core cycles. Defaults are estimates unless a public figure is cited; see
 // docs/costs.md for the reasoning behind each.
+// The registered backends' sections with their defaults (models/backend/registry.h), in
+// registry order.
+SectionSet platform_sections();
+SectionSet vm_sections();
+// The description of vms[].type: every registered VM type with its summary.
+std::string_view vm_type_doc();
+
 struct CostConfig {
   uint64_t tlb_hit_cycles = 1;
   uint64_t walk_ref_cycles = 30;
@@ -52,7 +59,6 @@ struct CostConfig {
   uint64_t mem_bytes_per_cycle = 32;
   uint64_t interconnect_cycles = 0;
   uint64_t vm_exit_round_trip_cycles = 2530;
-  uint64_t hypercall_cycles = 200;
   uint64_t fence_cycles = 30;
 
   template <class V>
@@ -88,11 +94,7 @@ struct CostConfig {
           .max(1000000));
     v(uint_field("vm_exit_round_trip_cycles", vm_exit_round_trip_cycles,
                  "VM exit plus re-entry for an exit handled in the host kernel; default: minimal "
-                 "SVM exit on Zen, ~2,530 cycles (tdx-snp.md Part C, LKML 2020)")
-          .unit("cycles")
-          .max(100000000));
-    v(uint_field("hypercall_cycles", hypercall_cycles,
-                 "hypervisor work for a hypercall, on top of the exit round trip (estimate)")
+                 "SVM exit on Zen, ~2,530 cycles (LKML 2020 measurements of SVM exits)")
           .unit("cycles")
           .max(100000000));
     v(uint_field("fence_cycles", fence_cycles,
@@ -162,151 +164,15 @@ struct MemoryConfig {
   }
 };
 
-inline constexpr EnumName<kvm::AttrStoreKind> kAttrStoreNames[] = {
-    {kvm::AttrStoreKind::kXarray, "xarray"}, {kvm::AttrStoreKind::kRange, "range"}};
-
-// The simulated KVM: policies and the cost of each KVM operation (docs/costs.md).
-// Costs of KVM operations, in core cycles (docs/costs.md). Zeroing uses mem_bytes_per_cycle.
-struct KvmCostConfig {
-  uint64_t ioctl_cycles = 400;
-  uint64_t exit_to_userspace_cycles = 8000;
-  uint64_t fault_cycles = 800;
-  uint64_t attr_entry_cycles = 120;
-  uint64_t attr_range_cycles = 300;
-  uint64_t zap_leaf_cycles = 60;
-  uint64_t map_leaf_cycles = 150;
-  uint64_t tlb_flush_cycles = 2000;
-  uint64_t gup_cycles = 400;
-  uint64_t memslot_update_cycles = 6000;
-  template <class V>
-  void visit(V& v) {
-    v(uint_field("ioctl_cycles", ioctl_cycles,
-                 "syscall entry/exit and ioctl dispatch of every KVM ioctl and guest_memfd file "
-                 "operation (estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("exit_to_userspace_cycles", exit_to_userspace_cycles,
-                 "KVM_RUN returning to the VMM and re-entering the guest, on top of the VM exit "
-                 "round trip (estimate: a heavyweight exit costs several microseconds)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("fault_cycles", fault_cycles,
-                 "software path of one KVM stage-2 fault, excluding the pieces below (estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("attr_entry_cycles", attr_entry_cycles,
-                 "attribute update or lookup, per entry touched (xarray store: per page; estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("attr_range_cycles", attr_range_cycles,
-                 "attribute update, per range inserted, split or merged (range store; estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("zap_leaf_cycles", zap_leaf_cycles,
-                 "clearing one stage-2 leaf during an invalidation (estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("map_leaf_cycles", map_leaf_cycles,
-                 "installing one stage-2 leaf on a fault (estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field(
-          "tlb_flush_cycles", tlb_flush_cycles,
-          "kvm_flush_remote_tlbs: flushing every vCPU's TLB of the VM (IPIs + INVEPT, estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("gup_cycles", gup_cycles,
-                 "resolving a host frame: get_user_pages or a guest_memfd folio lookup (estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-    v(uint_field("memslot_update_cycles", memslot_update_cycles,
-                 "creating, moving or deleting a memslot (SRCU swap, estimate)")
-          .unit("cycles")
-          .max(1'000'000'000));
-  }
-  kvm::KvmCosts to_costs(double zero_bytes_per_cycle, uint64_t hypercall_cycles) const {
-    kvm::KvmCosts c;
-    c.ioctl = Cycles(ioctl_cycles);
-    c.exit_to_userspace = Cycles(exit_to_userspace_cycles);
-    c.fault_base = Cycles(fault_cycles);
-    c.attr_per_entry = Cycles(attr_entry_cycles);
-    c.attr_per_range = Cycles(attr_range_cycles);
-    c.zap_per_leaf = Cycles(zap_leaf_cycles);
-    c.map_per_leaf = Cycles(map_leaf_cycles);
-    c.tlb_flush = Cycles(tlb_flush_cycles);
-    c.gup_per_page = Cycles(gup_cycles);
-    c.memslot_update = Cycles(memslot_update_cycles);
-    c.zero_bytes_per_cycle = zero_bytes_per_cycle;
-    c.hypercall = Cycles(hypercall_cycles);
-    return c;
-  }
-};
-
-inline constexpr EnumName<kvm::GmemRebindPolicy> kRebindNames[] = {
-    {kvm::GmemRebindPolicy::kForbid, "forbid"},
-    {kvm::GmemRebindPolicy::kZeroOnUnbind, "zero_on_unbind"},
-    {kvm::GmemRebindPolicy::kZeroOnBind, "zero_on_bind"},
-    {kvm::GmemRebindPolicy::kUnsafeNoScrub, "unsafe_no_scrub"}};
-
-struct KvmPlatformConfig {
-  kvm::AttrStoreKind attr_store = kvm::AttrStoreKind::kXarray;
-  kvm::GmemRebindPolicy gmem_rebind = kvm::GmemRebindPolicy::kForbid;
-  bool gmem_zero_on_handout = true;
-  bool gmem_huge_folios = false;
-  bool flush_tlb_after_zap = true;
-  KvmCostConfig costs;
-  template <class V>
-  void visit(V& v) {
-    v(enum_field(
-        "attr_store", attr_store, kAttrStoreNames,
-        "memory-attribute storage: xarray (per page, as Linux) or range (interval store)"));
-    v(enum_field(
-        "gmem_rebind", gmem_rebind, kRebindNames,
-        "binding a guest_memfd to a VM other than its own: forbid (mainline, EINVAL), "
-        "zero_on_unbind (allowed; pages zeroed when the last binding goes), zero_on_bind (allowed "
-        "once unbound; zeroed when another VM binds it), unsafe_no_scrub (allowed, pages handed "
-        "over as they are: unsafe, the checker's ISO-6 catches it)"));
-    v(bool_field("gmem_zero_on_handout", gmem_zero_on_handout,
-                 "zero a guest_memfd page before the guest first gets it (mainline); false is "
-                 "UNSAFE: freed frames reach the next owner with their old contents"));
-    v(bool_field("gmem_huge_folios", gmem_huge_folios,
-                 "guest_memfd hands out 2 MiB folios where a whole aligned 2 MiB block of the file "
-                 "is unallocated (hugetlb-backed guest_memfd, PROPOSED upstream; mainline is "
-                 "order-0, false); private memory can then be mapped at 2 MiB where the backend "
-                 "allows it (vms[].tdx.huge_private)"));
-    v(bool_field("flush_tlb_after_zap", flush_tlb_after_zap,
-                 "flush every vCPU's TLB after KVM zaps mappings (mainline); false is UNSAFE: "
-                 "stale translations survive"));
-    v(object_field("costs", costs, "cost of KVM operations"));
-  }
-};
-
-// platform.tdx.hkid_reuse (models/tdx/kvm_tdx.h HkidReuse; docs/tdx-model.md "HKID reuse").
-enum class HkidReusePolicy : uint8_t { kFlush, kUnsafeNoFlush };
-inline constexpr EnumName<HkidReusePolicy> kHkidReuseNames[] = {
-    {HkidReusePolicy::kFlush, "flush"}, {HkidReusePolicy::kUnsafeNoFlush, "unsafe_no_flush"}};
-
-struct TdxPlatformConfig {
-  HkidReusePolicy hkid_reuse = HkidReusePolicy::kFlush;
-  template <class V>
-  void visit(V& v) {
-    v(enum_field("hkid_reuse", hkid_reuse, kHkidReuseNames,
-                 "how a TD's HKID goes back to the allocator at teardown: flush (mainline: "
-                 "VP.FLUSH, VPFLUSHDONE, TDH.PHYMEM.CACHE.WB on every package, KEY.FREEID, then "
-                 "reuse) or unsafe_no_flush (UNSAFE: KVM skips CACHE.WB on a module with a "
-                 "modelled FREEID erratum, so the next TD gets the HKID while lines tagged with it "
-                 "are still cached; ISO-8 and T6 catch it)"));
-  }
-};
-
 struct PlatformConfig {
   uint64_t cpu_frequency_hz = 2'000'000'000;
   uint64_t quantum_cycles = 20'000;
   MemoryConfig memory;
   MmuConfig mmu;
   CostConfig costs;
-  KvmPlatformConfig kvm;
-  TdxPlatformConfig tdx;
+  kvm::KvmConfig kvm;
+  // The registered backends' platform sections (platform.<backend>), defaults filled in.
+  SectionSet backends = platform_sections();
   template <class V>
   void visit(V& v) {
     v(uint_field("cpu_frequency_hz", cpu_frequency_hz,
@@ -324,7 +190,7 @@ struct PlatformConfig {
     v(object_field("mmu", mmu, "translation hardware"));
     v(object_field("costs", costs, "latency parameters"));
     v(object_field("kvm", kvm, "the simulated KVM"));
-    v(object_field("tdx", tdx, "the TDX platform (used when a scenario creates a TD)"));
+    v(section_set(backends));
   }
 };
 
@@ -344,18 +210,13 @@ struct MemRegionConfig {
         "host page size of the region's shared backing (2M/1G: hugetlb) and so the largest stage-2 "
         "leaf KVM maps it with; gpa and size must be multiples of it. Private memory is mapped at "
         "4K (mainline guest_memfd is order-0) unless platform.kvm.gmem_huge_folios and the backend "
-        "allow 2M (vms[].tdx.huge_private)"));
+        "allow 2M (gmem_max_mapping_level: e.g. a TD's huge_private option)"));
     v(bool_field("private", is_private,
                  "back the region with a guest_memfd too and make it private from the start (needs "
                  "a VM type with private memory)"));
   }
   void validate(const std::string& ptr) const;
 };
-
-inline constexpr EnumName<uint32_t> kVmTypeNames[] = {
-    {kvm::KVM_X86_DEFAULT_VM, "default"},
-    {kvm::KVM_X86_SW_PROTECTED_VM, "sw_protected"},
-    {kvm::KVM_X86_TDX_VM, "tdx"}};
 
 struct VmmPolicyConfig {
   bool discard_on_convert = true;
@@ -375,114 +236,25 @@ struct VmmPolicyConfig {
   }
 };
 
-// One piece of a TD's initial image (KVM_TDX_INIT_MEM_REGION before KVM_TDX_FINALIZE_VM).
-struct InitialImageConfig {
-  uint64_t gpa = 0;
-  uint64_t size = 4 * kKiB;
-  PatternKind pattern = PatternKind::kSeeded;
-  uint64_t value = 1;
-  bool measure = true;
-  template <class V>
-  void visit(V& v) {
-    v(uint_field(
-          "gpa", gpa,
-          "first guest physical address (private, without the SHARED bit) the piece is added at")
-          .bytes()
-          .aligned(4 * kKiB));
-    v(uint_field("size", size, "bytes added: every 4 KiB page gets TDH.MEM.PAGE.ADD")
-          .bytes()
-          .min(4 * kKiB)
-          .aligned(4 * kKiB));
-    v(enum_field("pattern", pattern, kPatternNames,
-                 "contents of the VMM's source buffer, keyed by guest physical address as guest "
-                 "loads check them"));
-    v(uint_field("value", value, "pattern parameter (see docs/scenario-format.md, patterns)"));
-    v(bool_field("measure", measure,
-                 "also extend the MRTD with the contents (TDH.MR.EXTEND x16 per page, "
-                 "KVM_TDX_MEASURE_MEMORY_REGION); PAGE.ADD extends it with the GPA either way"));
-  }
-};
-
-// A TD's bounce buffer (swiotlb): shared memory guest I/O copies into.
-struct BounceBufferConfig {
-  uint64_t gpa = 0;
-  uint64_t size = 0;
-  template <class V>
-  void visit(V& v) {
-    v(uint_field("gpa", gpa,
-                 "first guest physical address (without the SHARED bit); must lie in a shared "
-                 "(private: false) memory region of the VM")
-          .bytes()
-          .aligned(4 * kKiB));
-    v(uint_field("size", size, "bytes; 0: no bounce buffer").bytes().aligned(4 * kKiB));
-  }
-};
-
-inline constexpr EnumName<guest::AcceptPolicy> kAcceptPolicyNames[] = {
-    {guest::AcceptPolicy::kBoot, "boot"}, {guest::AcceptPolicy::kLazy, "lazy"}};
-
-struct TdxVmConfig {
-  std::vector<InitialImageConfig> initial_image;
-  guest::AcceptPolicy accept = guest::AcceptPolicy::kBoot;
-  bool sept_ve_disable = true;
-  bool huge_private = false;
-  uint64_t accept_interrupt_cycles = 0;
-  BounceBufferConfig bounce_buffer;
-  template <class V>
-  void visit(V& v) {
-    v(array_field(
-        "initial_image", initial_image,
-        "pages the VMM adds before the TD is finalized (PAGE.ADD: MAPPED, no ACCEPT needed); each "
-        "piece lies in a private region of the VM; pieces must not overlap"));
-    v(enum_field("accept", accept, kAcceptPolicyNames,
-                 "the guest kernel's acceptance of private memory: boot (TDG.MEM.PAGE.ACCEPT of "
-                 "every private region before the workload, 2 MiB where aligned, 4 KiB after "
-                 "PAGE_SIZE_MISMATCH) or lazy (accept a page when its first access gets a #VE; "
-                 "needs sept_ve_disable false). Conversions to private accept at once either way"));
-    v(bool_field("sept_ve_disable", sept_ve_disable,
-                 "TD ATTRIBUTES.SEPT_VE_DISABLE (bit 28; Linux guests require it): a guest access "
-                 "to a PENDING page is then a TD exit, which KVM treats as fatal (the vCPU stops), "
-                 "instead of a #VE to the guest"));
-    v(bool_field(
-        "huge_private", huge_private,
-        "map private memory with 2 MiB S-EPT leaves (SEPT.ADD to level 2, PAGE.AUG 2M) where "
-        "guest_memfd hands out a 2 MiB folio (platform.kvm.gmem_huge_folios) and the attributes "
-        "allow; KVM's TDX huge-page support is not in mainline (false: 4 KiB)"));
-    v(uint_field("accept_interrupt_cycles", accept_interrupt_cycles,
-                 "an interrupt becomes pending for the guest every this many cycles of its "
-                 "TDG.MEM.PAGE.ACCEPT work (0: never); a 2 MiB ACCEPT with one pending zeroes one "
-                 "4 KiB chunk, saves its ACCEPT_COUNTER and returns interrupted, and the guest "
-                 "re-issues it (platform.tdx.accept_interrupts counts them)")
-          .unit("cycles"));
-    v(object_field("bounce_buffer", bounce_buffer,
-                   "a shared area guest I/O copies private data into (step guest_io): a deliberate "
-                   "share the leak checker does not report"));
-  }
-};
-
 struct VmConfig {
   std::string name;
   uint32_t type = kvm::KVM_X86_DEFAULT_VM;
   uint64_t vcpus = 1;
   std::vector<MemRegionConfig> memory{MemRegionConfig{}};
   VmmPolicyConfig vmm;
-  TdxVmConfig tdx;
+  // The registered backends' per-VM sections (vms[].<backend>); only the VM's own type's may
+  // differ from its defaults.
+  SectionSet backends = vm_sections();
   template <class V>
   void visit(V& v) {
     v(string_field("name", name, "unique VM name, referenced by workloads").required_non_empty());
-    v(enum_field("type", type, kVmTypeNames,
-                 "KVM VM type: default (no private memory), sw_protected (private memory from "
-                 "guest_memfd, no hardware enforcement) or tdx (a TD: private memory in the TDX "
-                 "module's Secure EPT under the TD's HKID; shared GPAs have bit 47 set)"));
+    v(enum_field("type", type, backend::vm_type_names(), vm_type_doc()));
     v(uint_field("vcpus", vcpus, "number of vCPUs").min(1).max(256));
     v(array_field("memory", memory,
                   "guest physical memory regions, one memslot each; must not overlap")
           .items(1));
     v(object_field("vmm", vmm, "the VMM's conversion policy"));
-    v(object_field("tdx", tdx,
-                   "TD options (type tdx only): the initial image added and measured before "
-                   "TDH.MR.FINALIZE, the guest kernel's acceptance policy, SEPT_VE_DISABLE, 2 MiB "
-                   "private pages, the bounce buffer"));
+    v(section_set(backends));
   }
 };
 
@@ -649,5 +421,11 @@ struct ScenarioConfig {
   void validate_steps(const std::string& ptr,
                       const std::vector<std::pair<size_t, uint64_t>>& workload_cpus) const;
 };
+
+// A VM's backend sections: its own type's checked by the backend (validate_vm), every other
+// one left at its defaults. Throws ConfigError naming the field.
+void validate_backend_sections(const VmConfig& vm, const std::string& vm_ptr);
+// The bounce buffer the VM's options declare (size 0: none).
+backend::GuestSide::Range declared_bounce_buffer(const VmConfig& vm);
 
 }  // namespace cvmsim::config

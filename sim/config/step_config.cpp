@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "hw/base/result.h"
+#include "models/backend/registry.h"
 #include "models/kvm/uapi.h"
 
 namespace cvmsim::config {
@@ -228,8 +229,9 @@ void StepConfig::validate(const std::string& ptr) const {
     throw ConfigError(ptr, "close needs exactly one of guest_memfd or vm");
   if ((op == StepOp::kConvert || op == StepOp::kGuestConvert) && to != "private" && to != "shared")
     throw ConfigError(ptr + "/to", "must be private or shared, got \"" + to + "\"");
-  if (has("vm_type") && !kvm::parse_vm_type(vm_type))
-    throw ConfigError(ptr + "/vm_type", "unknown VM type \"" + vm_type + "\"");
+  if (has("vm_type") && !backend::find(vm_type))
+    throw ConfigError(ptr + "/vm_type",
+                      "unknown VM type \"" + vm_type + "\" (known: " + backend::names() + ")");
   if (has("cap") && !kvm::parse_capability(cap))
     throw ConfigError(ptr + "/cap", "unknown capability \"" + cap + "\"");
   for (const char* field : {"flags", "attributes"}) {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "hw/base/pattern.h"
-#include "sim/config/schema.h"
+#include "hw/base/schema.h"
 
 namespace cvmsim::config {
 
@@ -218,7 +218,7 @@ struct StepConfig {
     v(string_field("label", label, "a name for messages"));
     v(string_field("vm", vm, "VM the step acts on (default: the actor's VM, or the only VM)"));
     v(string_field("as", as, "name for the fd, VM or mapping the step creates"));
-    v(string_field("vm_type", vm_type, "create_vm: default, sw_protected or tdx"));
+    v(string_field("vm_type", vm_type, "create_vm: a registered VM type (vms[].type lists them)"));
     v(uint_field("slot", slot, "memslot: bits 0-15 slot id, bits 16-31 address space")
           .max(0xffffffffull));
     v(string_field(

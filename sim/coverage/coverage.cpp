@@ -3,15 +3,20 @@
 #include <map>
 #include <stdexcept>
 
+#include "models/backend/registry.h"
 #include "models/kvm/kvm_machines.h"
-#include "models/tdx/tdx_machines.h"
 
 namespace cvmsim::coverage {
 
 const std::vector<sm::Machine*>& machines() {
-  static const std::vector<sm::Machine*> all{&kvm::gfn_machine(false), &kvm::gfn_machine(true),
-                                             &tdx::sept_machine(), &tdx::td_machine(),
-                                             &tdx::kot_machine()};
+  // KVM's own machines, then every registered backend's, in registry order.
+  static const std::vector<sm::Machine*> all = [] {
+    std::vector<sm::Machine*> v{&kvm::gfn_machine(false), &kvm::gfn_machine(true)};
+    for (const backend::Descriptor* d : backend::all())
+      if (d->machines)
+        for (sm::Machine* m : d->machines()) v.push_back(m);
+    return v;
+  }();
   return all;
 }
 

@@ -8,16 +8,13 @@
 
 #include "hw/cpu/functional_cpu.h"
 #include "hw/memory/phys_mem.h"
-#include "models/host/page_allocator.h"
+#include "models/backend/registry.h"
 #include "models/kvm/kvm.h"
 #include "models/kvm/vcpu.h"
-#include "models/sw_protected/sw_protected_backend.h"
-#include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/invariants/invariants.h"
-#include "sim/scenario/kvm_setup.h"
+#include "sim/scenario/platform_core.h"
 #include "sim/scenario/step_runner.h"
-#include "sim/scenario/tdx_setup.h"
 
 namespace cvmsim::explore {
 
@@ -30,7 +27,8 @@ using config::StepOp;
 
 namespace {
 
-constexpr PolicyKnob kPolicies[] = {
+// KVM's own knobs; each backend adds its own (Descriptor::explore_knobs).
+constexpr PolicyKnob kKvmPolicies[] = {
     {"gmem_rebind", "platform.kvm.gmem_rebind", "forbid", "unsafe_no_scrub", "sw_protected",
      "binding a guest_memfd to another VM; unsafe_no_scrub hands the pages over with their "
      "contents (ISO-6)"},
@@ -42,10 +40,6 @@ constexpr PolicyKnob kPolicies[] = {
     {"hostile", "", "false", "true", "sw_protected",
      "explorer knob: the host kernel's attack operations (hostile_map, hostile_unmap_no_flush, "
      "hostile_write, hostile_read) join the mix"},
-    {"hkid_reuse", "platform.tdx.hkid_reuse", "flush", "unsafe_no_flush", "tdx",
-     "tearing a TD down: unsafe_no_flush skips TDH.PHYMEM.CACHE.WB on a module whose KEY.FREEID "
-     "lets it pass, so the freed HKID still tags cached lines (T6) when the next TD gets it "
-     "(ISO-8)"},
 };
 
 // The areas guests and the VMM use: the VMM's RAM region 0 (memslot 0, guest_memfd vmN.mem0) and
@@ -67,11 +61,6 @@ std::string gmem_name(int32_t g) {
   return g < kNamedGmem ? vm_name(static_cast<unsigned>(g / 2)) + ".mem" + std::to_string(g % 2)
                         : "g" + std::to_string(g - kNamedGmem);
 }
-std::string vm_type_name(uint32_t t) {
-  return t == kvm::KVM_X86_TDX_VM            ? "tdx"
-         : t == kvm::KVM_X86_SW_PROTECTED_VM ? "sw_protected"
-                                             : "default";
-}
 std::string actor_name(uint8_t a) {
   return a == 0 ? "vmm" : a == 1 ? "host" : vm_name(a - 2u) + ".cpu0";
 }
@@ -83,14 +72,22 @@ bool is_vcpu_op(StepOp op) {
 }  // namespace
 
 std::span<const PolicyKnob> policy_knobs() {
-  return kPolicies;
+  static const std::vector<PolicyKnob> all = [] {
+    std::vector<PolicyKnob> v(std::begin(kKvmPolicies), std::end(kKvmPolicies));
+    for (const backend::Descriptor* d : backend::all())
+      for (const auto& k : d->explore_knobs)
+        v.push_back({k.name, k.path, k.mainline, k.unsafe, d->name, k.description});
+    return v;
+  }();
+  return all;
 }
 
 Json base_scenario(const Options& o) {
-  if (o.backend != "default" && o.backend != "sw_protected" && o.backend != "tdx")
-    throw std::invalid_argument("--backend " + o.backend +
-                                ": unknown backend (default, sw_protected or tdx)");
-  const bool priv = o.backend != "default";
+  const backend::Descriptor* be = backend::find(o.backend);
+  if (!be)
+    throw std::invalid_argument("--backend " + o.backend + ": unknown backend (" +
+                                backend::names() + ")");
+  const bool priv = be->has_private_mem;
   Json doc = Json::object();
   std::string name = "explore_" + o.backend;
   for (const auto& p : o.policies) name += "_" + p.substr(0, p.find('='));
@@ -108,15 +105,9 @@ Json base_scenario(const Options& o) {
     // userspace address from these regions, so the VMM's address space does not grow.
     vm["memory"] = Json::array({Json{{"gpa", 0}, {"size", "64KiB"}, {"private", priv}},
                                 Json{{"gpa", "1GiB"}, {"size", "256KiB"}, {"private", priv}}});
-    if (o.backend == "tdx") {
-      // The TD's guest kernel (models/guest/tdx_guest_kernel.h), one of each acceptance policy:
-      // vm0 accepts all its memory at boot, vm1 lazily on #VE. SEPT_VE_DISABLE is clear on both:
-      // set (mainline Linux), the first access to a page the random host made PENDING behind
-      // the guest (a punched hole re-faulted, a conversion the guest did not ask for) kills the
-      // TD, within about 100 operations, and the rest of the run would have no guest on it
-      // (docs/explore.md; attack scenario tdx_host_reconvert covers that path).
-      vm["tdx"] = Json{{"accept", v == 0 ? "boot" : "lazy"}, {"sept_ve_disable", false}};
-    }
+    // The backend's options for VM v (a TD's guest kernel: one of each acceptance policy).
+    if (be->explore_vm_options)
+      if (Json opts = be->explore_vm_options(v); !opts.empty()) vm[be->name] = std::move(opts);
     doc["vms"].push_back(vm);
   }
   std::string desc = "Found by cvmsim explore --backend " + o.backend;
@@ -124,11 +115,11 @@ Json base_scenario(const Options& o) {
   for (const auto& p : o.policies) {
     const std::string n = p.substr(0, p.find('='));
     const PolicyKnob* k = nullptr;
-    for (const auto& c : kPolicies)
+    for (const auto& c : policy_knobs())
       if (c.name == n) k = &c;
     if (!k) {
       std::string all;
-      for (const auto& c : kPolicies) all += (all.empty() ? "" : ", ") + std::string(c.name);
+      for (const auto& c : policy_knobs()) all += (all.empty() ? "" : ", ") + std::string(c.name);
       throw std::invalid_argument("--policy " + p + ": unknown policy \"" + n +
                                   "\" (known: " + all + ")");
     }
@@ -277,7 +268,7 @@ StepConfig to_step(const Op& op) {
       break;
     case StepOp::kCreateVm:
       s.as = vm_name(op.vm);
-      s.vm_type = vm_type_name(op.slot);
+      s.vm_type = backend::name_of(op.slot);
       set("as");
       set("vm_type");
       break;
@@ -309,57 +300,22 @@ class CheckedExits final : public ExitHandler {
 
 class Session {
  public:
+  // The platform is the one `cvmsim run` builds (scenario/platform_core.h); guests run on the
+  // functional CPU instead of the SystemC vCPU module.
   Session(const config::ScenarioConfig& sc, bool hostile)
-      : sc_(sc),
-        hostile_(hostile),
-        mem_(sc.platform.memory.size, sc.platform.memory.mode),
-        alloc_(Pfn(0), mem_.num_frames()),
-        tdx_(scenario::make_tdx_host(sc, mem_)),
-        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format},
-             scenario::kvm_config(sc.platform)) {
-    kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
-    kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
-    if (tdx_)
-      kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
-    std::vector<vmm::Vmm*> raw;
-    for (size_t v = 0; v < sc.vms.size(); ++v) {
-      const auto& vmc = sc.vms[v];
-      vmm::VmmConfig vc;
-      vc.vm_name = vmc.name;
-      vc.vm_type = vmc.type;
-      vc.vcpus = static_cast<unsigned>(vmc.vcpus);
-      vc.principal = vm_principal(static_cast<uint32_t>(v));
-      vc.asid = static_cast<uint16_t>(v + 1);
-      for (const auto& r : vmc.memory)
-        vc.ram.push_back(
-            vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
-      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion,
-                                 vmc.vmm.allocate_on_private};
-      auto m = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
-      if (std::string err = m->setup(); !err.empty())
-        throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
-      if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(m->vm())) {
-        if (Status st = td->finalize(m->vm()); !st.ok())
-          throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
-        // The TD's guest kernel, as the platform attaches and boots it (accept, #VE, MapGPA).
-        guests_.push_back(scenario::boot_tdx_guest(*td, vmc));
-      }
-      (void)kvm_.take_cost();
-      raw.push_back(m.get());
-      vmms_.push_back(std::move(m));
-    }
-    auto defs = invariants::generic_invariants();
-    for (auto& d : kvm_.backend_invariants()) defs.push_back(std::move(d));
-    checker_ =
-        std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
+      : sc_(sc), hostile_(hostile), core_(std::make_unique<scenario::PlatformCore>(sc_)) {
+    core_->build_vms();
+    checker_ = std::make_unique<invariants::Checker>(core_->kvm(), core_->mem(),
+                                                     sc.run.invariants.mode, core_->invariants());
     sc_.steps.assign(1, StepConfig{});
-    exec_ = std::make_unique<scenario::StepExecutor>(kvm_, sc_, raw, log_);
+    exec_ = std::make_unique<scenario::StepExecutor>(core_->kvm(), sc_, core_->vmms(), log_);
     exec_->on_plaintext_read = [this](const kvm::PlaintextRead& r) {
       checker_->note_plaintext_read(r);
     };
     const auto& mmu = sc.platform.mmu;
-    for (size_t v = 0; v < vmms_.size(); ++v) {
-      kvm::Vcpu& kv = vmms_[v]->vcpu(0);
+    for (size_t v = 0; v < core_->vms().size(); ++v) {
+      scenario::PlatformVm& pvm = core_->vms()[v];
+      kvm::Vcpu& kv = pvm.vmm->vcpu(0);
       Cpu c;
       c.exits = std::make_unique<CheckedExits>(kv, *this);
       FunctionalCpuParams p;
@@ -369,23 +325,26 @@ class Session {
       p.tlb_ways = static_cast<unsigned>(mmu.tlb.ways);
       p.pwc_entries = static_cast<unsigned>(mmu.pwc.entries);
       p.pwc_ways = static_cast<unsigned>(mmu.pwc.ways);
-      tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
-      if (td) p.key = td->hkid();
-      c.cpu = std::make_unique<FunctionalCpu>(p, mem_, kv.vm().stage2(), *c.exits);
-      if (td) c.cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
+      const auto priv = kv.vm().backend().private_translation(kv.vm());
+      if (priv) p.key = priv->private_key;
+      c.cpu = std::make_unique<FunctionalCpu>(p, core_->mem(), kv.vm().stage2(), *c.exits);
+      if (priv) c.cpu->set_private_root(priv->root, priv->shared_bit, 0);
       c.cpu->read_observer = [this](Pfn f, Principal reader, Principal holder) {
         checker_->note_plaintext_read(kvm::PlaintextRead{f, reader, holder});
       };
       kv.attach(&c.cpu->tlb(), &c.cpu->pwc());
       c.vm_type = sc.vms[v].type;
+      c.guest = pvm.guest.get();
       cpus_.push_back(std::move(c));
     }
   }
 
   ~Session() {
     exec_.reset();
-    vmms_.clear();  // before the vCPUs: closing the VMs flushes their TLBs
+    core_->close_vmms();  // before the vCPUs: closing the VMs flushes their TLBs
     cpus_.clear();
+    checker_.reset();
+    core_.reset();
   }
 
   // Runs one operation; `check` runs the checker at its boundaries.
@@ -401,7 +360,7 @@ class Session {
       }
       std::vector<GuestOp> ops;
       if (op.op == StepOp::kGuestConvert)
-        ops = scenario::guest_conversion_ops(c.vm_type, Gpa(op.gpa), op.size, op.flag);
+        ops = c.guest->conversion_ops(Gpa(op.gpa), op.size, op.flag);
       else if (op.op == StepOp::kLoad)
         ops.push_back(GuestOp::load(Gpa(op.gpa), static_cast<uint32_t>(op.size)));
       else
@@ -441,29 +400,28 @@ class Session {
 
   // ---- What the generator may ask ----
   bool hostile() const { return hostile_; }
-  size_t vms() const { return vmms_.size(); }
+  size_t vms() const { return core_->vms().size(); }
   bool cpu_stopped(unsigned v) const { return cpus_[v].cpu->stopped(); }
   uint32_t vm_type(unsigned v) const { return cpus_[v].vm_type; }
   uint32_t backend_type() const { return cpus_.empty() ? 0 : cpus_[0].vm_type; }
-  kvm::Vm& vm(unsigned v) { return vmms_[v]->vm(); }
-  bool has_gmem(unsigned v, unsigned region) const { return vmms_[v]->gmem_fd(region) >= 0; }
+  kvm::Vm& vm(unsigned v) { return core_->vms()[v].vmm->vm(); }
+  bool has_gmem(unsigned v, unsigned region) const {
+    return core_->vms()[v].vmm->gmem_fd(region) >= 0;
+  }
+  // The address at which VM v's guest accesses gpa as shared memory.
+  Gpa shared_alias(unsigned v, Gpa gpa) const { return cpus_[v].guest->shared_alias(gpa); }
 
  private:
   struct Cpu {
     std::unique_ptr<CheckedExits> exits;
     std::unique_ptr<FunctionalCpu> cpu;
     uint32_t vm_type = 0;
+    const backend::GuestSide* guest = nullptr;
   };
 
   config::ScenarioConfig sc_;
   bool hostile_;
-  PhysMem mem_;
-  PageAllocator alloc_;
-  std::unique_ptr<tdx::TdxHost> tdx_;  // before kvm_: VM teardown calls the module
-  std::vector<std::unique_ptr<guest::TdxGuestKernel>>
-      guests_;  // TDs' guest kernels: outlive KVM's VMs
-  kvm::Kvm kvm_;
-  std::vector<std::unique_ptr<vmm::Vmm>> vmms_;
+  std::unique_ptr<scenario::PlatformCore> core_;
   std::unique_ptr<invariants::Checker> checker_;
   scenario::ExpectationLog log_;
   std::unique_ptr<scenario::StepExecutor> exec_;
@@ -581,9 +539,11 @@ class Generator {
     return kExtraBase + rng_.below(kExtraSlots) * kRegionBytes + page_in_region();
   }
   uint64_t pages(uint64_t max) { return (1 + rng_.below(max)) * kPageBytes; }
-  uint64_t tdx_alias(unsigned v, uint64_t gpa) {
-    // A TD reaches a page privately (shared bit clear) or through its shared alias (bit 47).
-    if (s_.vm_type(v) == kvm::KVM_X86_TDX_VM && rng_.below(2)) gpa |= uint64_t{1} << 47;
+  uint64_t alias(unsigned v, uint64_t gpa) {
+    // A guest whose shared memory has its own addresses (a shared bit) reaches a page through
+    // either address.
+    const Gpa shared = s_.shared_alias(v, Gpa(gpa));
+    if (shared.value() != gpa && rng_.below(2)) return shared.value();
     return gpa;
   }
 
@@ -621,7 +581,7 @@ class Generator {
           if (s_.vm_type(v) != kvm::KVM_X86_DEFAULT_VM &&
               !is_live(static_cast<int32_t>(2 * v + (g >= kExtraBase ? 1 : 0))))
             continue;
-          op.gpa = tdx_alias(v, g + rng_.below(kPageBytes / 64) * 64);
+          op.gpa = alias(v, g + rng_.below(kPageBytes / 64) * 64);
           op.size = 8;
           op.value = rng_.next();
           return op;
@@ -686,8 +646,8 @@ class Generator {
         return op;
       }
       case StepOp::kCreateVm:
-        // A VM of the backend's type (no vCPU): VMs come and go, and a TD's teardown frees its
-        // HKID for the next one (platform.tdx.hkid_reuse).
+        // A VM of the backend's type (no vCPU): VMs come and go, and a teardown frees the VM's
+        // key for the next one (key reuse policies).
         if (live_vms_.size() >= kMaxCreatedVms || next_vm_ == UINT16_MAX) return std::nullopt;
         op.actor = 0;
         op.vm = next_vm_++;
@@ -730,7 +690,7 @@ class Generator {
         const bool direct = pick == StepOp::kHostileWrite || pick == StepOp::kHostileRead;
         // The executor needs something mapped at gpa: try a few pages.
         for (int tries = 0; tries < 4; ++tries) {
-          const Gpa g(tdx_alias(op.vm, any_page()));
+          const Gpa g(alias(op.vm, any_page()));
           const Stage2Lookup lk = direct && vm.backend().translates_privately(vm, g)
                                       ? vm.backend().lookup_private(vm, g)
                                       : vm.stage2().lookup(g);

@@ -34,7 +34,7 @@ struct PolicyKnob {
 std::span<const PolicyKnob> policy_knobs();
 
 struct Options {
-  std::string backend = "sw_protected";  // default | sw_protected | tdx
+  std::string backend = "sw_protected";  // a registered backend (models/backend/registry.h)
   std::vector<std::string> policies;     // NAME or NAME=VALUE
   uint64_t seed = 1;
   uint64_t ops = 10'000;

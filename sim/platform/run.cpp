@@ -12,16 +12,11 @@
 #include "hw/memory/memory_module.h"
 #include "hw/mmu/stage2_table.h"
 #include "hw/platform/router_module.h"
-#include "models/guest/tdx_guest_kernel.h"
 #include "models/guest/workload.h"
-#include "models/host/page_allocator.h"
 #include "models/kvm/kvm.h"
-#include "models/sw_protected/sw_protected_backend.h"
-#include "models/tdx/kvm_tdx.h"
 #include "models/vmm/vmm.h"
 #include "sim/platform/scenario_driver.h"
-#include "sim/scenario/kvm_setup.h"
-#include "sim/scenario/tdx_setup.h"
+#include "sim/scenario/platform_core.h"
 #include "sim/stats/registry.h"
 #include "sim/trace/file_trace.h"
 #include "sim/trace/ring_trace.h"
@@ -68,11 +63,9 @@ class ProgressLine final : public Progress {
   bool printed_ = false;
 };
 
+// A VM's timed part: its vCPU modules (the rest of it is in the PlatformCore).
 struct VmInstance {
   std::string name;
-  std::unique_ptr<guest::TdxGuestKernel> guest;  // a TD's guest kernel (outlives the VMM's VM)
-  uint64_t boot_cycles = 0;  // the guest kernel's boot work, run first by each vCPU
-  std::unique_ptr<vmm::Vmm> vmm;
   std::vector<std::unique_ptr<VcpuModule>> vcpus;
 };
 
@@ -140,80 +133,29 @@ class Platform : public sc_core::sc_module {
            ProgressLine& progress)
       : sc_module(name),
         clock_(sc.platform.cpu_frequency_hz),
-        mem_(sc.platform.memory.size, sc.platform.memory.mode),
-        alloc_(Pfn(0), mem_.num_frames()),
-        memory_("memory", mem_, clock_, memory_timing(sc.platform.costs)),
-        router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)),
-        kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format},
-             scenario::kvm_config(sc.platform)) {
-    kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
+        core_(sc),
+        memory_("memory", core_.mem(), clock_, memory_timing(sc.platform.costs)),
+        router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)) {
+    kvm::Kvm& kvm = core_.kvm();
+    PhysMem& mem = core_.mem();
+    kvm.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     // Provenance events carry the simulated time, as the trace does (ns).
-    mem_.history().set_clock(
-        [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
-    kvm_.register_backend(kvm::KVM_X86_DEFAULT_VM, kvm::make_default_backend);
-    kvm_.register_backend(kvm::KVM_X86_SW_PROTECTED_VM, kvm::make_sw_protected_backend);
-    // A TDX platform (sim/scenario/tdx_setup.h, shared with cvmsim explore): KeyIDs, the module,
-    // the HKID-reuse policy and each TD's options.
-    tdx_ = scenario::make_tdx_host(sc, mem_);
-    if (tdx_)
-      kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
+    mem.history().set_clock([] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
     router_.initiator_socket.bind(memory_.socket);
-    router_.map(0, mem_.size_bytes(), 0, "dram");
+    router_.map(0, mem.size_bytes(), 0, "dram");
     const auto& c = sc.platform.costs;
-    for (size_t v = 0; v < sc.vms.size(); ++v) {
-      const auto& vmc = sc.vms[v];
-      auto vm = std::make_unique<VmInstance>();
-      vm->name = vmc.name;
-      // The VMM sets the VM up through KVM's uAPI: guest memory is faulted in by KVM on first
-      // touch, private regions from guest_memfd (kvm-guest-memfd.md §4, §7).
-      vmm::VmmConfig vc;
-      vc.vm_name = vmc.name;
-      vc.vm_type = vmc.type;
-      vc.vcpus = static_cast<unsigned>(vmc.vcpus);
-      vc.principal = vm_principal(static_cast<uint32_t>(v));
-      vc.asid = static_cast<uint16_t>(v + 1);
-      for (const auto& r : vmc.memory)
-        vc.ram.push_back(
-            vmm::RamRegion{Gpa(r.gpa), r.size, r.page_size, r.is_private, r.is_private});
-      vc.policy = vmm::VmmPolicy{vmc.vmm.discard_on_convert, vmc.vmm.implicit_conversion,
-                                 vmc.vmm.allocate_on_private};
-      vm->vmm = std::make_unique<vmm::Vmm>(kvm_, mem_, alloc_, vc);
-      if (std::string err = vm->vmm->setup(); !err.empty())
-        throw std::runtime_error("setting up VM " + vmc.name + ": " + err);
-      if (tdx::KvmTdxBackend* td = tdx::tdx_backend_of(vm->vmm->vm())) {
-        // The initial image (KVM_TDX_INIT_MEM_REGION): the VMM fills a source buffer with each
-        // page's contents and KVM adds it (SEPT.ADD as needed, PAGE.ADD, MR.EXTEND x16 when
-        // measured). Then KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE) before any vCPU runs; the rest
-        // of the TD's memory is added at runtime (AUG + the guest's ACCEPT).
-        add_initial_image(*td, vm->vmm->vm(), vmc);
-        if (Status st = td->finalize(vm->vmm->vm()); !st.ok())
-          throw std::runtime_error("finalizing TD " + vmc.name + ": " + st.error().to_string());
-        if (auto mrtd = td->mrtd_hex()) {
-          kvm_.trace("platform." + vmc.name + ".tdx", "mrtd", *mrtd);
-          mrtds_.emplace_back(vmc.name, *mrtd);
-        }
-        // The guest kernel (models/guest/tdx_guest_kernel.h): it gets #VE and MapGPA completions
-        // from the glue and, with accept "boot", accepts every private region on vCPU 0 now,
-        // before the workload (its cost shows in the module's statistics, not in run time).
-        (void)kvm_.take_cost();  // the build's cost is not the guest's
-        vm->guest = scenario::boot_tdx_guest(*td, vmc);
-        // The boot's cycles (TDCALLs, exits, KVM's faults) become simulated time: every vCPU of
-        // the TD starts with them (secondary vCPUs come up after the boot vCPU has accepted).
-        vm->boot_cycles = kvm_.take_cost().count();
-      }
-      (void)kvm_.take_cost();  // set-up happens before simulated time starts
-      vms_.push_back(std::move(vm));
+    core_.build_vms();
+    for (const auto& pvm : core_.vms()) {
+      vms_.push_back(std::make_unique<VmInstance>());
+      vms_.back()->name = pvm.cfg->name;
     }
     // Scenario steps: vmm/host actor threads, and step programs for vCPU actors.
-    std::vector<vmm::Vmm*> vmms;
-    for (auto& vm : vms_) vmms.push_back(vm->vmm.get());
+    const std::vector<vmm::Vmm*> vmms = core_.vmms();
     // Isolation invariants: the generic catalogue plus every registered backend's.
-    auto defs = invariants::generic_invariants();
-    for (auto& d : kvm_.backend_invariants()) defs.push_back(std::move(d));
     checker_ =
-        std::make_unique<invariants::Checker>(kvm_, mem_, sc.run.invariants.mode, std::move(defs));
+        std::make_unique<invariants::Checker>(kvm, mem, sc.run.invariants.mode, core_.invariants());
     const bool stop = sc.run.invariants.on_violation == config::OnViolation::kStop;
-    driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm_, vmms, clock_, *checker_, stop);
+    driver_ = std::make_unique<ScenarioDriver>("steps", sc, kvm, vmms, clock_, *checker_, stop);
     // ISO-2 needs to hear about reads that return another principal's plaintext.
     if (sc.run.invariants.mode != invariants::CheckMode::kOff)
       memory_.set_read_observer([c = checker_.get()](Pfn f, Principal reader, Principal holder) {
@@ -222,7 +164,8 @@ class Platform : public sc_core::sc_module {
     for (size_t v = 0; v < sc.vms.size(); ++v) {
       const auto& vmc = sc.vms[v];
       VmInstance* vm = vms_[v].get();
-      driver_->observe(*vm->vmm, vmc.name);
+      scenario::PlatformVm& pvm = core_.vms()[v];
+      driver_->observe(*pvm.vmm, vmc.name);
       for (uint64_t i = 0; i < vmc.vcpus; ++i) {
         VcpuParams p;
         p.id = static_cast<unsigned>(i);
@@ -249,24 +192,24 @@ class Platform : public sc_core::sc_module {
         }
         const std::string actor = vmc.name + ".cpu" + std::to_string(i);
         if (!program) {
-          program = driver_->program_for(actor, vmc.type);
+          program = driver_->program_for(actor, *pvm.guest);
           if (program) progress.add_total(program->expected_ops());
         }
-        if (vm->boot_cycles) {
-          program = std::make_unique<guest::AfterBootProgram>(vm->boot_cycles, std::move(program));
+        if (const uint64_t boot = pvm.guest->boot_cycles()) {
+          program = std::make_unique<guest::AfterBootProgram>(boot, std::move(program));
           progress.add_total(1);
         }
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
-        kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
+        kvm::Vcpu& kv = pvm.vmm->vcpu(static_cast<unsigned>(i));
         exits_.push_back(std::make_unique<CheckedExits>(kv, *checker_, *driver_, actor, stop));
-        tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
-        if (td) p.key = td->hkid();  // private accesses use the TD's HKID
+        const auto priv = kv.vm().backend().private_translation(kv.vm());
+        if (priv) p.key = priv->private_key;
         auto cpu =
             std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(),
                                          std::move(program), trace, &progress);
-        // A TD's vCPU walks private GPAs through the S-EPT, shared ones (bit 47 set) through
-        // KVM's shared EPT under key 0.
-        if (td) cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
+        // A VM with a private root walks private GPAs there, shared ones through KVM's stage-2
+        // table under key 0.
+        if (priv) cpu->set_private_root(priv->root, priv->shared_bit, 0);
         kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);
@@ -274,61 +217,36 @@ class Platform : public sc_core::sc_module {
         vm->vcpus.push_back(std::move(cpu));
       }
     }
-    kvm_.set_time_hook(&time_hook_);
+    kvm.set_time_hook(&time_hook_);
   }
 
   ScenarioDriver& driver() { return *driver_; }
-  // (TD name, final MRTD in hex) for every TD the platform built.
-  const std::vector<std::pair<std::string, std::string>>& mrtds() const { return mrtds_; }
-
-  void add_initial_image(tdx::KvmTdxBackend& td, kvm::Vm& kvm_vm, const config::VmConfig& vmc) {
-    if (vmc.tdx.initial_image.empty()) return;
-    auto src = alloc_.alloc(PageSize::k4K);  // the VMM's source buffer (shared, key 0)
-    if (!src.ok())
-      throw std::runtime_error("initial image of " + vmc.name + ": no frame for the source buffer");
-    const Hpa source = pfn_to_hpa(*src);
-    std::vector<uint8_t> buf(kPageBytes);
-    for (const auto& piece : vmc.tdx.initial_image) {
-      for (uint64_t off = 0; off < piece.size; off += kPageBytes) {
-        const uint64_t gpa = piece.gpa + off;
-        fill_pattern(piece.pattern, piece.value, gpa, buf);
-        (void)mem_.write_keyed(source, buf, KeyedAccess{0, kHostUser, true});
-        if (Status st = td.init_mem_page(kvm_vm, gpa_to_gfn(Gpa(gpa)), source, piece.measure);
-            !st.ok())
-          throw std::runtime_error("initial image of " + vmc.name + ": adding gpa " +
-                                   std::to_string(gpa) + ": " + st.error().to_string());
-      }
-    }
-    (void)mem_.fill_keyed(source, kPageBytes, 0, KeyedAccess{0, kNobody, true});
-    alloc_.free(*src, PageSize::k4K);
-  }
   invariants::Checker& checker() { return *checker_; }
 
-  // The VMMs go first: closing their fds zaps mappings and revokes DMI grants, which reach the
-  // vCPUs' TLBs and sockets, so those must still exist.
+  // The timed parts go first: closing the VMMs' fds zaps mappings and revokes DMI grants, which
+  // reach the vCPUs' TLBs and sockets, so those must still exist; then the vCPUs, then the rest
+  // of the platform (scenario/platform_core.h).
   ~Platform() override {
-    kvm_.set_time_hook(nullptr);  // teardown runs outside simulated time
+    core_.kvm().set_time_hook(nullptr);  // teardown runs outside simulated time
     driver_.reset();
-    for (auto& vm : vms_) vm->vmm.reset();
+    core_.close_vmms();
     exits_.clear();
+    checker_.reset();
+    vms_.clear();
+    core_.shutdown();
   }
 
   void register_stats(StatsRegistry& reg) {
     reg.add("platform.memory", [this](StatVisitor& v) { memory_.describe_stats(v); });
     reg.add("platform.router", [this](StatVisitor& v) { router_.describe_stats(v); });
-    reg.add("platform.host.page_allocator", [this](StatVisitor& v) { alloc_.describe_stats(v); });
-    reg.add("platform.kvm", [this](StatVisitor& v) { kvm_.describe_stats(v); });
-    if (tdx_) reg.add("platform.tdx", [this](StatVisitor& v) { tdx_->describe_stats(v); });
+    core_.register_platform_stats(reg);
     reg.add("invariants", [this](StatVisitor& v) { checker_->describe_stats(v); });
-    for (auto& vm : vms_) {
-      const std::string base = "platform." + vm->name;
-      vmm::Vmm* vmmp = vm->vmm.get();
-      reg.add(base + ".kvm", [vmmp](StatVisitor& v) { vmmp->vm().describe_stats(v); });
-      reg.add(base + ".vmm", [vmmp](StatVisitor& v) { vmmp->describe_stats(v); });
-      if (guest::TdxGuestKernel* gk = vm->guest.get())
-        reg.add(base + ".guest", [gk](StatVisitor& v) { gk->describe_stats(v); });
-      for (size_t i = 0; i < vm->vcpus.size(); ++i) {
-        VcpuModule* cpu = vm->vcpus[i].get();
+    for (size_t n = 0; n < vms_.size(); ++n) {
+      core_.register_vm_stats(reg, n);
+      const std::string base = "platform." + vms_[n]->name;
+      vmm::Vmm* vmmp = core_.vms()[n].vmm.get();
+      for (size_t i = 0; i < vms_[n]->vcpus.size(); ++i) {
+        VcpuModule* cpu = vms_[n]->vcpus[i].get();
         reg.add(base + ".cpu" + std::to_string(i),
                 [cpu](StatVisitor& v) { cpu->describe_stats(v); });
         kvm::Vcpu* kv = &vmmp->vcpu(static_cast<unsigned>(i));
@@ -338,24 +256,28 @@ class Platform : public sc_core::sc_module {
     }
   }
 
+  // The lines the VMs' guest sides add to the summary (e.g. a launch measurement).
+  std::vector<std::string> summary_lines() const {
+    std::vector<std::string> out;
+    for (const auto& vm : core_.vms())
+      if (std::string l = vm.guest->summary_line(); !l.empty()) out.push_back(std::move(l));
+    return out;
+  }
+
   const std::vector<std::unique_ptr<VmInstance>>& vms() const { return vms_; }
-  PhysMem& mem() { return mem_; }
-  const kvm::Kvm& kvm() const { return kvm_; }
+  PhysMem& mem() { return core_.mem(); }
+  const kvm::Kvm& kvm() const { return core_.kvm(); }
 
  private:
   Clock clock_;
   ShellTimeHook time_hook_{clock_};
-  PhysMem mem_;
-  PageAllocator alloc_;
+  scenario::PlatformCore core_;
   MemoryModule memory_;
   RouterModule router_;
-  std::unique_ptr<tdx::TdxHost> tdx_;  // before kvm_: VM teardown calls the module
-  kvm::Kvm kvm_;
   std::vector<std::unique_ptr<VmInstance>> vms_;
   std::unique_ptr<invariants::Checker> checker_;
   std::unique_ptr<ScenarioDriver> driver_;
   std::vector<std::unique_ptr<CheckedExits>> exits_;
-  std::vector<std::pair<std::string, std::string>> mrtds_;
 };
 
 std::string with_commas(uint64_t v) {
@@ -518,8 +440,7 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
     r.summary += "  expectations       " +
                  std::to_string(r.expectations - platform.driver().log().failures()) + " of " +
                  std::to_string(r.expectations) + " met\n";
-  for (const auto& [name, mrtd] : platform.mrtds())
-    r.summary += "  TD " + name + " MRTD   " + mrtd + "\n";
+  for (const auto& line : platform.summary_lines()) r.summary += "  " + line + "\n";
   if (!r.problems.empty())
     r.summary += "  problems           " + std::to_string(r.problems.size()) + " (see stderr)\n";
   return r;

@@ -124,10 +124,10 @@ void ScenarioDriver::run_actor(std::string actor, std::vector<size_t> steps) {
 }
 
 std::unique_ptr<GuestProgram> ScenarioDriver::program_for(const std::string& actor,
-                                                          uint32_t vm_type) {
+                                                          const backend::GuestSide& guest) {
   auto it = by_actor_.find(actor);
   if (it == by_actor_.end()) return nullptr;
-  auto p = std::make_unique<scenario::StepProgram>(sc_, it->second, vm_type, clock_.frequency_hz(),
+  auto p = std::make_unique<scenario::StepProgram>(sc_, it->second, guest, clock_.frequency_hz(),
                                                    log_, barrier_ids_);
   p->on_step_done = [this](size_t i) {
     if (step_hook_) step_hook_(i);

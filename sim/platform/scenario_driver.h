@@ -6,9 +6,9 @@
 // advances the actor's time, and a barrier holds every actor that names it until all have
 // arrived. vCPUs are temporally decoupled (up to one quantum ahead); a barrier synchronises
 // them first, so a race written with barriers and waits happens in the order written. Inside a
-// step or an exit, a backend call that holds locks (the TDX zap SEAMCALLs, the guest's ACCEPT)
-// lets its cost pass through kvm::TimeHook (run.cpp's ShellTimeHook), so other actors can meet
-// it in flight (docs/tdx-model.md "Concurrency and BUSY").
+// step or an exit, a backend call that holds locks (a firmware call in flight, the guest's
+// acceptance of a page) lets its cost pass through kvm::TimeHook (run.cpp's ShellTimeHook), so
+// other actors can meet it in flight (docs/invariants.md and each backend's model page).
 #pragma once
 
 #include <functional>
@@ -68,7 +68,8 @@ class ScenarioDriver : public sc_core::sc_module {
   const std::vector<kvm::Violation>& unexpected_violations() const { return unexpected_; }
 
   // The program for a vCPU actor (null if it has no steps). Call before simulation.
-  std::unique_ptr<GuestProgram> program_for(const std::string& actor, uint32_t vm_type);
+  std::unique_ptr<GuestProgram> program_for(const std::string& actor,
+                                            const backend::GuestSide& guest);
   // The barrier handle of a vCPU actor (lives as long as the driver).
   SyncHandler* sync_for(const std::string& actor);
   // Routes the VMM's exits to the vCPU actors' programs.

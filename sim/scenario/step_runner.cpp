@@ -6,7 +6,6 @@
 
 #include "hw/base/pattern.h"
 #include "models/kvm/uapi.h"
-#include "models/tdx/tdx_module_core.h"
 
 namespace cvmsim::scenario {
 
@@ -162,7 +161,7 @@ Cycles StepExecutor::execute(size_t index) {
   switch (s.op) {
     case StepOp::kCreateVm: {
       VmHandle& owner = vm_for(s);
-      const uint32_t type = *kvm::parse_vm_type(s.vm_type);
+      const uint32_t type = backend::find(s.vm_type)->vm_type;
       const int kfd = kvm_.open_dev_kvm(*owner.proc);
       auto fd = kvm_.create_vm(*owner.proc, kfd, type, s.as, vm_principal(next_principal_),
                                static_cast<uint16_t>(next_principal_ + 1));
@@ -473,17 +472,18 @@ Cycles StepExecutor::execute(size_t index) {
     case StepOp::kHostileUnmapNoFlush: {
       VmHandle& src = vm_for(s);
       Vm* vm = kvm_.vm_of(*src.proc, src.vm_fd);
-      // A private GPA of a VM with a private root (TDX) is translated by its Secure EPT, which
-      // lives in TD-private memory: the host kernel can read the frame behind it (to map it
-      // elsewhere) but cannot write the S-EPT (tdx-snp.md A2; changes go through SEAMCALLs only).
+      // A private GPA of a VM with a private root is translated by a table the backend's
+      // firmware keeps in protected memory: the host kernel can read the frame behind it (to
+      // map it elsewhere) but cannot write that table (changes go through the firmware only).
       const bool priv = vm && vm->backend().has_private_root() &&
                         vm->backend().translates_privately(*vm, Gpa(s.gpa));
       if (priv && s.op == StepOp::kHostileUnmapNoFlush) {
         log_.failed(
             s, index,
-            "gpa " + hex(s.gpa) + " of " + s.vm +
-                " is private and translated by the Secure EPT, which the host cannot write (only "
-                "TDH.MEM.* SEAMCALLs change it; use the shared side, gpa | SHARED bit)");
+            "gpa " + hex(s.gpa) + " of " + s.vm + " is private and translated by the " +
+                std::string(vm->backend().name()) +
+                " VM's private root, which the host cannot write (only its firmware changes it; "
+                "use the shared side of the address)");
         break;
       }
       const Stage2Lookup lk = !vm    ? Stage2Lookup{}
@@ -577,33 +577,12 @@ Cycles StepExecutor::execute(size_t index) {
 // ---------------------------------------------------------------------------------------------
 // Guest side
 
-std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes,
-                                          bool to_private) {
-  // default and sw_protected share KVM_HC_MAP_GPA_RANGE; SNP will add its ABI.
-  GuestOp op;
-  op.kind = OpKind::kHypercall;
-  if (vm_type == KVM_X86_TDX_VM) {
-    // TDG.VP.VMCALL<MapGPA> (tdx-snp.md A8): R11 = 0x10001, R12 = GPA (S bit set: to shared),
-    // R13 = size. GPAW 48: the S bit is bit 47.
-    op.nr = tdx::kTdvmcallMapGpa;
-    op.args[0] = gpa.value() | (to_private ? 0 : uint64_t{1} << 47);
-    op.args[1] = bytes;
-    return {op};
-  }
-  op.nr = KVM_HC_MAP_GPA_RANGE;
-  op.args[0] = gpa.value();
-  op.args[1] = bytes >> kPageShift;
-  op.args[2] = (to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) |
-               KVM_MAP_GPA_RANGE_PAGE_SZ_4K;
-  return {op};
-}
-
 StepProgram::StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps,
-                         uint32_t vm_type, uint64_t frequency_hz, ExpectationLog& log,
-                         std::map<std::string, uint64_t> barrier_ids)
+                         const backend::GuestSide& guest, uint64_t frequency_hz,
+                         ExpectationLog& log, std::map<std::string, uint64_t> barrier_ids)
     : sc_(sc),
       steps_(std::move(steps)),
-      vm_type_(vm_type),
+      guest_(guest),
       frequency_hz_(frequency_hz),
       log_(log),
       barrier_ids_(std::move(barrier_ids)) {
@@ -632,7 +611,7 @@ void StepProgram::expand(size_t index, std::vector<GuestOp>& out) const {
       out.push_back(GuestOp::store(Gpa(s.gpa), static_cast<uint32_t>(s.size), s.value, s.pattern));
       break;
     case StepOp::kGuestConvert: {
-      auto ops = guest_conversion_ops(vm_type_, Gpa(s.gpa), s.size, s.to == "private");
+      auto ops = guest_.conversion_ops(Gpa(s.gpa), s.size, s.to == "private");
       out.insert(out.end(), ops.begin(), ops.end());
       break;
     }
@@ -650,21 +629,17 @@ void StepProgram::expand(size_t index, std::vector<GuestOp>& out) const {
       out.push_back(GuestOp::compute(s.cycles));
       break;
     case StepOp::kGuestIo: {
-      // TD guest I/O through the bounce buffer (swiotlb): read the private data, copy it into
-      // the shared buffer at its shared alias (gpa | S, bit 47 with GPAW 48). The copy is a
-      // store of the same pattern at the buffer's address: patterns are keyed by address.
-      uint64_t bounce = 0;
-      const std::string vmn =
-          sc_.steps[index].actor.substr(0, sc_.steps[index].actor.rfind(".cpu"));
-      for (const auto& vm : sc_.vms)
-        if (vm.name == vmn) bounce = vm.tdx.bounce_buffer.gpa + s.offset;
+      // Guest I/O through the bounce buffer (swiotlb): read the private data, copy it into the
+      // shared buffer at the address the guest uses for shared memory. The copy is a store of
+      // the same pattern at the buffer's address: patterns are keyed by address.
+      const uint64_t bounce = guest_.bounce_buffer().gpa.value() + s.offset;
       for (uint64_t off = 0; off < s.size; off += kPageBytes) {
         GuestOp ld = GuestOp::load(Gpa(s.gpa + off), static_cast<uint32_t>(kPageBytes));
         ld.verify = true;
         ld.pattern = s.pattern;
         ld.value = s.value;
         out.push_back(ld);
-        out.push_back(GuestOp::store(Gpa((bounce + off) | (uint64_t{1} << 47)),
+        out.push_back(GuestOp::store(guest_.shared_alias(Gpa(bounce + off)),
                                      static_cast<uint32_t>(kPageBytes), s.value, s.pattern));
       }
       break;

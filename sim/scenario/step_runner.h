@@ -14,6 +14,7 @@
 
 #include "hw/base/cycles.h"
 #include "hw/cpu/guest_op.h"
+#include "models/backend/registry.h"
 #include "models/kvm/kvm.h"
 #include "models/vmm/vmm.h"
 #include "sim/config/scenario_config.h"
@@ -101,8 +102,9 @@ class StepExecutor {
 // note_exit.
 class StepProgram final : public GuestProgram {
  public:
-  StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps, uint32_t vm_type,
-              uint64_t frequency_hz, ExpectationLog& log,
+  // `guest`: the VM's guest side (its conversion ABI, its bounce buffer); must outlive this.
+  StepProgram(const config::ScenarioConfig& sc, std::vector<size_t> steps,
+              const backend::GuestSide& guest, uint64_t frequency_hz, ExpectationLog& log,
               std::map<std::string, uint64_t> barrier_ids);
   bool next(GuestOp& op) override;
   uint64_t expected_ops() const override { return ops_total_; }
@@ -136,7 +138,7 @@ class StepProgram final : public GuestProgram {
 
   const config::ScenarioConfig& sc_;
   std::vector<size_t> steps_;
-  uint32_t vm_type_;
+  const backend::GuestSide& guest_;
   uint64_t frequency_hz_;
   ExpectationLog& log_;
   std::map<std::string, uint64_t> barrier_ids_;
@@ -156,10 +158,5 @@ class StepProgram final : public GuestProgram {
   bool stop_expected_ = false;
   uint64_t ops_total_ = 0;
 };
-
-// The guest kernel's conversion request in the backend's ABI (kvm-guest-memfd.md §11): for
-// default and sw_protected VMs, KVM_HC_MAP_GPA_RANGE.
-std::vector<GuestOp> guest_conversion_ops(uint32_t vm_type, Gpa gpa, uint64_t bytes,
-                                          bool to_private);
 
 }  // namespace cvmsim::scenario

@@ -219,8 +219,9 @@ struct KvmFixture {
   }
   // Makes kTestVmType creatable (it then also appears in KVM_CAP_VM_TYPES).
   void register_test_backend() {
-    kvm.register_backend(kTestVmType,
-                         [this] { return std::make_unique<SharedBitTestBackend>(knobs); });
+    kvm.register_backend(kTestVmType, [this](const config::Section*) {
+      return std::make_unique<SharedBitTestBackend>(knobs);
+    });
   }
 
   // ---- VM, vCPU, guest_memfd ----

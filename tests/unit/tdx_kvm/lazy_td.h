@@ -2,7 +2,7 @@
 // ownership graph: a 2 MiB private guest_memfd slot at GPA 0 and one vCPU with a TLB, whose guest
 // kernel accepts lazily (on #VE: SEPT_VE_DISABLE clear), so that the second touch of a page maps
 // it. The HKID-reuse policy is a parameter (unsafe_no_flush also selects the module's FREEID
-// erratum, as sim/scenario/tdx_setup does).
+// erratum, as the TDX backend's platform part does).
 #pragma once
 
 #include <memory>
@@ -33,8 +33,10 @@ struct LazyTd {
     c.erratum_freeid_ignores_cache_wb = reuse == tdx::HkidReuse::kUnsafeNoFlush;
     g.sept_ve_disable = false;
     host = std::make_unique<tdx::TdxHost>(f.mem, c, g);
-    host->set_td_options("vm0", tdx::TdxTdOptions{false, false, 0});
-    f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
+    f.kvm.register_backend(kTdx,
+                           [this, o = tdx::TdxTdOptions{false, false, 0}](const config::Section*) {
+                             return tdx::make_tdx_backend(*host, o);
+                           });
     vm_fd = f.new_vm(kTdx);
     gmem_fd = f.new_gmem(vm_fd, k2M);
     f.add_slot(vm_fd, 0, 0, k2M, gmem_fd);

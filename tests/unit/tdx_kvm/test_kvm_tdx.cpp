@@ -37,8 +37,9 @@ struct TdxFixture {
     tdx::TdxGlueConfig g;
     g.sept_ve_disable = sept_ve_disable;
     host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem), g);
-    host->set_td_options("vm0", tdx::TdxTdOptions{sept_ve_disable, huge, accept_interrupt_cycles});
-    f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
+    f.kvm.register_backend(
+        kTdx, [this, o = tdx::TdxTdOptions{sept_ve_disable, huge, accept_interrupt_cycles}](
+                  const config::Section*) { return tdx::make_tdx_backend(*host, o); });
   }
   // A TD with `bytes` (2 MiB by default) of private guest memory at GPA 0 and one vCPU, finalized.
   void build(bool finalize = true, uint64_t bytes = k2M) {

@@ -60,8 +60,10 @@ struct RaceFixture {
     tdx::TdxGlueConfig g;
     g.sept_ve_disable = false;
     host = std::make_unique<TdxHost>(f.mem, TdxHost::config_for(f.mem), g);
-    host->set_td_options("vm0", tdx::TdxTdOptions{false, huge, 0});
-    f.kvm.register_backend(kTdx, [this] { return tdx::make_tdx_backend(*host); });
+    f.kvm.register_backend(kTdx,
+                           [this, o = tdx::TdxTdOptions{false, huge, 0}](const config::Section*) {
+                             return tdx::make_tdx_backend(*host, o);
+                           });
     const uint64_t bytes = huge ? 2 * k2M : k2M;
     vm_fd = f.new_vm(kTdx);
     gmem_fd = f.new_gmem(vm_fd, bytes);

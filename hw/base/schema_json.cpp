@@ -1,4 +1,4 @@
-#include "sim/config/visitors.h"
+#include "hw/base/schema_json.h"
 
 #include <charconv>
 #include <limits>
@@ -196,6 +196,22 @@ std::string range_text(uint64_t lo, uint64_t hi, bool size) {
   return fmt(lo) + " .. " + fmt(hi);
 }
 }  // namespace
+
+void JsonReader::operator()(const SectionSetField& f) {
+  for (auto& n : f.ref->items)
+    if (const Json* v = take(n.name)) n.section->read(*v, pointer_join(ptr_, n.name));
+}
+
+void JsonWriter::operator()(const SectionSetField& f) {
+  for (const auto& n : f.ref->items) out[n.name] = n.section->write();
+}
+
+void Lister::operator()(const SectionSetField& f) {
+  for (const auto& n : f.ref->items) {
+    add(n.name, "object", "", "", n.description);
+    n.section->list(path(n.name), *rows_);
+  }
+}
 
 void Lister::operator()(const UintField& f) {
   std::string c = range_text(f.lo, f.hi, f.size);

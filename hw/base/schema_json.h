@@ -3,12 +3,13 @@
 #pragma once
 
 #include <cmath>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "sim/config/schema.h"
+#include "hw/base/schema.h"
 
 namespace cvmsim::config {
 
@@ -18,6 +19,9 @@ std::string json_type_name(const Json& j);
 std::string pointer_join(const std::string& base, std::string_view key);
 std::string pointer_join(const std::string& base, size_t index);
 std::string short_dump(const Json& j);
+
+struct FieldRow;
+struct SectionSetField;
 
 // ---- Reading ----
 template <class S>
@@ -77,6 +81,8 @@ class JsonReader {
     }
   }
 
+  void operator()(const SectionSetField& f);
+
   // Rejects keys no field claimed.
   void finish() const;
   const std::string& pointer() const { return ptr_; }
@@ -131,6 +137,7 @@ class JsonWriter {
     for (auto& item : *f.ref) a.push_back(write_object(item));
     out[std::string(f.name)] = std::move(a);
   }
+  void operator()(const SectionSetField& f);
   template <class S>
   static Json write_object(S& s) {
     JsonWriter w;
@@ -188,6 +195,7 @@ class Lister {
     Lister sub(path(f.name) + "[]", rows_);
     item.visit(sub);
   }
+  void operator()(const SectionSetField& f);
   template <class S>
   static std::vector<FieldRow> list(S& s, std::string prefix = "") {
     std::vector<FieldRow> rows;
@@ -208,6 +216,82 @@ class Lister {
   std::string prefix_;
   std::vector<FieldRow>* rows_;
 };
+
+// ---- Sections whose type the aggregator does not know ----
+// A component that is plugged in (a backend registering itself, models/backend/registry.h)
+// declares its options as an ordinary section struct with visit(); the aggregating schema holds
+// it as a Section, so that reading, writing and listing go through the same visitors as every
+// other field without the aggregator naming the component's type.
+class Section {
+ public:
+  virtual ~Section() = default;
+  // Reads `j` over the current values (defaults), validating as read_object does.
+  virtual void read(const Json& j, const std::string& ptr) = 0;
+  virtual Json write() const = 0;
+  virtual void list(const std::string& prefix, std::vector<FieldRow>& rows) const = 0;
+  virtual std::unique_ptr<Section> clone() const = 0;
+};
+
+template <class S>
+class SectionOf final : public Section {
+ public:
+  S value{};
+  void read(const Json& j, const std::string& ptr) override { read_object(j, ptr, value); }
+  Json write() const override {
+    S copy = value;  // visit() is non-const: it hands out references for the reader
+    return JsonWriter::write_object(copy);
+  }
+  void list(const std::string& prefix, std::vector<FieldRow>& rows) const override {
+    S copy = value;
+    Lister l(prefix, &rows);
+    copy.visit(l);
+  }
+  std::unique_ptr<Section> clone() const override { return std::make_unique<SectionOf>(*this); }
+};
+
+// Named sections, in a fixed order, each an object in the JSON (copies are deep).
+struct NamedSection {
+  std::string name;
+  std::string description;
+  std::unique_ptr<Section> section;
+};
+class SectionSet {
+ public:
+  SectionSet() = default;
+  SectionSet(const SectionSet& o) { *this = o; }
+  SectionSet& operator=(const SectionSet& o) {
+    if (this == &o) return *this;
+    items.clear();
+    for (const auto& n : o.items) items.push_back({n.name, n.description, n.section->clone()});
+    return *this;
+  }
+  SectionSet(SectionSet&&) = default;
+  SectionSet& operator=(SectionSet&&) = default;
+
+  void add(std::string name, std::string description, std::unique_ptr<Section> s) {
+    items.push_back({std::move(name), std::move(description), std::move(s)});
+  }
+  const Section* find(std::string_view name) const {
+    for (const auto& n : items)
+      if (n.name == name) return n.section.get();
+    return nullptr;
+  }
+  // The typed options of section `name` (nullptr if absent or of another type).
+  template <class S>
+  const S* get(std::string_view name) const {
+    const auto* s = dynamic_cast<const SectionOf<S>*>(find(name));
+    return s ? &s->value : nullptr;
+  }
+
+  std::vector<NamedSection> items;
+};
+
+struct SectionSetField {
+  SectionSet* ref;
+};
+inline SectionSetField section_set(SectionSet& s) {
+  return SectionSetField{&s};
+}
 
 // ---- Overrides ----
 // Applies `path=value` to a JSON document before it is read. The path is dotted

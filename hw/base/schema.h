@@ -23,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include "hw/base/cycles.h"
+
 namespace cvmsim::config {
 
 // Bad user input: names the JSON pointer and the reason.
@@ -85,6 +87,11 @@ inline UintField uint_field(std::string_view n, uint64_t& r, std::string_view d)
   return UintField{{n, &r, d}};
 }
 
+// A cost in core cycles (hw/base/cycles.h), read and written as an unsigned integer.
+inline UintField cycles_field(std::string_view n, Cycles& c, std::string_view d) {
+  return UintField{{n, &c.count_ref(), d}}.unit("cycles").max(1'000'000'000);
+}
+
 struct DoubleField : FieldBase<double> {
   double lo = -1e300;
   double hi = 1e300;
@@ -133,6 +140,13 @@ template <class E, size_t N>
 EnumField<E> enum_field(std::string_view n, E& r, const EnumName<E> (&names)[N],
                         std::string_view d) {
   return EnumField<E>{{n, &r, d}, std::span<const EnumName<E>>(names, N)};
+}
+// The same with a table built at run time (e.g. the registered VM types); it must outlive the
+// field.
+template <class E>
+EnumField<E> enum_field(std::string_view n, E& r, std::span<const EnumName<E>> names,
+                        std::string_view d) {
+  return EnumField<E>{{n, &r, d}, names};
 }
 template <class E>
 std::string_view enum_to_name(std::span<const EnumName<E>> names, E v) {

@@ -1,5 +1,5 @@
 // KVM's user API as the simulator exposes it: constants, structures and exit records with
-// Linux's names and values (../shared/spec/kvm-guest-memfd.md §0, §1). Scenario steps, the VMM
+// Linux's names and values (docs/reference/kvm-guest-memfd.md §0, §1). Scenario steps, the VMM
 // model and tests speak this vocabulary; models/kvm/kvm.h implements the ioctls over it.
 //
 // Structures keep Linux's field names and layout order. A pointer argument that is null models

@@ -1,7 +1,7 @@
 // The Intel TDX module as a functional model (ARCHITECTURE.md principle 1): the SEAMCALL leaves
 // the host VMM calls, the TDCALL leaves a guest TD calls, and the module's EPT-violation and
 // TD-exit paths, over the hw structures they manage (PhysMem frames, the Secure EPT, the PAMT,
-// KeyIDs). Every rule cites ../shared/spec/tdx-snp.md PART A; docs/tdx-model.md explains the model,
+// KeyIDs). Every rule cites docs/reference/tdx-snp.md PART A; docs/tdx-model.md explains the model,
 // its parameters and its simplifications.
 //
 // (The file is not called tdx_module.{h,cpp}: the build puts every *_module.cpp into the SystemC

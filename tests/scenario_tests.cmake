@@ -104,6 +104,18 @@ add_test(NAME "docs: statistics reference lists every emitted statistic"
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 add_test(NAME "layering: hw calls downward only, the functional core is free of SystemC"
          COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering.cmake)
+# The same principle enforced by the build: each layer's library has only its own include root
+# and those of the layers it links, so an upward include does not compile.
+set(probe_dirs "")
+foreach(pt HW:cvmsim_hw HW_SC:cvmsim_hw_sc MODELS:cvmsim_models SIM:cvmsim_sim_core)
+  string(REPLACE ":" ";" pt ${pt})
+  list(GET pt 0 var)
+  list(GET pt 1 tgt)
+  list(APPEND probe_dirs "-D${var}=$<JOIN:$<TARGET_PROPERTY:${tgt},INCLUDE_DIRECTORIES>,|>")
+endforeach()
+add_test(NAME "layering: an upward include does not compile"
+         COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DOUT=${OUTROOT}/layering_probe ${probe_dirs}
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering_probe.cmake)
 
 # KVM regression suite: every scenario under scenarios/kvm must pass `cvmsim check`.
 file(GLOB KVM_SCENARIOS CONFIGURE_DEPENDS ${SCN}/kvm/*.json)

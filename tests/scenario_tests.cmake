@@ -107,11 +107,8 @@ add_test(NAME "layering: hw calls downward only, the functional core is free of 
 # The same principle enforced by the build: each layer's library has only its own include root
 # and those of the layers it links, so an upward include does not compile.
 set(probe_dirs "")
-foreach(pt HW:cvmsim_hw HW_SC:cvmsim_hw_sc MODELS:cvmsim_models SIM:cvmsim_sim_core)
-  string(REPLACE ":" ";" pt ${pt})
-  list(GET pt 0 var)
-  list(GET pt 1 tgt)
-  list(APPEND probe_dirs "-D${var}=$<JOIN:$<TARGET_PROPERTY:${tgt},INCLUDE_DIRECTORIES>,|>")
+foreach(lib cvmsim_hw cvmsim_hw_sc cvmsim_models cvmsim_sim_core)
+  list(APPEND probe_dirs "-D${lib}=$<JOIN:$<TARGET_PROPERTY:${lib},INCLUDE_DIRECTORIES>,|>")
 endforeach()
 add_test(NAME "layering: an upward include does not compile"
          COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DOUT=${OUTROOT}/layering_probe ${probe_dirs}

@@ -6,16 +6,19 @@
 # probes stop after it, which keeps the test fast. A probe lives in a folder of its layer, as a source would; its
 # own folder holds no header, so a quoted include can only be found on the include path.
 #   -DCXX=compiler -DOUT=scratch dir
-#   -DHW=, -DHW_SC=, -DMODELS=, -DSIM= include directories of cvmsim_hw, cvmsim_hw_sc,
-#   cvmsim_models and cvmsim_sim_core, each joined with "|"
+#   -Dcvmsim_hw=, -Dcvmsim_hw_sc=, -Dcvmsim_models=, -Dcvmsim_sim_core= the include directories
+#   of each library, joined with "|"
 set(fail "")
 set(n 0)
 
-# probe(<layer dirs> <where> <header> <expect: compiles|missing>)
-function(probe dirs where header expect)
+# probe(<library> <folder of the probe> <header> <expect: compiles|missing>)
+function(probe lib where header expect)
   math(EXPR i "${n} + 1")
   set(n ${i} PARENT_SCOPE)
-  string(REPLACE "|" ";" dirs "${dirs}")
+  if(NOT ${lib})
+    message(FATAL_ERROR "no include directories given for ${lib} (-D${lib}=)")
+  endif()
+  string(REPLACE "|" ";" dirs "${${lib}}")
   set(flags "")
   foreach(d ${dirs})
     list(APPEND flags -I${d})
@@ -24,7 +27,7 @@ function(probe dirs where header expect)
   file(WRITE ${src} "#include \"${header}\"\n")
   execute_process(COMMAND ${CXX} -std=c++20 -E -o ${src}.i ${flags} ${src}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  set(what "#include \"${header}\" in ${where}/ (include path: ${dirs})")
+  set(what "${lib}: #include \"${header}\" in ${where}/ (include path: ${dirs})")
   if(expect STREQUAL "compiles" AND NOT rc EQUAL 0)
     set(fail "${fail}${what} should compile but does not:\n${err}\n" PARENT_SCOPE)
   elseif(expect STREQUAL "missing")
@@ -36,14 +39,15 @@ function(probe dirs where header expect)
   endif()
 endfunction()
 
-probe("${HW}" hw/cpu hw/base/addr.h compiles)
-probe("${HW}" hw/cpu models/kvm/vm.h missing)
-probe("${HW}" hw/cpu sim/config/loader.h missing)
-probe("${HW_SC}" hw/cpu models/kvm/vm.h missing)
-probe("${MODELS}" models/kvm models/kvm/vm.h compiles)
-probe("${MODELS}" models/kvm hw/base/addr.h compiles)
-probe("${MODELS}" models/kvm sim/config/loader.h missing)
-probe("${SIM}" sim/config sim/config/loader.h compiles)
+probe(cvmsim_hw hw/cpu hw/base/addr.h compiles)
+probe(cvmsim_hw hw/cpu models/kvm/vm.h missing)
+probe(cvmsim_hw hw/cpu sim/config/loader.h missing)
+probe(cvmsim_hw_sc hw/cpu hw/base/addr.h compiles)
+probe(cvmsim_hw_sc hw/cpu models/kvm/vm.h missing)
+probe(cvmsim_models models/kvm models/kvm/vm.h compiles)
+probe(cvmsim_models models/kvm hw/base/addr.h compiles)
+probe(cvmsim_models models/kvm sim/config/loader.h missing)
+probe(cvmsim_sim_core sim/config sim/config/loader.h compiles)
 
 if(fail)
   message(FATAL_ERROR "${fail}")

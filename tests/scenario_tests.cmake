@@ -104,6 +104,19 @@ add_test(NAME "docs: statistics reference lists every emitted statistic"
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 add_test(NAME "layering: hw calls downward only, the functional core is free of SystemC"
          COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering.cmake)
+# The same principle enforced by the build: each layer's library has only its own include root
+# and those of the layers it links, so an upward include does not compile.
+set(probe_dirs "")
+foreach(lib cvmsim_hw cvmsim_hw_sc cvmsim_models cvmsim_sim_core)
+  list(APPEND probe_dirs "-D${lib}=$<JOIN:$<TARGET_PROPERTY:${lib},INCLUDE_DIRECTORIES>,|>")
+endforeach()
+add_test(NAME "layering: an upward include does not compile"
+         COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DOUT=${OUTROOT}/layering_probe ${probe_dirs}
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/layering_probe.cmake)
+# The tree is formatted with the .clang-format at the top (scripts/check-format.sh names the
+# files that are not); without clang-format the test is skipped, not passed.
+add_test(NAME "style: every C++ file is clang-formatted" COMMAND ${PROJECT_SOURCE_DIR}/scripts/check-format.sh)
+set_tests_properties("style: every C++ file is clang-formatted" PROPERTIES SKIP_RETURN_CODE 77)
 
 # KVM regression suite: every scenario under scenarios/kvm must pass `cvmsim check`.
 file(GLOB KVM_SCENARIOS CONFIGURE_DEPENDS ${SCN}/kvm/*.json)

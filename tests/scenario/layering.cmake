@@ -2,7 +2,10 @@
 #  - hw/ includes nothing from models/ or sim/ (layers call downward only);
 #  - the functional core (everything but *_module.* and tlm_*.h files, sim/platform and sim/cli;
 #    sim/explore runs on it alone)
-#    includes no SystemC or TLM header.
+#    includes no SystemC or TLM header;
+#  - no source includes by a relative path ("../"): the build enforces the layering by giving
+#    each layer's library only the include roots of its own and lower layers (CMakeLists.txt,
+#    "Layers"), and a relative path would get around them.
 #   -DSRC=source dir
 set(bad "")
 file(GLOB_RECURSE hw_files ${SRC}/hw/*.h ${SRC}/hw/*.cpp)
@@ -22,6 +25,13 @@ foreach(f ${core_files})
   file(STRINGS ${f} lines REGEX "^#include [<\"](systemc|tlm|tlm_utils/|hw/.*_module\\.h|hw/.*/tlm_)")
   if(lines)
     string(APPEND bad "${f}: SystemC in the functional core: ${lines}\n")
+  endif()
+endforeach()
+file(GLOB_RECURSE layer_files ${SRC}/hw/* ${SRC}/models/* ${SRC}/sim/*)
+foreach(f ${layer_files})
+  file(STRINGS ${f} lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"\\.\\./")
+  if(lines)
+    string(APPEND bad "${f}: includes by a relative path: ${lines}\n")
   endif()
 endforeach()
 if(bad)

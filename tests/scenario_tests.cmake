@@ -338,3 +338,8 @@ cvmsim_run_test("bad input: explore with an unknown policy" 2 ARGS explore --pol
 cvmsim_run_test("bad input: explore with a bad policy value" 2 ARGS explore --policy gmem_rebind=sometimes --ops 10
                 STDERR "gmem_rebind.*sometimes")
 cvmsim_run_test("bad input: explore with an unknown backend" 2 ARGS explore --backend snp --ops 10 STDERR "backend")
+
+# Documentation is self-contained: every relative link in README.md and docs/ resolves inside the
+# repository (a user's clone has nothing beside it).
+add_test(NAME "docs: every link resolves inside the repository"
+         COMMAND python3 ${PROJECT_SOURCE_DIR}/scripts/check-links.py ${PROJECT_SOURCE_DIR})

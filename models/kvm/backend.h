@@ -101,16 +101,20 @@ class KvmBackend {
   virtual bool pre_set_memory_attributes(Vm&, GfnRange, uint64_t /*attrs*/) { return false; }
   virtual void post_set_memory_attributes(Vm&, GfnRange, uint64_t /*attrs*/) {}
 
-  // Private mappings. A backend whose private memory lives in the normal stage-2 table
+  // Private mappings, named after Linux's external-SPTE hooks (kvm_x86_ops.set_external_spte,
+  // remove_external_spte: KVM mirrors the private root and the vendor writes the real one,
+  // kvm-guest-memfd.md §10). A backend whose private memory lives in the normal stage-2 table
   // (sw_protected) leaves these to generic code by returning false from has_private_root().
   virtual bool has_private_root() const { return false; }
-  virtual Result<Cycles> map_private(Vm&, Gfn, Pfn, PageSize, Perms) { return Errno::kEOPNOTSUPP; }
-  virtual Result<Cycles> unmap_private(Vm&, Gfn, PageSize) { return Errno::kEOPNOTSUPP; }
+  virtual Result<Cycles> set_external_spte(Vm&, Gfn, Pfn, PageSize, Perms) {
+    return Errno::kEOPNOTSUPP;
+  }
+  virtual Result<Cycles> remove_external_spte(Vm&, Gfn, PageSize) { return Errno::kEOPNOTSUPP; }
   // Zaps private mappings of r in the private root; returns "TLB flush needed".
   virtual bool zap_private_range(Vm&, GfnRange) { return false; }
   // gmem_max_mapping_level (§5): the vendor cap on private mappings (4K unless overridden; TDX
   // allows 2M with its huge_private option). The folio's order caps it again (mainline: 0).
-  virtual PageSize private_max_level(const Vm&, Gfn) const { return PageSize::k4K; }
+  virtual PageSize gmem_max_mapping_level(const Vm&, Gfn) const { return PageSize::k4K; }
 
   // For checkers, with a private root: whether the vCPU translates gpa (as the guest issues it,
   // shared bit included) through the private root, and what that root maps there now (a leaf

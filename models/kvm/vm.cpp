@@ -439,7 +439,7 @@ PageSize Vm::max_mapping_level(const Memslot& slot, Gfn gfn, bool is_private) co
   // shared side follows the host page size (host_pfn_mapping_level).
   PageSize host = PageSize::k4K;
   if (is_private || slot.gmem_only) {
-    host = backend_->private_max_level(*this, gfn);  // capped below by the folio's order
+    host = backend_->gmem_max_mapping_level(*this, gfn);  // capped below by the folio's order
   } else if (auto ps = env_.mm.mapping_page_size(slot.hva_of(gfn))) {
     host = *ps;
   }
@@ -541,14 +541,14 @@ std::optional<FaultOutcome> Vm::faultin(FaultContext& ctx) {
 Status Vm::map_leaf(Gfn gfn, Pfn pfn, PageSize& level, bool is_private, bool writable) {
   const Perms perms = writable ? kPermsRWX : kPermsRX;
   if (is_private && backend_->has_private_root()) {
-    auto r = backend_->map_private(*this, gfn.align_down(level), pfn, level, perms);
+    auto r = backend_->set_external_spte(*this, gfn.align_down(level), pfn, level, perms);
     while (!r.ok() && r.error() == Errno::kEEXIST && level != PageSize::k4K) {
       // Smaller private leaves are there already: fall back one level (as for shared below).
       ++stats_.huge_fallbacks;
       const PageSize smaller = static_cast<PageSize>(static_cast<unsigned>(level) - 1);
       pfn = pfn + (gfn.align_down(smaller) - gfn.align_down(level));
       level = smaller;
-      r = backend_->map_private(*this, gfn.align_down(level), pfn, level, perms);
+      r = backend_->set_external_spte(*this, gfn.align_down(level), pfn, level, perms);
     }
     if (!r.ok()) return r.error();
     mark_dirty(GfnRange{gfn.align_down(level), gfn.align_down(level) + frames_of(level)});

@@ -635,7 +635,7 @@ Status KvmTdxBackend::mem_enc_ioctl(Vm& vm, HostMm& mm, kvm::kvm_memory_encrypt_
 // ============================================================================================
 // Private mappings (A10.2, A10.3)
 
-Result<Cycles> KvmTdxBackend::map_private(Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms) {
+Result<Cycles> KvmTdxBackend::set_external_spte(Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms) {
   if (size == PageSize::k1G || (size == PageSize::k2M && !options_.huge_private))
     return Errno::kEINVAL;
   if (!td_created_) return Errno::kEIO;
@@ -704,7 +704,7 @@ bool KvmTdxBackend::zap_one(Vm& vm, Gfn gfn, Pfn pfn, PageSize size) {
   TdxModule& m = host_.module();
   const Gpa gpa = gfn_to_gpa(gfn);
   // KVM holds mmu_lock for write over the whole removal (A5): another zap waits for this one,
-  // and so do faults (private_fault, map_private) and DEMOTEs.
+  // and so do faults (private_fault, set_external_spte) and DEMOTEs.
   wait_for_zap(vm);
   ZapGuard zapping(zapping_);
   const int level = size == PageSize::k2M ? 1 : 0;
@@ -764,7 +764,7 @@ bool KvmTdxBackend::demote_2m(Vm& vm, Gfn head) {
   return true;
 }
 
-Result<Cycles> KvmTdxBackend::unmap_private(Vm& vm, Gfn gfn, PageSize size) {
+Result<Cycles> KvmTdxBackend::remove_external_spte(Vm& vm, Gfn gfn, PageSize size) {
   wait_for_zap(vm);  // mmu_lock: the mirror is looked up after a zap in progress is done
   if (size == PageSize::k2M) {
     auto it = mirror_2m_.find(gfn.value());

@@ -10,14 +10,14 @@
 //   vcpu_create   TDH.VP.CREATE, VP.ADDCX, VP.INIT
 //   init_mem_page KVM_TDX_INIT_MEM_REGION: SEPT.ADD, PAGE.ADD from a source page, MR.EXTEND x16
 //   finalize      TDH.MR.FINALIZE (KVM_TDX_FINALIZE_VM); pre-fault allowed from then on
-//   map_private   SEPT.ADD for missing levels, then PAGE.AUG (PENDING)
+//   set_external_spte   SEPT.ADD for missing levels, then PAGE.AUG (PENDING)
 //   zap           RANGE.BLOCK, MEM.TRACK, kick every vCPU (TD exit), PAGE.REMOVE,
 //                 PHYMEM.PAGE.WBINVD, then the host clears the page (MOVDIR64B under key 0)
 //   private fault the module's EPT-violation dispatch first: #VE goes to the guest kernel (below);
 //                 a PENDING TD exit (SEPT_VE_DISABLE) marks the VM dead as KVM does
 //   map 2M        SEPT.ADD for levels 3 and 2 (down to the table whose level-1 entry holds the
-//                 leaf), PAGE.AUG 2M; when TdxTdOptions::huge_private lets private_max_level say
-//                 2M and guest_memfd hands out a 2 MiB folio. Smaller leaves already under the
+//                 leaf), PAGE.AUG 2M; when TdxTdOptions::huge_private lets gmem_max_mapping_level
+//                 say 2M and guest_memfd hands out a 2 MiB folio. Smaller leaves already under the
 //                 2 MiB range: EEXIST, KVM falls back to 4 KiB (no PROMOTE)
 //   zap in 2M     a range covering a whole 2M leaf removes it (BLOCK, TRACK, REMOVE 2M); a
 //                 partial range first splits it: BLOCK, TRACK, DEMOTE (new S-EPT page), then
@@ -222,10 +222,11 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   uint64_t gfn_direct_bits(const kvm::Vm&) const override { return shared_mask_ >> kPageShift; }
 
   bool has_private_root() const override { return true; }
-  Result<Cycles> map_private(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size, Perms perms) override;
-  Result<Cycles> unmap_private(kvm::Vm& vm, Gfn gfn, PageSize size) override;
+  Result<Cycles> set_external_spte(kvm::Vm& vm, Gfn gfn, Pfn pfn, PageSize size,
+                                   Perms perms) override;
+  Result<Cycles> remove_external_spte(kvm::Vm& vm, Gfn gfn, PageSize size) override;
   bool zap_private_range(kvm::Vm& vm, kvm::GfnRange r) override;
-  PageSize private_max_level(const kvm::Vm&, Gfn) const override {
+  PageSize gmem_max_mapping_level(const kvm::Vm&, Gfn) const override {
     return options_.huge_private ? PageSize::k2M : PageSize::k4K;
   }
 

@@ -150,7 +150,11 @@ int Vmm::convert(Gpa gpa, uint64_t bytes, bool to_private) {
     kvm_.trace("platform." + cfg_.vm_name + ".vmm", "convert", d);
   }
   stats_.pages_converted += bytes >> kPageShift;
-  if (!cfg_.policy.discard_on_convert) return 0;
+  // A backend that converts in place (one frame backs both sides, and keeps its contents:
+  // pKVM's share and unshare; kvm-guest-memfd.md §12.1) leaves no opposite backing to discard.
+  if (!cfg_.policy.discard_on_convert ||
+      vm().backend().conversion_contents() == kvm::ConversionContents::kKept)
+    return 0;
   for_each_piece([&](const Region& r, Gpa s, uint64_t n) {
     if (err) return;
     if (to_private) {

@@ -74,9 +74,10 @@ constexpr StepOpInfo kOps[] = {
      "raw hypercall: args[0]=gpa, args[1]=size/4096, args[2]=value; expect.ret"},
     {StepOp::kCompute, "compute", ActorKind::kVcpu, "cycles", "", "spend cycles"},
     {StepOp::kGuestIo, "guest_io", ActorKind::kVcpu, "gpa size", "offset pattern value",
-     "TD guest I/O through its bounce buffer (vms[].tdx.bounce_buffer): the guest reads [gpa, "
-     "gpa+size) of its private memory (checked against pattern/value) and copies it to the bounce "
-     "buffer at offset, through the shared alias (gpa | SHARED bit), for the host to read; the "
+     "guest I/O through the VM's bounce buffer (its backend's bounce_buffer option, e.g. a TD's): "
+     "the guest reads [gpa, gpa+size) of its private memory (checked against pattern/value) and "
+     "copies it to the bounce buffer at offset, through the address the guest uses for shared "
+     "memory (a TD: gpa | SHARED bit), for the host to read; the "
      "copy is written as the same pattern at the buffer's shared alias, so use pattern value "
      "(address-independent) when the host checks the copy (seeded patterns are keyed by address, S "
      "bit included)"},
@@ -94,7 +95,7 @@ constexpr StepOpInfo kOps[] = {
      "gpa | SHARED bit"},
     {StepOp::kHostileWrite, "hostile_write", ActorKind::kHost, "gpa size", "vm pattern value",
      "attack: the host kernel writes through its direct map, with key 0 (not full-line), into the "
-     "frame `vm` has at gpa, private or shared (TDX: the shared side at gpa | SHARED bit); size "
+     "frame `vm` has at gpa, private or shared (a TD: the shared side at gpa | SHARED bit); size "
      "1..4096 within one page"},
     {StepOp::kHostileRead, "hostile_read", ActorKind::kHost, "gpa size", "vm",
      "attack: the host kernel reads the frame `vm` has at gpa through its direct map with key 0; "

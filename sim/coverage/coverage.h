@@ -1,7 +1,7 @@
 // Transition coverage of a run and of a suite of runs (docs/coverage.md). The machines are
-// declared by the models (models/kvm/kvm_machines.h, models/tdx/tdx_machines.h) and count the
-// transitions this process performed; this file lists them, writes coverage.json, merges the
-// files of several runs and prints the report of `cvmsim coverage`.
+// declared by the models (KVM's, models/kvm/kvm_machines.h, and each registered backend's) and
+// count the transitions this process performed; this file lists them, writes coverage.json, merges
+// the files of several runs and prints the report of `cvmsim coverage`.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -24,8 +24,8 @@ nlohmann::json to_json();
 // (unknown machine, a transition the machine does not declare) for a file that does not fit.
 void merge_json(const nlohmann::json& j, const std::string& where);
 
-// "coverage: kvm.gfn 9/52, tdx.sept 14/151 transitions; no undeclared" over the machines this
-// run touched (nothing touched: "coverage: no transitions recorded").
+// "coverage: kvm.gfn 9/52, <backend>.<machine> 14/151 transitions; no undeclared" over the machines
+// this run touched (nothing touched: "coverage: no transitions recorded").
 std::string summary_line();
 // The report of `cvmsim coverage`: per backend and machine exercised/declared, the never
 // exercised transitions (all of them, or only the successful ones with refusals = false) and

@@ -34,7 +34,7 @@ struct Leaf {
 void leaves_in(const Vm& vm, const std::vector<GfnRange>& ranges, std::vector<Stage2Leaf>& out) {
   out.clear();
   const Stage2Table& t = vm.stage2();
-  // Shared leaves sit at gfn | kvm_gfn_direct_bits (TDX's shared bit); checks see the gfn.
+  // Shared leaves sit at gfn | kvm_gfn_direct_bits (a shared bit); checks see the gfn.
   const uint64_t direct = gfn_to_gpa(Gfn(vm.backend().gfn_direct_bits(vm))).value();
   for (const GfnRange& r : ranges) {
     uint64_t a = gfn_to_gpa(r.start).value() | direct;
@@ -212,7 +212,8 @@ void check_iso5(const CheckScope& s, std::vector<Violation>& out) {
       const KvmBackend& be = vm.backend();
       const uint64_t direct = gfn_to_gpa(Gfn(be.gfn_direct_bits(vm))).value();
       auto check_entry = [&](const TlbEntry& e) {
-        // With a private root (TDX's S-EPT) private GPAs are translated there, not by stage-2.
+        // With a private root (a firmware-kept table) private GPAs are translated there, not by
+        // stage-2.
         const Stage2Lookup lk = be.has_private_root() && be.translates_privately(vm, e.base())
                                     ? be.lookup_private(vm, e.base())
                                     : vm.stage2().lookup(e.base());
@@ -475,7 +476,7 @@ std::vector<InvariantDef> generic_invariants() {
        "nobody but the owning VM reads the plaintext of its private data (host kernel, host user, "
        "another VM, a device)",
        "guest_memfd design discussion (neither host userspace nor the host kernel may access a "
-       "private frame); invariants issue (secret labels)",
+       "private frame); docs/invariants.md (secret labels)",
        all, check_iso2},
       {"ISO-3",
        "every private mapping in the hardware's stage-2 tables is one KVM and guest_memfd know "
@@ -486,7 +487,7 @@ std::vector<InvariantDef> generic_invariants() {
       {"ISO-4",
        "while a GFN stays private its frame does not change except through a conversion or a "
        "punch-hole",
-       "invariants issue (ISO-4); kvm-guest-memfd.md §5 (every change of a mapping goes through "
+       "docs/invariants.md (ISO-4); kvm-guest-memfd.md §5 (every change of a mapping goes through "
        "the invalidation protocol), §13.3",
        all,
        [st = std::make_shared<Iso4State>()](const CheckScope& s, std::vector<Violation>& out) {
@@ -510,7 +511,9 @@ std::vector<InvariantDef> generic_invariants() {
        "key hygiene: a key id (HKID, ASID) a VM holds is carried by no cache line or frame of "
        "another or earlier owner "
        "(a key is reused only after its lines were written back and flushed)",
-       "invariants issue (ISO-8); tdx-snp.md A9 (CACHE.WB before KEY.FREEID), T6", all,
+       "docs/invariants.md (ISO-8): a key id goes back to its allocator only after every cache "
+       "line tagged with it was written back (the firmware enforces it: docs/reference)",
+       all,
        [st = std::make_shared<Iso8State>()](const CheckScope& s, std::vector<Violation>& out) {
          check_iso8(*st, s, out);
        }},

@@ -14,7 +14,7 @@
 // edges only.
 //
 // Backends: each VM's KvmBackend::describe_ownership (models/kvm/ownership.h) reports the
-// hardware ownership structures beyond stage 2 (TDX: the S-EPT leaves, the PAMT owners, the TDX
+// hardware ownership structures beyond stage 2 (a TD: the S-EPT leaves, the PAMT owners, the
 // module as the firmware principal); the core turns them into kPrivateRoot/kPrivateLeaf/
 // kFirmwareOwner/kFirmwareManaged edges, coalesced like the stage-2 ones, without knowing the
 // backend. Further structures can be added through BuildOptions::extensions, a list of callbacks
@@ -51,7 +51,7 @@ enum class VertexKind : uint8_t {
   kGfnRange,    // GFNs of one VM mapped by stage-2 leaves to contiguous frames
   kFrameRange,  // contiguous host frames used by the same objects and holding the same label
   kVma,         // a host userspace mapping (VMA) of a process
-  kExtension,   // anything a backend extension adds (a PAMT entry, an RMP range, the TDX module)
+  kExtension,   // anything a backend extension adds (a PAMT entry, an RMP range, a firmware)
 };
 
 enum class EdgeKind : uint8_t {
@@ -67,7 +67,7 @@ enum class EdgeKind : uint8_t {
   kCreatedFor,     // guest_memfd -> VM: the VM the file was created for and pins (information)
   kCreatedBy,      // process -> VM: the process whose mm the VM was created in (information)
   kExtension,      // an extension's edge; its `access` flag says whether reachability follows it
-  // From KvmBackend::describe_ownership (models/kvm/ownership.h; TDX: the S-EPT and the PAMT):
+  // From KvmBackend::describe_ownership (models/kvm/ownership.h; a TD: the S-EPT and the PAMT):
   kPrivateRoot,      // VM -> GFN range: the firmware's private table translates these GFNs (access)
   kPrivateLeaf,      // GFN range -> frame range: its leaves (access if the state lets the VM reach
                      // them)
@@ -100,7 +100,7 @@ using Vertex = OwnershipGraphT::vertex_descriptor;
 class GraphBuilder;
 
 struct BuildOptions {
-  // Extension point for backends with more hardware structures (TDX PAMT, SNP RMP, pKVM
+  // Extension point for backends with more hardware structures (a PAMT, an SNP RMP, pKVM
   // ownership): each callback runs after the core vertices exist and before frame ranges are
   // formed, so frames it names through GraphBuilder::use_frames share vertices with the rest.
   std::vector<std::function<void(GraphBuilder&)>> extensions;
@@ -153,8 +153,8 @@ class GraphBuilder {
   // The principal vertex for p: a VM's vertex for its principal, the host kernel, or a vertex
   // made on first use (host user data, firmware, device, a VM that is gone).
   Vertex principal(Principal p);
-  // The vertex of a firmware principal by name ("TDX module"), made on first use; the first one
-  // also stands for the kFirmware label.
+  // The vertex of a firmware principal by name (e.g. the SEAM module), made on first use; the first
+  // one also stands for the kFirmware label.
   Vertex firmware(const std::string& name, const std::string& detail);
   std::optional<Vertex> vertex_of(const void* object) const;
   // `from` uses frames [first, first + count): an edge from `from` to every frame-range vertex

@@ -53,6 +53,7 @@ inline constexpr uint64_t kSharedBit = 1ull << 46;
 
 struct TestBackendKnobs {
   bool has_readonly_mem = true;
+  ConversionContents contents = ConversionContents::kLost;
   std::function<void(Vm&, GfnRange, uint64_t)> on_pre_set;
 };
 
@@ -63,7 +64,7 @@ class SharedBitTestBackend final : public KvmBackend {
   std::string_view name() const override { return "test_shared_bit"; }
   bool has_private_mem() const override { return true; }
   bool has_readonly_mem() const override { return k_.has_readonly_mem; }
-  ConversionContents conversion_contents() const override { return ConversionContents::kLost; }
+  ConversionContents conversion_contents() const override { return k_.contents; }
   Gfn fault_gfn(const Vm&, Gpa gpa) const override {
     return gpa_to_gfn(Gpa(gpa.value() & ~kSharedBit));
   }

@@ -145,6 +145,24 @@ TEST_CASE("VMM implicit conversion to private: attributes flip, the shared page 
   CHECK(KvmFixture::mapped_pfn(t.vm(), 0x3000) == t.folio(0, 3)->pfn);
 }
 
+TEST_CASE("VMM conversion discards the other side unless the backend converts in place",
+          "[kvm][vmm]") {
+  // kvm-guest-memfd.md §12.1: in-place conversion keeps one frame (and its contents) for both
+  // sides, so there is no opposite backing to punch or drop.
+  for (const auto contents : {ConversionContents::kLost, ConversionContents::kKept}) {
+    VmmFx t(true);
+    t.fx.knobs.contents = contents;
+    Vmm& v = t.make(two_regions(kTestVmType));
+    t.touch_shared(0x3000);
+    const uint64_t resident = v.mm().resident_bytes();
+    REQUIRE(v.convert(Gpa(0x3000), kPage, true) == 0);
+    CHECK(t.is_private(0x3000));
+    const bool kept = contents == ConversionContents::kKept;
+    CHECK(v.mm().resident_bytes() == (kept ? resident : resident - kPage));
+    CHECK(v.mm().lookup(v.hva_of(Gpa(0x3000))).has_value() == kept);
+  }
+}
+
 TEST_CASE("VMM implicit conversion end to end through KVM_RUN exits (shared-bit backend)",
           "[kvm][vmm]") {
   VmmFx t(true);

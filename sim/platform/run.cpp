@@ -323,7 +323,11 @@ class Platform : public sc_core::sc_module {
     for (auto& vm : vms_) {
       const std::string base = "platform." + vm->name;
       vmm::Vmm* vmmp = vm->vmm.get();
-      reg.add(base + ".kvm", [vmmp](StatVisitor& v) { vmmp->vm().describe_stats(v); });
+      // A VM whose fd a step closed still reports while a vCPU fd or a guest_memfd file holds
+      // it (kvm-guest-memfd.md §6.2); a destroyed one has no statistics (docs/scenario-format.md).
+      reg.add(base + ".kvm", [vmmp](StatVisitor& v) {
+        if (vmmp->vm_alive()) vmmp->vm().describe_stats(v);
+      });
       reg.add(base + ".vmm", [vmmp](StatVisitor& v) { vmmp->describe_stats(v); });
       if (guest::TdxGuestKernel* gk = vm->guest.get())
         reg.add(base + ".guest", [gk](StatVisitor& v) { gk->describe_stats(v); });
@@ -332,8 +336,9 @@ class Platform : public sc_core::sc_module {
         reg.add(base + ".cpu" + std::to_string(i),
                 [cpu](StatVisitor& v) { cpu->describe_stats(v); });
         kvm::Vcpu* kv = &vmmp->vcpu(static_cast<unsigned>(i));
-        reg.add(base + ".cpu" + std::to_string(i) + ".kvm",
-                [kv](StatVisitor& v) { kv->describe_stats(v); });
+        reg.add(base + ".cpu" + std::to_string(i) + ".kvm", [vmmp, kv](StatVisitor& v) {
+          if (vmmp->vm_alive()) kv->describe_stats(v);  // the VM's vCPUs go with it
+        });
       }
     }
   }

@@ -315,8 +315,13 @@ Cycles StepExecutor::execute(size_t index) {
         gmems_.erase(s.guest_memfd);
         closed_.insert(s.guest_memfd);
       } else {
+        // The VM outlives its fd while vCPU fds or guest_memfd files hold it (kvm-guest-memfd.md
+        // §6.2). The handle forgets the fd whatever the expectation: later steps get EBADF, not
+        // a file that reuses the number.
         VmHandle& vm = vm_for(s);
-        status_step(vm.proc->close(vm.vm_fd), "close(" + s.vm + ")");
+        Status st = vm.vmm ? vm.vmm->close_vm_fd() : vm.proc->close(vm.vm_fd);
+        if (st.ok()) vm.vm_fd = -1;
+        status_step(st, "close(" + s.vm + ")");
       }
       break;
     }

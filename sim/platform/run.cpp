@@ -136,8 +136,9 @@ class ShellTimeHook final : public kvm::TimeHook {
 
 class Platform : public sc_core::sc_module {
  public:
+  // `coverage` gets the run's transitions (RunOptions::coverage); it must outlive the platform.
   Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace,
-           ProgressLine& progress)
+           ProgressLine& progress, sm::Coverage& coverage)
       : sc_module(name),
         clock_(sc.platform.cpu_frequency_hz),
         mem_(sc.platform.memory.size, sc.platform.memory.mode),
@@ -147,6 +148,7 @@ class Platform : public sc_core::sc_module {
         kvm_(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format},
              scenario::kvm_config(sc.platform)) {
     kvm_.set_trace(&trace, [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
+    kvm_.set_coverage(&coverage);
     // Provenance events carry the simulated time, as the trace does (ns).
     mem_.history().set_clock(
         [] { return static_cast<uint64_t>(sc_core::sc_time_stamp().value()); });
@@ -155,6 +157,7 @@ class Platform : public sc_core::sc_module {
     // A TDX platform (sim/scenario/tdx_setup.h, shared with cvmsim explore): KeyIDs, the module,
     // the HKID-reuse policy and each TD's options.
     tdx_ = scenario::make_tdx_host(sc, mem_);
+    if (tdx_) tdx_->module().set_coverage(&coverage);
     if (tdx_)
       kvm_.register_backend(kvm::KVM_X86_TDX_VM, [this] { return tdx::make_tdx_backend(*tdx_); });
     router_.initiator_socket.bind(memory_.socket);
@@ -388,7 +391,8 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   RingTrace trace(inner_trace, checking ? static_cast<size_t>(sc.run.invariants.trace_events) : 0);
 
   ProgressLine progress(opts.progress);
-  Platform platform("platform", sc, trace, progress);
+  sm::Coverage own_coverage;  // the run's, if the caller keeps none (outlives the platform)
+  Platform platform("platform", sc, trace, progress, opts.coverage ? *opts.coverage : own_coverage);
   if (sc.run.invariants.trace_events)
     platform.checker().set_recent_trace([&trace] { return trace.recent(); });
   StatsRegistry reg;

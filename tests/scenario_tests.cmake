@@ -252,6 +252,12 @@ cvmsim_run_test("check fails when a call fails unexpectedly" 1
 cvmsim_run_test("check fails when an expected exit and stop do not happen" 1
                 ARGS check ${SCN}/kvm/private_access_no_gmem.json --set steps.7.gpa=0x1000
                 STDOUT "FAIL step 7 .*the vCPU did not stop. no KVM_EXIT_MEMORY_FAULT exit .saw: none")
+# An unmet expectation does not corrupt the run: the mapping the step really made is recorded,
+# so the run ends cleanly after the guest_memfd is closed (scenarios/negative: must fail, not pass).
+cvmsim_run_test("check fails on a wrong gmem_mmap expectation and the run ends cleanly" 1
+                ARGS check ${SCN}/negative/gmem_mmap_unmet_expectation.json
+                STDOUT "FAIL step 4 .host gmem_mmap .wrong on purpose: the mmap succeeds..: mmap returned OK, expected ENODEV.*gmem_mmap_unmet_expectation.json: 8 expectation\\(s\\) checked, 1 problem\\(s\\)"
+                FORBID "internal error")
 # Bad steps are bad input (exit 2) naming the step.
 cvmsim_run_test("bad step: field not used by the operation" 2
                 ARGS check ${SCN}/kvm/punch_hole_reads_zero.json --set steps.0.cap=KVM_CAP_GUEST_MEMFD

@@ -1,6 +1,7 @@
 #include "hw/base/state_machine.h"
 
 #include <algorithm>
+#include <cassert>
 #include <sstream>
 
 namespace cvmsim::sm {
@@ -65,29 +66,40 @@ Machine::Machine(std::string name, std::string title, std::string backends,
                                         r.cite});
     }
   }
-  counts_.assign(transitions_.size(), 0);
 }
 
 std::string Machine::describe(const Transition& t) const {
   return states_[t.from] + " --" + ops_[t.op] + "/" + outcomes_[t.outcome] + "--> " + states_[t.to];
 }
 
-void Machine::record_undeclared(std::string_view from, std::string_view op,
-                                std::string_view outcome, std::string_view to) {
+void Counts::record_undeclared(std::string_view from, std::string_view op, std::string_view outcome,
+                               std::string_view to) {
   std::string k;
   k.reserve(64);
   k.append(from).append(" --").append(op).append("/").append(outcome).append("--> ").append(to);
   ++undeclared_[k];
 }
 
-unsigned Machine::exercised() const {
+unsigned Counts::exercised() const {
   return static_cast<unsigned>(
       std::count_if(counts_.begin(), counts_.end(), [](uint64_t c) { return c != 0; }));
 }
 
-void Machine::reset_counts() {
+void Counts::reset() {
   std::fill(counts_.begin(), counts_.end(), 0);
   undeclared_.clear();
+}
+
+Counts& Coverage::of(const Machine& m) {
+  return counts_.try_emplace(&m, m).first->second;
+}
+
+const Counts& Coverage::of(const Machine& m) const {
+  return counts_.try_emplace(&m, m).first->second;
+}
+
+void Coverage::reset() {
+  for (auto& [m, c] : counts_) c.reset();
 }
 
 namespace {
@@ -103,7 +115,9 @@ std::string quoted(std::string_view s) {
 
 }  // namespace
 
-std::string to_dot(const Machine& m, bool coloured, bool refusals) {
+std::string to_dot(const Machine& m, const Counts* coverage, bool refusals) {
+  assert(!coverage || &coverage->machine() == &m);
+  const bool coloured = coverage != nullptr;
   // Outcome 0 is the machine's success outcome by convention; a self-loop with another outcome is
   // a refusal.
   auto shown = [&](const Transition& t) { return refusals || t.from != t.to || t.outcome == 0; };
@@ -147,7 +161,7 @@ std::string to_dot(const Machine& m, bool coloured, bool refusals) {
     }
     if (t.outcome != 0) it->outcomes += (it->outcomes.empty() ? "" : ",") + m.outcomes()[t.outcome];
     it->any_success |= t.outcome == 0;
-    it->count += m.counts()[i];
+    if (coverage) it->count += coverage->counts()[i];
   }
   for (const Edge& e : edges) {
     std::string label = m.ops()[e.op];

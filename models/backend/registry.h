@@ -78,6 +78,8 @@ class PlatformPart {
   // The backend of a new VM; `vm_options` is the VM's section of this backend (nullptr: a VM
   // created by a step, with the defaults).
   virtual std::unique_ptr<kvm::KvmBackend> make_backend(const config::Section* vm_options) = 0;
+  // Where its firmware counts the transitions of its state machines (a run's coverage).
+  virtual void set_coverage(sm::Coverage*) {}
   // Statistics under platform.<backend name>; false: none.
   virtual bool has_stats() const { return false; }
   virtual void describe_stats(StatVisitor&) const {}

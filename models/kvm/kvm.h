@@ -20,6 +20,7 @@
 #include "hw/base/result.h"
 #include "hw/base/schema_json.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/base/state_machine.h"
 #include "hw/base/trace_sink.h"
 #include "hw/memory/frame_allocator.h"
 #include "hw/memory/phys_mem.h"
@@ -201,6 +202,14 @@ class Kvm {
     return c;
   }
 
+  // ---- Transition coverage (hw/base/state_machine.h, docs/coverage.md) ----
+  // The counts the VMs record their GFN transitions into: this Kvm's own, unless set_coverage
+  // (before the first VM is created) names the run's, which must outlive the Kvm (teardown
+  // records too); null goes back to the Kvm's own.
+  sm::Coverage& coverage() { return *coverage_; }
+  const sm::Coverage& coverage() const { return *coverage_; }
+  void set_coverage(sm::Coverage* c) { coverage_ = c ? c : &own_coverage_; }
+
   // A file's last reference dropped (called by File holders).
   void release(File& f);
   // A VM's last user dropped: kvm_destroy_vm.
@@ -222,6 +231,8 @@ class Kvm {
 
   Env env_;
   KvmConfig cfg_;
+  sm::Coverage own_coverage_;  // before the VMs: destroyed after them
+  sm::Coverage* coverage_ = &own_coverage_;
   std::map<uint32_t, BackendFactory> backends_;
   std::vector<std::unique_ptr<Vm>> vms_;
   std::map<const Vm*, const HostMm*> vm_mm_;

@@ -658,7 +658,7 @@ FaultOutcome Vm::page_fault_untraced(const PageFault& f) {
                   FaultOutcome::kMemoryFaultExit == 2 &&
                   FaultOutcome::kEmulate ==
                       3);  // = GfnOutcome kOk, kRetry, kMemoryFaultExit, kEmulate
-    cov_machine().record(
+    cov_counts().record(
         from, static_cast<uint8_t>(f.is_private ? GfnOp::kFaultPrivate : GfnOp::kFaultShared),
         o.kind, gfn_cov_state(f.gfn));
   };
@@ -720,13 +720,13 @@ void Vm::cov_begin(CovSample& s, GfnRange r) const {
   }
 }
 
-sm::Machine& Vm::cov_machine() const {
-  if (!cov_machine_) cov_machine_ = &gfn_machine(backend_->has_private_root());
-  return *cov_machine_;
+sm::Counts& Vm::cov_counts() const {
+  if (!cov_counts_) cov_counts_ = &kvm_.coverage().of(gfn_machine(backend_->has_private_root()));
+  return *cov_counts_;
 }
 
 void Vm::cov_end(const CovSample& s, uint8_t op, uint8_t outcome) const {
-  sm::Machine& m = cov_machine();
+  sm::Counts& m = cov_counts();
   if (s.n == 1) {
     m.record(s.from[0], op, outcome, gfn_cov_state(s.gfn[0]));
     return;

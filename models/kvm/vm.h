@@ -269,8 +269,9 @@ class Vm final : public GmemVm, public MmuNotifier {
   // operation on the same gfn (the punch-hole after the attribute change, the fault after the
   // punch-hole) then needs no stage-2 walk. Backends with a private root always walk.
   uint64_t cov_gen_ = 0;
-  mutable sm::Machine* cov_machine_ = nullptr;  // gfn_machine(has_private_root()), looked up once
-  sm::Machine& cov_machine() const;
+  // The run's counts of gfn_machine(has_private_root()) (Kvm::coverage()), looked up once.
+  mutable sm::Counts* cov_counts_ = nullptr;
+  sm::Counts& cov_counts() const;
   mutable struct {
     Gfn gfn;
     uint64_t gen = ~uint64_t{0};

@@ -255,19 +255,20 @@ void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
         return 0;
     }
   };
-  auto rec = [&](sm::Machine& m, int op, unsigned from, unsigned to) {
+  auto rec = [&](sm::Counts& c, int op, unsigned from, unsigned to) {
+    const sm::Machine& m = c.machine();
     const int oc = outcome(m);
     if (op == sm::Machine::kNone) return;
     if (oc == sm::Machine::kNone) {
       const std::string_view on =
           status_code(r.status) ? status_name(r.status) : name_of(r.outcome);
-      m.record_undeclared(m.states()[from], m.ops()[op], on, m.states()[to]);
+      c.record_undeclared(m.states()[from], m.ops()[op], on, m.states()[to]);
       return;
     }
-    m.record(from, static_cast<unsigned>(op), static_cast<unsigned>(oc), to);
+    c.record(from, static_cast<unsigned>(op), static_cast<unsigned>(oc), to);
   };
   if (t.cov_.sept) {
-    sm::Machine& m = sept_machine();
+    const sm::Machine& m = sept_machine();
     const unsigned to = committed
                             ? static_cast<unsigned>(sept_state_of(read_entry(t.cov_.sept_entry)))
                             : t.cov_.sept_from;
@@ -276,20 +277,19 @@ void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
     if (r.leaf == Leaf::kMemPagePromote && r.status == kSuccess &&
         to == static_cast<unsigned>(SeptState::kPending))
       op = m.op_index("TDH.MEM.PAGE.PROMOTE(PENDING)");
-    rec(m, op, t.cov_.sept_from, to);
+    rec(*cov_sept_, op, t.cov_.sept_from, to);
   }
   if (t.cov_.td) {
-    sm::Machine& m = td_machine();
+    const sm::Machine& m = td_machine();
     const unsigned to = committed ? td_cov_state(td_by_pfn(t.cov_.tdr)) : t.cov_.td_from;
     int op = td_op_of(r.leaf);
     if (r.leaf == Leaf::kMngKeyConfig && r.status == kSuccess &&
         to == static_cast<unsigned>(TdCovState::kHkidAssigned))
       op = m.op_index("TDH.MNG.KEY.CONFIG(PARTIAL)");
-    rec(m, op, t.cov_.td_from, to);
+    rec(*cov_td_, op, t.cov_.td_from, to);
   }
   if (t.cov_.kot) {
-    sm::Machine& m = kot_machine();
-    rec(m, kot_op_of(r.leaf), t.cov_.hkid_from,
+    rec(*cov_kot_, kot_op_of(r.leaf), t.cov_.hkid_from,
         committed ? static_cast<unsigned>(kot_[t.cov_.hkid].state) : t.cov_.hkid_from);
   }
 }
@@ -320,9 +320,17 @@ TdxModule::TdxModule(PhysMem& mem, TdxConfig config)
   for (size_t k = 0; k < std::size(kAllPageTypes); ++k) {
     pages_by_type_[k] = static_cast<double>(pamt_.pages(kAllPageTypes[k]));
   }
+  set_coverage(nullptr);
 }
 
 TdxModule::~TdxModule() = default;
+
+void TdxModule::set_coverage(sm::Coverage* c) {
+  coverage_ = c ? c : &own_coverage_;
+  cov_sept_ = &coverage_->of(sept_machine());
+  cov_td_ = &coverage_->of(td_machine());
+  cov_kot_ = &coverage_->of(kot_machine());
+}
 
 Hpa TdxModule::with_hkid(Hpa a, KeyId k) const {
   return Hpa((a.value() & ~hkid_mask_) | ((uint64_t{k} << hkid_shift_) & hkid_mask_));

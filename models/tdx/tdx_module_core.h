@@ -68,6 +68,7 @@
 #include "hw/base/principal.h"
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/base/state_machine.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
 #include "hw/mmu/sept.h"
@@ -532,6 +533,13 @@ class TdxModule {
   const Stats& stats() const { return stats_; }
   void describe_stats(StatVisitor& v) const;
 
+  // Transition coverage (tdx_machines.h, docs/coverage.md): the counts complete() records into,
+  // the module's own unless set_coverage names the run's (which must outlive the module's last
+  // call); null goes back to the module's own.
+  sm::Coverage& coverage() { return *coverage_; }
+  const sm::Coverage& coverage() const { return *coverage_; }
+  void set_coverage(sm::Coverage* c);
+
  private:
   struct Td;
   struct Vcpu;
@@ -596,6 +604,9 @@ class TdxModule {
 
   PhysMem& mem_;
   TdxConfig cfg_;
+  sm::Coverage own_coverage_;
+  sm::Coverage* coverage_ = nullptr;
+  sm::Counts *cov_sept_ = nullptr, *cov_td_ = nullptr, *cov_kot_ = nullptr;  // in *coverage_
   Pamt pamt_;
   uint64_t hkid_mask_ = 0;
   unsigned hkid_shift_ = 0;

@@ -47,6 +47,7 @@ class TdxPlatform final : public backend::PlatformPart {
     return make_tdx_backend(
         *host_, TdxTdOptions{o.sept_ve_disable, o.huge_private, o.accept_interrupt_cycles});
   }
+  void set_coverage(sm::Coverage* c) override { host_->module().set_coverage(c); }
   bool has_stats() const override { return true; }
   void describe_stats(StatVisitor& v) const override { host_->describe_stats(v); }
 

@@ -27,7 +27,20 @@ Vmm::~Vmm() {
 }
 
 kvm::Vm& Vmm::vm() {
-  return *kvm_.vm_of(*proc_, vm_fd_);
+  return *vm_;
+}
+
+bool Vmm::vm_alive() const {
+  // Kvm::vms() lists the VMs not destroyed yet (a destroyed one leaves it for its shell list).
+  for (const auto& v : kvm_.vms())
+    if (v.get() == vm_) return true;
+  return false;
+}
+
+Status Vmm::close_vm_fd() {
+  Status st = proc_->close(vm_fd_);
+  if (st.ok()) vm_fd_ = -1;
+  return st;
 }
 
 kvm::Vcpu& Vmm::vcpu(unsigned i) {
@@ -40,6 +53,7 @@ std::string Vmm::setup() {
                            cfg_.backend_options);
   if (!vm.ok()) return failed("KVM_CREATE_VM", vm.error());
   vm_fd_ = *vm;
+  vm_ = kvm_.vm_of(*proc_, vm_fd_);
   auto attrs = kvm_.check_extension(*proc_, vm_fd_, KVM_CAP_MEMORY_ATTRIBUTES);
   const bool has_private =
       attrs.ok() && (*attrs & static_cast<int64_t>(KVM_MEMORY_ATTRIBUTE_PRIVATE));

@@ -66,8 +66,16 @@ class Vmm final : public kvm::UserspaceExitHandler {
 
   kvm::Process& process() { return *proc_; }
   HostMm& mm() { return *mm_; }
-  int vm_fd() const { return vm_fd_; }
+  int vm_fd() const { return vm_fd_; }  // -1 once close_vm_fd closed it
+  // The VM this VMM created. It does not go with the VM fd: the VMM's vCPU fds and the VM's
+  // guest_memfd files hold references on it (kvm-guest-memfd.md §6.2), so it lives until the
+  // last of them is closed. vm_alive() says whether it still does; vm() needs it to.
   kvm::Vm& vm();
+  bool vm_alive() const;
+  // close(2) of the VM fd (a scenario's close step): the VMM no longer uses that fd number, so
+  // its later VM ioctls (a conversion's KVM_SET_MEMORY_ATTRIBUTES) fail with EBADF instead of
+  // reaching whatever file reuses the number.
+  Status close_vm_fd();
   kvm::Vcpu& vcpu(unsigned i);
   unsigned num_vcpus() const { return static_cast<unsigned>(vcpu_fds_.size()); }
   const VmmConfig& config() const { return cfg_; }
@@ -102,6 +110,7 @@ class Vmm final : public kvm::UserspaceExitHandler {
   std::unique_ptr<HostMm> mm_;
   std::unique_ptr<kvm::Process> proc_;
   int kvm_fd_ = -1, vm_fd_ = -1;
+  kvm::Vm* vm_ = nullptr;  // set by setup(); Kvm keeps the object until it is destroyed itself
   std::vector<int> vcpu_fds_;
   std::vector<Region> regions_;
   struct Stats {

@@ -83,7 +83,7 @@ int run_coverage(const CoverageOptions& o, const char* self) {
       std::fprintf(stderr, "cvmsim: error: --plain needs --dot MACHINE\n");
       return 2;
     }
-    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), false, o.refusals).c_str(),
+    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), nullptr, o.refusals).c_str(),
                stdout);
     return 0;
   }
@@ -150,8 +150,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
   }
   unsigned ran = 0, skipped = 0, failed = 0, crashed = 0;
   std::string notes;
+  sm::Coverage suite;  // every run's coverage, merged
   try {
-    coverage::reset_all();
     for (const Job& j : jobs) {
       const fs::path cj = j.out / "coverage.json";
       if (j.rc != 2 && !fs::exists(cj)) {
@@ -169,7 +169,7 @@ int run_coverage(const CoverageOptions& o, const char* self) {
         continue;
       }
       std::ifstream in(cj);
-      coverage::merge_json(nlohmann::json::parse(in), cj.string());
+      coverage::merge_json(suite, nlohmann::json::parse(in), cj.string());
       ++ran;
       if (j.rc != 0) {
         ++failed;
@@ -179,7 +179,7 @@ int run_coverage(const CoverageOptions& o, const char* self) {
     }
     for (const std::string& f : files) {
       std::ifstream in(f);
-      coverage::merge_json(nlohmann::json::parse(in), f);
+      coverage::merge_json(suite, nlohmann::json::parse(in), f);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cvmsim: error: %s\n", e.what());
@@ -188,8 +188,8 @@ int run_coverage(const CoverageOptions& o, const char* self) {
   }
   if (tmp) fs::remove_all(tmp);
   if (!o.dot_machine.empty()) {
-    std::fputs(sm::to_dot(*coverage::find_machine(o.dot_machine), true, o.refusals).c_str(),
-               stdout);
+    const sm::Machine& m = *coverage::find_machine(o.dot_machine);
+    std::fputs(sm::to_dot(m, &suite.of(m), o.refusals).c_str(), stdout);
   } else {
     std::printf(
         "%u scenario(s) run, %u skipped (bad input), %u with unmet expectations, %u failed to run; "
@@ -197,9 +197,9 @@ int run_coverage(const CoverageOptions& o, const char* self) {
         "file(s) merged\n",
         ran, skipped, failed, crashed, files.size());
     if (!notes.empty()) std::fputs(notes.c_str(), stdout);
-    std::fputs(coverage::report(o.refusals).c_str(), stdout);
+    std::fputs(coverage::report(suite, o.refusals).c_str(), stdout);
   }
-  return coverage::undeclared_total() || crashed ? 1 : 0;
+  return coverage::undeclared_total(suite) || crashed ? 1 : 0;
 }
 
 int print_machines() {

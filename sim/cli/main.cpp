@@ -82,6 +82,8 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
     for (const char* f : kOutputs) fs::remove(dir / f, ec);
     if (s.config.run.trace) ro.trace_path = (dir / "trace.txt").string();
   }
+  sm::Coverage transitions;  // the run's coverage: read after the run, teardown included
+  ro.coverage = &transitions;
   RunReport r;
   try {
     r = run_scenario(s, ro);
@@ -91,12 +93,12 @@ int do_run(const std::string& scenario, const std::string& out, std::optional<ui
   }
   // Transition coverage (docs/coverage.md): the run's platform is gone by now, so its teardown
   // transitions are counted too.
-  const std::string coverage_line = coverage::summary_line();
+  const std::string coverage_line = coverage::summary_line(transitions);
   if (!out.empty()) {
     write_atomically(dir, "effective_config.json", config::effective_config(s).dump(2) + "\n");
     write_atomically(dir, "stats.csv", r.stats_csv);
     if (!r.violations_report.empty()) write_atomically(dir, "violations.txt", r.violations_report);
-    write_atomically(dir, "coverage.json", coverage::to_json().dump(2) + "\n");
+    write_atomically(dir, "coverage.json", coverage::to_json(transitions).dump(2) + "\n");
     write_atomically(dir, "stats.json", r.stats_json);  // last: its presence marks a complete run
   }
   if (check) {

@@ -26,33 +26,29 @@ sm::Machine* find_machine(const std::string& name) {
   return nullptr;
 }
 
-void reset_all() {
-  for (sm::Machine* m : machines()) m->reset_counts();
-}
-
-nlohmann::json to_json() {
+nlohmann::json to_json(const sm::Coverage& cov) {
   nlohmann::json out = nlohmann::json::object();
   nlohmann::json list = nlohmann::json::array();
   for (const sm::Machine* m : machines()) {
+    const sm::Counts& c = cov.of(*m);
     nlohmann::json jm;
     jm["machine"] = m->name();
     jm["backends"] = m->backends();
     jm["declared"] = m->transitions().size();
-    jm["exercised"] = m->exercised();
+    jm["exercised"] = c.exercised();
     nlohmann::json ts = nlohmann::json::array();
     for (size_t i = 0; i < m->transitions().size(); ++i) {
-      if (!m->counts()[i]) continue;
+      if (!c.counts()[i]) continue;
       const sm::Transition& t = m->transitions()[i];
       ts.push_back({{"from", m->states()[t.from]},
                     {"op", m->ops()[t.op]},
                     {"outcome", m->outcomes()[t.outcome]},
                     {"to", m->states()[t.to]},
-                    {"count", m->counts()[i]}});
+                    {"count", c.counts()[i]}});
     }
     jm["transitions"] = ts;
     nlohmann::json un = nlohmann::json::array();
-    for (const auto& [what, n] : m->undeclared())
-      un.push_back({{"transition", what}, {"count", n}});
+    for (const auto& [what, n] : c.undeclared()) un.push_back({{"transition", what}, {"count", n}});
     jm["undeclared"] = un;
     list.push_back(jm);
   }
@@ -60,13 +56,14 @@ nlohmann::json to_json() {
   return out;
 }
 
-void merge_json(const nlohmann::json& j, const std::string& where) {
+void merge_json(sm::Coverage& cov, const nlohmann::json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("machines") || !j["machines"].is_array())
     throw std::runtime_error(where + ": not a coverage file (no \"machines\" array)");
   for (const auto& jm : j["machines"]) {
     const std::string name = jm.value("machine", "");
     sm::Machine* m = find_machine(name);
     if (!m) throw std::runtime_error(where + ": unknown machine \"" + name + "\"");
+    sm::Counts& c = cov.of(*m);
     for (const auto& t : jm.value("transitions", nlohmann::json::array())) {
       const int f = m->state_index(t.value("from", "")), o = m->op_index(t.value("op", "")),
                 oc = m->outcome_index(t.value("outcome", "")),
@@ -75,34 +72,35 @@ void merge_json(const nlohmann::json& j, const std::string& where) {
       if (id == sm::Machine::kNone || m->transitions()[id].to != to)
         throw std::runtime_error(where + ": machine " + name + " declares no transition " +
                                  t.dump());
-      m->add_count(static_cast<unsigned>(id), t.value("count", uint64_t{0}));
+      c.add_count(static_cast<unsigned>(id), t.value("count", uint64_t{0}));
     }
     for (const auto& u : jm.value("undeclared", nlohmann::json::array()))
-      m->add_undeclared(u.value("transition", "?"), u.value("count", uint64_t{0}));
+      c.add_undeclared(u.value("transition", "?"), u.value("count", uint64_t{0}));
   }
 }
 
-uint64_t undeclared_total() {
+uint64_t undeclared_total(const sm::Coverage& cov) {
   uint64_t n = 0;
   for (const sm::Machine* m : machines())
-    for (const auto& [what, c] : m->undeclared()) n += c;
+    for (const auto& [what, c] : cov.of(*m).undeclared()) n += c;
   return n;
 }
 
-std::string summary_line() {
+std::string summary_line(const sm::Coverage& cov) {
   std::string s;
   for (const sm::Machine* m : machines()) {
-    if (m->exercised() == 0 && m->undeclared().empty()) continue;
-    s += (s.empty() ? "" : ", ") + m->name() + " " + std::to_string(m->exercised()) + "/" +
+    const sm::Counts& c = cov.of(*m);
+    if (c.exercised() == 0 && c.undeclared().empty()) continue;
+    s += (s.empty() ? "" : ", ") + m->name() + " " + std::to_string(c.exercised()) + "/" +
          std::to_string(m->transitions().size());
   }
   if (s.empty()) return "coverage: no transitions recorded";
-  const uint64_t u = undeclared_total();
+  const uint64_t u = undeclared_total(cov);
   return "coverage: " + s + " transitions; " +
          (u ? std::to_string(u) + " undeclared (model/spec mismatch)" : "no undeclared");
 }
 
-std::string report(bool list_refusals) {
+std::string report(const sm::Coverage& cov, bool list_refusals) {
   std::string o;
   // Per backend: the machines its runs exercise.
   std::map<std::string, std::vector<const sm::Machine*>> by_backend;
@@ -120,20 +118,21 @@ std::string report(bool list_refusals) {
   for (const auto& [backend, ms] : by_backend) {
     o += "  " + backend + ":";
     for (const sm::Machine* m : ms)
-      o += "  " + m->name() + " " + std::to_string(m->exercised()) + "/" +
+      o += "  " + m->name() + " " + std::to_string(cov.of(*m).exercised()) + "/" +
            std::to_string(m->transitions().size());
     o += "\n";
   }
   for (const sm::Machine* m : machines()) {
+    const sm::Counts& c = cov.of(*m);
     const size_t declared = m->transitions().size();
-    const unsigned ex = m->exercised();
+    const unsigned ex = c.exercised();
     char pct[32];
     std::snprintf(pct, sizeof pct, "%.1f%%", declared ? 100.0 * ex / declared : 0.0);
     unsigned succ_decl = 0, succ_ex = 0;
     for (size_t i = 0; i < declared; ++i) {
       if (m->transitions()[i].outcome != 0) continue;
       ++succ_decl;
-      succ_ex += m->counts()[i] != 0;
+      succ_ex += c.counts()[i] != 0;
     }
     o += "\nmachine " + m->name() + " (" + m->title() + "; backends " + m->backends() + ")\n";
     o += "  exercised " + std::to_string(ex) + " of " + std::to_string(declared) +
@@ -142,7 +141,7 @@ std::string report(bool list_refusals) {
     std::string never;
     unsigned hidden = 0;
     for (size_t i = 0; i < declared; ++i) {
-      if (m->counts()[i]) continue;
+      if (c.counts()[i]) continue;
       const sm::Transition& t = m->transitions()[i];
       if (!list_refusals && t.outcome != 0) {
         ++hidden;
@@ -156,13 +155,13 @@ std::string report(bool list_refusals) {
       if (hidden)
         o += "    ... and " + std::to_string(hidden) + " refusal(s) (--refusals lists them)\n";
     }
-    if (!m->undeclared().empty()) {
+    if (!c.undeclared().empty()) {
       o += "  UNDECLARED (observed but not in the table: a model/spec mismatch):\n";
-      for (const auto& [what, n] : m->undeclared())
+      for (const auto& [what, n] : c.undeclared())
         o += "    " + what + "  x" + std::to_string(n) + "\n";
     }
   }
-  o += "\nundeclared transitions: " + std::to_string(undeclared_total()) + "\n";
+  o += "\nundeclared transitions: " + std::to_string(undeclared_total(cov)) + "\n";
   return o;
 }
 

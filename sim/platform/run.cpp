@@ -129,11 +129,12 @@ class ShellTimeHook final : public kvm::TimeHook {
 
 class Platform : public sc_core::sc_module {
  public:
+  // `coverage` gets the run's transitions (RunOptions::coverage); it must outlive the platform.
   Platform(sc_core::sc_module_name name, const ScenarioConfig& sc, TraceSink& trace,
-           ProgressLine& progress)
+           ProgressLine& progress, sm::Coverage& coverage)
       : sc_module(name),
         clock_(sc.platform.cpu_frequency_hz),
-        core_(sc),
+        core_(sc, &coverage),
         memory_("memory", core_.mem(), clock_, memory_timing(sc.platform.costs)),
         router_("router", clock_, Cycles(sc.platform.costs.interconnect_cycles)) {
     kvm::Kvm& kvm = core_.kvm();
@@ -250,8 +251,9 @@ class Platform : public sc_core::sc_module {
         reg.add(base + ".cpu" + std::to_string(i),
                 [cpu](StatVisitor& v) { cpu->describe_stats(v); });
         kvm::Vcpu* kv = &vmmp->vcpu(static_cast<unsigned>(i));
-        reg.add(base + ".cpu" + std::to_string(i) + ".kvm",
-                [kv](StatVisitor& v) { kv->describe_stats(v); });
+        reg.add(base + ".cpu" + std::to_string(i) + ".kvm", [vmmp, kv](StatVisitor& v) {
+          if (vmmp->vm_alive()) kv->describe_stats(v);  // the VM's vCPUs go with it
+        });
       }
     }
   }
@@ -305,7 +307,8 @@ RunReport run_scenario(const config::LoadedScenario& scenario, const RunOptions&
   RingTrace trace(inner_trace, checking ? static_cast<size_t>(sc.run.invariants.trace_events) : 0);
 
   ProgressLine progress(opts.progress);
-  Platform platform("platform", sc, trace, progress);
+  sm::Coverage own_coverage;  // the run's, if the caller keeps none (outlives the platform)
+  Platform platform("platform", sc, trace, progress, opts.coverage ? *opts.coverage : own_coverage);
   if (sc.run.invariants.trace_events)
     platform.checker().set_recent_trace([&trace] { return trace.recent(); });
   StatsRegistry reg;

@@ -17,6 +17,9 @@ class PhysMem;
 namespace kvm {
 class Kvm;
 }
+namespace sm {
+class Coverage;
+}
 
 // A look at the simulated state while the scenario runs (cvmsim graph). `when` says when it
 // was taken: "after step N" or "at the end of the run".
@@ -31,6 +34,10 @@ struct RunOptions {
   // completed. Nothing is called when `snapshot` is empty.
   StateSnapshot snapshot;
   std::optional<size_t> snapshot_step;
+  // The run's transition coverage (docs/coverage.md): its KVM and TDX module record into it,
+  // from the set-up to the platform's teardown, which happens after run_scenario has built its
+  // report, so the caller reads it after the call. Null: the run keeps its own and drops it.
+  sm::Coverage* coverage = nullptr;
 };
 
 struct RunReport {

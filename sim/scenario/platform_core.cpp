@@ -32,16 +32,18 @@ backend::VmView view_of(const config::VmConfig& vm) {
 
 }  // namespace
 
-PlatformCore::PlatformCore(const config::ScenarioConfig& sc)
+PlatformCore::PlatformCore(const config::ScenarioConfig& sc, sm::Coverage* coverage)
     : sc_(sc),
       mem_(sc.platform.memory.size, sc.platform.memory.mode),
       alloc_(Pfn(0), mem_.num_frames()) {
   for (const backend::Descriptor* d : backend::all()) {
     if (!d->make_platform || (!d->always_available && !uses(sc, *d))) continue;
     parts_.push_back({d, d->make_platform(mem_, sc.platform.backends.find(d->name))});
+    if (coverage) parts_.back().part->set_coverage(coverage);
   }
   kvm_ = std::make_unique<kvm::Kvm>(kvm::Kvm::Env{mem_, alloc_, sc.platform.mmu.format},
                                     kvm_config(sc.platform));
+  if (coverage) kvm_->set_coverage(coverage);
   for (const backend::Descriptor* d : backend::all()) {
     backend::PlatformPart* part = nullptr;
     for (auto& p : parts_)
@@ -120,7 +122,11 @@ void PlatformCore::register_vm_stats(StatsRegistry& reg, size_t i) {
   PlatformVm& vm = vms_.at(i);
   const std::string base = "platform." + vm.cfg->name;
   vmm::Vmm* vmmp = vm.vmm.get();
-  reg.add(base + ".kvm", [vmmp](StatVisitor& v) { vmmp->vm().describe_stats(v); });
+  // A VM whose fd a step closed still reports while a vCPU fd or a guest_memfd file holds it
+  // (kvm-guest-memfd.md §6.2); a destroyed one has no statistics (docs/scenario-format.md).
+  reg.add(base + ".kvm", [vmmp](StatVisitor& v) {
+    if (vmmp->vm_alive()) vmmp->vm().describe_stats(v);
+  });
   reg.add(base + ".vmm", [vmmp](StatVisitor& v) { vmmp->describe_stats(v); });
   if (vm.guest && vm.guest->has_stats())
     reg.add(base + ".guest", [g = vm.guest.get()](StatVisitor& v) { g->describe_stats(v); });

@@ -36,7 +36,9 @@ class PlatformCore {
   // Physical memory, the page allocator, the firmware of each backend the scenario uses (a VM of
   // its type, or a step creating one) and KVM with every backend registered. Throws
   // std::runtime_error if a backend's firmware cannot be built.
-  explicit PlatformCore(const config::ScenarioConfig& sc);
+  // `coverage` (optional) gets the transitions of KVM and of every backend's firmware (a run's
+  // sm::Coverage); it must outlive the platform.
+  explicit PlatformCore(const config::ScenarioConfig& sc, sm::Coverage* coverage = nullptr);
   ~PlatformCore();
   PlatformCore(const PlatformCore&) = delete;
   PlatformCore& operator=(const PlatformCore&) = delete;

@@ -69,6 +69,7 @@ StepExecutor::StepExecutor(Kvm& kvm, const config::ScenarioConfig& sc, std::vect
 
 StepExecutor::~StepExecutor() {
   for (auto& [name, m] : maps_) (void)m.file->munmap(m.map);
+  for (auto& m : shadowed_maps_) (void)m.file->munmap(m.map);
 }
 
 VmHandle& StepExecutor::vm_for(const StepConfig& s) {
@@ -170,10 +171,10 @@ Cycles StepExecutor::execute(size_t index) {
       // VM lifecycle operations made grow without bound).
       (void)owner.proc->close(kfd);
       ++next_principal_;
-      if (check_errno(s, index, fd.ok() ? nullptr : &fd.error(), "KVM_CREATE_VM")) {
-        if (fd.ok()) vms_[s.as] = VmHandle{owner.proc, *fd, nullptr, type};
+      // What the call did is recorded whether or not the expectation is met.
+      if (fd.ok()) vms_[s.as] = VmHandle{owner.proc, *fd, nullptr, type};
+      if (check_errno(s, index, fd.ok() ? nullptr : &fd.error(), "KVM_CREATE_VM"))
         log_.met(s, index);
-      }
       break;
     }
     case StepOp::kCheckExtension: {
@@ -241,10 +242,9 @@ Cycles StepExecutor::execute(size_t index) {
       g.size = s.size;
       g.flags = flags;
       auto fd = kvm_.create_guest_memfd(*vm.proc, vm.vm_fd, &g);
-      if (check_errno(s, index, fd.ok() ? nullptr : &fd.error(), "KVM_CREATE_GUEST_MEMFD")) {
-        if (fd.ok()) gmems_[s.as] = GmemHandle{vm.proc, *fd};
+      if (fd.ok()) gmems_[s.as] = GmemHandle{vm.proc, *fd};  // whether or not it was expected
+      if (check_errno(s, index, fd.ok() ? nullptr : &fd.error(), "KVM_CREATE_GUEST_MEMFD"))
         log_.met(s, index);
-      }
       break;
     }
     case StepOp::kSetMemoryAttributes: {
@@ -314,8 +314,13 @@ Cycles StepExecutor::execute(size_t index) {
         gmems_.erase(s.guest_memfd);
         closed_.insert(s.guest_memfd);
       } else {
+        // The VM outlives its fd while vCPU fds or guest_memfd files hold it (kvm-guest-memfd.md
+        // §6.2). The handle forgets the fd whatever the expectation: later steps get EBADF, not
+        // a file that reuses the number.
         VmHandle& vm = vm_for(s);
-        status_step(vm.proc->close(vm.vm_fd), "close(" + s.vm + ")");
+        Status st = vm.vmm ? vm.vmm->close_vm_fd() : vm.proc->close(vm.vm_fd);
+        if (st.ok()) vm.vm_fd = -1;
+        status_step(st, "close(" + s.vm + ")");
       }
       break;
     }
@@ -419,10 +424,15 @@ Cycles StepExecutor::execute(size_t index) {
       if (s.prot == "rwx") prot |= PROT_EXEC;
       const uint64_t len = s.size ? s.size : static_cast<uint64_t>(file->inode().size());
       auto m = file->mmap(len, prot, s.shared, s.offset);
-      if (check_errno(s, index, m.ok() ? nullptr : &m.error(), "mmap")) {
-        if (m.ok()) maps_[s.as] = MapHandle{file, *m};
-        log_.met(s, index);
+      // A mapping holds a file reference until munmap (kvm-guest-memfd.md §6.1): it is recorded
+      // whether or not the expectation is met, so that process exit unmaps it and the file is
+      // released. A name a later gmem_mmap uses again keeps its earlier mapping too (a process's
+      // mappings do not replace one another).
+      if (m.ok()) {
+        if (auto old = maps_.find(s.as); old != maps_.end()) shadowed_maps_.push_back(old->second);
+        maps_[s.as] = MapHandle{file, *m};
       }
+      if (check_errno(s, index, m.ok() ? nullptr : &m.error(), "mmap")) log_.met(s, index);
       break;
     }
     case StepOp::kGmemMunmap: {

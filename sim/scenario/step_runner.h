@@ -93,6 +93,7 @@ class StepExecutor {
   std::map<std::string, GmemHandle> gmems_;
   std::set<std::string> closed_;  // guest_memfd names whose fd a step closed
   std::map<std::string, MapHandle> maps_;
+  std::vector<MapHandle> shadowed_maps_;  // mappings whose name a later gmem_mmap reused
   uint32_t next_principal_ = 0;
   std::string last_errno_;
 };

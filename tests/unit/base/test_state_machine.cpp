@@ -8,7 +8,7 @@ using namespace cvmsim;
 namespace {
 
 // A door: OPEN/CLOSED/LOCKED; open, close, lock, unlock; OK or JAMMED.
-sm::Machine& door() {
+const sm::Machine& door() {
   static sm::Machine m("test.door", "a door", "none", {"OPEN", "CLOSED", "LOCKED"},
                        {"open", "close", "lock", "unlock"}, {"OK", "JAMMED"},
                        {
@@ -21,10 +21,11 @@ sm::Machine& door() {
   return m;
 }
 
-uint64_t count(const sm::Machine& m, const char* from, const char* op, const char* outcome) {
+uint64_t count(const sm::Counts& c, const char* from, const char* op, const char* outcome) {
+  const sm::Machine& m = c.machine();
   const int t = m.find(m.state_index(from), m.op_index(op), m.outcome_index(outcome));
   REQUIRE(t != sm::Machine::kNone);
-  return m.counts()[t];
+  return c.counts()[t];
 }
 
 }  // namespace
@@ -75,12 +76,12 @@ TEST_CASE("state machine: malformed rules are reported, not silently dropped") {
 }
 
 TEST_CASE("state machine: recording counts declared transitions and flags undeclared ones") {
-  sm::Machine& m = door();
-  m.reset_counts();
-  const unsigned open = m.state_index("OPEN"), closed = m.state_index("CLOSED"),
-                 locked = m.state_index("LOCKED");
-  const unsigned op_close = m.op_index("close"), op_lock = m.op_index("lock"),
-                 ok = m.outcome_index("OK");
+  const sm::Machine& d = door();
+  sm::Counts m(d);
+  const unsigned open = d.state_index("OPEN"), closed = d.state_index("CLOSED"),
+                 locked = d.state_index("LOCKED");
+  const unsigned op_close = d.op_index("close"), op_lock = d.op_index("lock"),
+                 ok = d.outcome_index("OK");
   m.record(open, op_close, ok, closed);
   m.record(open, op_close, ok, closed);
   m.record(closed, op_lock, ok, locked);
@@ -100,26 +101,53 @@ TEST_CASE("state machine: recording counts declared transitions and flags undecl
   CHECK(count(m, "CLOSED", "lock", "OK") == 1);  // the mismatch did not count as the declared one
   m.record_undeclared("OPEN", "kick", "BROKEN", "?");
   CHECK(m.undeclared().at("OPEN --kick/BROKEN--> ?") == 1);
-  m.reset_counts();
+  m.reset();
   CHECK(m.exercised() == 0);
   CHECK(m.undeclared().empty());
 }
 
+TEST_CASE("state machine: each run's coverage has its own counts of the shared machine") {
+  // The machine is one process-wide declaration; two runs (two platforms in one process) record
+  // into two Coverage objects, and neither sees the other's transitions.
+  const sm::Machine& d = door();
+  const unsigned open = d.state_index("OPEN"), closed = d.state_index("CLOSED"),
+                 locked = d.state_index("LOCKED");
+  sm::Coverage run1, run2;
+  sm::Counts& c1 = run1.of(d);
+  CHECK(&run1.of(d) == &c1);  // made once, then the same counts
+  c1.record(open, d.op_index("close"), 0, closed);
+  c1.record(closed, d.op_index("lock"), 0, locked);
+  c1.record(open, d.op_index("lock"), 0, locked);  // undeclared
+  CHECK(c1.exercised() == 2);
+  CHECK(c1.undeclared().size() == 1);
+  const sm::Coverage& r2 = run2;
+  CHECK(r2.of(d).exercised() == 0);  // nothing recorded there: all zero
+  CHECK(r2.of(d).undeclared().empty());
+  run2.of(d).record(locked, d.op_index("unlock"), 0, closed);
+  CHECK(count(run2.of(d), "LOCKED", "unlock", "OK") == 1);
+  CHECK(count(c1, "LOCKED", "unlock", "OK") == 0);
+  CHECK(count(c1, "OPEN", "close", "OK") == 1);
+  CHECK(count(run2.of(d), "OPEN", "close", "OK") == 0);
+  run1.reset();
+  CHECK(c1.exercised() == 0);
+  CHECK(c1.undeclared().empty());
+  CHECK(count(run2.of(d), "LOCKED", "unlock", "OK") == 1);
+}
+
 TEST_CASE("state machine: DOT drawing, coloured by coverage") {
-  sm::Machine& m = door();
-  m.reset_counts();
-  m.record(m.state_index("CLOSED"), m.op_index("lock"), 0, m.state_index("LOCKED"));
-  const std::string plain = sm::to_dot(m, false, false);
+  const sm::Machine& m = door();
+  sm::Counts c(m);
+  c.record(m.state_index("CLOSED"), m.op_index("lock"), 0, m.state_index("LOCKED"));
+  const std::string plain = sm::to_dot(m, nullptr, false);
   CHECK(plain.find("digraph \"test.door\"") != std::string::npos);
   CHECK(plain.find("\"CLOSED\" -> \"LOCKED\" [label=\"lock\"]") != std::string::npos);
   CHECK(plain.find("JAMMED") == std::string::npos);  // refusal self-loops hidden
   CHECK(plain.find("darkgreen") == std::string::npos);
-  const std::string all = sm::to_dot(m, false, true);
+  const std::string all = sm::to_dot(m, nullptr, true);
   CHECK(all.find("\"OPEN\" -> \"OPEN\" [label=\"open: JAMMED\", style=dotted]") !=
         std::string::npos);
-  const std::string col = sm::to_dot(m, true, false);
+  const std::string col = sm::to_dot(m, &c, false);
   CHECK(col.find("\"CLOSED\" -> \"LOCKED\" [label=\"lock [1]\", color=\"darkgreen\"") !=
         std::string::npos);
   CHECK(col.find("\"OPEN\" -> \"CLOSED\" [label=\"close\", color=\"grey60\"") != std::string::npos);
-  m.reset_counts();
 }

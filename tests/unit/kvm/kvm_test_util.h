@@ -211,11 +211,11 @@ struct KvmFixture {
   // Every transition a test made KVM perform on a GFN must be one the declared machine allows
   // (docs/coverage.md: an undeclared transition is a model/spec mismatch).
   ~KvmFixture() {
-    for (sm::Machine* m : {&gfn_machine(false), &gfn_machine(true)}) {
-      for (const auto& [what, n] : m->undeclared())
+    for (const sm::Machine* m : {&gfn_machine(false), &gfn_machine(true)}) {
+      const sm::Counts& c = kvm.coverage().of(*m);
+      for (const auto& [what, n] : c.undeclared())
         UNSCOPED_INFO(m->name() << ": " << what << " x" << n);
-      CHECK(m->undeclared().empty());
-      m->reset_counts();
+      CHECK(c.undeclared().empty());
     }
   }
   // Makes kTestVmType creatable (it then also appears in KVM_CAP_VM_TYPES).

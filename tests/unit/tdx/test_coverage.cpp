@@ -15,15 +15,16 @@ std::vector<sm::Machine*> all_machines() {
           &kot_machine()};
 }
 
-uint64_t count(const sm::Machine& m, std::string_view from, std::string_view op,
+uint64_t count(const sm::Counts& c, std::string_view from, std::string_view op,
                std::string_view outcome) {
+  const sm::Machine& m = c.machine();
   const int f = m.state_index(from), o = m.op_index(op), oc = m.outcome_index(outcome);
   REQUIRE(f != sm::Machine::kNone);
   REQUIRE(o != sm::Machine::kNone);
   REQUIRE(oc != sm::Machine::kNone);
   const int t = m.find(f, o, oc);
   REQUIRE(t != sm::Machine::kNone);
-  return m.counts()[t];
+  return c.counts()[t];
 }
 
 constexpr Gpa kGpa{0x400000};
@@ -64,12 +65,10 @@ TEST_CASE("coverage: every declared machine is well-formed") {
 }
 
 TEST_CASE("coverage: the TDX module records the transitions it performs") {
-  sm::Machine& sept = sept_machine();
-  sm::Machine& tdm = td_machine();
-  sept.reset_counts();
-  tdm.reset_counts();
-  kot_machine().reset_counts();
   Env e;
+  const sm::Counts& sept = e.m.coverage().of(sept_machine());
+  const sm::Counts& tdm = e.m.coverage().of(td_machine());
+  const sm::Counts& kot = e.m.coverage().of(kot_machine());
   const Td td = e.build_td(20, 1);
   // The build: NO_TD -> HKID_ASSIGNED -> KEYS_CONFIGURED/UNINITIALIZED -> INITIALIZED -> RUNNABLE.
   CHECK(count(tdm, "NO_TD", "TDH.MNG.CREATE", "SUCCESS") == 1);
@@ -78,10 +77,10 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
         e.m.config().num_tdcs_pages);
   CHECK(count(tdm, "KEYS_CONFIGURED/UNINITIALIZED", "TDH.MNG.INIT", "SUCCESS") == 1);
   CHECK(count(tdm, "KEYS_CONFIGURED/INITIALIZED", "TDH.MR.FINALIZE", "SUCCESS") == 1);
-  CHECK(count(kot_machine(), "HKID_FREE", "TDH.MNG.CREATE", "SUCCESS") == 1);
+  CHECK(count(kot, "HKID_FREE", "TDH.MNG.CREATE", "SUCCESS") == 1);
   // Another TD asking for the same KeyID.
   CHECK(status_code(e.m.mng_create(e.page(), 20, kTdOwner2).status) == status::kHkidNotFree);
-  CHECK(count(kot_machine(), "HKID_ASSIGNED", "TDH.MNG.CREATE", "TDX_HKID_NOT_FREE") == 1);
+  CHECK(count(kot, "HKID_ASSIGNED", "TDH.MNG.CREATE", "TDX_HKID_NOT_FREE") == 1);
   CHECK(count(tdm, "NO_TD", "TDH.MNG.CREATE", "TDX_HKID_NOT_FREE") == 1);
   // Runtime: SEPT.ADD x3 (FREE -> NL_MAPPED), AUG (FREE -> PENDING), ACCEPT (PENDING -> MAPPED).
   e.fault_in(td, kGpa);
@@ -117,15 +116,36 @@ TEST_CASE("coverage: the TDX module records the transitions it performs") {
   CHECK(count(sept, "FREE", "TDH.MEM.PAGE.AUG", "SUCCESS") == augs);
   CHECK(sept.undeclared().empty());
   CHECK(tdm.undeclared().empty());
-  CHECK(kot_machine().undeclared().empty());
+  CHECK(kot.undeclared().empty());
+}
+
+TEST_CASE("coverage: two TDX modules in one process count their own transitions only") {
+  // Each platform's module records into its own run's coverage (docs/coverage.md); a module told
+  // to use another Coverage (set_coverage, as a run does) records there from then on.
+  Env a, b;
+  const sm::Counts& ta = a.m.coverage().of(td_machine());
+  const sm::Counts& tb = b.m.coverage().of(td_machine());
+  (void)a.build_td(20, 1);
+  CHECK(count(ta, "NO_TD", "TDH.MNG.CREATE", "SUCCESS") == 1);
+  CHECK(tb.exercised() == 0);
+  CHECK(b.m.coverage().of(sept_machine()).exercised() == 0);
+  CHECK(b.m.coverage().of(kot_machine()).exercised() == 0);
+  sm::Coverage run;
+  b.m.set_coverage(&run);
+  (void)b.build_td(21, 1);
+  (void)b.build_td(22, 1, true, TdParams{}, kTdOwner2);
+  CHECK(count(run.of(td_machine()), "NO_TD", "TDH.MNG.CREATE", "SUCCESS") == 2);
+  CHECK(tb.exercised() == 0);
+  CHECK(count(ta, "NO_TD", "TDH.MNG.CREATE", "SUCCESS") == 1);
+  b.m.set_coverage(nullptr);  // `run` goes before `b`
 }
 
 TEST_CASE("coverage: the declared tables reject what A2.3 forbids") {
   // What a broken model might do: AUG over a MAPPED entry, or UNBLOCK a MAPPED one to BLOCKED.
-  sm::Machine& m = sept_machine();
-  m.reset_counts();
-  const unsigned aug = m.op_index("TDH.MEM.PAGE.AUG"),
-                 unblock = m.op_index("TDH.MEM.RANGE.UNBLOCK");
+  const sm::Machine& sept = sept_machine();
+  sm::Counts m(sept);
+  const unsigned aug = sept.op_index("TDH.MEM.PAGE.AUG"),
+                 unblock = sept.op_index("TDH.MEM.RANGE.UNBLOCK");
   m.record(static_cast<unsigned>(SeptState::kMapped), aug, 0,
            static_cast<unsigned>(SeptState::kPending));
   m.record(static_cast<unsigned>(SeptState::kBlocked), unblock, 0,
@@ -134,5 +154,4 @@ TEST_CASE("coverage: the declared tables reject what A2.3 forbids") {
   REQUIRE(m.undeclared().size() == 2);
   CHECK(m.undeclared().count("MAPPED --TDH.MEM.PAGE.AUG/SUCCESS--> PENDING") == 1);
   CHECK(m.undeclared().count("BLOCKED --TDH.MEM.RANGE.UNBLOCK/SUCCESS--> PENDING") == 1);
-  m.reset_counts();
 }

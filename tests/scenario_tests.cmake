@@ -4,10 +4,19 @@ set(SCN ${PROJECT_SOURCE_DIR}/scenarios)
 set(EXPECT ${CMAKE_CURRENT_SOURCE_DIR}/scenario/expect_run.cmake)
 set(OUTROOT ${CMAKE_CURRENT_BINARY_DIR}/scenario_out)
 
+# cvmsim_run_test(NAME RC ARGS ... [STDOUT re] [STDERR re] [FORBID re] [EXE program] [PREFIX p]):
+# runs the program (default: cvmsim) and checks its exit status and output; the ctest entry is
+# named "<PREFIX>: NAME" (default prefix: scenario).
 function(cvmsim_run_test name rc)
-  cmake_parse_arguments(A "" "STDOUT;STDERR;FORBID" "ARGS" ${ARGN})
+  cmake_parse_arguments(A "" "STDOUT;STDERR;FORBID;EXE;PREFIX" "ARGS" ${ARGN})
   string(JOIN "|" joined ${A_ARGS})
-  set(defs -DEXE=${CVMSIM} "-DARGS=${joined}" -DEXPECT_RC=${rc})
+  if(NOT A_EXE)
+    set(A_EXE ${CVMSIM})
+  endif()
+  if(NOT A_PREFIX)
+    set(A_PREFIX scenario)
+  endif()
+  set(defs -DEXE=${A_EXE} "-DARGS=${joined}" -DEXPECT_RC=${rc})
   if(A_STDOUT)
     list(APPEND defs "-DEXPECT_STDOUT=${A_STDOUT}")
   endif()
@@ -17,7 +26,7 @@ function(cvmsim_run_test name rc)
   if(A_FORBID)
     list(APPEND defs "-DFORBID_STDERR=${A_FORBID}")
   endif()
-  add_test(NAME "scenario: ${name}" COMMAND ${CMAKE_COMMAND} ${defs} -P ${EXPECT})
+  add_test(NAME "${A_PREFIX}: ${name}" COMMAND ${CMAKE_COMMAND} ${defs} -P ${EXPECT})
 endfunction()
 
 # The default scenario runs and prints a summary.

@@ -2,17 +2,7 @@
 set(TB_EXE $<TARGET_FILE:cvmsim_testbackend>)
 set(TB ${CMAKE_CURRENT_SOURCE_DIR}/backend)
 function(testbe_test name rc)
-  cmake_parse_arguments(A "" "STDOUT;STDERR" "ARGS" ${ARGN})
-  string(JOIN "|" joined ${A_ARGS})
-  set(defs -DEXE=${TB_EXE} "-DARGS=${joined}" -DEXPECT_RC=${rc})
-  if(A_STDOUT)
-    list(APPEND defs "-DEXPECT_STDOUT=${A_STDOUT}")
-  endif()
-  if(A_STDERR)
-    list(APPEND defs "-DEXPECT_STDERR=${A_STDERR}")
-  endif()
-  add_test(NAME "test backend: ${name}"
-           COMMAND ${CMAKE_COMMAND} ${defs} -P ${CMAKE_CURRENT_SOURCE_DIR}/scenario/expect_run.cmake)
+  cvmsim_run_test("${name}" ${rc} EXE ${TB_EXE} PREFIX "test backend" ${ARGN})
 endfunction()
 
 testbe_test("cvmsim list shows its VM type, option and invariant" 0 ARGS list

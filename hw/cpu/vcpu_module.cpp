@@ -29,7 +29,7 @@ VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, S
   qk_.reset();
   ext_.who = params.who;
   ext_.key = params.key;
-  ext_.initiator = Initiator::kCpu;
+  ext_.initiator = InitiatorKind::kCpu;
   gp_.set_extension(&ext_);
   gp_.set_streaming_width(0);
   gp_.set_byte_enable_ptr(nullptr);

@@ -258,6 +258,9 @@ bool VcpuModule::handle_exit(const VmExit& e) {
     case ExitReason::kBusError:
       ++stats_.exits_bus_error;
       break;
+    case ExitReason::kVirtualizationException:
+    case ExitReason::kVmmCommunication:
+      break;
   }
   if (trace_.enabled()) {
     char d[120];

@@ -369,10 +369,8 @@ class Session {
       p.tlb_ways = static_cast<unsigned>(mmu.tlb.ways);
       p.pwc_entries = static_cast<unsigned>(mmu.pwc.entries);
       p.pwc_ways = static_cast<unsigned>(mmu.pwc.ways);
-      tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
-      if (td) p.key = td->hkid();
       c.cpu = std::make_unique<FunctionalCpu>(p, mem_, kv.vm().stage2(), *c.exits);
-      if (td) c.cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
+      c.cpu->set_guest_access_policy(kv.vm().backend().guest_access_policy(kv.vm()));
       c.cpu->read_observer = [this](Pfn f, Principal reader, Principal holder) {
         checker_->note_plaintext_read(kvm::PlaintextRead{f, reader, holder});
       };

@@ -259,14 +259,11 @@ class Platform : public sc_core::sc_module {
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = vm->vmm->vcpu(static_cast<unsigned>(i));
         exits_.push_back(std::make_unique<CheckedExits>(kv, *checker_, *driver_, actor, stop));
-        tdx::KvmTdxBackend* td = tdx::tdx_backend_of(kv.vm());
-        if (td) p.key = td->hkid();  // private accesses use the TD's HKID
         auto cpu =
             std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(),
                                          std::move(program), trace, &progress);
-        // A TD's vCPU walks private GPAs through the S-EPT, shared ones (bit 47 set) through
-        // KVM's shared EPT under key 0.
-        if (td) cpu->set_private_root(*td->walk_root(), td->shared_bit(), 0);
+        // The backend's roots, keys and checks for guest accesses (a TD's: the S-EPT and HKID).
+        cpu->set_guest_access_policy(kv.vm().backend().guest_access_policy(kv.vm()));
         kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);

@@ -9,6 +9,7 @@
 
 #include "hw/base/pattern.h"
 #include "hw/cpu/vcpu_module.h"
+#include "hw/memory/initiator.h"
 #include "hw/memory/memory_module.h"
 #include "hw/mmu/stage2_table.h"
 #include "hw/platform/router_module.h"
@@ -284,19 +285,22 @@ class Platform : public sc_core::sc_module {
     if (!src.ok())
       throw std::runtime_error("initial image of " + vmc.name + ": no frame for the source buffer");
     const Hpa source = pfn_to_hpa(*src);
+    Initiator vmm = Initiator::host_user(mem_);  // the VMM's memcpy into its buffer
     std::vector<uint8_t> buf(kPageBytes);
     for (const auto& piece : vmc.tdx.initial_image) {
       for (uint64_t off = 0; off < piece.size; off += kPageBytes) {
         const uint64_t gpa = piece.gpa + off;
         fill_pattern(piece.pattern, piece.value, gpa, buf);
-        (void)mem_.write_keyed(source, buf, KeyedAccess{0, kHostUser, true});
+        if (AccessResult w = vmm.write(source, buf, WriteOptions{}.whole_lines()); !w.ok())
+          throw std::runtime_error("initial image of " + vmc.name +
+                                   ": the host's checks refused the source buffer");
         if (Status st = td.init_mem_page(kvm_vm, gpa_to_gfn(Gpa(gpa)), source, piece.measure);
             !st.ok())
           throw std::runtime_error("initial image of " + vmc.name + ": adding gpa " +
                                    std::to_string(gpa) + ": " + st.error().to_string());
       }
     }
-    (void)mem_.fill_keyed(source, kPageBytes, 0, KeyedAccess{0, kNobody, true});
+    (void)vmm.fill(source, kPageBytes, 0, WriteOptions{}.labelled(kNobody).whole_lines());
     alloc_.free(*src, PageSize::k4K);
   }
   invariants::Checker& checker() { return *checker_; }

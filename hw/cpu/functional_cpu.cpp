@@ -7,22 +7,44 @@
 
 namespace cvmsim {
 
+namespace {
+TranslatorParams translator_params(const FunctionalCpuParams& p) {
+  TranslatorParams t;
+  t.vcpu = p.id;
+  t.who = p.who;
+  t.key = p.key;
+  t.asid = p.asid;
+  t.tlb_sets = p.tlb_sets;
+  t.tlb_ways = p.tlb_ways;
+  t.pwc_entries = p.pwc_entries;
+  t.pwc_ways = p.pwc_ways;
+  t.max_fault_retries = p.max_fault_retries;
+  return t;
+}
+}  // namespace
+
+struct FunctionalCpu::Sink {
+  FunctionalCpu& cpu;
+  void tlb_hit() {}
+  void walked(const WalkResult&, bool) {}
+  bool exit(const VmExit& e) { return cpu.exit(e); }
+  void retried() {}
+  void give_up(Gpa gpa, unsigned attempts) {
+    char m[160];
+    std::snprintf(m, sizeof m,
+                  "vCPU %u: access to gpa 0x%" PRIx64 " still faults after %u handled exits",
+                  cpu.p_.id, gpa.value(), attempts);
+    cpu.stop_reason_ = m;
+  }
+};
+
 FunctionalCpu::FunctionalCpu(const FunctionalCpuParams& p, PhysMem& mem, const Stage2Table& stage2,
                              ExitHandler& exits)
     : p_(p),
       mem_(mem),
-      stage2_(stage2),
+      port_(mem, InitiatorId{p.who, InitiatorKind::kCpu, p.key}, nullptr),
       exits_(exits),
-      tlb_(TlbConfig{p.tlb_sets, p.tlb_ways}),
-      pwc_(PwcConfig{p.pwc_entries, p.pwc_ways}),
-      walker_(pwc_) {}
-
-void FunctionalCpu::set_private_root(const WalkRoot& root, Gpa shared_bit, KeyId shared_key) {
-  private_root_ = root;
-  shared_mask_ = shared_bit.value();
-  shared_key_ = shared_key;
-  has_private_root_ = true;
-}
+      xlate_(translator_params(p), stage2) {}
 
 bool FunctionalCpu::execute(const GuestOp& op, OpResult* result) {
   if (stopped()) return false;
@@ -66,54 +88,21 @@ bool FunctionalCpu::access(const GuestOp& op) {
   return true;
 }
 
-bool FunctionalCpu::translate(Gpa gpa, bool write, Pfn& out) {
-  // VcpuModule::translate + translate_slow, untimed.
-  const Perms need = write ? kPermsW : kPermsR;
-  for (unsigned attempt = 0;; ++attempt) {
-    if (TlbEntry* e = tlb_.lookup(p_.asid, gpa)) {
-      if (e->perms.allows(need)) {
-        out = e->pfn_for(gpa);
-        return true;
-      }
-      tlb_.invalidate_addr(p_.asid, gpa);  // a permission fault on a cached entry: walk again
-    }
-    const WalkResult w = is_private_gpa(gpa) ? walker_.walk(private_root_, gpa, p_.asid, need)
-                                             : walker_.walk(stage2_, gpa, p_.asid, need);
-    if (w.fault == WalkFault::kNone) {
-      tlb_.fill(p_.asid, gpa, w.pfn, w.size, w.perms, w.sw);
-      out = w.pfn_for(gpa);
-      return true;
-    }
-    if (attempt >= p_.max_fault_retries) {
-      char m[160];
-      std::snprintf(m, sizeof m,
-                    "vCPU %u: access to gpa 0x%" PRIx64 " still faults after %u handled exits",
-                    p_.id, gpa.value(), attempt);
-      stop_reason_ = m;
-      return false;
-    }
-    VmExit e;
-    e.reason = ExitReason::kStage2Fault;
-    e.gpa = gpa;
-    e.write = write;
-    e.present = w.fault == WalkFault::kPermission;
-    if (!exit(e)) return false;
-  }
-}
-
 bool FunctionalCpu::access_piece(Gpa gpa, uint8_t* buf, uint32_t len, bool write) {
-  Pfn pfn;
-  if (!translate(gpa, write, pfn)) return false;
+  Translation x;
+  Sink sink{*this};
+  if (!xlate_.translate(gpa, write, x, sink)) return false;
+  const Pfn pfn = x.pfn;
   const Hpa hpa = pfn_to_hpa(pfn) + gpa.page_offset();
-  const KeyId key = key_for(gpa);
+  const KeyId key = xlate_.key_for(gpa);
   std::span<uint8_t> data(buf, len);
   if (write) {
-    (void)mem_.write_keyed(hpa, data, KeyedAccess{key, p_.who, false});
+    (void)port_.write(hpa, data, WriteOptions{}.under(key));
     return true;
   }
   // MemoryModule::b_transport's read, then VcpuModule::transport's machine-check loop.
   for (unsigned attempt = 0;; ++attempt) {
-    const IntegrityResult r = mem_.read_keyed(hpa, data, key);
+    const IntegrityResult r = port_.read(hpa, data, key).integrity;
     if (read_observer && !r.key_mismatch && !r.zeroed && !r.poisoned) {
       const Principal holder = mem_.meta(pfn).label;
       if (holder != p_.who && holder != kNobody) read_observer(pfn, p_.who, holder);

@@ -33,6 +33,10 @@ std::string_view name_of(ExitReason r) {
       return "hypercall";
     case ExitReason::kBusError:
       return "bus_error";
+    case ExitReason::kVirtualizationException:
+      return "virtualization_exception";
+    case ExitReason::kVmmCommunication:
+      return "vmm_communication";
   }
   return "?";
 }

@@ -8,6 +8,48 @@
 
 namespace cvmsim {
 
+namespace {
+TranslatorParams translator_params(const VcpuParams& p) {
+  TranslatorParams t;
+  t.vcpu = p.id;
+  t.who = p.who;
+  t.key = p.key;
+  t.asid = p.asid;
+  t.tlb_sets = p.tlb_sets;
+  t.tlb_ways = p.tlb_ways;
+  t.pwc_entries = p.pwc_entries;
+  t.pwc_ways = p.pwc_ways;
+  t.max_fault_retries = p.max_fault_retries;
+  return t;
+}
+}  // namespace
+
+// What the shared translate path reports to the timed core: cycles charged to local time and
+// counted, exits through handle_exit.
+struct VcpuModule::Sink {
+  VcpuModule& cpu;
+  void tlb_hit() {
+    cpu.charge(cpu.p_.costs.tlb_hit);
+    cpu.stats_.translate_cycles += cpu.p_.costs.tlb_hit.count();
+  }
+  void walked(const WalkResult& w, bool private_root) {
+    if (private_root) ++cpu.stats_.private_walks;
+    const Cycles cost =
+        cpu.p_.costs.walk_ref * w.mem_refs + (w.pwc_hit ? cpu.p_.costs.pwc_hit : Cycles(0));
+    cpu.charge(cost);
+    cpu.stats_.translate_cycles += cost.count();
+  }
+  bool exit(const VmExit& e) { return cpu.handle_exit(e); }
+  void retried() { ++cpu.stats_.fault_retries; }
+  void give_up(Gpa gpa, unsigned attempts) {
+    char m[160];
+    std::snprintf(m, sizeof m,
+                  "%s: access to gpa 0x%" PRIx64 " still faults after %u handled exits", cpu.name(),
+                  gpa.value(), attempts);
+    cpu.stop_reason_ = m;
+  }
+};
+
 VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, Stage2Table& stage2,
                        ExitHandler& exits, std::unique_ptr<GuestProgram> program, TraceSink& trace,
                        Progress* progress)
@@ -15,21 +57,18 @@ VcpuModule::VcpuModule(sc_core::sc_module_name name, const VcpuParams& params, S
       socket("socket"),
       p_(params),
       clock_(params.frequency_hz),
-      stage2_(stage2),
       exits_(exits),
       program_(std::move(program)),
       trace_(trace),
       progress_(progress),
-      tlb_(TlbConfig{params.tlb_sets, params.tlb_ways}),
-      pwc_(PwcConfig{params.pwc_entries, params.pwc_ways}),
-      walker_(pwc_) {
+      xlate_(translator_params(params), stage2) {
   socket.register_invalidate_direct_mem_ptr(this, &VcpuModule::invalidate_direct_mem_ptr);
   tlm_utils::tlm_quantumkeeper::set_global_quantum(
       sc_core::sc_time::from_value(clock_.to_ps(params.quantum)));
   qk_.reset();
   ext_.who = params.who;
   ext_.key = params.key;
-  ext_.initiator = Initiator::kCpu;
+  ext_.initiator = InitiatorKind::kCpu;
   gp_.set_extension(&ext_);
   gp_.set_streaming_width(0);
   gp_.set_byte_enable_ptr(nullptr);
@@ -142,7 +181,7 @@ void VcpuModule::run() {
 // Inlined into access(): this is the hot path of every guest load and store.
 [[gnu::always_inline]] inline bool VcpuModule::access_piece(Gpa gpa, uint8_t* buf, uint32_t len,
                                                             bool write) {
-  Xlate x;
+  Translation x;
   if (!translate(gpa, write, x)) return false;
   uint8_t* host = x.entry ? static_cast<uint8_t*>(x.entry->host_ptr) : nullptr;
   if (!host) [[unlikely]] {
@@ -200,51 +239,9 @@ bool VcpuModule::access(const GuestOp& op) {
   return true;
 }
 
-bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out) {
-  const Perms need = write ? kPermsW : kPermsR;
-  for (unsigned attempt = 0;; ++attempt) {
-    // The first lookup was made (and counted) by translate(); a retry after an exit looks again.
-    TlbEntry* e = attempt == 0 ? hit : tlb_.lookup(p_.asid, gpa);
-    if (e) {
-      charge(p_.costs.tlb_hit);
-      stats_.translate_cycles += p_.costs.tlb_hit.count();
-      if (e->perms.allows(need)) {
-        out.pfn = e->pfn_for(gpa);
-        out.entry = e->size == PageSize::k4K ? e : nullptr;
-        return true;
-      }
-      // A permission fault on a cached entry: drop it and walk, as hardware re-walks on a fault.
-      tlb_.invalidate_addr(p_.asid, gpa);
-    }
-    const bool priv = is_private_gpa(gpa);
-    if (priv) ++stats_.private_walks;
-    const WalkResult w = priv ? walker_.walk(private_root_, gpa, p_.asid, need)
-                              : walker_.walk(stage2_, gpa, p_.asid, need);
-    const Cycles cost = p_.costs.walk_ref * w.mem_refs + (w.pwc_hit ? p_.costs.pwc_hit : Cycles(0));
-    charge(cost);
-    stats_.translate_cycles += cost.count();
-    if (w.fault == WalkFault::kNone) {
-      TlbEntry* filled = tlb_.fill(p_.asid, gpa, w.pfn, w.size, w.perms, w.sw);
-      out.pfn = w.pfn_for(gpa);
-      out.entry = w.size == PageSize::k4K ? filled : nullptr;
-      return true;
-    }
-    if (attempt >= p_.max_fault_retries) {
-      char m[160];
-      std::snprintf(m, sizeof m,
-                    "%s: access to gpa 0x%" PRIx64 " still faults after %u handled exits", name(),
-                    gpa.value(), attempt);
-      stop_reason_ = m;
-      return false;
-    }
-    VmExit exit;
-    exit.reason = ExitReason::kStage2Fault;
-    exit.gpa = gpa;
-    exit.write = write;
-    exit.present = w.fault == WalkFault::kPermission;
-    if (!handle_exit(exit)) return false;
-    ++stats_.fault_retries;
-  }
+bool VcpuModule::translate_slow(Gpa gpa, bool write, TlbEntry* hit, Translation& out) {
+  Sink sink{*this};
+  return xlate_.translate_slow(gpa, write, hit, out, sink);
 }
 
 bool VcpuModule::handle_exit(const VmExit& e) {
@@ -257,6 +254,10 @@ bool VcpuModule::handle_exit(const VmExit& e) {
       break;
     case ExitReason::kBusError:
       ++stats_.exits_bus_error;
+      break;
+    case ExitReason::kVirtualizationException:
+    case ExitReason::kVmmCommunication:
+      ++stats_.exits_guest_exception;
       break;
   }
   if (trace_.enabled()) {
@@ -311,14 +312,14 @@ void VcpuModule::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 en
       if (s.pfn == f) s = DmiSlot{};
     }
   }
-  tlb_.clear_host_ptrs(Pfn(first), last - first + 1);
+  xlate_.tlb().clear_host_ptrs(Pfn(first), last - first + 1);
   ++stats_.dmi_invalidations;
 }
 
 // Kept out of line so that the DMI path in access_piece stays small.
 [[gnu::noinline]] bool VcpuModule::transport(Gpa gpa, Pfn pfn, uint8_t* buf, uint32_t len,
                                              bool write) {
-  if (has_private_root_) ext_.key = key_for(gpa);
+  if (xlate_.policy()) ext_.key = key_for(gpa);
   for (unsigned attempt = 0;; ++attempt) {
     gp_.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
     gp_.set_address(pfn_to_hpa(pfn).value() + gpa.page_offset());
@@ -416,9 +417,15 @@ void VcpuModule::describe_stats(StatVisitor& v) const {
   v.counter(
       "machine_checks", stats_.machine_checks, "exits",
       "machine checks: loads that consumed poisoned memory (each handled by the exit handler)");
-  if (has_private_root_)
+  if (xlate_.has_private_root())
     v.counter("private_walks", stats_.private_walks, "walks",
               "walks of the private root (TDX Secure EPT): GPAs with the shared bit clear");
+  // Only a policy's checks raise guest exceptions; without checks the statistic is left out, so
+  // that other VMs' statistics stay as they were.
+  if (xlate_.policy() && xlate_.policy()->has_checks())
+    v.counter("exits_guest_exception", stats_.exits_guest_exception, "exits",
+              "exceptions delivered to the guest kernel (#VE, #VC) by the checks after "
+              "translation");
   v.counter("fault_retries", stats_.fault_retries, "count",
             "accesses retried after a handled stage-2 fault");
   v.counter("verify_failures", stats_.verify_failures, "loads",
@@ -435,11 +442,11 @@ void VcpuModule::describe_stats(StatVisitor& v) const {
   v.counter("finish_time_ps", stats_.finish_time_ps, "ps",
             "simulated time at which the vCPU finished or stopped");
   PrefixedStats tlb(v, "tlb");
-  tlb_.describe_stats(tlb);
+  xlate_.tlb().describe_stats(tlb);
   PrefixedStats pwc(v, "pwc");
-  pwc_.describe_stats(pwc);
+  xlate_.pwc().describe_stats(pwc);
   PrefixedStats walker(v, "walker");
-  walker_.describe_stats(walker);
+  xlate_.walker().describe_stats(walker);
 }
 
 }  // namespace cvmsim

@@ -4,12 +4,13 @@
 // (ARCHITECTURE.md principle 5).
 //
 // An access is split at 4 KiB boundaries; each piece is translated through the TLB or, on a
-// miss, a stage-2 walk (with the page-walk cache), checked against the leaf's permissions, and
-// then performed through a DMI pointer when the memory granted one for that frame (cached in
-// the frame's TLB entry, so a TLB hit finds it at once), or through b_transport otherwise. Faults
-// and hypercalls go to the ExitHandler as typed VmExits; a load that the memory answers with
-// poison (tdx-snp.md A9) goes to it as a MachineCheck (#MC), whose ExitAction says whether the
-// vCPU stops, goes on, or retries the load.
+// miss, by the GuestTranslator the functional core shares (a stage-2 walk with the page-walk
+// cache, of the root the backend's GuestAccessPolicy picks, the leaf's permissions, the policy's
+// checks on the translated frame), and then performed through a DMI pointer when the memory granted
+// one for that frame (cached in the frame's TLB entry, so a TLB hit finds it at once), or through
+// b_transport otherwise. Faults and hypercalls go to the ExitHandler as typed VmExits; a load that
+// the memory answers with poison (tdx-snp.md A9) goes to it as a MachineCheck (#MC), whose
+// ExitAction says whether the vCPU stops, goes on, or retries the load.
 //
 // Lifetime: a vCPU starts at time 0, or, if given a start gate (start_after), when that event is
 // first notified; it runs its program to the end (or until it stops on an error) and then
@@ -28,7 +29,9 @@
 #include "hw/base/cycles.h"
 #include "hw/base/principal.h"
 #include "hw/base/trace_sink.h"
+#include "hw/cpu/guest_access_policy.h"
 #include "hw/cpu/guest_op.h"
+#include "hw/cpu/guest_translator.h"
 #include "hw/cpu/vm_exit.h"
 #include "hw/memory/memory_timing.h"
 #include "hw/memory/tlm_access_ext.h"
@@ -51,7 +54,7 @@ struct VcpuCosts {
 struct VcpuParams {
   unsigned id = 0;          // index within the VM
   Principal who = kNobody;  // the VM's principal: labels what the vCPU writes
-  KeyId key = 0;            // memory key the VM's accesses use
+  KeyId key = 0;            // memory key the VM's accesses use without a GuestAccessPolicy
   uint16_t asid = 1;        // TLB / PWC tag (VPID / ASID / VMID)
   unsigned tlb_sets = 128, tlb_ways = 12;
   unsigned pwc_entries = 32, pwc_ways = 4;
@@ -106,26 +109,19 @@ class VcpuModule : public sc_core::sc_module {
   const std::string& stop_reason() const { return stop_reason_; }
   uint64_t verify_failures() const { return stats_.verify_failures; }
   const std::string& first_verify_failure() const { return first_verify_failure_; }
-  Tlb& tlb() { return tlb_; }
-  const Tlb& tlb() const { return tlb_; }
-  Pwc& pwc() { return pwc_; }
-  const Walker& walker() const { return walker_; }
-  // A second translation root for a VM whose private memory has its own tree (TDX, tdx-snp.md
-  // A1): a GPA with `shared_bit` clear is walked through `root` (the TDX module's Secure EPT) and
-  // accessed under VcpuParams::key (the TD's HKID); a GPA with the bit set is walked through the
-  // stage-2 table given at construction (the host's shared EPT, indexed by the full GPA, S bit
-  // included) and accessed under `shared_key`. TLB and page-walk-cache entries are tagged by the
-  // full GPA, so the two sides never alias. Without it (every other VM type) there is one root
-  // and nothing changes on the hot path (a TLB hit never looks at the roots). A walk fault on
-  // either side is the usual kStage2Fault exit; the layer above tells private from shared by
-  // the bit. Call before the simulation starts or between accesses (the layer above flushes).
-  void set_private_root(const WalkRoot& root, Gpa shared_bit, KeyId shared_key = 0) {
-    private_root_ = root;
-    shared_mask_ = shared_bit.value();
-    shared_key_ = shared_key;
-    has_private_root_ = true;
-  }
-  bool has_private_root() const { return has_private_root_; }
+  Tlb& tlb() { return xlate_.tlb(); }
+  const Tlb& tlb() const { return xlate_.tlb(); }
+  Pwc& pwc() { return xlate_.pwc(); }
+  const Walker& walker() const { return xlate_.walker(); }
+  // The backend's policy for the VM's guest accesses (KvmBackend::guest_access_policy): which
+  // root and key each GPA uses and the checks after translation (TDX: private GPAs through the
+  // Secure EPT under the TD's HKID, tdx-snp.md A1). nullptr (the default): the stage-2 table given
+  // at construction, VcpuParams::key, no checks, and nothing changes on the hot path (a TLB hit
+  // never looks at the policy). TLB and page-walk-cache entries are tagged by the full GPA, so
+  // two roots never alias. Call before the simulation starts or between accesses (the layer
+  // above flushes).
+  void set_guest_access_policy(const GuestAccessPolicy* p) { xlate_.set_policy(p); }
+  bool has_private_root() const { return xlate_.has_private_root(); }
   // True when called from this vCPU's own thread (its exit handler, say).
   bool on_own_thread() const {
     return thread_.valid() && sc_core::sc_get_current_process_handle() == thread_;
@@ -152,18 +148,11 @@ class VcpuModule : public sc_core::sc_module {
   // A load through transport() consumed poison: reports the #MC to the exit handler and returns
   // what to do (kStop with stop_reason_ set, kResume, or kRetry).
   ExitAction::Kind machine_check(Gpa gpa, Pfn pfn, uint32_t len, unsigned attempt);
-  // Translation of one 4 KiB piece.
-  struct Xlate {
-    Pfn pfn;
-    // The TLB entry, when it maps exactly this 4 KiB frame: its host_ptr then caches the frame's
-    // DMI pointer, so that the hot path needs no second lookup. Valid until the next TLB fill or
-    // invalidation.
-    TlbEntry* entry = nullptr;
-  };
   // The hot path (ARCHITECTURE.md principle 5): a TLB hit that grants the access, inline. Every
-  // other case (miss, permission fault on a cached entry, walk, VM exit) is translate_slow.
-  bool translate(Gpa gpa, bool write, Xlate& out) {
-    TlbEntry* e = tlb_.lookup(p_.asid, gpa);
+  // other case (miss, permission fault on a cached entry, walk, checks, VM exit) is the shared
+  // GuestTranslator's slow path.
+  bool translate(Gpa gpa, bool write, Translation& out) {
+    TlbEntry* e = xlate_.tlb().lookup(p_.asid, gpa);
     if (e && e->perms.allows(write ? kPermsW : kPermsR)) [[likely]] {
       charge(p_.costs.tlb_hit);
       stats_.translate_cycles += p_.costs.tlb_hit.count();
@@ -174,14 +163,11 @@ class VcpuModule : public sc_core::sc_module {
     return translate_slow(gpa, write, e, out);
   }
   // `hit` is the result of the TLB lookup translate() made (nullptr on a miss).
-  bool translate_slow(Gpa gpa, bool write, TlbEntry* hit, Xlate& out);
+  bool translate_slow(Gpa gpa, bool write, TlbEntry* hit, Translation& out);
+  struct Sink;  // GuestTranslator's: charges cycles, counts, exits through handle_exit
   bool handle_exit(const VmExit& e);
-  bool is_private_gpa(Gpa gpa) const { return has_private_root_ && !(gpa.value() & shared_mask_); }
-  // The key an access to gpa uses: the VM's key, or with a private root the shared key for
-  // shared GPAs (slow path only: DMI accesses carry no key).
-  KeyId key_for(Gpa gpa) const {
-    return has_private_root_ && !is_private_gpa(gpa) ? shared_key_ : p_.key;
-  }
+  // The key an access to gpa uses (slow path only: DMI accesses carry no key).
+  KeyId key_for(Gpa gpa) const { return xlate_.key_for(gpa); }
   void charge(Cycles c) {
     stats_.busy_cycles += c.count();
     local_ps_ += clock_.to_ps(c);
@@ -200,18 +186,11 @@ class VcpuModule : public sc_core::sc_module {
 
   VcpuParams p_;
   Clock clock_;
-  Stage2Table& stage2_;
   ExitHandler& exits_;
   std::unique_ptr<GuestProgram> program_;
   TraceSink& trace_;
   Progress* progress_;
-  Tlb tlb_;
-  Pwc pwc_;
-  Walker walker_;
-  WalkRoot private_root_{};
-  uint64_t shared_mask_ = 0;
-  KeyId shared_key_ = 0;
-  bool has_private_root_ = false;
+  GuestTranslator xlate_;
   // Temporal decoupling. Local time (how far the vCPU runs ahead of sc_time_stamp()) is kept in
   // integer picoseconds and handed to the quantum keeper only when the vCPU synchronises, so an
   // access costs an addition and a comparison rather than SystemC library calls (sc_time
@@ -257,6 +236,7 @@ class VcpuModule : public sc_core::sc_module {
     uint64_t bytes_loaded = 0, bytes_stored = 0, page_crossings = 0;
     uint64_t dmi_accesses = 0, transport_accesses = 0, dmi_invalidations = 0;
     uint64_t exits_stage2 = 0, exits_hypercall = 0, exits_bus_error = 0, fault_retries = 0;
+    uint64_t exits_guest_exception = 0;  // #VE / #VC (only a policy's checks raise them)
     uint64_t machine_checks = 0;
     uint64_t private_walks = 0;
     uint64_t verify_failures = 0;

@@ -31,9 +31,11 @@
 // (frame_history.h, history()): who wrote them, and the events the layers above report through
 // note() (hand-out, mapping, scrub, rebind); ISO-2/ISO-6 print it as the chain of a leak.
 //
-// This class performs no isolation checks (the MMU and the backends do). It does track which
-// frames have a DMI pointer out, and calls the DMI listener to revoke it whenever a frame's key,
-// owner, label or poison state changes (ARCHITECTURE.md principle 5).
+// This class performs no isolation checks (the MMU and the backends do). It holds the platform's
+// chain of host-side checks (host_checks(), access_check.h), which every host-side Initiator
+// runs before it calls in here, so that whoever holds the memory reaches the same chain. It does
+// track which frames have a DMI pointer out, and calls the DMI listener to revoke it whenever a
+// frame's key, owner, label or poison state changes (ARCHITECTURE.md principle 5).
 #pragma once
 
 #include <cstdint>
@@ -46,6 +48,7 @@
 #include "hw/base/principal.h"
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
+#include "hw/memory/access_check.h"
 #include "hw/memory/frame_history.h"
 #include "hw/memory/frame_ptr_map.h"
 #include "hw/memory/key_config.h"
@@ -265,6 +268,12 @@ class PhysMem {
       history_.remember_map(f, who, arg);
   }
 
+  // ---- The platform's host-side check chain (initiator.h) ----
+  // Backends add their checks (SNP: the RMP check on host writes, tdx-snp.md B3); PhysMem never
+  // runs them itself.
+  AccessCheckChain& host_checks() { return host_checks_; }
+  const AccessCheckChain& host_checks() const { return host_checks_; }
+
   // ---- DMI ----
   // Returns the frame's bytes for direct access, or nullptr (metadata-only mode). Marks the
   // frame as granted, so that later key/owner/label/poison changes call the listener.
@@ -322,6 +331,7 @@ class PhysMem {
   mutable Stats stats_;  // reads count bytes too
   DmiListener dmi_listener_;
   FrameHistory history_;
+  AccessCheckChain host_checks_;
 };
 
 }  // namespace cvmsim

@@ -8,17 +8,16 @@
 #include <tlm>
 
 #include "hw/base/principal.h"
+#include "hw/memory/access_check.h"
 #include "hw/memory/phys_mem.h"
 
 namespace cvmsim {
-
-enum class Initiator : uint8_t { kCpu, kDevice, kHost };
 
 struct AccessExt : tlm::tlm_extension<AccessExt> {
   // ---- Request ----
   Principal who = kNobody;
   KeyId key = 0;
-  Initiator initiator = Initiator::kCpu;
+  InitiatorKind initiator = InitiatorKind::kCpu;
   bool private_access = false;
   // A MOVDIR64B-style direct store: a write whose address and length are multiples of 64 bytes,
   // replacing whole cache lines without reading them, so it clears their poison. The memory

@@ -20,7 +20,11 @@ Result<std::unique_ptr<Stage2Table>> Stage2Table::create(PhysMem& mem, FrameAllo
 
 Stage2Table::Stage2Table(PhysMem& mem, FrameAllocator& frames, Stage2Format format,
                          uint64_t empty_entry)
-    : mem_(mem), frames_(frames), codec_(format), empty_entry_(empty_entry) {}
+    : mem_(mem),
+      host_(Initiator::host_kernel(mem)),
+      frames_(frames),
+      codec_(format),
+      empty_entry_(empty_entry) {}
 
 Stage2Table::~Stage2Table() {
   destroy();
@@ -34,7 +38,7 @@ Result<Pfn> Stage2Table::alloc_table() {
   mem_.mark_table(*f, true);
   const Hpa t = pfn_to_hpa(*f);
   // A recycled frame may hold anything; a table must start with every slot empty.
-  mem_.fill(t, kPageBytes, 0);
+  note(host_.fill_plain(t, kPageBytes, 0));
   if (empty_entry_ != 0) {
     for (unsigned i = 0; i < kEntriesPerTable; ++i) write(t + 8 * i, empty_entry_);
   }
@@ -46,7 +50,7 @@ Result<Pfn> Stage2Table::alloc_table() {
 
 void Stage2Table::free_table(Pfn table) {
   // Scrubbed so that no stale pointer to a freed table (or a guest frame) outlives it.
-  mem_.fill(pfn_to_hpa(table), kPageBytes, 0);
+  note(host_.fill_plain(pfn_to_hpa(table), kPageBytes, 0));
   mem_.mark_table(table, false);
   frames_.free(table, PageSize::k4K);
   ++stats_.table_frames_freed;

@@ -2,7 +2,10 @@
 // from a FrameAllocator, is marked as a table in PhysMem (so it stays byte-backed even in
 // metadata-only mode) and holds 512 little-endian 8-byte entries written with write_u64. A walk
 // therefore reads exactly what a hardware walker would read, and a stray write into a table
-// frame corrupts translation the way it would on real hardware.
+// frame corrupts translation the way it would on real hardware. The table's owner is the host
+// kernel (KVM's MMU): every entry it reads or writes and every table frame it clears goes through
+// a host-kernel Initiator, so the platform's host checks see them (SNP's RMP check refuses host
+// writes, page-table writes included, to pages that are not hypervisor-owned: tdx-snp.md B3).
 //
 // Inputs are Gpa (an IPA on Arm), outputs Pfn. Levels are numbered as in pte_format.h
 // (0 = the 4 KiB table, root = levels()-1).
@@ -18,12 +21,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "hw/base/addr.h"
 #include "hw/base/page_size.h"
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
 #include "hw/memory/frame_allocator.h"
+#include "hw/memory/initiator.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/perms.h"
 #include "hw/mmu/pte_format.h"
@@ -154,6 +159,10 @@ class Stage2Table {
   unsigned top_level() const { return codec_.levels() - 1; }
   uint64_t empty_entry() const { return empty_entry_; }
   const PhysMem& mem() const { return mem_; }
+  // The last page-table access the platform's host checks refused (the access did not happen).
+  // On hardware that is a #PF in the kernel, an oops (tdx-snp.md B3); the model records it for
+  // the owner and the checkers instead. No check refuses one yet.
+  const std::optional<AccessFault>& host_fault() const { return host_fault_; }
   uint64_t table_frames_in_use() const {
     return stats_.table_frames_allocated - stats_.table_frames_freed;
   }
@@ -196,13 +205,19 @@ class Stage2Table {
   bool zap_range(Pfn table, unsigned level, uint64_t base, uint64_t start, uint64_t end);
   Status check_leaf_args(Gpa gpa, PageSize size) const;
 
-  uint64_t read(Hpa a) const { return mem_.read_u64(a); }
-  void write(Hpa a, uint64_t v) { mem_.write_u64(a, v); }
+  uint64_t read(Hpa a) const { return host_.read_u64(a, &host_fault_); }
+  void write(Hpa a, uint64_t v) { note(host_.write_u64(a, v)); }
+  void note(const AccessResult& r) {
+    if (!r.ok()) [[unlikely]]
+      host_fault_ = r.fault;
+  }
 
   template <class F>
   void visit(Pfn table, unsigned level, uint64_t base, F& f) const;
 
   PhysMem& mem_;
+  Initiator host_;  // the host kernel, writing its page tables
+  mutable std::optional<AccessFault> host_fault_;
   FrameAllocator& frames_;
   PteCodec codec_;
   uint64_t empty_entry_;

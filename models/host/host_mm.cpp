@@ -5,7 +5,12 @@
 namespace cvmsim {
 
 HostMm::HostMm(PhysMem& mem, FrameAllocator& frames, Principal owner, Hva mmap_base)
-    : mem_(mem), frames_(frames), owner_(owner), next_(mmap_base) {}
+    : mem_(mem),
+      frames_(frames),
+      owner_(owner),
+      user_(Initiator::host_user(mem, owner)),
+      kernel_(Initiator::host_kernel(mem)),
+      next_(mmap_base) {}
 
 HostMm::~HostMm() {
   for (auto& [s, v] : vmas_)
@@ -144,8 +149,13 @@ Result<HostMm::Page> HostMm::get_user_page(Hva a) {
   if (it == v->pages.end()) {
     auto f = frames_.alloc(v->page);
     if (!f.ok()) return f.error();
-    // A fresh anonymous page is zeroed by the kernel before userspace sees it.
-    mem_.fill(pfn_to_hpa(*f), ps, 0);
+    // A fresh anonymous page is zeroed by the kernel before userspace sees it. A page the
+    // host's checks refuse to the kernel is not the host's to hand out.
+    if (!kernel_.fill_plain(pfn_to_hpa(*f), ps, 0).ok()) {
+      frames_.free(*f, v->page);
+      ++stats_.efaults;
+      return Errno::kEFAULT;
+    }
     for (uint64_t i = 0; i < frames_of(v->page); ++i) mem_.set_label(*f + i, kNobody);
     stats_.bytes_zeroed += ps;
     resident_bytes_ += ps;
@@ -179,7 +189,11 @@ Status HostMm::read(Hva a, std::span<uint8_t> out) {
     auto p = get_user_page(at);
     if (!p.ok()) return p.error();
     const uint64_t n = std::min<uint64_t>(out.size() - done, kPageBytes - at.page_offset());
-    mem_.read(pfn_to_hpa(p->pfn_for(at)) + at.page_offset(), out.subspan(done, n));
+    if (!user_.read_plain(pfn_to_hpa(p->pfn_for(at)) + at.page_offset(), out.subspan(done, n))
+             .ok()) {
+      ++stats_.efaults;
+      return Errno::kEFAULT;
+    }
     done += n;
   }
   return {};
@@ -193,7 +207,10 @@ Status HostMm::write(Hva a, std::span<const uint8_t> in) {
     if (!p.ok()) return p.error();
     const uint64_t n = std::min<uint64_t>(in.size() - done, kPageBytes - at.page_offset());
     const Pfn f = p->pfn_for(at);
-    mem_.write(pfn_to_hpa(f) + at.page_offset(), in.subspan(done, n));
+    if (!user_.write_plain(pfn_to_hpa(f) + at.page_offset(), in.subspan(done, n)).ok()) {
+      ++stats_.efaults;
+      return Errno::kEFAULT;
+    }
     mem_.set_label(f, owner_);
     done += n;
   }

@@ -6,7 +6,9 @@
 //
 // This is the "shared backing" a memslot's userspace_addr points at. Host userspace reads and
 // writes go through read()/write(), which fault pages in as the kernel would and label what
-// they write as the host user's data (the secret labels of hw/memory).
+// they write as the host user's data (the secret labels of hw/memory). They are the VMM's
+// accesses as an initiator (hw/memory/initiator.h) and pass the platform's host checks; so does
+// the kernel's clearing of a fresh page.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
 #include "hw/memory/frame_allocator.h"
+#include "hw/memory/initiator.h"
 #include "hw/memory/phys_mem.h"
 
 namespace cvmsim {
@@ -74,7 +77,9 @@ class HostMm {
   // Page size of the mapping at `a` (host_pfn_mapping_level), or nullopt if unmapped.
   std::optional<PageSize> mapping_page_size(Hva a) const;
 
-  // Host userspace accesses (memcpy in the VMM). EFAULT if any byte is unmapped.
+  // Host userspace accesses (memcpy in the VMM). EFAULT if any byte is unmapped, or if the
+  // platform's host checks refuse a page (a real VMM gets SIGBUS: tdx-snp.md B3); the pages
+  // before it were accessed.
   Status read(Hva a, std::span<uint8_t> out);
   Status write(Hva a, std::span<const uint8_t> in);
 
@@ -122,6 +127,8 @@ class HostMm {
   PhysMem& mem_;
   FrameAllocator& frames_;
   Principal owner_;
+  Initiator user_;    // the owner's userspace accesses
+  Initiator kernel_;  // the kernel clearing fresh pages
   Hva next_;
   std::map<uint64_t, Vma> vmas_;  // by start
   std::vector<MmuNotifier*> notifiers_;

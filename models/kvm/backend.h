@@ -21,6 +21,7 @@
 #include "hw/base/cycles.h"
 #include "hw/base/page_size.h"
 #include "hw/base/result.h"
+#include "hw/cpu/guest_access_policy.h"
 #include "hw/cpu/vm_exit.h"
 #include "hw/mmu/perms.h"
 #include "hw/mmu/stage2_table.h"
@@ -125,17 +126,12 @@ class KvmBackend {
   // any state (TDX: an AUGed, not yet accepted PENDING leaf counts).
   virtual bool has_private_leaf(const Vm&, Gfn) const { return false; }
 
-  // How a vCPU of this VM translates with a private root: GPAs with `shared_bit` clear walk
-  // `root` and access memory under `private_key`, the others walk KVM's stage-2 table. nullopt:
-  // one root (every GPA through stage-2, under key 0).
-  struct PrivateTranslation {
-    WalkRoot root;
-    Gpa shared_bit;
-    KeyId private_key = 0;
-  };
-  virtual std::optional<PrivateTranslation> private_translation(const Vm&) const {
-    return std::nullopt;
-  }
+  // How the VM's vCPUs translate and check guest accesses (hw/cpu/guest_access_policy.h): the
+  // root and key of each GPA and the checks after translation (TDX: private GPAs through the
+  // Secure EPT under the TD's HKID). nullptr: one root (the stage-2 table), the vCPU's key, no
+  // checks. The platform gives it to every vCPU it builds; the backend keeps it alive as long as
+  // the VM.
+  virtual const GuestAccessPolicy* guest_access_policy(const Vm&) const { return nullptr; }
 
   // A stage-2 fault on a GPA the private root translates, before generic KVM sees it: the
   // backend asks its firmware what the fault is (TDX: the module's EPT-violation dispatch says

@@ -144,7 +144,9 @@ Result<GmemFolio*> GmemInode::get_folio(GmemPgoff index) {
 uint64_t GmemInode::zero_folio(GmemFolio& f) {
   PhysMem& mem = env_.mem;
   mem.note(f.pfn, FrameEventKind::kScrub, kNobody);  // provenance: before the label goes
-  mem.fill(pfn_to_hpa(f.pfn), kPageBytes, 0);
+  // The folio is the host's until the backend's gmem_prepare assigns it, so the host's checks
+  // let the kernel clear it.
+  (void)Initiator::host_kernel(mem).fill_plain(pfn_to_hpa(f.pfn), kPageBytes, 0);
   // An untouched frame already reads as zeros under key 0, labelled nobody.
   if (mem.meta(f.pfn).flags & kFrameTouched) {
     mem.set_key(f.pfn, 0);
@@ -719,6 +721,7 @@ Result<HostAccess> GmemFile::host_access(GmemMapping m, uint64_t offset, uint64_
                                          uint8_t* out, const uint8_t* in, Principal who) {
   HostAccess acc;
   PhysMem& mem = inode_->env_.mem;
+  Initiator user = Initiator::host_user(mem, who);
   while (acc.bytes < len) {
     const uint64_t at = offset + acc.bytes;
     UserMapping* vma = mapping(m);
@@ -733,14 +736,19 @@ Result<HostAccess> GmemFile::host_access(GmemMapping m, uint64_t offset, uint64_
     const uint64_t in_page = at & (kPageBytes - 1);
     const uint64_t n = std::min(len - acc.bytes, kPageBytes - in_page);
     const Hpa hpa = pfn_to_hpa(fault->pfn) + in_page;
+    const AccessResult r = write
+                               ? user.write_plain(hpa, std::span<const uint8_t>(in + acc.bytes, n))
+                               : user.read_plain(hpa, std::span<uint8_t>(out + acc.bytes, n));
+    if (!r.ok()) {
+      inode_->count(&GmemStats::sigbus);
+      acc.signal = Signal::kSigbus;
+      return acc;
+    }
     if (write) {
-      mem.write(hpa, std::span<const uint8_t>(in + acc.bytes, n));
       // As the memory module does for a write: the frame now holds the writer's data under the
       // host key.
       mem.set_key(fault->pfn, 0);
       mem.set_label(fault->pfn, who);
-    } else {
-      mem.read(hpa, std::span<uint8_t>(out + acc.bytes, n));
     }
     acc.bytes += n;
   }
@@ -748,7 +756,7 @@ Result<HostAccess> GmemFile::host_access(GmemMapping m, uint64_t offset, uint64_
 }
 
 Result<HostAccess> GmemFile::host_read(GmemMapping m, uint64_t offset, std::span<uint8_t> out) {
-  return host_access(m, offset, out.size(), false, out.data(), nullptr, kNobody);
+  return host_access(m, offset, out.size(), false, out.data(), nullptr, kHostUser);
 }
 
 Result<HostAccess> GmemFile::host_write(GmemMapping m, uint64_t offset, std::span<const uint8_t> in,

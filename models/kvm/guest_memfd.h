@@ -27,6 +27,7 @@
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
 #include "hw/memory/frame_allocator.h"
+#include "hw/memory/initiator.h"
 #include "hw/memory/phys_mem.h"
 #include "models/kvm/kvm_types.h"
 #include "models/kvm/uapi.h"
@@ -304,9 +305,10 @@ class GmemFile {
   // (kvm_gmem_fault_user_mapping plus the generic mm's checks); installs the PTE on success.
   // A present PTE answers without a fault.
   Result<UserFault> user_fault(GmemMapping m, uint64_t offset, bool write);
-  // Host accesses through a mapping: fault where needed, then PhysMem at the PTE's pfn. They
-  // bypass the hardware checks (RMP, TDX, pKVM stage 2): the timed shell routes real host
-  // accesses through the memory module; these model the VMM's view of a shared mapping.
+  // Host accesses through a mapping: fault where needed, then the frame at the PTE's pfn, as
+  // host userspace (`who`) through an Initiator (hw/memory/initiator.h): the platform's host
+  // checks see them, and a page they refuse ends the access with SIGBUS, as a user-space RMP #PF
+  // does (tdx-snp.md B3). Bytes only: a write then keys the frame 0 and labels it `who`.
   Result<HostAccess> host_read(GmemMapping m, uint64_t offset, std::span<uint8_t> out);
   Result<HostAccess> host_write(GmemMapping m, uint64_t offset, std::span<const uint8_t> in,
                                 Principal who = kHostUser);

@@ -161,6 +161,10 @@ ExitAction Vcpu::handle_exit_at(unsigned, const VmExit& e) {
       return u;
     }
     case ExitReason::kBusError:
+    // Delivered to the guest kernel, not to KVM; no backend's checks raise them yet, so reaching
+    // KVM they stop the vCPU as unhandled.
+    case ExitReason::kVirtualizationException:
+    case ExitReason::kVmmCommunication:
       break;
   }
   ExitAction a;

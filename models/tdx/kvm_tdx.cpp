@@ -243,7 +243,8 @@ Result<Hpa> KvmTdxBackend::alloc_frame(Vm& vm) {
 void KvmTdxBackend::clear_page(Vm& vm, Hpa page) {
   // The host clears a page it got back from the module before reuse: MOVDIR64B under key 0
   // (whole lines, so the TD-owner bits and poison go), as nobody's data (A9, A10.3).
-  (void)vm.mem().fill_keyed(page, kPageBytes, 0, KeyedAccess{0, kNobody, true});
+  (void)Initiator::host_kernel(vm.mem()).fill(page, kPageBytes, 0,
+                                              WriteOptions{}.labelled(kNobody).whole_lines());
   vm.mem().revoke_dmi(hpa_to_pfn(page));
   ++host_.stats().pages_cleared;
 }

@@ -57,6 +57,7 @@
 #include "hw/base/stat_visitor.h"
 #include "hw/memory/phys_mem.h"
 #include "models/kvm/backend.h"
+#include "models/tdx/tdx_access_policy.h"
 #include "models/tdx/tdx_module_core.h"
 
 namespace cvmsim::tdx {
@@ -230,18 +231,14 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
     return options_.huge_private ? PageSize::k2M : PageSize::k4K;
   }
 
-  std::optional<PrivateTranslation> private_translation(const kvm::Vm&) const override {
-    // Private GPAs walk the module's Secure EPT under the TD's HKID, shared ones (bit 47 set)
-    // KVM's shared EPT (tdx-snp.md A1).
-    auto root = walk_root();
-    if (!td_created_ || !root) return std::nullopt;
-    return PrivateTranslation{*root, shared_bit(), hkid_};
-  }
   bool translates_privately(const kvm::Vm&, Gpa gpa) const override {
     return td_created_ && !(gpa.value() & shared_mask_);
   }
   Stage2Lookup lookup_private(const kvm::Vm&, Gpa gpa) const override;
   bool has_private_leaf(const kvm::Vm& vm, Gfn gfn) const override;
+  // The TD's vCPUs walk private GPAs through the Secure EPT under the HKID, shared ones through
+  // KVM's shared EPT under key 0 (tdx_access_policy.h). nullptr until the TD exists.
+  const GuestAccessPolicy* guest_access_policy(const kvm::Vm& vm) const override;
   PrivateFaultAction private_fault(kvm::Vm& vm, kvm::Vcpu& vcpu, const VmExit& e) override;
   std::optional<ExitAction> machine_check(kvm::Vm& vm, kvm::Vcpu& vcpu,
                                           const MachineCheck& mc) override;
@@ -378,6 +375,9 @@ class KvmTdxBackend final : public kvm::KvmBackend, public TdxGuestAbi {
   TdxGuestSide* guest_ = nullptr;
   uint64_t accept_work_ = 0;  // ACCEPT cycles since the last interrupt (accept_interrupt_cycles)
   bool vm_dead_ = false;      // kvm_vm_dead after a guest access before accepting
+  // guest_access_policy's, made on first use (the Secure EPT's root and the HKID are the TD's
+  // from TDH.MNG.CREATE on).
+  mutable std::unique_ptr<TdxGuestAccessPolicy> access_policy_;
 };
 
 // KVM_X86_TDX_VM's factory for Kvm::register_backend: a TD with `options` (nullopt: the host's

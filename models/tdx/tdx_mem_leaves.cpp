@@ -134,8 +134,8 @@ TdxTicket TdxModule::begin_mem_page_add(Hpa tdr, Gpa gpa, Hpa page, Hpa source) 
   t.commit_ = [this, td, gpa, page, src, entry](TdxTicket&) {
     const Pfn f = hpa_to_pfn(page);
     std::vector<uint8_t> buf(kPageBytes);
-    mem_.read(src, buf);
-    mem_.write(page, buf);
+    (void)fw_.read_plain(src, buf);
+    (void)fw_.write_plain(page, buf);
     td_frame_meta(f, *td);
     ++stats_.pages_copied;
     write_entry(entry, SeptCodec::leaf(f, SeptState::kMapped));
@@ -180,7 +180,7 @@ TdxTicket TdxModule::begin_mr_extend(Hpa tdr, Gpa gpa) {
     const auto header = measurement_block("MR.EXTEND", gpa);
     td->mrtd_ctx.update(header);
     std::array<uint8_t, 256> chunk{};
-    mem_.read(data, chunk);  // read under the TD's key by the module
+    (void)fw_.read_plain(data, chunk);  // read under the TD's key by the module
     td->mrtd_ctx.update(chunk);
     stats_.sha384_blocks += 3;
   };
@@ -483,7 +483,7 @@ TdxTicket TdxModule::begin_mem_page_demote(Hpa tdr, Gpa gpa, PageSize size, Hpa 
     init_sept_page(table, *td);
     for (unsigned i = 0; i < kEntriesPerTable; ++i) {
       const Pfn cf = e.pfn + i * frames_of(child_size);
-      mem_.write_u64(pfn_to_hpa(table) + 8 * i, SeptCodec::leaf(cf, child_state));
+      (void)fw_.write_u64(pfn_to_hpa(table) + 8 * i, SeptCodec::leaf(cf, child_state));
     }
     pamt_.make_nda(e.pfn, size);
     for (unsigned i = 0; i < kEntriesPerTable; ++i) {

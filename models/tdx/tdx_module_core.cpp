@@ -298,7 +298,10 @@ void TdxModule::record_coverage(const TdxTicket& t, bool committed) {
 // Construction
 
 TdxModule::TdxModule(PhysMem& mem, TdxConfig config)
-    : mem_(mem), cfg_(std::move(config)), pamt_(cfg_.tdmrs) {
+    : mem_(mem),
+      fw_(mem, InitiatorId{kFirmware, InitiatorKind::kFirmware, 0}, &seam_checks_),
+      cfg_(std::move(config)),
+      pamt_(cfg_.tdmrs) {
   assert(cfg_.hkid_bits > 0 && cfg_.hkid_bits < cfg_.max_pa && cfg_.max_pa <= 52);
   assert(cfg_.private_hkid_min <= cfg_.private_hkid_max);
   assert(cfg_.private_hkid_max < (1u << cfg_.hkid_bits));
@@ -558,7 +561,7 @@ void TdxModule::td_frame_meta(Pfn f, const Td& td) {
 }
 
 void TdxModule::zero_td_page(Pfn f, const Td& td) {
-  mem_.fill(pfn_to_hpa(f), kPageBytes, 0);
+  (void)fw_.fill_plain(pfn_to_hpa(f), kPageBytes, 0);
   td_frame_meta(f, td);
   ++stats_.pages_zeroed;
 }
@@ -567,7 +570,8 @@ void TdxModule::init_sept_page(Pfn f, const Td& td) {
   // A2.3 SEPT.ADD: zeroed with MOVDIR64B under the TD HKID, all 512 entries FREE|SVE.
   mem_.mark_table(f, true);
   const Hpa base = pfn_to_hpa(f);
-  for (unsigned i = 0; i < kEntriesPerTable; ++i) mem_.write_u64(base + 8 * i, kSepteInitValue);
+  for (unsigned i = 0; i < kEntriesPerTable; ++i)
+    (void)fw_.write_u64(base + 8 * i, kSepteInitValue);
   td_frame_meta(f, td);
   ++stats_.pages_zeroed;
 }
@@ -611,7 +615,7 @@ TdxTicket TdxModule::begin_mng_create(Hpa tdr, KeyId hkid, Principal owner) {
     td->hkid = hkid;
     td->lifecycle = TdLifecycle::kHkidAssigned;
     // The TDR is written with the global KeyID (A1) and holds module data.
-    mem_.fill(tdr, kPageBytes, 0);
+    (void)fw_.fill_plain(tdr, kPageBytes, 0);
     mem_.set_key(f, cfg_.global_hkid);
     mem_.set_td_owner(f, true);
     mem_.set_poison(f, false);
@@ -680,7 +684,7 @@ TdxTicket TdxModule::begin_mng_addcx(Hpa tdr, Hpa tdcx) {
     if (index == cfg_.sept_root_tdcs_index) {
       init_sept_page(f, *td);  // M tdh_mng_add_cx: the root is filled with SEPTE_INIT_VALUE
     } else if (index == 2) {
-      mem_.fill(tdcx, kPageBytes, 0xFF);  // MSR bitmaps page: all ones
+      (void)fw_.fill_plain(tdcx, kPageBytes, 0xFF);  // MSR bitmaps page: all ones
       td_frame_meta(f, *td);
     } else {
       zero_td_page(f, *td);

@@ -52,6 +52,9 @@
 // Module writes to TD pages go to PhysMem with the TD's HKID as key id, the TD-owner bit set, the
 // poison cleared (MOVDIR64B writes whole lines, A9) and the TD's principal as label. S-EPT pages
 // are real frames marked as tables; the hardware walker walks them through sept_walk_root().
+// The module reads and writes frame data as a firmware Initiator (hw/memory/initiator.h) with a
+// chain of its own, empty: SEAM-mode accesses are not the host's, so the platform's host checks
+// do not apply to them.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +72,7 @@
 #include "hw/base/result.h"
 #include "hw/base/stat_visitor.h"
 #include "hw/base/state_machine.h"
+#include "hw/memory/initiator.h"
 #include "hw/memory/phys_mem.h"
 #include "hw/mmu/pte_format.h"
 #include "hw/mmu/sept.h"
@@ -583,8 +587,8 @@ class TdxModule {
   void td_frame_meta(Pfn f, const Td& td);
   void zero_td_page(Pfn f, const Td& td);
   void init_sept_page(Pfn f, const Td& td);
-  void write_entry(Hpa entry, uint64_t raw) { mem_.write_u64(entry, raw); }
-  uint64_t read_entry(Hpa entry) const { return mem_.read_u64(entry); }
+  void write_entry(Hpa entry, uint64_t raw) { (void)fw_.write_u64(entry, raw); }
+  uint64_t read_entry(Hpa entry) const { return fw_.read_u64(entry); }
 
   // Guest-side helpers
   Vcpu* vcpu_in_td(TdxTicket& t, Hpa tdvpr);
@@ -603,6 +607,10 @@ class TdxModule {
   unsigned status_index(uint64_t status) const;
 
   PhysMem& mem_;
+  // The module's own accesses: SEAM mode, its own (empty) chain. The chain is declared first so
+  // that it exists when fw_ takes its address.
+  AccessCheckChain seam_checks_;
+  Initiator fw_;
   TdxConfig cfg_;
   sm::Coverage own_coverage_;
   sm::Coverage* coverage_ = nullptr;

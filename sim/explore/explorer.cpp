@@ -325,10 +325,8 @@ class Session {
       p.tlb_ways = static_cast<unsigned>(mmu.tlb.ways);
       p.pwc_entries = static_cast<unsigned>(mmu.pwc.entries);
       p.pwc_ways = static_cast<unsigned>(mmu.pwc.ways);
-      const auto priv = kv.vm().backend().private_translation(kv.vm());
-      if (priv) p.key = priv->private_key;
       c.cpu = std::make_unique<FunctionalCpu>(p, core_->mem(), kv.vm().stage2(), *c.exits);
-      if (priv) c.cpu->set_private_root(priv->root, priv->shared_bit, 0);
+      c.cpu->set_guest_access_policy(kv.vm().backend().guest_access_policy(kv.vm()));
       c.cpu->read_observer = [this](Pfn f, Principal reader, Principal holder) {
         checker_->note_plaintext_read(kvm::PlaintextRead{f, reader, holder});
       };

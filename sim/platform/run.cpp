@@ -9,6 +9,7 @@
 
 #include "hw/base/pattern.h"
 #include "hw/cpu/vcpu_module.h"
+#include "hw/memory/initiator.h"
 #include "hw/memory/memory_module.h"
 #include "hw/mmu/stage2_table.h"
 #include "hw/platform/router_module.h"
@@ -203,14 +204,11 @@ class Platform : public sc_core::sc_module {
         const std::string cpu_name = vmc.name + "_cpu" + std::to_string(i);
         kvm::Vcpu& kv = pvm.vmm->vcpu(static_cast<unsigned>(i));
         exits_.push_back(std::make_unique<CheckedExits>(kv, *checker_, *driver_, actor, stop));
-        const auto priv = kv.vm().backend().private_translation(kv.vm());
-        if (priv) p.key = priv->private_key;
         auto cpu =
             std::make_unique<VcpuModule>(cpu_name.c_str(), p, kv.vm().stage2(), *exits_.back(),
                                          std::move(program), trace, &progress);
-        // A VM with a private root walks private GPAs there, shared ones through KVM's stage-2
-        // table under key 0.
-        if (priv) cpu->set_private_root(priv->root, priv->shared_bit, 0);
+        // The backend's roots, keys and checks for guest accesses (a TD's: the S-EPT and HKID).
+        cpu->set_guest_access_policy(kv.vm().backend().guest_access_policy(kv.vm()));
         kv.attach(&cpu->tlb(), &cpu->pwc());
         cpu->set_sync_handler(driver_->sync_for(actor));
         cpu->socket.bind(router_.target_socket);

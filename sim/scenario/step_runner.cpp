@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "hw/base/pattern.h"
+#include "hw/memory/initiator.h"
 #include "models/kvm/uapi.h"
 
 namespace cvmsim::scenario {
@@ -26,6 +27,15 @@ std::string hex(uint64_t v) {
   char b[32];
   std::snprintf(b, sizeof b, "0x%" PRIx64, v);
   return b;
+}
+
+// A host access the platform's host checks refused (hw/memory/access_check.h).
+std::string refused_message(const AccessFault& f) {
+  const char* what = f.kind == AccessFault::Kind::kPageFault     ? "#PF"
+                     : f.kind == AccessFault::Kind::kStage2Abort ? "a stage-2 abort"
+                                                                 : "an IOMMU fault";
+  return "the host's access to hpa " + hex(f.hpa.value()) + " was refused by " +
+         std::string(f.check) + ": " + what + " with error code " + hex(f.error_code);
 }
 
 }  // namespace
@@ -549,16 +559,24 @@ Cycles StepExecutor::execute(size_t index) {
       }
       const Hpa hpa = Hpa(pfn_to_hpa(lk.pfn_for(g)).value() + (s.gpa & (kPageBytes - 1)));
       PhysMem& mem = vm->mem();
+      // The host kernel as a hostile initiator: the platform's host checks see the access.
+      Initiator host(mem, InitiatorId{kHostKernel, InitiatorKind::kHostile, 0});
       std::vector<uint8_t> buf(s.size);
       if (s.op == StepOp::kHostileWrite) {
         fill_pattern(s.pattern, s.value, s.gpa, buf);
-        (void)mem.write_keyed(hpa, buf, KeyedAccess{0, kHostKernel, false});
-        // Incremental checks look at the frame again (gfn without a shared bit, as KVM records it).
-        const Gfn gf = vm->backend().fault_gfn(*vm, g);
-        vm->note_changed(GfnRange{gf, gf + 1});
-        if (!s.expect.has("violation")) log_.met(s, index);
+        if (const AccessResult w = host.write(hpa, buf); !w.ok()) {
+          log_.failed(s, index, refused_message(*w.fault));
+        } else {
+          // Incremental checks look at the frame again (gfn without a shared bit, as KVM
+          // records it).
+          const Gfn gf = vm->backend().fault_gfn(*vm, g);
+          vm->note_changed(GfnRange{gf, gf + 1});
+          if (!s.expect.has("violation")) log_.met(s, index);
+        }
+      } else if (const AccessResult res = host.read(hpa, buf); !res.ok()) {
+        log_.failed(s, index, refused_message(*res.fault));
       } else {
-        const IntegrityResult r = mem.read_keyed(hpa, buf, 0);
+        const IntegrityResult& r = res.integrity;
         const Pfn frame = hpa_to_pfn(hpa);
         if (on_plaintext_read && !r.poisoned && !r.zeroed && !r.key_mismatch &&
             mem.meta(frame).label != kHostKernel && mem.meta(frame).label != kNobody)

@@ -175,7 +175,7 @@ class HostInitiator : public sc_core::sc_module {
     gp_.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
     ext_.who = who;
     ext_.key = key;
-    ext_.initiator = Initiator::kHost;
+    ext_.initiator = InitiatorKind::kHostKernel;
     ext_.full_line_write = full_line;
     ext_.clear_response();
     sc_core::sc_time delay = sc_core::SC_ZERO_TIME;

@@ -1,6 +1,5 @@
-// Per-frame provenance log (issue 5 item 3: "a leak is reported with the chain of events that
-// carried the data there"; docs/invariants.md "Violation reports", docs/memory-integrity.md
-// "Provenance").
+// Per-frame provenance log: a leak is reported with the chain of events that carried the data
+// there (docs/invariants.md "Violation reports", docs/memory-integrity.md "Provenance").
 //
 // For every frame that has carried a VM's secret label, the last kPerFrame events that put data
 // into it or moved it between owners: a keyed write that changed its label (PhysMem records it),
